@@ -1,0 +1,6 @@
+"""Model loading: local TransformerLens checkpoints, local HF GPT-2 checkpoints, or the hub."""
+
+from fra.models.loading import load_model, save_hooked
+from fra.models.tokenizers import gpt2_tokenizer
+
+__all__ = ["gpt2_tokenizer", "load_model", "save_hooked"]

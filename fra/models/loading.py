@@ -1,0 +1,131 @@
+"""Load a model as a TransformerLens ``HookedTransformer``: ``fra`` loads, it never guesses.
+
+A model spec is either a local directory or a hub name:
+
+* a directory written by :func:`save_hooked` (``hooked_config.json`` + ``model.safetensors``),
+* a saved Hugging Face GPT-2-architecture checkpoint (``config.json`` with ``model_type: gpt2``),
+  converted offline and processed like TransformerLens' ``from_pretrained`` (fold LN, centre
+  writing weights); without tokenizer files of its own it gets the offline GPT-2 tokenizer,
+* a hub name such as ``gpt2-small`` (needs network access to the Hugging Face hub).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+from urllib.parse import urlparse
+
+import torch
+from safetensors.torch import load_file, save_file
+from transformer_lens import HookedTransformer, HookedTransformerConfig
+from transformers import PreTrainedTokenizerFast
+
+from fra.errors import FRAError
+from fra.io import atomic_path, write_json
+from fra.models.tokenizers import gpt2_tokenizer
+
+HOOKED_CONFIG = "hooked_config.json"
+HOOKED_WEIGHTS = "model.safetensors"
+
+
+def pick_device(device: str = "auto") -> str:
+    """``auto`` -> ``cuda`` when available, else ``cpu``."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise FRAError("device `cuda` was requested but no CUDA GPU is visible; use --device cpu")
+    return device
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """True when the Hugging Face hub answers a TCP connection within ``timeout`` seconds."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    host = urlparse(constants.ENDPOINT).hostname or ""
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def require_hub(what: str, local_hint: str) -> None:
+    """Fail fast, with the local-files alternative, when the hub cannot be reached."""
+    if not hub_reachable():
+        raise FRAError(f"cannot reach the Hugging Face hub to download {what}. {local_hint}")
+
+
+def save_hooked(model: HookedTransformer, path: str | Path) -> Path:
+    """Save a HookedTransformer (config, weights, tokenizer if any) so :func:`load_model` reads it."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    cfg = {k: (str(v).removeprefix("torch.") if k == "dtype" else v) for k, v in model.cfg.to_dict().items()}
+    cfg["device"] = None
+    with atomic_path(path / HOOKED_WEIGHTS) as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    if model.tokenizer is not None:
+        model.tokenizer.save_pretrained(str(path))
+    write_json(path / HOOKED_CONFIG, cfg)
+    return path
+
+
+def _load_hooked(path: Path, device: str) -> HookedTransformer:
+    cfg = json.loads((path / HOOKED_CONFIG).read_text())
+    cfg["dtype"] = getattr(torch, cfg.get("dtype", "float32"))
+    cfg["device"] = device
+    model = HookedTransformer(HookedTransformerConfig(**cfg))
+    model.load_state_dict(load_file(str(path / HOOKED_WEIGHTS), device=device))
+    if (path / "tokenizer.json").exists():
+        model.set_tokenizer(PreTrainedTokenizerFast.from_pretrained(str(path)))
+    return model.eval()
+
+
+def _load_hf_gpt2(path: Path, device: str) -> HookedTransformer:
+    from transformer_lens.pretrained.weight_conversions import convert_gpt2_weights
+    from transformers import GPT2LMHeadModel
+
+    hf = GPT2LMHeadModel.from_pretrained(str(path), dtype=torch.float32)
+    c = hf.config
+    act = {"gelu_new": "gelu_new", "gelu": "gelu", "relu": "relu"}.get(c.activation_function)
+    if act is None:
+        raise FRAError(f"{path}: activation `{c.activation_function}` is not supported for GPT-2 conversion")
+    cfg = HookedTransformerConfig(
+        d_model=c.n_embd, d_head=c.n_embd // c.n_head, n_heads=c.n_head, d_mlp=c.n_inner or 4 * c.n_embd,
+        n_layers=c.n_layer, n_ctx=c.n_positions, eps=c.layer_norm_epsilon, d_vocab=c.vocab_size,
+        act_fn=act, normalization_type="LN", positional_embedding_type="standard",
+        original_architecture="GPT2LMHeadModel", default_prepend_bos=True, device=device,
+    )
+    model = HookedTransformer(cfg, move_to_device=False)
+    model.load_and_process_state_dict(
+        convert_gpt2_weights(hf, cfg), fold_ln=True, center_writing_weights=True, center_unembed=True
+    )
+    has_tok = any((path / f).exists() for f in ("tokenizer.json", "vocab.json"))
+    model.set_tokenizer(PreTrainedTokenizerFast.from_pretrained(str(path)) if has_tok else gpt2_tokenizer())
+    return model.to(device).eval()
+
+
+def load_model(spec: str | Path, device: str = "auto") -> HookedTransformer:
+    """Load ``spec`` (local directory or hub name) as an eval-mode HookedTransformer."""
+    device = pick_device(device)
+    path = Path(spec)
+    if path.is_dir():
+        if (path / HOOKED_CONFIG).exists():
+            return _load_hooked(path, device)
+        config = path / "config.json"
+        if config.exists():
+            kind = json.loads(config.read_text()).get("model_type")
+            if kind == "gpt2":
+                return _load_hf_gpt2(path, device)
+            raise FRAError(f"{path}: model_type `{kind}` is not supported; fra converts GPT-2-architecture checkpoints")
+        raise FRAError(f"{path} holds neither `{HOOKED_CONFIG}` (fra's format) nor a Hugging Face `config.json`")
+    if path.exists() or str(spec).startswith((".", "/")):
+        raise FRAError(f"model `{spec}` is not a directory; pass a model directory or a hub name like gpt2-small")
+    require_hub(
+        f"model `{spec}`",
+        "Point --model at a local directory instead: a saved Hugging Face GPT-2 checkpoint "
+        "(config.json + weights) or a model saved by fra (e.g. models/toy after `dvc repro`).",
+    )
+    return HookedTransformer.from_pretrained(str(spec), device=device).eval()

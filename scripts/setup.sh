@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Creates .venv and installs fra with everything it needs (idempotent).
+# torch is pinned first so that pip takes the CPU wheel instead of several GB of CUDA wheels.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null || PY=python3
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q "torch==2.13.0"
+.venv/bin/python -m pip install -q -e ".[test]"

@@ -1,0 +1,40 @@
+import pytest
+
+from fra.config import EngineConfig, Params, from_dict, load_params
+from fra.errors import ConfigError
+
+
+def test_repository_params_load():
+    assert isinstance(load_params("params.yaml"), Params)
+
+
+@pytest.mark.parametrize(
+    "data, key",
+    [
+        ({"engine": {"q_blok": 4}}, "engine.q_blok"),  # misspelled key
+        ({"engin": {}}, "engin"),  # misspelled section
+        ({"engine": {"q_block": "4"}}, "engine.q_block"),  # wrong type
+        ({"engine": {"q_block": 0}}, "engine.q_block"),  # out of range
+        ({"engine": {"top_k": True}}, "engine.top_k"),  # bool is not an int
+        ({"engine": {"device": "tpu"}}, "engine.device"),  # not an allowed value
+        ({"engine": {"min_act": -1}}, "engine.min_act"),
+    ],
+)
+def test_bad_params_name_the_key(data, key):
+    with pytest.raises(ConfigError, match=f"`{key}`"):
+        from_dict(Params, data)
+
+
+def test_suggests_close_key():
+    with pytest.raises(ConfigError, match="did you mean `q_block`"):
+        from_dict(Params, {"engine": {"q_blok": 4}})
+
+
+def test_values_coerced():
+    cfg = from_dict(EngineConfig, {"min_act": 1, "top_k": None})
+    assert cfg.min_act == 1.0 and isinstance(cfg.min_act, float) and cfg.top_k is None
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_params(tmp_path / "nope.yaml")
