@@ -66,7 +66,7 @@ def tokenize(model: HookedTransformer, text: str) -> Int[Tensor, "1 pos"]:
         raise FRAError("the text is empty; pass a non-empty --text")
     if model.tokenizer is None:
         raise FRAError("the model has no tokenizer; pass token ids instead of text")
-    return check_tokens(model, model.to_tokens(text))
+    return check_tokens(model, model.to_tokens(text, truncate=False))
 
 
 @dataclass

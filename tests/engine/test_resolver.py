@@ -1,0 +1,121 @@
+import pytest
+import torch
+
+from fra.config import EngineConfig
+from fra.engine import FEATURE_PAIRS, resolve
+from fra.engine.reference import analyze_feature_attention_interactions, reference_inputs
+from tests.conftest import make_model, make_sae
+
+ARCHS = [("LN", "standard", None), ("LNPre", "standard", None), (None, "standard", None),
+         ("RMS", "rotary", None), ("RMS", "rotary", 2), ("LN", "shortformer", None)]
+
+
+def dense_pairs(fra, b, h_slot, i, j, d_sae):
+    """Engine values of one (query, key) pair scattered into a [d_sae, d_sae] matrix."""
+    for i0, i1, vals in fra.pair_blocks():
+        if i0 <= i < i1:
+            qi, kj = fra.feature_ids[b, i], fra.feature_ids[b, j]
+            out = torch.zeros(d_sae, d_sae)
+            nq, nk = int((qi >= 0).sum()), int((kj >= 0).sum())
+            out[qi[:nq, None], kj[None, :nk]] = vals[b, h_slot, i - i0, j, :nq, :nk]
+            return out
+
+
+def reference_pairs(model, sae, ref, layer, head, i, j, d_sae):
+    r = analyze_feature_attention_interactions(model, sae, ref, layer, head, i, j)
+    out = torch.zeros(d_sae, d_sae)
+    out[r["query_active_features"][:, None], r["key_active_features"][None, :]] = r["interaction_matrix"]
+    return out
+
+
+CASES = [(*arch, hook) for arch in ARCHS for hook in ("hook_resid_pre", "ln1.hook_normalized")
+         if not (arch[0] is None and hook == "ln1.hook_normalized")]  # no ln1 without normalisation
+
+
+@pytest.mark.parametrize("norm, positions, n_kv, hook", CASES)
+@pytest.mark.parametrize("b_dec_in", [True, False])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_terms_reproduce_scores_and_match_reference(norm, positions, n_kv, hook, b_dec_in, seed):
+    model = make_model(norm, positions, seed, n_kv)
+    sae = make_sae(f"blocks.1.{hook}", seed=seed, apply_b_dec_to_input=b_dec_in)
+    tokens = torch.randint(0, 50, (2, 11), generator=torch.Generator().manual_seed(seed))
+    fra = resolve(model, sae, tokens, layer=1, cfg=EngineConfig(q_block=4))
+    assert fra.residual() < 1e-4
+    assert fra.shares()[FEATURE_PAIRS] > 0.01  # the SAE features carry part of the score
+    ref = reference_inputs(model, sae, tokens[1], 1)
+    for head in (0, 3):
+        for i, j in [(0, 0), (5, 2), (10, 0), (10, 9), (7, 7)]:
+            got = dense_pairs(fra, 1, head, i, j, sae.cfg.d_sae)
+            want = reference_pairs(model, sae, ref, 1, head, i, j, sae.cfg.d_sae)
+            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_noncausal_pairs_are_zero_and_block_size_does_not_matter(model, sae):
+    tokens = torch.randint(0, 50, (1, 9))
+    a, b = (resolve(model, sae, tokens, 1, cfg=EngineConfig(q_block=q)) for q in (1, 16))
+    torch.testing.assert_close(a.pair_sum(), b.pair_sum())
+    assert (a.pair_sum()[0].triu(1) == 0).all()
+
+
+def test_batch_equals_single_sequences(model, sae):
+    tokens = torch.randint(0, 50, (3, 8))
+    batch = resolve(model, sae, tokens, 1, heads=(1, 2))
+    for n in range(3):
+        single = resolve(model, sae, tokens[n : n + 1], 1, heads=(1, 2))
+        for name, t in single.terms().items():
+            torch.testing.assert_close(batch.terms()[name][n], t[0], rtol=1e-5, atol=1e-5)
+
+
+def test_dense_terms_by_hand(model, sae):
+    """bias.bias and b_dec.b_dec terms against a direct computation from the weights."""
+    tokens = torch.randint(0, 50, (1, 6))
+    fra = resolve(model, sae, tokens, 1, heads=(2,))
+    ln, attn = model.blocks[1].ln1, model.blocks[1].attn
+    _, cache = model.run_with_cache(tokens)
+    s = cache["blocks.1.ln1.hook_scale"][0, :, 0]
+    c = sae.b_dec - sae.b_dec.mean()
+    qd = ((c[None] / s[:, None]) * ln.w) @ attn.W_Q[2]
+    kd = ((c[None] / s[:, None]) * ln.w) @ attn.W_K[2]
+    bq, bk = ln.b @ attn.W_Q[2] + attn.b_Q[2], ln.b @ attn.W_K[2] + attn.b_K[2]
+    mask = torch.ones(6, 6).tril()
+    terms = fra.terms()
+    torch.testing.assert_close(terms["b_dec·b_dec"][0, 0], (qd @ kd.T) / attn.attn_scale * mask)
+    torch.testing.assert_close(terms["bias·bias"][0, 0], (bq @ bk) / attn.attn_scale * mask)
+
+
+def test_entries_cover_every_active_pair(model, sae):
+    tokens = torch.randint(0, 50, (1, 7))
+    fra = resolve(model, sae, tokens, 1, heads=(0,))
+    e = fra.entries()
+    n_active = (fra.feature_ids[0] >= 0).sum(-1)
+    expected = sum(int(n_active[i] * n_active[j]) for i in range(7) for j in range(i + 1))
+    assert len(e["value"]) == expected
+    per_pair = torch.zeros(7, 7).index_put_((e["query"], e["key"]), e["value"], accumulate=True)
+    torch.testing.assert_close(per_pair, fra.pair_sum()[0, 0], rtol=1e-5, atol=1e-5)
+    f_act = sae.encode(model.run_with_cache(tokens)[1]["blocks.1.hook_resid_pre"])[0]
+    assert (f_act[e["query"], e["query_feature"]] != 0).all() and (f_act[e["key"], e["key_feature"]] != 0).all()
+
+
+@pytest.mark.parametrize(
+    "cfg, option",
+    [(EngineConfig(top_k=3), "top_k"), (EngineConfig(min_act=0.4), "min_act"), (EngineConfig(exclude_first=True), "exclude_first")],
+)
+def test_truncation_stays_exact_and_reports_removed_share(model, sae, cfg, option):
+    tokens = torch.randint(0, 50, (1, 8))
+    full = resolve(model, sae, tokens, 1, heads=(1,))
+    cut = resolve(model, sae, tokens, 1, heads=(1,), cfg=cfg)
+    assert cut.residual() < 1e-4  # dropped features moved to the `dropped` remainder term
+    assert any("dropped" in name for name in cut.terms())
+    # brute force: share of sum |FRA| whose query or key feature was dropped
+    e = full.entries()
+    kept = {(int(i), int(a)) for i in range(8) for a in cut.feature_ids[0, i] if a >= 0}
+    gone = torch.tensor([(int(q), int(a)) not in kept or (int(k), int(b)) not in kept
+                         for q, k, a, b in zip(e["query"], e["key"], e["query_feature"], e["key_feature"])])
+    want = float(e["value"].abs()[gone].sum() / e["value"].abs().sum())
+    assert cut.truncation[option] == pytest.approx(want, rel=1e-4)
+    assert cut.truncation["combined"] == pytest.approx(want, rel=1e-4)
+    assert 0 < want < 1
+    if option == "exclude_first":
+        assert (cut.feature_ids[0, 0] < 0).all()
+    if option == "top_k":
+        assert cut.feature_ids.shape[-1] == 3

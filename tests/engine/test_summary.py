@@ -1,0 +1,23 @@
+import torch
+
+from fra.config import EngineConfig
+from fra.engine import resolve
+from fra.engine.summary import channel_table
+
+
+def test_channel_table_matches_brute_force(model, sae):
+    tokens = torch.randint(0, 50, (1, 9))
+    fra = resolve(model, sae, tokens, 1, heads=(3,), cfg=EngineConfig(q_block=2))
+    table = channel_table(fra)
+    e = fra.entries()
+    for r in range(0, len(table["total"]), max(1, len(table["total"]) // 25)):
+        a, b = int(table["query_feature"][r]), int(table["key_feature"][r])
+        sel = (e["query_feature"] == a) & (e["key_feature"] == b)
+        vals = e["value"][sel]
+        assert torch.isclose(table["total"][r], vals.sum(), atol=1e-5)
+        assert torch.isclose(table["abs_total"][r], vals.abs().sum(), atol=1e-5)
+        assert int(table["n_pairs"][r]) == int(sel.sum())
+        best = int(vals.abs().argmax())
+        assert torch.isclose(table["value"][r], vals[best])
+        assert (int(table["query"][r]), int(table["key"][r])) == (int(e["query"][sel][best]), int(e["key"][sel][best]))
+    assert int(table["n_pairs"].sum()) == len(e["value"])

@@ -1,0 +1,45 @@
+import json
+
+import pytest
+
+from fra.cli import main
+from fra.models import gpt2_tokenizer, save_hooked
+from tests.conftest import make_model, make_sae
+
+
+@pytest.fixture
+def files(tmp_path):
+    model = make_model(d_vocab=50257, n_ctx=32)
+    model.set_tokenizer(gpt2_tokenizer())
+    save_hooked(model, tmp_path / "model")
+    make_sae().save_model(tmp_path / "sae")
+    return ["--model", str(tmp_path / "model"), "--sae", str(tmp_path / "sae"), "--device", "cpu"]
+
+
+TEXT = "The cat sat on the mat. The cat sat on"
+
+
+def test_resolve_json(files, capsys):
+    assert main(["resolve", *files, "--layer", "1", "--head", "2", "--text", TEXT, "--json", "--top", "4"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["residual"] < 1e-4
+    assert out["tokens"][:3] == ["<|endoftext|>", "The", " cat"]
+    assert len(out["channels"]) == 4
+    assert out["feature_pair_share"] + out["remainder_share"] == pytest.approx(1.0)
+    totals = [c["abs_total"] for c in out["channels"]]
+    assert totals == sorted(totals, reverse=True)
+    s = out["channels"][0]["strongest"]
+    assert s["key"] <= s["query"] and out["tokens"][s["query"]] == s["query_token"]
+
+
+def test_resolve_text_with_truncation(files, capsys):
+    assert main(["resolve", *files, "--layer", "1", "--head", "0", "--text", TEXT, "--top-k", "3", "--exclude-first"]) == 0
+    out = capsys.readouterr().out
+    assert "exactness residual" in out and "truncation top_k: removed" in out and "truncation exclude_first" in out
+
+
+def test_resolve_bad_input_exits_2_with_message(files, capsys):
+    assert main(["resolve", *files, "--layer", "7", "--head", "0", "--text", TEXT]) == 2
+    assert "layer 7 is out of range" in capsys.readouterr().err
+    assert main(["resolve", *files, "--layer", "1", "--head", "0", "--text", ""]) == 2
+    assert "text is empty" in capsys.readouterr().err
