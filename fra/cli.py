@@ -36,7 +36,55 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=lambda a: __import__("fra.engine.bench", fromlist=["main"]).main(a))
 
 
-COMMANDS = [_add_resolve, _add_bench]
+def _add_toy_data(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("toy-data", help="generate the planted-concept world corpus and its ground truth (params: world)")
+    p.add_argument("--params", default="params.yaml")
+    p.add_argument("--out", default="data/toy/corpus", help="corpus directory (.npy files)")
+    p.add_argument("--ground-truth", default="data/toy/ground_truth.json")
+    p.set_defaults(func=lambda a: __import__("fra.world.corpus", fromlist=["main"]).main(a))
+
+
+def _add_toy_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("toy-train", help="train the toy model, score its heads (params: world, toy_train, heads)")
+    p.add_argument("--params", default="params.yaml")
+    p.add_argument("--corpus", default="data/toy/corpus")
+    p.add_argument("--out", default="models/toy/model", help="model directory (fra.models.load_model reads it)")
+    p.add_argument("--results", default="results/toy", help="folder for train_metrics.json and heads.csv")
+    p.set_defaults(func=lambda a: __import__("fra.world.train", fromlist=["main"]).main(a))
+
+
+def _add_toy_saes(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("toy-saes", help="train one SAE per layer >= 1 of the toy model on hook_resid_pre (params: toy_saes)")
+    p.add_argument("--params", default="params.yaml")
+    p.add_argument("--model", default="models/toy/model")
+    p.add_argument("--corpus", default="data/toy/corpus")
+    p.add_argument("--ground-truth", default="data/toy/ground_truth.json")
+    p.add_argument("--out", default="models/toy/saes", help="one SAELens directory per layer: OUT/L1, OUT/L2, ...")
+    p.add_argument("--results", default="results/toy", help="folder for saes.json and feature_cards.json")
+    p.set_defaults(func=lambda a: __import__("fra.saes.training", fromlist=["main"]).main(a))
+
+
+def _add_heads(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("heads", help="induction / previous-token / duplicate-token scores of every head (params: heads)")
+    p.add_argument("--model", required=True, help="model directory or hub name")
+    p.add_argument("--params", default="params.yaml")
+    p.add_argument("--out", default="heads.csv")
+    p.add_argument("--check-out", default=None, help="also write the canonical-induction-head check as JSON here")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.set_defaults(func=lambda a: __import__("fra.heads", fromlist=["main"]).main(a))
+
+
+def _add_paper(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("paper", help="build the paper (HTML + PDF + provenance.json) with Quarto, or offline without it")
+    p.add_argument("--paper-dir", default="paper", help="the Quarto project folder")
+    p.add_argument("--out-dir", default=None, help="where the HTML, PDF and provenance.json go (default: PAPER_DIR/_build)")
+    p.add_argument("--route", default="auto", choices=["auto", "quarto", "offline"],
+                   help="auto: Quarto when `quarto` is on PATH, else pandoc + Typst + Jupyter")
+    p.add_argument("--verify", action="store_true", help="check a built paper's provenance.json against dvc.lock instead")
+    p.set_defaults(func=lambda a: __import__("fra.report.build", fromlist=["main"]).main(a))
+
+
+COMMANDS = [_add_resolve, _add_bench, _add_toy_data, _add_toy_train, _add_toy_saes, _add_heads, _add_paper]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -90,10 +90,137 @@ class EngineConfig:
 
 
 @dataclass(frozen=True)
+class WorldConfig:
+    """The planted-concept world: vocabulary, episode shapes and corpus size (``fra toy-data``)."""
+
+    seed: int = 0
+    n_classes: int = 24  # concept classes K
+    class_size: int = 6  # members per class M
+    n_filler: int = 56
+    n_conceptual: int = 12  # classes 0..n_conceptual-1 take part in concept repeats; the rest only in token repeats
+    seq_len: int = 128  # tokens per sequence, BOS included
+    segment_min: int = 10  # tokens in the first occurrence of an episode
+    segment_max: int = 24
+    gap_max: int = 16  # random tokens between the two occurrences (0..gap_max)
+    lead_max: int = 2  # random tokens before each episode (0..lead_max)
+    concept_prob: float = 0.5  # share of episodes that are concept repeats
+    filler_prob: float = 0.75  # a random (non-episode) token is a filler with this probability, else a class member
+    n_train: int = 40000  # training sequences
+    n_heldout: int = 1000  # held-out sequences
+
+    def __post_init__(self) -> None:
+        require(self.n_classes >= 2, "world.n_classes", f"must be >= 2, got {self.n_classes}")
+        require(self.class_size >= 2, "world.class_size", f"must be >= 2 (a concept repeat needs another member), got {self.class_size}")
+        require(self.n_filler >= 1, "world.n_filler", f"must be >= 1, got {self.n_filler}")
+        require(1 <= self.n_conceptual < self.n_classes, "world.n_conceptual",
+                f"must be in 1..n_classes-1 so both conceptual and token-only classes exist, got {self.n_conceptual}")
+        require(2 <= self.segment_min <= self.segment_max, "world.segment_min",
+                f"must satisfy 2 <= segment_min <= segment_max, got {self.segment_min} > {self.segment_max}")
+        require(self.gap_max >= 0 and self.lead_max >= 0, "world.gap_max", "and world.lead_max must be >= 0")
+        longest = self.lead_max + 2 * self.segment_max + self.gap_max
+        require(longest <= self.seq_len - 1, "world.seq_len",
+                f"({self.seq_len}) leaves {self.seq_len - 1} tokens after BOS but one episode can take "
+                f"lead_max + 2*segment_max + gap_max = {longest}; raise seq_len or shorten the episodes")
+        require((self.segment_max + 1) // 2 <= self.n_conceptual, "world.segment_max",
+                f"({self.segment_max}) needs {(self.segment_max + 1) // 2} distinct conceptual classes per concept "
+                f"episode but world.n_conceptual is {self.n_conceptual}; lower segment_max or raise n_conceptual")
+        n_plain = self.n_filler + (self.n_classes - self.n_conceptual) * self.class_size
+        require(self.segment_max // 2 <= n_plain, "world.segment_max",
+                f"({self.segment_max}) needs {self.segment_max // 2} distinct filler/token-only tokens per concept "
+                f"episode but the world has {n_plain}; lower segment_max or add fillers")
+        require(0 <= self.concept_prob <= 1, "world.concept_prob", f"must be in [0, 1], got {self.concept_prob}")
+        require(0 <= self.filler_prob <= 1, "world.filler_prob", f"must be in [0, 1], got {self.filler_prob}")
+        require(self.n_train >= 1 and self.n_heldout >= 1, "world.n_train", "and world.n_heldout must be >= 1")
+
+    @property
+    def d_vocab(self) -> int:
+        return 1 + self.n_classes * self.class_size + self.n_filler
+
+
+@dataclass(frozen=True)
+class ToyTrainConfig:
+    """The toy transformer and its seeded training loop (``fra toy-train``)."""
+
+    seed: int = 0
+    n_layers: int = 2
+    n_heads: int = 4
+    d_model: int = 128
+    d_mlp: int = 512
+    positional_embedding_type: Literal["standard", "shortformer"] = "shortformer"
+    steps: int = 4000
+    batch_size: int = 32
+    lr: float = 3e-3
+    warmup_steps: int = 200
+    weight_decay: float = 0.0
+    eval_every: int = 500  # steps between held-out evaluations
+
+    def __post_init__(self) -> None:
+        require(self.n_layers >= 2, "toy_train.n_layers", f"must be >= 2 (induction needs two layers), got {self.n_layers}")
+        require(self.n_heads >= 1, "toy_train.n_heads", f"must be >= 1, got {self.n_heads}")
+        require(self.d_model % self.n_heads == 0, "toy_train.d_model",
+                f"({self.d_model}) must be divisible by toy_train.n_heads ({self.n_heads})")
+        require(self.d_mlp >= 1, "toy_train.d_mlp", f"must be >= 1, got {self.d_mlp}")
+        require(self.steps >= 1 and self.batch_size >= 1, "toy_train.steps", "and toy_train.batch_size must be >= 1")
+        require(self.lr > 0, "toy_train.lr", f"must be > 0, got {self.lr}")
+        require(0 <= self.warmup_steps < self.steps, "toy_train.warmup_steps", f"must be in 0..steps-1, got {self.warmup_steps}")
+        require(self.weight_decay >= 0, "toy_train.weight_decay", f"must be >= 0, got {self.weight_decay}")
+        require(self.eval_every >= 1, "toy_train.eval_every", f"must be >= 1, got {self.eval_every}")
+
+
+@dataclass(frozen=True)
+class HeadScoreConfig:
+    """Token-level head scores on ``[BOS] r_1..r_N r_1..r_N`` (``fra heads``)."""
+
+    seed: int = 0
+    n_rep: int = 50  # N, the standard recipe's repeat length
+    batch_size: int = 10
+    offsets: tuple[int, ...] = (10, 25, 40)  # extra repeat lengths: a content head scores high at all of them
+    induction_threshold: float = 0.5  # canonical induction head: induction score >= this at every offset
+    previous_threshold: float = 0.4  # its previous-token partner: previous-token score >= this
+    positional_threshold: float = 0.2  # on non-repeated tokens the induction stripe must stay below this
+
+    def __post_init__(self) -> None:
+        require(self.n_rep >= 2, "heads.n_rep", f"must be >= 2, got {self.n_rep}")
+        require(self.batch_size >= 1, "heads.batch_size", f"must be >= 1, got {self.batch_size}")
+        require(all(n >= 2 for n in self.offsets), "heads.offsets", f"must all be >= 2, got {list(self.offsets)}")
+        for key in ("induction_threshold", "previous_threshold", "positional_threshold"):
+            value = getattr(self, key)
+            require(0 <= value <= 1, f"heads.{key}", f"must be in [0, 1], got {value}")
+
+
+@dataclass(frozen=True)
+class ToySAEConfig:
+    """One SAELens SAE per layer >= 1 on ``blocks.L.hook_resid_pre`` of the toy model (``fra toy-saes``)."""
+
+    seed: int = 0
+    expansion: int = 8  # d_sae = expansion * d_model
+    k: float = 8.0  # BatchTopK: mean active features per token during training
+    training_tokens: int = 2_000_000
+    batch_size_tokens: int = 4096
+    lr: float = 1e-3
+    eval_sequences: int = 500  # held-out sequences for the metrics and feature cards
+    top_tokens: int = 5  # tokens listed per feature card
+
+    def __post_init__(self) -> None:
+        require(self.expansion >= 1, "toy_saes.expansion", f"must be >= 1, got {self.expansion}")
+        require(self.k > 0, "toy_saes.k", f"must be > 0, got {self.k}")
+        require(self.training_tokens >= self.batch_size_tokens, "toy_saes.training_tokens",
+                f"({self.training_tokens}) must be >= toy_saes.batch_size_tokens ({self.batch_size_tokens})")
+        require(self.batch_size_tokens >= 1, "toy_saes.batch_size_tokens", f"must be >= 1, got {self.batch_size_tokens}")
+        require(self.lr > 0, "toy_saes.lr", f"must be > 0, got {self.lr}")
+        require(self.eval_sequences >= 1, "toy_saes.eval_sequences", f"must be >= 1, got {self.eval_sequences}")
+        require(self.top_tokens >= 1, "toy_saes.top_tokens", f"must be >= 1, got {self.top_tokens}")
+
+
+@dataclass(frozen=True)
 class Params:
     """The whole of params.yaml."""
 
     engine: EngineConfig = field(default_factory=EngineConfig)
+    world: WorldConfig = field(default_factory=WorldConfig)
+    toy_train: ToyTrainConfig = field(default_factory=ToyTrainConfig)
+    heads: HeadScoreConfig = field(default_factory=HeadScoreConfig)
+    toy_saes: ToySAEConfig = field(default_factory=ToySAEConfig)
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
