@@ -62,10 +62,11 @@ class FRA:
             for i0 in range(0, P, step):
                 i1 = min(i0 + step, P)
                 qf = self.q.feat[:, i0:i1].permute(0, 3, 1, 2, 4).reshape(B, H, (i1 - i0) * K, E)
-                vals = (qf @ kf[..., :i1, :].reshape(B, H, E, i1 * K)) / self.attn_scale
-                vals = vals.view(B, H, i1 - i0, K, i1, K).permute(0, 1, 2, 4, 3, 5)
-                causal = self.causal_mask()[i0:i1, :i1]
-                yield i0, i1, vals * causal[None, None, :, :, None, None]
+                vals = (qf / self.attn_scale) @ kf[..., :i1, :].reshape(B, H, E, i1 * K)
+                vals = vals.view(B, H, i1 - i0, K, i1, K)
+                future = ~self.causal_mask()[i0:i1, i0:i1]  # only the diagonal block has j > i
+                vals[:, :, :, :, i0:i1].masked_fill_(future[None, None, :, None, :, None], 0.0)
+                yield i0, i1, vals.permute(0, 1, 2, 4, 3, 5)
 
     def pair_sum(self) -> Float[Tensor, "batch head pos pos"]:
         """``sum_{a,b} FRA[i, j, a, b]``, summed from the pair values themselves."""
