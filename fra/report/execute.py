@@ -1,0 +1,109 @@
+"""Run a document's python cells in one Jupyter kernel and turn their outputs into pandoc markdown.
+
+Quarto semantics the offline route keeps: the kernel's working directory is the document's
+folder; ``echo``/``eval``/``include``/``warning``/``output`` (``asis`` inserts printed text as
+markdown); a cell labelled ``fig-*`` with ``fig-cap`` becomes a numbered figure and one labelled
+``tbl-*`` with ``tbl-cap`` a numbered table. An error in any cell stops the build.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+
+import nbformat
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+from fra.errors import FRAError
+from fra.io import atomic_path
+from fra.report.markdown import FIGURE_DIR
+from fra.report.qmd import Cell, Document
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+DEFAULTS = {"echo": True, "eval": True, "include": True, "output": True, "warning": True}
+
+
+def _fenced(text: str, cls: str) -> str:
+    return f"```{{.{cls}}}\n{text.rstrip()}\n```"
+
+
+def _failure(doc: Document, cell: Cell, output: dict) -> FRAError:
+    message = f"{doc.path.name}, cell at {cell.where}, failed: {output['ename']}: {ANSI.sub('', output['evalue'])}"
+    if output["ename"] not in ("FRAError", "ConfigError"):  # an unexpected error: show where it happened
+        message += "\n" + "\n".join(ANSI.sub("", t) for t in output["traceback"][-6:])
+    return FRAError(message)
+
+
+def _image(doc: Document, cell: Cell, data: str, n: int) -> str:
+    name = cell.options.get("label") or f"cell-{cell.line}"
+    path = FIGURE_DIR / f"{name}{f'-{n}' if n else ''}.png"
+    with atomic_path(doc.path.parent / path) as tmp:
+        tmp.write_bytes(base64.b64decode(data))
+    return path.as_posix()
+
+
+def _render(doc: Document, cell: Cell, opts: dict, outputs: list) -> list[str]:
+    parts = [_fenced(cell.source, "python")] if opts["echo"] else []
+    if opts["output"] is False:
+        return parts
+    asis = opts["output"] == "asis"
+    label = str(opts.get("label", ""))
+    images = 0
+    for out in outputs:
+        if out["output_type"] == "stream":
+            if out["name"] == "stderr" and not opts["warning"]:
+                continue
+            parts.append(out["text"] if asis and out["name"] == "stdout" else _fenced(out["text"], "cell-output"))
+            continue
+        data = out.get("data", {})
+        if "image/png" in data:
+            path = _image(doc, cell, data["image/png"], images)
+            images += 1
+            if label.startswith("fig-") and images > 1:
+                raise FRAError(f"{doc.path.name}, cell at {cell.where}: a figure cell must show exactly one image")
+            caption = opts.get("fig-cap", "")
+            attrs = f"#{label}" if label.startswith("fig-") else ""
+            if opts.get("fig-alt"):
+                attrs += f' fig-alt="{opts["fig-alt"]}"'
+            parts.append(f"![{caption}]({path})" + (f"{{{attrs.strip()}}}" if attrs else ""))
+        elif "text/markdown" in data:
+            parts.append(data["text/markdown"])
+        elif "text/html" in data:
+            raise FRAError(f"{doc.path.name}, cell at {cell.where}, shows HTML only (a DataFrame?), which the "
+                           f"PDF cannot carry; print fra.report.tables.table(df, ...) from an `output: asis` cell")
+        elif "text/plain" in data:
+            parts.append(data["text/plain"] if asis else _fenced(data["text/plain"], "cell-output"))
+    if label.startswith("tbl-") and opts.get("tbl-cap"):
+        parts.append(f": {opts['tbl-cap']} {{#{label}}}")
+    if label.startswith("fig-") and images == 0:
+        raise FRAError(f"{doc.path.name}, cell at {cell.where}: a cell labelled fig-* must show an image")
+    return parts
+
+
+def run(doc: Document, defaults: dict, timeout: int = 600) -> str:
+    """Execute ``doc``'s cells (cwd: its folder) and return the whole document as pandoc markdown."""
+    cells = [b for b in doc.blocks if isinstance(b, Cell)]
+    options = {id(c): {**DEFAULTS, **defaults, **c.options} for c in cells}
+    run_cells = [c for c in cells if options[id(c)]["eval"]]
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(c.source) for c in run_cells]
+    kernel = doc.meta.get("jupyter", "python3")
+    client = NotebookClient(nb, kernel_name=kernel, timeout=timeout,
+                            resources={"metadata": {"path": str(doc.path.parent)}})
+    try:
+        client.execute()
+    except CellExecutionError:
+        for cell, executed in zip(run_cells, nb.cells):
+            for out in executed.outputs:
+                if out["output_type"] == "error":
+                    raise _failure(doc, cell, out) from None
+        raise
+    outputs = {id(c): nb_cell.outputs for c, nb_cell in zip(run_cells, nb.cells)}
+    parts: list[str] = []
+    for block in doc.blocks:
+        if isinstance(block, str):
+            parts.append(block)
+        elif options[id(block)]["include"]:
+            parts.extend(_render(doc, block, options[id(block)], outputs.get(id(block), [])))
+    return "\n\n".join(p.strip("\n") for p in parts if p.strip()) + "\n"

@@ -1,0 +1,45 @@
+"""Figures for print and screen: one matplotlib/seaborn style, PNGs the paper embeds."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import seaborn as sns
+
+from fra.io import atomic_path
+from fra.report.markdown import FIGURE_DIR, caption
+from fra.report.provenance import Provenance, record
+
+WIDTH_IN = 6.5  # text width of a letter/A4 page; figures are drawn at print size
+DPI = 200
+
+
+def style() -> None:
+    """Seaborn's paper context, colour-blind palette, fonts that stay readable at print size."""
+    sns.set_theme(context="paper", style="whitegrid", palette="colorblind", font_scale=1.15)
+    plt.rcParams.update({
+        "figure.figsize": (WIDTH_IN, WIDTH_IN * 0.55),
+        "figure.dpi": 100,
+        "savefig.dpi": DPI,
+        "savefig.bbox": "tight",
+        "axes.titleweight": "bold",
+        "axes.spines.top": False,
+        "axes.spines.right": False,
+        "legend.frameon": False,
+    })
+
+
+def figure(fig: plt.Figure, label: str, text: str, *sources: Provenance, width: str = "90%") -> str:
+    """Save ``fig`` as ``_figures/<label>.png``, record it, and return its cross-referenceable markdown.
+
+    ``label`` must start with ``fig-`` (Quarto's convention); print the result in a cell with
+    ``output: asis``; refer to it in the text as ``@<label>``.
+    """
+    if not label.startswith("fig-"):
+        raise ValueError(f"figure label {label!r} must start with 'fig-' for cross-references")
+    path = FIGURE_DIR / f"{label}.png"
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)  # a closed figure is not displayed again by the notebook backend
+    record({"kind": "figure", "label": label, "caption": text, "image": path.as_posix(),
+            "sources": [s.__dict__ for s in sources]})
+    return f"\n![{caption(text, sources)}]({path.as_posix()}){{#{label} width=\"{width}\"}}\n"

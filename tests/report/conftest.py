@@ -1,0 +1,127 @@
+"""A small fixture project (results, dvc.lock, git commit, a paper) and its offline build, once per session."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from pathlib import Path
+
+import pytest
+
+HEADS = "layer,head,induction,previous_token,duplicate_token,is_tih\n" + "\n".join(
+    f"{layer},{head},{0.9 if (layer, head) == (1, 2) else 0.05 * head:.2f},{0.8 if (layer, head) == (0, 1) else 0.02:.2f},"
+    f"0.01,{(layer, head) == (1, 2)}" for layer in range(2) for head in range(4)) + "\n"
+METRICS = '{"token_repeat_accuracy": 0.82, "concept_repeat_accuracy": 0.79, "steps": 3000}\n'
+
+QUARTO = """\
+project:
+  type: default
+  output-dir: _build
+execute:
+  echo: false
+  warning: false
+bibliography: references.bib
+format:
+  html:
+    html-math-method: mathml
+    embed-resources: true
+  typst:
+    papersize: a4
+"""
+
+BIB = """\
+@misc{olsson2022,
+  author = {Olsson, Catherine and Elhage, Nelson},
+  title = {In-context Learning and Induction Heads},
+  year = {2022},
+}
+"""
+
+PAPER = '''\
+---
+title: "Fixture paper"
+abstract: "A small report built from fixture tables."
+---
+
+# Heads
+
+The score is $s_{ij} = q_i \\cdot k_j / \\sqrt{d}$. @fig-heads plots the heads and @tbl-heads lists them
+([-@tbl-heads] for short); induction heads follow @olsson2022.
+
+```{python}
+import pandas as pd
+import matplotlib.pyplot as plt
+from fra.report.figures import figure, style
+from fra.report.markdown import absent
+from fra.report.provenance import available, provenance
+from fra.report.tables import fmt, table
+style()
+heads_prov = provenance("results/toy/heads.csv")
+heads = pd.read_csv(heads_prov.file)
+```
+
+```{python}
+#| output: asis
+fig, ax = plt.subplots()
+ax.scatter(heads.previous_token, heads.induction)
+ax.set(xlabel="previous-token score", ylabel="induction score")
+print(figure(fig, "fig-heads", "Induction against previous-token score per head.", heads_prov))
+```
+
+```{python}
+#| output: asis
+print(table(heads, "tbl-heads", "Scores of every head.", heads_prov))
+metrics = provenance("results/toy/metrics.json")
+print(f"Token-repeat accuracy is {fmt(pd.read_json(metrics.file, typ='series')['token_repeat_accuracy'])}.")
+```
+
+# A model without results
+
+```{python}
+#| output: asis
+print(absent("results/gpt2/heads.csv", "dvc repro heads@gpt2", "GPT-2 needs hub access.")
+      if not available("results/gpt2/heads.csv") else "unexpected")
+```
+
+# References
+
+::: {#refs}
+:::
+'''
+
+
+def md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def make_project(root: Path) -> Path:
+    """A DVC-like project: results files, a dvc.lock recording them, one git commit, the paper."""
+    (root / "results/toy").mkdir(parents=True)
+    (root / "results/toy/heads.csv").write_text(HEADS)
+    (root / "results/toy/metrics.json").write_text(METRICS)
+    lock = "schema: '2.0'\nstages:\n"
+    for stage, path in [("toy_heads", "results/toy/heads.csv"), ("toy_train", "results/toy/metrics.json")]:
+        lock += (f"  {stage}:\n    cmd: fra something\n    outs:\n    - path: {path}\n      hash: md5\n"
+                 f"      md5: {md5(root / path)}\n      size: {(root / path).stat().st_size}\n")
+    (root / "dvc.lock").write_text(lock)
+    (root / "dvc.yaml").write_text("stages: {}\n")
+    paper = root / "paper"
+    paper.mkdir()
+    (paper / "_quarto.yml").write_text(QUARTO)
+    (paper / "references.bib").write_text(BIB)
+    (paper / "index.qmd").write_text(PAPER)
+    git = ["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "fixture"], check=True)
+    return root
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory):
+    """The fixture project built once through the offline route."""
+    from fra.report.build import build
+
+    root = make_project(tmp_path_factory.mktemp("project"))
+    result = build(root / "paper", root / "paper/_build", route="offline")
+    return root, result

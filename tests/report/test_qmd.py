@@ -1,0 +1,69 @@
+import pytest
+
+from fra.errors import FRAError
+from fra.report.execute import _render
+from fra.report.qmd import Cell, parse
+
+DOC = """\
+---
+title: T
+---
+
+Text.
+
+````markdown
+```{python}
+shown, not run
+```
+````
+
+```{python}
+#| label: tbl-x
+#| tbl-cap: "A table."
+print("| a |\\n|--:|\\n| 1 |")
+```
+"""
+
+
+def test_parse_front_matter_cells_and_verbatim_fences(tmp_path):
+    (tmp_path / "d.qmd").write_text(DOC)
+    doc = parse(tmp_path / "d.qmd")
+    assert doc.meta == {"title": "T"}
+    markdown, cell = doc.blocks  # the verbatim fence is markdown, not a cell
+    assert markdown.startswith("Text.") and "shown, not run" in markdown
+    assert cell.options == {"label": "tbl-x", "tbl-cap": "A table."} and cell.line == 13
+    assert cell.source.startswith("print(")
+
+
+@pytest.mark.parametrize("body, match", [
+    ("```{python}\n#| fig-width: 3\nx\n```\n", "fig-width are not supported"),
+    ("```{r}\nx\n```\n", "only plain ```{python} cells"),
+    ("```{python echo=false}\nx\n```\n", "only plain ```{python} cells"),
+    ("Value `{python} x`.\n", "inline code expressions"),
+    ("```{python}\nx\n", "never closed"),
+])
+def test_unsupported_syntax_is_refused_with_the_line(tmp_path, body, match):
+    (tmp_path / "d.qmd").write_text(body)
+    with pytest.raises(FRAError, match=match):
+        parse(tmp_path / "d.qmd")
+
+
+def render(tmp_path, options, outputs):
+    doc = type("Doc", (), {"path": tmp_path / "d.qmd"})()
+    opts = {"echo": False, "eval": True, "include": True, "output": True, "warning": True, **options}
+    return _render(doc, Cell("x = 1", 3, options), opts, outputs)
+
+
+PNG = "iVBORw0KGgo="
+
+
+def test_cell_options_become_figures_tables_and_asis_markdown(tmp_path):
+    fig = render(tmp_path, {"label": "fig-a", "fig-cap": "Cap."}, [{"output_type": "display_data", "data": {"image/png": PNG}}])
+    assert fig == ["![Cap.](_figures/fig-a.png){#fig-a}"] and (tmp_path / "_figures/fig-a.png").exists()
+    stream = {"output_type": "stream", "name": "stdout", "text": "| a |\n|--:|\n| 1 |\n"}
+    assert render(tmp_path, {"label": "tbl-b", "tbl-cap": "T.", "output": "asis"}, [stream]) == [
+        stream["text"], ": T. {#tbl-b}"]
+    shown = render(tmp_path, {"echo": True}, [stream])
+    assert shown[0] == "```{.python}\nx = 1\n```" and shown[1].startswith("```{.cell-output}")
+    with pytest.raises(FRAError, match="shows HTML only"):
+        render(tmp_path, {}, [{"output_type": "execute_result", "data": {"text/html": "<table/>"}}])
