@@ -147,7 +147,7 @@ class ToyTrainConfig:
     d_model: int = 128
     d_mlp: int = 512
     positional_embedding_type: Literal["standard", "shortformer"] = "shortformer"
-    steps: int = 4000
+    steps: int = 2500
     batch_size: int = 32
     lr: float = 3e-3
     warmup_steps: int = 200

@@ -38,14 +38,16 @@ def train_sae(model: HookedTransformer, tokens: Int[torch.Tensor, "seq pos"], la
         sae=BatchTopKTrainingSAEConfig(d_in=d_model, d_sae=cfg.expansion * d_model, k=cfg.k, device="cpu"),
         model_name="fra-toy", hook_name=hook, dataset_path="fra-world", is_dataset_tokenized=True, streaming=False,
         context_size=tokens.shape[1], prepend_bos=True, training_tokens=cfg.training_tokens,
-        train_batch_size_tokens=cfg.batch_size_tokens, store_batch_size_prompts=32, n_batches_in_buffer=8,
+        train_batch_size_tokens=cfg.batch_size_tokens, store_batch_size_prompts=32,
+        n_batches_in_buffer=2 * -(-cfg.batch_size_tokens // tokens.shape[1]),  # sae_lens buffers this many sequences' tokens
         lr=cfg.lr, lr_warm_up_steps=0, lr_scheduler_name="constant", device="cpu", seed=cfg.seed,
         logger=LoggingConfig(log_to_wandb=False), n_checkpoints=0, checkpoint_path=None, output_path=None,
         n_eval_batches=1, verbose=False,
     )
     torch.manual_seed(cfg.seed)
     dataset = Dataset.from_dict({"tokens": tokens.tolist()})
-    trained = LanguageModelSAETrainingRunner(runner_cfg, override_dataset=dataset, override_model=model).run()
+    with torch.enable_grad():
+        trained = LanguageModelSAETrainingRunner(runner_cfg, override_dataset=dataset, override_model=model).run()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:

@@ -49,6 +49,7 @@ def evaluate(model: HookedTransformer, data: WorldBatch, batch_size: int = 100) 
     }
 
 
+@torch.enable_grad()
 def train(model: HookedTransformer, train_data: WorldBatch, heldout: WorldBatch, cfg: ToyTrainConfig) -> list[dict]:
     """AdamW, linear warm-up then cosine decay to lr/10; returns the held-out history."""
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
