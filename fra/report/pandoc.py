@@ -86,6 +86,6 @@ def pdf(markdown: Path, meta: dict, options: dict, paper_dir: Path, out: Path) -
     with atomic_path(out) as tmp:
         try:
             typst.compile(str(source), output=str(tmp), root=str(paper_dir))
-        except Exception as exc:  # typst raises its own error types; the message is what matters
-            raise FRAError(f"typst could not compile {source}: {exc}") from exc
+        except Exception as exc:  # typst.TypstError; its diagnostic shows the offending source line
+            raise FRAError(f"typst could not compile {source}:\n{getattr(exc, 'diagnostic', '') or exc}") from exc
     return source

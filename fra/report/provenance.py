@@ -78,6 +78,21 @@ def lock_outputs(root: Path) -> dict[str, tuple[str, str]]:
             for stage, body in stages.items() for out in (body or {}).get("outs") or []}
 
 
+def producing_command(path: str) -> str:
+    """``dvc repro <stage>`` for the dvc.yaml stage that lists ``path`` as an output, else ``dvc repro``."""
+    root = repo_root()
+    rel = _norm(path)
+    try:
+        stages = (yaml.safe_load((root / "dvc.yaml").read_text()) or {}).get("stages") or {}
+    except (OSError, yaml.YAMLError):
+        return "dvc repro"
+    for stage, body in stages.items():
+        outs = [next(iter(o)) if isinstance(o, dict) else o for o in (body or {}).get("outs") or []]
+        if rel in {_norm(str(o)) for o in outs} or any(rel.startswith(_norm(str(o)) + "/") for o in outs):
+            return f"dvc repro {stage}"
+    return "dvc repro"
+
+
 def _dir_listing(root: Path, dir_md5: str) -> dict[str, str] | None:
     """The ``{relpath: md5}`` listing DVC keeps in its cache for a directory hash, if present."""
     digest = dir_md5.removesuffix(".dir")
@@ -138,8 +153,8 @@ def provenance(path: str) -> Provenance:
     file = root / rel
     if recorded is None:
         why = "does not exist" if not file.exists() else "exists but no stage output in dvc.lock records it"
-        raise FRAError(f"{rel} {why}; produce it through its DVC stage (`dvc repro`) so that dvc.lock "
-                       f"records its md5, or guard the section with available({path!r})")
+        raise FRAError(f"{rel} {why}; produce it through its DVC stage (`{producing_command(rel)}`) so that "
+                       f"dvc.lock records its md5, or guard the section with available({path!r})")
     stage, md5 = recorded
     if not file.exists():
         raise FRAError(f"{rel} is missing, though dvc.lock records it as an output of stage `{stage}`; "

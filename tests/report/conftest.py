@@ -79,7 +79,7 @@ print(f"Token-repeat accuracy is {fmt(pd.read_json(metrics.file, typ='series')['
 
 ```{python}
 #| output: asis
-print(absent("results/gpt2/heads.csv", "dvc repro heads@gpt2", "GPT-2 needs hub access.")
+print(absent("results/gpt2/heads.csv", "GPT-2 needs hub access.", "dvc repro heads@gpt2")
       if not available("results/gpt2/heads.csv") else "unexpected")
 ```
 
