@@ -24,7 +24,9 @@ QUARTO_KEYS = {"project", "format", "execute", "jupyter", "engine", "crossref", 
 FLAGS = {"toc": "--toc", "number-sections": "--number-sections"}  # Quarto format options that are pandoc flags
 HTML_OPTIONS = {"html-math-method", "embed-resources", "toc-depth"}  # honoured: always MathML, always embedded
 TYPST_VARIABLES = {"papersize", "fontsize", "mainfont", "margin", "columns", "toc-depth"}
-TYPST_HEADER = "#show figure.where(kind: table): set figure.caption(position: top)"
+TYPST_HEADER = """\
+#show figure.where(kind: table): set figure.caption(position: top)
+#show figure.caption: set align(start)"""
 REMOTE = re.compile(r"""<(?:script|link|img|source|iframe)\b[^>]*\b(?:src|href)\s*=\s*["']?(https?:)?//"""
                     r"""|url\(\s*["']?(?:https?:)?//|@import\s+["']?(?:url\()?\s*["']?(?:https?:)?//""", re.I)
 
@@ -64,7 +66,7 @@ def html(markdown: Path, meta: dict, options: dict, paper_dir: Path, out: Path) 
     """Standalone HTML: embedded images and styles, MathML, numbered cross-references, citations."""
     meta_file, flags = _meta(meta, options, markdown.parent, f"{out.stem}.html.yaml")
     with atomic_path(out) as tmp:
-        _pandoc([str(markdown), "--from", "markdown", "--to", "html5", "--standalone", "--wrap=none", "--embed-resources",
+        _pandoc([str(markdown), "--from", "markdown", "--to", "html5", "--standalone", "--wrap=none", "--columns=10000", "--embed-resources",
                  "--mathml", "--metadata-file", str(meta_file), "--lua-filter", str(FILTER), "--citeproc",
                  "--variable", "document-css", "--css", str(CSS),  # pandoc's default style, then ours
                  "--resource-path", str(paper_dir), *flags, "--output", str(tmp)], cwd=paper_dir)
@@ -80,7 +82,7 @@ def pdf(markdown: Path, meta: dict, options: dict, paper_dir: Path, out: Path) -
     header = markdown.parent / "header.typ"
     header.write_text(TYPST_HEADER + "\n")
     source = markdown.with_suffix(".typ")
-    _pandoc([str(markdown), "--from", "markdown", "--to", "typst", "--standalone", "--wrap=none", "--metadata-file", str(meta_file),
+    _pandoc([str(markdown), "--from", "markdown", "--to", "typst", "--standalone", "--wrap=none", "--columns=10000", "--metadata-file", str(meta_file),
              "--include-in-header", str(header), "--lua-filter", str(FILTER), "--citeproc", *flags,
              "--output", str(source)], cwd=paper_dir)
     with atomic_path(out) as tmp:

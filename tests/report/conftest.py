@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 HEADS = "layer,head,induction,previous_token,duplicate_token,is_tih\n" + "\n".join(
     f"{layer},{head},{0.9 if (layer, head) == (1, 2) else 0.05 * head:.2f},{0.8 if (layer, head) == (0, 1) else 0.02:.2f},"
@@ -94,17 +95,21 @@ def md5(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
 
 
+def write_results(root: Path, files: dict[str, tuple[str, str]]) -> None:
+    """Write ``{path: (stage, text)}`` and a dvc.lock that records each file's md5 under its stage."""
+    stages: dict[str, dict] = {}
+    for path, (stage, text) in files.items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text(text)
+        out = {"path": path, "hash": "md5", "md5": md5(root / path), "size": (root / path).stat().st_size}
+        stages.setdefault(stage, {"cmd": "fra something", "outs": []})["outs"].append(out)
+    (root / "dvc.lock").write_text(yaml.safe_dump({"schema": "2.0", "stages": stages}, sort_keys=False))
+    (root / "dvc.yaml").write_text("stages: {}\n")
+
+
 def make_project(root: Path) -> Path:
     """A DVC-like project: results files, a dvc.lock recording them, one git commit, the paper."""
-    (root / "results/toy").mkdir(parents=True)
-    (root / "results/toy/heads.csv").write_text(HEADS)
-    (root / "results/toy/metrics.json").write_text(METRICS)
-    lock = "schema: '2.0'\nstages:\n"
-    for stage, path in [("toy_heads", "results/toy/heads.csv"), ("toy_train", "results/toy/metrics.json")]:
-        lock += (f"  {stage}:\n    cmd: fra something\n    outs:\n    - path: {path}\n      hash: md5\n"
-                 f"      md5: {md5(root / path)}\n      size: {(root / path).stat().st_size}\n")
-    (root / "dvc.lock").write_text(lock)
-    (root / "dvc.yaml").write_text("stages: {}\n")
+    write_results(root, {"results/toy/heads.csv": ("toy_heads", HEADS), "results/toy/metrics.json": ("toy_train", METRICS)})
     paper = root / "paper"
     paper.mkdir()
     (paper / "_quarto.yml").write_text(QUARTO)
