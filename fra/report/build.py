@@ -155,9 +155,10 @@ def build(paper_dir: str | Path, out_dir: str | Path, route: str = "auto") -> Bu
 def main(args) -> int:
     if args.verify:
         with _environment(**{ROOT_ENV: str(repo_root(Path(args.paper_dir).resolve()))}):
-            for line in verify_manifest(Path(args.out_dir or Path(args.paper_dir) / "_build") / "provenance.json"):
-                print(line)
-        print("fra paper: every file in provenance.json matches dvc.lock and the file on disk")
+            lines = verify_manifest(Path(args.out_dir or Path(args.paper_dir) / "_build") / "provenance.json")
+        for line in lines:
+            print(line)
+        print(f"fra paper: all {len(lines)} files in provenance.json match dvc.lock and the files on disk")
         return 0
     built = build(args.paper_dir, args.out_dir or Path(args.paper_dir) / "_build", args.route)
     how = ("Quarto" if built.route == "quarto" else
