@@ -213,6 +213,41 @@ class ToySAEConfig:
 
 
 @dataclass(frozen=True)
+class InductionConfig:
+    """Induction probes and the TIH threshold (``fra induction``)."""
+
+    seed: int = 1
+    tih_threshold: float = 0.4  # a head is a token induction head when its induction score >= this
+    n_discovery: int = 48  # probe sequences per kind for channel discovery
+    n_heldout: int = 48  # fresh probe sequences per kind for confirmation
+    repeat_min: int = 10  # repeated random tokens: segment length N drawn from repeat_min..repeat_max
+    repeat_max: int = 30
+
+    def __post_init__(self) -> None:
+        require(0 < self.tih_threshold <= 1, "induction.tih_threshold", f"must be in (0, 1], got {self.tih_threshold}")
+        require(self.n_discovery >= 1, "induction.n_discovery", f"must be >= 1, got {self.n_discovery}")
+        require(self.n_heldout >= 1, "induction.n_heldout", f"must be >= 1, got {self.n_heldout}")
+        require(2 <= self.repeat_min <= self.repeat_max, "induction.repeat_min",
+                f"must satisfy 2 <= repeat_min <= repeat_max, got {self.repeat_min}, {self.repeat_max}")
+
+
+@dataclass(frozen=True)
+class ChannelConfig:
+    """Channel search: candidate support, FDR level and batch size (``fra.channels``)."""
+
+    min_support: float = 0.02  # share of the head's |score| at the targets a candidate must carry
+    max_candidates: int = 20  # per (probe group, layer, head), best support first
+    alpha: float = 0.05  # Benjamini-Hochberg false discovery rate
+    batch_size: int = 16  # probe sequences resolved at once
+
+    def __post_init__(self) -> None:
+        require(0 < self.min_support < 1, "channels.min_support", f"must be in (0, 1), got {self.min_support}")
+        require(self.max_candidates >= 1, "channels.max_candidates", f"must be >= 1, got {self.max_candidates}")
+        require(0 < self.alpha < 1, "channels.alpha", f"must be in (0, 1), got {self.alpha}")
+        require(self.batch_size >= 1, "channels.batch_size", f"must be >= 1, got {self.batch_size}")
+
+
+@dataclass(frozen=True)
 class Params:
     """The whole of params.yaml."""
 
@@ -221,6 +256,8 @@ class Params:
     toy_train: ToyTrainConfig = field(default_factory=ToyTrainConfig)
     heads: HeadScoreConfig = field(default_factory=HeadScoreConfig)
     toy_saes: ToySAEConfig = field(default_factory=ToySAEConfig)
+    induction: InductionConfig = field(default_factory=InductionConfig)
+    channels: ChannelConfig = field(default_factory=ChannelConfig)
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

@@ -76,19 +76,33 @@ class FRA:
             out[:, :, i0:i1, :i1] = vals.sum((-2, -1))
         return out
 
+    def _component_pairs(self):
+        """``(name, query component, key component)`` for every term except feature x feature."""
+        q_all = {"feat": self.q.feat.sum(2), **self.q.dense}
+        k_all = {"feat": self.k.feat.sum(2), **self.k.dense}
+        for nq, vq in q_all.items():
+            for nk, vk in k_all.items():
+                if (nq, nk) != ("feat", "feat"):
+                    yield f"{nq}·{nk}", vq, vk
+
     def terms(self) -> dict[str, Float[Tensor, "batch head pos pos"]]:
         """Every term of the score on the causal triangle: feature pairs and the dense remainders."""
         mask = self.causal_mask()
-        q_all = {"feat": self.q.feat.sum(2), **self.q.dense}
-        k_all = {"feat": self.k.feat.sum(2), **self.k.dense}
         out = {FEATURE_PAIRS: self.pair_sum()}
         with torch.inference_mode():
-            for nq, vq in q_all.items():
-                for nk, vk in k_all.items():
-                    if (nq, nk) != ("feat", "feat"):
-                        t = torch.einsum("bihe,bjhe->bhij", vq, vk) / self.attn_scale
-                        out[f"{nq}·{nk}"] = t * mask
+            for name, vq, vk in self._component_pairs():
+                out[name] = torch.einsum("bihe,bjhe->bhij", vq, vk) / self.attn_scale * mask
         return out
+
+    def pairs_at(self, b: Tensor, i: Tensor, j: Tensor) -> Float[Tensor, "n head K K"]:
+        """``FRA[b_n, h, i_n, j_n, a_slot, b_slot]`` for a list of (sequence, query, key) triples."""
+        with torch.inference_mode():
+            return torch.einsum("nkhe,nlhe->nhkl", self.q.feat[b, i], self.k.feat[b, j]) / self.attn_scale
+
+    def remainder_at(self, b: Tensor, i: Tensor, j: Tensor) -> dict[str, Float[Tensor, "n head"]]:
+        """Every dense term at a list of (sequence, query, key) triples."""
+        with torch.inference_mode():
+            return {name: (vq[b, i] * vk[b, j]).sum(-1) / self.attn_scale for name, vq, vk in self._component_pairs()}
 
     def total(self) -> Float[Tensor, "batch head pos pos"]:
         return sum(self.terms().values())

@@ -1,0 +1,200 @@
+"""Channel-level induction: which feature-pair channels ``FRA[:, :, a, b]`` of a head do induction.
+
+For head h, channel c = (a, b) and probe queries q with induction targets t(q) (see ``fra.probes``),
+write ``C[q, j] = FRA[q, j, a, b]`` (zero where a is inactive at q, b at j, or j > q). Then
+
+* support(c) = sum_q |C[q, t]| / sum_q sum_terms |term[q, t]|: the channel's share of the head's
+  |score| at the induction targets (all feature pairs plus bias/error terms in the denominator);
+* channel induction CI(c) = sum_q C[q, t] / sum_q sum_{j<=q} |C[q, j]|, in [-1, 1]: how much of the
+  channel's contribution to these queries falls on the target rather than on the other causal keys;
+* softmax effect(c) = mean_q [A[q, t] - softmax(S[q] - C[q])[t]]: the attention to the target
+  that is lost when the channel's contribution is removed from the scores S.
+
+Null: each t(q) is replaced by a uniform random causal key in 1..q other than t(q) (keys shifted
+off the induction target); the one-sided p-value of ``sum_q C[q, t]`` uses the exact permutation
+mean and variance (``fra.stats.null_moments``). Candidates are chosen on discovery probes
+(support >= min_support, at most max_candidates per head and group); CI, effect and p-value are
+recomputed on held-out probes, and Benjamini–Hochberg runs over every candidate tested.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+from jaxtyping import Float, Int
+from sae_lens import SAE
+from torch import Tensor
+from transformer_lens import HookedTransformer
+
+from fra.config import ChannelConfig, EngineConfig
+from fra.engine import resolve
+from fra.probes import Probes
+from fra.stats import benjamini_hochberg, null_moments, z_pvalue
+
+
+def _batches(model: HookedTransformer, sae: SAE, layer: int, probes: Probes, cfg: ChannelConfig, engine: EngineConfig):
+    for tokens, seq, query, target, group in probes.batches(cfg.batch_size):
+        yield resolve(model, sae, tokens, layer, cfg=engine), seq, query, target, group
+
+
+def _target_mass(fra, seq, query, target) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pair values at the targets ``[n, head, K, K]`` and each query's total |score| there ``[n, head]``."""
+    vals = fra.pairs_at(seq, query, target)
+    rest = fra.remainder_at(seq, query, target)
+    return vals, vals.abs().sum((-2, -1)) + sum(r.abs() for r in rest.values())
+
+
+def discover(model, sae, layer: int, probes: Probes, cfg: ChannelConfig, engine: EngineConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Support of every channel with a nonzero contribution at an induction target, per group and head.
+
+    Also returns each head's mean attention to the target per group.
+    """
+    groups = probes.groups
+    index = {g: n for n, g in enumerate(groups)}
+    H, d = model.cfg.n_heads, sae.cfg.d_sae
+    denom, attn, n_q = torch.zeros(len(groups), H), torch.zeros(len(groups), H), torch.zeros(len(groups))
+    keys, sums, abss = [], [], []
+    for fra, seq, query, target, group in _batches(model, sae, layer, probes, cfg, engine):
+        g = torch.tensor([index[x] for x in group])
+        vals, mass = _target_mass(fra, seq, query, target)
+        denom.index_add_(0, g, mass)
+        pattern = fra.scores[seq, :, query].softmax(-1)  # [n, head, key]
+        attn.index_add_(0, g, pattern.gather(-1, target[:, None, None].expand(-1, H, 1))[..., 0])
+        n_q.index_add_(0, g, torch.ones(len(g)))
+        n, hh, sa, sb = torch.nonzero(vals, as_tuple=True)
+        a = fra.feature_ids[seq[n], query[n], sa]
+        b = fra.feature_ids[seq[n], target[n], sb]
+        key = ((g[n] * H + hh) * d + a) * d + b
+        v = vals[n, hh, sa, sb]
+        uniq, inv = torch.unique(key, return_inverse=True)
+        keys.append(uniq)
+        sums.append(torch.zeros(len(uniq)).index_add_(0, inv, v))
+        abss.append(torch.zeros(len(uniq)).index_add_(0, inv, v.abs()))
+    key, inv = torch.unique(torch.cat(keys), return_inverse=True)
+    total = torch.zeros(len(key)).index_add_(0, inv, torch.cat(sums))
+    absolute = torch.zeros(len(key)).index_add_(0, inv, torch.cat(abss))
+    g, rest = key // (H * d * d), key % (H * d * d)
+    h, rest = rest // (d * d), rest % (d * d)
+    channels = pd.DataFrame({
+        "group": np.array(groups)[g.numpy()], "layer": layer, "head": h.numpy(),
+        "query_feature": (rest // d).numpy(), "key_feature": (rest % d).numpy(),
+        "target_sum": total.numpy(), "support": (absolute / denom[g, h]).numpy(),
+    })
+    heads = pd.DataFrame({
+        "group": np.repeat(groups, H), "layer": layer, "head": np.tile(np.arange(H), len(groups)),
+        "attention_to_target": (attn / n_q[:, None]).flatten().numpy(),
+    })
+    return channels, heads
+
+
+def candidates(channels: pd.DataFrame, cfg: ChannelConfig) -> pd.DataFrame:
+    """Channels with support >= min_support, the ``max_candidates`` best per (group, layer, head)."""
+    keep = channels[channels["support"] >= cfg.min_support].sort_values("support", ascending=False)
+    return keep.groupby(["group", "layer", "head"], sort=False).head(cfg.max_candidates).reset_index(drop=True)
+
+
+SUMS = ("obs", "abs_t", "abs_all", "null_mean", "null_var", "effect")
+
+
+def channel_sums(
+    C: Float[Tensor, "query channel key"], query: Int[Tensor, " query"], target: Int[Tensor, " query"],
+    scores: Float[Tensor, "query key"],
+) -> dict[str, np.ndarray]:
+    """Per-channel sums over queries that the statistics are ratios of.
+
+    ``C[n, m, j]`` is channel m's contribution to query n's score on key j, ``scores`` the head's
+    scores (-inf above the diagonal). ``obs`` = sum C at the target; ``abs_t``/``abs_all`` = sum
+    |C| at the target / over causal keys; ``null_mean``/``null_var`` = exact null moments of ``obs``;
+    ``effect`` = summed drop of the target's attention when C is removed from the scores.
+    """
+    j = torch.arange(C.shape[-1])
+    causal = j[None] <= query[:, None]  # [n, key]
+    C = C * causal[:, None]
+    pool = causal & (j[None] >= 1) & (j[None] != target[:, None])
+    M = C.shape[1]
+    at_t = C.gather(-1, target[:, None, None].expand(-1, M, 1))[..., 0]  # [n, M]
+    base = scores.softmax(-1).gather(-1, target[:, None])  # [n, 1]
+    ablated = (scores[:, None] - C).softmax(-1).gather(-1, target[:, None, None].expand(-1, M, 1))[..., 0]
+    moments = np.array([null_moments(C[:, m], target, pool) for m in range(M)]).reshape(M, 3)
+    return {
+        "obs": moments[:, 0], "null_mean": moments[:, 1], "null_var": moments[:, 2],
+        "abs_t": at_t.abs().sum(0).numpy(), "abs_all": C.abs().sum((0, 2)).numpy(),
+        "effect": (base - ablated).sum(0).numpy(),
+    }
+
+
+def evaluate(model, sae, layer: int, probes: Probes, cands: pd.DataFrame, cfg: ChannelConfig, engine: EngineConfig) -> pd.DataFrame:
+    """Support, channel induction, softmax effect and null p-value of each candidate on ``probes``."""
+    cands = cands[cands["layer"] == layer].reset_index(drop=True)
+    acc = {k: np.zeros(len(cands)) for k in (*SUMS, "n", "denom")}
+    for fra, seq, query, target, group in _batches(model, sae, layer, probes, cfg, engine):
+        _, mass = _target_mass(fra, seq, query, target)
+        for (grp, head), rows in cands.groupby(["group", "head"]).groups.items():
+            sel = torch.from_numpy(group == grp)
+            if not sel.any():
+                continue
+            s, q, t = seq[sel], query[sel], target[sel]
+            a = torch.tensor(cands.loc[rows, "query_feature"].to_numpy())
+            b = torch.tensor(cands.loc[rows, "key_feature"].to_numpy())
+            ids = fra.feature_ids  # [batch, pos, K]
+            Qa = torch.einsum("bpkm,bpke->bmpe", (ids[..., None] == a).float(), fra.q.feat[:, :, :, head])
+            Kb = torch.einsum("bpkm,bpke->bmpe", (ids[..., None] == b).float(), fra.k.feat[:, :, :, head])
+            C = torch.einsum("bmie,bmje->bmij", Qa, Kb)[s, :, q] / fra.attn_scale  # [n, M, key]
+            for name, value in channel_sums(C, q, t, fra.scores[s, head, q]).items():
+                acc[name][rows] += value
+            acc["n"][rows] += len(s)
+            acc["denom"][rows] += float(mass[sel, head].sum())
+    out = cands[["group", "layer", "head", "query_feature", "key_feature"]].copy()
+    safe = lambda x: np.where(x > 0, x, np.nan)  # noqa: E731
+    out["support"] = acc["abs_t"] / safe(acc["denom"])
+    out["channel_induction"] = acc["obs"] / safe(acc["abs_all"])
+    out["null_channel_induction"] = acc["null_mean"] / safe(acc["abs_all"])
+    out["softmax_effect"] = acc["effect"] / safe(acc["n"])
+    out["p_value"] = [z_pvalue(o, m, v) for o, m, v in zip(acc["obs"], acc["null_mean"], acc["null_var"])]
+    out["n_queries"] = acc["n"].astype(int)
+    return out
+
+
+COLUMNS = [
+    "probe", "group", "layer", "head", "query_feature", "key_feature", "support", "channel_induction_discovery",
+    "p_discovery", "support_heldout", "channel_induction_heldout", "null_channel_induction_heldout",
+    "softmax_effect", "p_value", "n_queries",
+]
+
+
+def search(
+    model: HookedTransformer, saes: dict[int, SAE], discovery: Probes, heldout: Probes, cfg: ChannelConfig, engine: EngineConfig
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Discovery -> candidates -> held-out statistics for every layer with an SAE (one probe kind).
+
+    Returns the candidate table (not yet FDR-corrected; see :func:`confirm`) and head attention.
+    """
+    tables, heads = [], []
+    for layer, sae in sorted(saes.items()):
+        found, attn = discover(model, sae, layer, discovery, cfg, engine)
+        cands = candidates(found, cfg)
+        heads.append(attn)
+        if cands.empty:
+            continue
+        disc = evaluate(model, sae, layer, discovery, cands, cfg, engine)
+        held = evaluate(model, sae, layer, heldout, cands, cfg, engine)
+        keys = ["group", "layer", "head", "query_feature", "key_feature"]
+        table = disc[keys + ["support", "channel_induction", "p_value"]].rename(columns={
+            "support": "support", "channel_induction": "channel_induction_discovery", "p_value": "p_discovery"})
+        held = held.rename(columns={"support": "support_heldout", "channel_induction": "channel_induction_heldout",
+                                    "null_channel_induction": "null_channel_induction_heldout"})
+        tables.append(table.merge(held, on=keys))
+    table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=COLUMNS[1:])
+    table.insert(0, "probe", discovery.kind)
+    head_table = pd.concat(heads, ignore_index=True)
+    head_table.insert(0, "probe", discovery.kind)
+    return table, head_table
+
+
+def confirm(table: pd.DataFrame, alpha: float) -> pd.DataFrame:
+    """Benjamini–Hochberg over every candidate tested; a CIH channel has q <= alpha and a positive effect."""
+    table = table.copy()
+    table["q_value"] = benjamini_hochberg(table["p_value"].to_numpy()) if len(table) else []
+    table["is_cih"] = (table["q_value"] <= alpha) & (table["softmax_effect"] > 0) & (table["channel_induction_heldout"] > 0)
+    return table

@@ -1,0 +1,89 @@
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from fra.channels import candidates, channel_sums, confirm, discover, evaluate, search
+from fra.config import ChannelConfig, EngineConfig
+from fra.engine import FEATURE_PAIRS, resolve
+from fra.probes import repeated_random
+from tests.conftest import make_model, make_sae
+
+P = 12
+
+
+def _scores(n):
+    S = torch.randn(n, P, generator=torch.Generator().manual_seed(0))
+    return S.masked_fill(torch.ones(P, P).tril()[-n:] == 0, float("-inf"))
+
+
+def test_channel_on_the_target_scores_one_and_matters():
+    query = torch.arange(P - 4, P)  # last 4 positions as queries
+    target = query - 5
+    C = torch.zeros(4, 2, P)
+    C[torch.arange(4), 0, target] = 2.0  # channel 0: only on the target
+    C[:, 1, :] = 1.0  # channel 1: the same on every key
+    s = channel_sums(C, query, target, _scores(4))
+    ci = s["obs"] / s["abs_all"]
+    assert ci[0] == pytest.approx(1.0)
+    assert ci[1] == pytest.approx(4 / float((query + 1).sum()))  # one key of q+1 per query
+    assert s["null_mean"][0] == 0 and s["obs"][0] == 8.0
+    assert s["effect"][0] > 0 and s["effect"][1] == pytest.approx(0.0, abs=1e-6)  # a constant shift cancels in softmax
+    assert s["null_var"][1] == 0 and s["obs"][1] == s["null_mean"][1]
+
+
+def test_channel_against_the_target_has_negative_effect():
+    query, target = torch.tensor([9, 10]), torch.tensor([3, 4])
+    C = torch.zeros(2, 1, P)
+    C[torch.arange(2), 0, target] = -3.0
+    s = channel_sums(C, query, target, _scores(2)[:, :])
+    assert s["obs"][0] < s["null_mean"][0] and s["effect"][0] < 0
+
+
+def test_evaluate_matches_brute_force_from_entries():
+    model, sae = make_model(n_ctx=64), make_sae()
+    probes = repeated_random(50, 0, 3, 4, 8, seed=0)
+    cfg, engine = ChannelConfig(min_support=0.003, batch_size=2), EngineConfig()
+    found, _ = discover(model, sae, 1, probes, cfg, engine)
+    cands = candidates(found, cfg).head(4)
+    got = evaluate(model, sae, 1, probes, cands, cfg, engine)
+    fra = resolve(model, sae, probes.tokens, 1)
+    L = probes.tokens.shape[1]
+    e = fra.entries()
+    terms = fra.terms()
+    for r, c in got.iterrows():
+        sel = (e["head"] == c["head"]) & (e["query_feature"] == c["query_feature"]) & (e["key_feature"] == c["key_feature"])
+        Cmap = torch.zeros(3, L, L).index_put_((e["batch"][sel], e["query"][sel], e["key"][sel]), e["value"][sel], accumulate=True)
+        Cq = Cmap[probes.seq, probes.query]  # [n, key]
+        at_t = Cq[torch.arange(len(probes.query)), probes.target]
+        ci = at_t.sum() / Cq.abs().sum()
+        # each channel and each dense term counts as one term of the |score| decomposition
+        mass = sum(t[probes.seq, c["head"], probes.query, probes.target].abs() for n, t in terms.items() if n != FEATURE_PAIRS)
+        on_t = (e["head"] == c["head"]) & (Cmap.new_zeros(3, L, L).bool().index_put_(
+            (probes.seq, probes.query, probes.target), torch.tensor(True))[e["batch"], e["query"], e["key"]])
+        mass = mass.sum() + e["value"][on_t].abs().sum()
+        S = fra.scores[probes.seq, c["head"], probes.query]
+        effect = (S.softmax(-1) - (S - Cq).softmax(-1))[torch.arange(len(probes.query)), probes.target].mean()
+        assert c["channel_induction"] == pytest.approx(float(ci), rel=1e-4, abs=1e-6)
+        assert c["support"] == pytest.approx(float(at_t.abs().sum() / mass), rel=1e-4)
+        assert c["softmax_effect"] == pytest.approx(float(effect), rel=1e-3, abs=1e-7)
+        assert c["n_queries"] == len(probes.query)
+    assert (got["support"] >= 0.003 * 0.5).all()
+
+
+def test_random_model_yields_no_confirmed_channels():
+    """A random network has no induction: the held-out null test must not confirm channels."""
+    model, sae = make_model(n_ctx=64, seed=3), make_sae(seed=3)
+    disc, held = (repeated_random(50, 0, 8, 5, 12, seed=s) for s in (0, 1))
+    table, heads = search(model, {1: sae}, disc, held, ChannelConfig(min_support=0.003, batch_size=4), EngineConfig())
+    table = confirm(table, 0.05)
+    assert len(table) > 0 and not table["is_cih"].any()
+    assert (heads["attention_to_target"] < 0.2).all()
+
+
+def test_confirm_applies_bh_and_requires_a_positive_effect():
+    table = pd.DataFrame({"p_value": [1e-6, 1e-6, 0.04, 0.9], "softmax_effect": [0.1, -0.1, 0.1, 0.1],
+                          "channel_induction_heldout": [0.5, 0.5, 0.5, 0.5]})
+    out = confirm(table, 0.05)
+    np.testing.assert_allclose(out["q_value"], [2e-6, 2e-6, 0.04 * 4 / 3, 0.9])
+    assert out["is_cih"].tolist() == [True, False, False, False]
