@@ -1,0 +1,24 @@
+import os
+
+import pytest
+
+from fra.io import atomic_path, write_json, write_text
+
+
+def test_atomic_write_replaces_only_on_success(tmp_path):
+    path = tmp_path / "out" / "table.csv"
+    write_text(path, "old\n")
+    with pytest.raises(RuntimeError):
+        with atomic_path(path) as tmp:
+            tmp.write_text("half-writ")
+            raise RuntimeError("crash mid-write")
+    assert path.read_text() == "old\n"
+    assert os.listdir(path.parent) == ["table.csv"]  # no temporary file left behind
+
+
+def test_written_files_have_normal_permissions(tmp_path):
+    write_json(tmp_path / "m.json", {"a": 1})
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "m.json").stat().st_mode & 0o777 == 0o666 & ~umask
+    assert (tmp_path / "m.json").read_text() == '{\n  "a": 1\n}\n'
