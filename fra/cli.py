@@ -84,7 +84,47 @@ def _add_paper(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=lambda a: __import__("fra.report.build", fromlist=["main"]).main(a))
 
 
-COMMANDS = [_add_resolve, _add_bench, _add_toy_data, _add_toy_train, _add_toy_saes, _add_heads, _add_paper]
+def _add_explore(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("explore", help="write a self-contained HTML explorer of one text at one layer (all heads)")
+    p.add_argument("--model", required=True, help="model directory or hub name (gpt2-small)")
+    p.add_argument("--sae", required=True, help="SAELens directory or hub release (gpt2-small-res-jb)")
+    p.add_argument("--layer", type=int, required=True)
+    p.add_argument("--text", required=True)
+    p.add_argument("-o", "--out", required=True, help="the HTML file to write")
+    p.add_argument("--keys-per-query", type=int, default=8, help="most keys per (head, query) with channel detail (0: all)")
+    p.add_argument("--mass", type=float, default=0.9, help="detail for the keys holding this share of each query's attention")
+    p.add_argument("--top-n", type=int, default=8, help="feature-pair channels listed per (query, key) pair")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.set_defaults(func=lambda a: __import__("fra.explore.single", fromlist=["main"]).main(a))
+
+
+def _add_explore_dataset(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("explore-dataset", help="write a self-contained HTML explorer of a model's channels.csv")
+    p.add_argument("--channels", required=True, help="results/<model>/channels.csv")
+    p.add_argument("-o", "--out", required=True, help="the HTML file to write")
+    p.add_argument("--model", default=None, help="model directory or hub name (needed with --corpus)")
+    p.add_argument("--sae", default=None, help="SAE per layer, {layer} filled in: models/toy/saes/L{layer} or gpt2-small-res-jb")
+    p.add_argument("--corpus", default=None, help="example contexts from this .npy of token ids [n, pos] or .txt file")
+    p.add_argument("--n-seqs", type=int, default=64, help="corpus sequences searched for examples")
+    p.add_argument("--seq-len", type=int, default=128, help="tokens per sequence (text corpora are chunked)")
+    p.add_argument("--per-head", type=int, default=25, help="channels per head by support and by induction score")
+    p.add_argument("--name", default=None, help="model name in the title (default: the channels file's folder)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.set_defaults(func=lambda a: __import__("fra.explore.dataset", fromlist=["main"]).main(a))
+
+
+def _add_induction(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("induction", help="token induction heads vs conceptual induction channels, with statistics")
+    p.add_argument("--model", required=True, help="model directory or hub name")
+    p.add_argument("--saes", required=True, help="directory of SAELens folders (one per layer) or a hub release")
+    p.add_argument("--layers", type=int, nargs="+", default=None, help="layers to resolve (default: every SAE found)")
+    p.add_argument("--params", default="params.yaml")
+    p.add_argument("--ground-truth", default=None, help="planted-world ground truth: adds concept probes and recall")
+    p.add_argument("--out", required=True, help="results directory, e.g. results/toy")
+    p.set_defaults(func=lambda a: __import__("fra.induction", fromlist=["main"]).main(a))
+
+
+COMMANDS = [_add_resolve, _add_bench, _add_toy_data, _add_toy_train, _add_toy_saes, _add_heads, _add_paper, _add_explore, _add_explore_dataset, _add_induction]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -104,19 +104,27 @@ class FRA:
         with torch.inference_mode():
             return {name: (vq[b, i] * vk[b, j]).sum(-1) / self.attn_scale for name, vq, vk in self._component_pairs()}
 
-    def total(self) -> Float[Tensor, "batch head pos pos"]:
-        return sum(self.terms().values())
+    def exactness(self) -> dict:
+        """Residual against the model's scores, and each term's share of the |score| decomposition."""
+        terms = self.terms()
+        mask = self.causal_mask()
+        mags = {n: float(t.abs().sum()) for n, t in terms.items()}
+        norm = sum(mags.values()) or 1.0
+        return {
+            "max_residual": float((sum(terms.values()) - self.scores).abs().masked_select(mask).max()),
+            "max_abs_score": float(self.scores.abs().masked_select(mask).max()),
+            "shares": {n: m / norm for n, m in mags.items()},
+            "share_with_error": sum(m for n, m in mags.items() if "error" in n) / norm,
+            "mean_active_features": float((self.feature_ids >= 0).sum(-1).float().mean()),
+        }
 
     def residual(self) -> float:
         """Largest |sum of all terms - the model's score| on the causal triangle."""
-        diff = (self.total() - self.scores).abs()
-        return float(diff.masked_select(self.causal_mask()).max())
+        return self.exactness()["max_residual"]
 
     def shares(self) -> dict[str, float]:
         """Each term's share of ``sum_{b,h,i<=j} |term|`` summed over all terms."""
-        mags = {n: float(t.abs().sum()) for n, t in self.terms().items()}
-        norm = sum(mags.values()) or 1.0
-        return {n: m / norm for n, m in mags.items()}
+        return self.exactness()["shares"]
 
     def entries(self, min_abs: float = 0.0) -> dict[str, Tensor]:
         """Sparse COO list of the nonzero pair contributions with |value| > ``min_abs``.

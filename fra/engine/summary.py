@@ -68,7 +68,8 @@ def summarize(fra: FRA, str_tokens: list[str], top: int) -> dict:
     """The JSON-able summary printed by ``fra resolve`` (one head in ``fra.heads``, one sequence)."""
     table = channel_table(fra)
     order = table["abs_total"].argsort(descending=True)[:top]
-    shares = fra.shares()
+    exact = fra.exactness()
+    shares = exact["shares"]
     channels = []
     for r in order.tolist():
         i, j = int(table["query"][r]), int(table["key"][r])
@@ -85,7 +86,7 @@ def summarize(fra: FRA, str_tokens: list[str], top: int) -> dict:
         "layer": fra.layer,
         "head": fra.heads[0],
         "tokens": str_tokens,
-        "residual": fra.residual(),
+        "residual": exact["max_residual"],
         "feature_pair_share": shares[FEATURE_PAIRS],
         "remainder_share": 1.0 - shares[FEATURE_PAIRS],
         "shares": shares,

@@ -1,0 +1,186 @@
+"""``fra induction``: token induction heads (TIH) vs conceptual induction channels (CIH) for one model.
+
+Writes to ``--out`` (``results/<model>/``):
+
+* ``heads.csv``: every head's induction / previous-token / duplicate-token scores and ``is_tih``;
+* ``channels.csv``: every candidate channel tested, with discovery and held-out statistics,
+  BH q-values over all of them, and ``is_cih``;
+* ``head_attention.csv``: each resolvable head's attention to the induction target per probe kind;
+* ``hypotheses.csv``: per resolvable head, TIH score, confirmed channels and the best one (H1/H2);
+* ``metrics.json``: counts, H1/H2 answers, the engine's exactness residual and term shares on the
+  probes and, for the planted world, recall / false discoveries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sae_lens import SAE
+from tqdm.auto import tqdm
+from transformer_lens import HookedTransformer
+
+from fra.channels import confirm, search
+from fra.config import Params, WorldConfig
+from fra.engine import resolve
+from fra.errors import FRAError
+from fra.heads import head_scores
+from fra.io import atomic_path, write_json
+from fra.probes import Probes, repeated_random, world_probes
+
+EXACT_PROBE = "random_repeat"  # H1 is asked on exact token repeats
+
+
+def bos_id(model: HookedTransformer) -> int:
+    tok = model.tokenizer
+    return int(tok.bos_token_id) if tok is not None and tok.bos_token_id is not None else 0
+
+
+def probe_sets(model: HookedTransformer, params: Params, world: WorldConfig | None) -> list[tuple[Probes, Probes]]:
+    """(discovery, held-out) probe sets of every kind; held-out sequences use disjoint seeds."""
+    cfg = params.induction
+    pairs = [tuple(
+        repeated_random(model.cfg.d_vocab, bos_id(model), n, cfg.repeat_min, cfg.repeat_max, seed=cfg.seed * 2 + split)
+        for split, n in ((0, cfg.n_discovery), (1, cfg.n_heldout))
+    )]
+    if world is not None:
+        disc = world_probes(world, cfg.n_discovery, seed=cfg.seed * 2)
+        held = world_probes(world, cfg.n_heldout, seed=cfg.seed * 2 + 1)
+        pairs += list(zip(disc, held))
+    return pairs
+
+
+def hypotheses(heads: pd.DataFrame, channels: pd.DataFrame, layers: list[int]) -> pd.DataFrame:
+    """One row per resolvable head: TIH score, confirmed channels per probe kind, and the best channel."""
+    rows = heads[heads["layer"].isin(layers)][["layer", "head", "induction", "is_tih"]].copy()
+    confirmed = channels[channels["is_cih"]]
+    counts = confirmed.groupby(["layer", "head", "probe"]).size().unstack(fill_value=0)
+    counts.columns = [f"n_cih_{p}" for p in counts.columns]
+    rows = rows.merge(counts.reset_index(), on=["layer", "head"], how="left")
+    n_cols = [c for c in rows.columns if c.startswith("n_cih_")]
+    rows[n_cols] = rows[n_cols].fillna(0).astype(int)
+    rows["n_cih"] = rows[n_cols].sum(axis=1) if n_cols else 0
+    best = (confirmed.sort_values(["q_value", "channel_induction_heldout"], ascending=[True, False])
+            .groupby(["layer", "head"]).head(1)[["layer", "head", "probe", "group", "query_feature", "key_feature",
+                                                 "channel_induction_heldout", "softmax_effect", "q_value"]])
+    best = best.rename(columns={c: f"best_{c}" for c in best.columns if c not in ("layer", "head")})
+    return rows.merge(best, on=["layer", "head"], how="left")
+
+
+def answers(hyp: pd.DataFrame) -> dict:
+    """H1: every TIH has a confirmed channel on exact repeats. H2: some non-TIH head has one."""
+    exact = f"n_cih_{EXACT_PROBE}"
+    tih, other = hyp[hyp["is_tih"]], hyp[~hyp["is_tih"]]
+    n_exact = tih[exact] if exact in tih else pd.Series(0, index=tih.index)
+    return {
+        "H1": {
+            "n_tih": len(tih), "n_tih_with_cih": int((n_exact > 0).sum()),
+            "answer": "untestable (no TIH in the resolved layers)" if tih.empty else ("yes" if (n_exact > 0).all() else "no"),
+        },
+        "H2": {
+            "n_non_tih": len(other), "n_non_tih_with_cih": int((other["n_cih"] > 0).sum()),
+            "answer": "yes" if (other["n_cih"] > 0).any() else "no",
+        },
+    }
+
+
+def planted_recall(channels: pd.DataFrame, world: WorldConfig) -> dict:
+    """Conceptual classes with a confirmed class-level channel, and token-only classes with one (false)."""
+    def classes_with_cih(probe: str) -> set[str]:
+        sel = channels[(channels["probe"] == probe) & channels["is_cih"]]
+        return set(sel["group"])
+
+    conceptual = {f"class{c:02d}" for c in range(world.n_conceptual)}
+    n_swap = min(world.n_conceptual, world.n_classes - world.n_conceptual)
+    token_only = {f"class{world.n_conceptual + c:02d}" for c in range(n_swap)}
+    found, false = classes_with_cih("concept_repeat") & conceptual, classes_with_cih("concept_control") & token_only
+    return {
+        "recall_conceptual": len(found) / len(conceptual), "conceptual_found": sorted(found),
+        "false_discovery_token_only": len(false) / len(token_only), "token_only_found": sorted(false),
+        "n_conceptual": len(conceptual), "n_token_only_tested": len(token_only),
+    }
+
+
+def run(model: HookedTransformer, saes: dict[int, SAE], params: Params, world: WorldConfig | None = None) -> dict:
+    """Head scores, channel search on every probe kind, FDR, and the hypothesis tables."""
+    heads = head_scores(model, params.heads)
+    heads["is_tih"] = heads["induction"] >= params.induction.tih_threshold
+    tables, attention, exactness = [], [], {}
+    for disc, held in tqdm(probe_sets(model, params, world), desc="probe kinds"):
+        table, attn = search(model, saes, disc, held, params.channels, params.engine)
+        tables.append(table)
+        attention.append(attn)
+        for layer, sae in saes.items():  # the decomposition's residual and term shares on these inputs
+            fra = resolve(model, sae, disc.tokens[: params.channels.batch_size], layer, cfg=params.engine)
+            exactness.setdefault(f"L{layer}", {})[disc.kind] = fra.exactness()
+    channels = confirm(pd.concat(tables, ignore_index=True), params.channels.alpha)
+    hyp = hypotheses(heads, channels, sorted(saes))
+    metrics = {
+        "n_channels_tested": len(channels), "n_cih": int(channels["is_cih"].sum()),
+        "tested_by_probe": channels.groupby("probe").size().to_dict(),
+        "cih_by_probe": channels.groupby("probe")["is_cih"].sum().astype(int).to_dict(),
+        "layers_resolved": sorted(saes), "tih_threshold": params.induction.tih_threshold,
+        "alpha": params.channels.alpha, "min_support": params.channels.min_support, **answers(hyp),
+        "exactness": exactness,
+        "max_residual": max(e["max_residual"] for per in exactness.values() for e in per.values()),
+    }
+    if world is not None:
+        metrics["planted"] = planted_recall(channels, world)
+    return {"heads": heads, "channels": channels, "head_attention": pd.concat(attention, ignore_index=True),
+            "hypotheses": hyp, "metrics": metrics}
+
+
+def write(results: dict, out: Path) -> None:
+    for name in ("heads", "channels", "head_attention", "hypotheses"):
+        with atomic_path(out / f"{name}.csv") as tmp:
+            results[name].to_csv(tmp, index=False, float_format="%.6g")
+    write_json(out / "metrics.json", results["metrics"])
+
+
+def load_saes(spec: str, layers: list[int] | None, model: HookedTransformer) -> dict[int, SAE]:
+    """SAEs from a directory of SAELens folders (one per layer) or a hub release with ``--layers``."""
+    from fra.saes import load_sae
+
+    path = Path(spec)
+    if path.is_dir():
+        saes = {}
+        for sub in sorted(p for p in path.iterdir() if (p / "cfg.json").exists()):
+            sae = load_sae(sub, device=str(model.cfg.device))
+            hook = sae.cfg.metadata.hook_name or ""
+            layer = int(hook.split(".")[1]) if hook.startswith("blocks.") else -1
+            if layers is None or layer in layers:
+                saes[layer] = sae
+        if not saes:
+            raise FRAError(f"{path} holds no SAELens SAE folders{' for layers ' + str(layers) if layers else ''}")
+        return saes
+    if not layers:
+        raise FRAError(f"SAE release `{spec}` needs --layers")
+    return {layer: load_sae(spec, layer, device=str(model.cfg.device)) for layer in layers}
+
+
+def main(args: argparse.Namespace) -> int:
+    from fra.config import load_params
+    from fra.models import load_model
+
+    params = load_params(args.params)
+    model = load_model(args.model, params.engine.device)
+    saes = load_saes(args.saes, args.layers, model)
+    world = None
+    if args.ground_truth:
+        truth = json.loads(Path(args.ground_truth).read_text())
+        world = params.world
+        if truth["d_vocab"] != world.d_vocab or truth["n_conceptual"] != world.n_conceptual:
+            raise FRAError(f"{args.ground_truth} does not match params.yaml's world section; rerun `dvc repro toy_data`")
+    results = run(model, saes, params, world)
+    write(results, Path(args.out))
+    m = results["metrics"]
+    print(f"{m['n_channels_tested']} channels tested, {m['n_cih']} confirmed (BH at {m['alpha']})")
+    print(f"H1 {m['H1']['answer']}: {m['H1']['n_tih_with_cih']}/{m['H1']['n_tih']} TIH with a confirmed channel")
+    print(f"H2 {m['H2']['answer']}: {m['H2']['n_non_tih_with_cih']}/{m['H2']['n_non_tih']} non-TIH heads with one")
+    if "planted" in m:
+        p = m["planted"]
+        print(f"planted: recall {p['recall_conceptual']:.2f}, false discoveries {p['false_discovery_token_only']:.2f}")
+    return 0
