@@ -1,0 +1,6 @@
+"""Interactive, self-contained HTML explorers of FRA results.
+
+``single``: one text, one layer (tokens, attention, per-pair channels, channel maps, feature cards).
+``dataset``: one model's channel statistics (``channels.csv``) with example contexts per channel.
+Pages embed their data and load nothing from the network.
+"""

@@ -1,0 +1,88 @@
+"""Feature cards: each SAE feature's top-activating tokens in a corpus, with short contexts."""
+
+from __future__ import annotations
+
+import re
+
+import torch
+from jaxtyping import Int
+from sae_lens import SAE
+from torch import Tensor
+from transformer_lens import HookedTransformer
+
+from fra.errors import FRAError
+from fra.saes.loading import sae_hook_name
+
+NEURONPEDIA = "https://www.neuronpedia.org/"
+
+
+def token_strings(model: HookedTransformer, tokens: Int[Tensor, "seq pos"]) -> list[list[str]]:
+    """Per sequence, the string of each token (``#id`` when the model has no tokenizer)."""
+    if model.tokenizer is None:
+        return [[f"#{t}" for t in row] for row in tokens.tolist()]
+    return [model.tokenizer.batch_decode([[t] for t in row]) for row in tokens.tolist()]
+
+
+def sae_layer(sae: SAE) -> int:
+    m = re.match(r"blocks\.(\d+)\.", sae_hook_name(sae))
+    if m is None:
+        raise FRAError(f"SAE hook `{sae_hook_name(sae)}` names no block; feature cards need a blocks.L.* hook")
+    return int(m.group(1))
+
+
+def sae_acts(model: HookedTransformer, sae: SAE, tokens: Tensor, batch_size: int = 16) -> Tensor:
+    """SAE feature activations ``[seq, pos, d_sae]`` of ``tokens``."""
+    hook, stop = sae_hook_name(sae), sae_layer(sae) + 1
+    out = []
+    with torch.inference_mode():
+        for s in range(0, len(tokens), batch_size):
+            _, cache = model.run_with_cache(tokens[s:s + batch_size].to(model.cfg.device), names_filter=[hook],
+                                            stop_at_layer=stop)
+            out.append(sae.encode(cache[hook]).cpu())
+    return torch.cat(out)
+
+
+def context(strs: list[str], pos: int, before: int, after: int) -> list[str]:
+    """``[left..., token, right...]`` around ``pos`` as ``[left tokens, token, right tokens]``."""
+    return [strs[max(0, pos - before):pos], strs[pos], strs[pos + 1:pos + 1 + after]]
+
+
+def feature_cards(
+    model: HookedTransformer,
+    sae: SAE,
+    tokens: Int[Tensor, "seq pos"],
+    features: list[int] | None = None,
+    n_top: int = 5,
+    before: int = 8,
+    after: int = 2,
+) -> dict[int, list[list]]:
+    """Per feature, up to ``n_top`` ``[act, left tokens, token, right tokens]``, largest act first.
+
+    Features that never fire on ``tokens`` get an empty list.
+    """
+    if tokens.ndim == 1:
+        tokens = tokens[None]
+    feats = list(range(sae.cfg.d_sae)) if features is None else sorted(set(int(f) for f in features))
+    if not feats:
+        return {}
+    f = sae_acts(model, sae, tokens)[..., feats]  # [seq, pos, n_feats]
+    S, P, _ = f.shape
+    strs = token_strings(model, tokens)
+    k = min(n_top, S * P)
+    vals, idx = f.reshape(S * P, -1).topk(k, dim=0)  # [k, n_feats]
+    cards = {}
+    for c, a in enumerate(feats):
+        cards[a] = [[round(float(v), 4), *context(strs[int(i) // P], int(i) % P, before, after)]
+                    for v, i in zip(vals[:, c], idx[:, c]) if v > 0]
+    return cards
+
+
+def neuronpedia_base(sae: SAE, spec: str = "") -> str | None:
+    """``https://www.neuronpedia.org/gpt2-small/{L}-res-jb/`` for a gpt2-small-res-jb SAE, else None."""
+    np_id = sae.cfg.metadata.get("neuronpedia_id") or ""
+    if re.fullmatch(r"gpt2-small/\d+-res-jb", np_id):
+        return f"{NEURONPEDIA}{np_id}/"
+    m = re.fullmatch(r"blocks\.(\d+)\.hook_resid_pre", sae_hook_name(sae))
+    if "gpt2-small-res-jb" in str(spec) and m:
+        return f"{NEURONPEDIA}gpt2-small/{m.group(1)}-res-jb/"
+    return None
