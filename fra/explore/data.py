@@ -25,7 +25,7 @@ from torch import Tensor
 from fra.engine.result import FEATURE_PAIRS, FRA, Side
 from fra.explore.encode import packed
 
-EMPTY_SLOT = 65535
+EMPTY_SLOT = 65535  # the page's sentinel is the slot dtype's maximum (``empty_slot`` in the payload)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,6 +148,8 @@ def single_payload(
         top.append(top_channels(ids, mine, a_, b_, v_, detail.top_channels))
     exact = fra.exactness()
     keys = list(coef)
+    slot_dtype, empty = ("uint8", 255) if ids.shape[1] < 255 else ("uint16", EMPTY_SLOT)
+    sa, sb = (torch.cat(x).masked_fill(torch.cat(x) == EMPTY_SLOT, empty) for x in (sa, sb))
     return {
         "layer": fra.layer,
         "heads": list(fra.heads),
@@ -162,10 +164,11 @@ def single_payload(
         "term_names": names,
         "pairs": {
             "h": packed(pairs[:, 0], "uint8"), "i": packed(pairs[:, 1], "uint16"), "j": packed(pairs[:, 2], "uint16"),
-            "terms": packed(torch.cat(terms), "float32"),  # [n, n_terms]
-            "slot_a": packed(torch.cat(sa), "uint16"), "slot_b": packed(torch.cat(sb), "uint16"),  # [n, top_n]
-            "value": packed(torch.cat(val), "float32"),
+            "terms": packed(torch.cat(terms), "float16"),  # [n, n_terms]
+            "slot_a": packed(sa, slot_dtype), "slot_b": packed(sb, slot_dtype),  # [n, top_n]
+            "value": packed(torch.cat(val), "float16"),
         },
+        "empty_slot": empty,
         "top_channels": top,  # per head slot: [a, b, total, abs_total, n_pairs, query, key, value]
         "coef": {
             "h": packed([k[0] for k in keys], "uint8"), "a": packed([k[1] for k in keys], "int32"),

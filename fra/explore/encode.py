@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 STATIC = Path(__file__).parent / "static"
-DTYPES = {"uint8": "<u1", "uint16": "<u2", "int32": "<i4", "float32": "<f4"}  # JS typed-array names
+DTYPES = {"uint8": "<u1", "uint16": "<u2", "int32": "<i4", "float32": "<f4", "float16": "<f2"}  # float16: decoded by the page
 
 
 def packed(a, dtype: str) -> dict:

@@ -13,7 +13,7 @@ from fra.config import EngineConfig
 from fra.engine.inputs import read_inputs, tokenize
 from fra.engine.resolver import resolve
 from fra.explore.cards import feature_cards, neuronpedia_base, token_strings
-from fra.explore.data import EMPTY_SLOT, Detail, single_payload
+from fra.explore.data import Detail, single_payload
 from fra.explore.encode import page
 from fra.io import write_text
 
@@ -37,7 +37,6 @@ def single_page(
     payload["cards"] = feature_cards(model, sae, tokens if card_tokens is None else card_tokens, sorted(shown), n_top=4)
     payload["neuronpedia"] = neuronpedia_base(sae, (names or {}).get("sae", ""))
     payload["names"] = names or {}
-    payload["empty_slot"] = EMPTY_SLOT
     title = f"FRA explorer: layer {layer}" + (f" of {names['model']}" if names and names.get("model") else "")
     return page("single", title, payload), payload
 

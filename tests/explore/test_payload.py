@@ -9,12 +9,14 @@ import torch
 from fra.engine import FEATURE_PAIRS, resolve
 from fra.engine.inputs import read_inputs
 from fra.explore.cards import feature_cards, neuronpedia_base, sae_acts
-from fra.explore.data import EMPTY_SLOT, Detail, attention, select_pairs, single_payload
+from fra.explore.data import Detail, attention, select_pairs, single_payload
+from fra.explore.encode import DTYPES
 from tests.conftest import make_model, make_sae
 
 
 def unpack(o):
-    return np.frombuffer(base64.b64decode(o["b64"]), {"uint8": "<u1", "uint16": "<u2", "int32": "<i4", "float32": "<f4"}[o["dtype"]]).reshape(o["shape"])
+    a = np.frombuffer(base64.b64decode(o["b64"]), DTYPES[o["dtype"]]).reshape(o["shape"])
+    return a.astype(np.float32) if o["dtype"] == "float16" else a
 
 
 @pytest.mark.parametrize("max_keys,mass", [(0, 1.0), (2, 1.0), (8, 0.5), (1, 0.9)])
@@ -52,7 +54,8 @@ def test_pair_terms_sum_to_the_model_scores(built):
     h, i, j = (unpack(p["pairs"][c]).astype(int) for c in "hij")
     terms = unpack(p["pairs"]["terms"])
     assert p["term_names"][0] == FEATURE_PAIRS and terms.shape == (len(h), len(p["term_names"]))
-    np.testing.assert_allclose(terms.sum(1), fra.scores[0, h, i, j].numpy(), atol=1e-4)
+    err = np.abs(terms.sum(1) - fra.scores[0, h, i, j].numpy())
+    assert (err <= 1e-3 * np.abs(terms).sum(1) + 1e-4).all()  # float16 terms
     attn = unpack(p["attn"]).astype(float) / 65535
     tri = torch.tril_indices(fra.n_pos, fra.n_pos)
     np.testing.assert_allclose(attn, attention(fra)[:, tri[0], tri[1]].numpy(), atol=1e-5)
@@ -67,11 +70,11 @@ def test_pair_channels_are_the_engines_largest(built):
         at = (e["head"] == fra.heads[h[n]]) & (e["query"] == i[n]) & (e["key"] == j[n])
         ref = e["value"][at]
         want = ref[ref.abs().argsort(descending=True)][:5]
-        live = sa[n] != EMPTY_SLOT
-        np.testing.assert_allclose(val[n][live], want.numpy(), rtol=1e-5, atol=1e-6)
+        live = sa[n] != p["empty_slot"]
+        np.testing.assert_allclose(val[n][live], want.numpy(), rtol=1e-3, atol=1e-5)
         for s_a, s_b, v in zip(sa[n][live], sb[n][live], val[n][live]):
             hit = at & (e["query_feature"] == ids[i[n], s_a]) & (e["key_feature"] == ids[j[n], s_b])
-            assert torch.isclose(e["value"][hit], torch.tensor(float(v)), atol=1e-6).all()
+            assert float(e["value"][hit]) == pytest.approx(v, rel=1e-3, abs=1e-5)
 
 
 def test_channel_coefficients_rebuild_whole_maps(built):
@@ -99,11 +102,11 @@ def test_top_channels_sum_the_listed_channels(built):
         assert [r[3] for r in rows] == sorted((r[3] for r in rows), reverse=True)
         a, b, total, abs_total, n_pairs, q, k, v = rows[0]
         hits = [(n, r) for n in np.nonzero(h == slot)[0] for r in range(val.shape[1])
-                if sa[n, r] != EMPTY_SLOT and ids[i[n], sa[n, r]] == a and ids[j[n], sb[n, r]] == b]
+                if sa[n, r] != p["empty_slot"] and ids[i[n], sa[n, r]] == a and ids[j[n], sb[n, r]] == b]
         assert n_pairs == len(hits)
-        assert sum(val[n, r] for n, r in hits) == pytest.approx(total, rel=1e-4, abs=1e-5)
-        assert sum(abs(val[n, r]) for n, r in hits) == pytest.approx(abs_total, rel=1e-4)
-        assert abs(v) == pytest.approx(max(abs(val[n, r]) for n, r in hits))
+        assert sum(val[n, r] for n, r in hits) == pytest.approx(total, rel=2e-3, abs=1e-3)
+        assert sum(abs(val[n, r]) for n, r in hits) == pytest.approx(abs_total, rel=2e-3)
+        assert abs(v) == pytest.approx(max(abs(val[n, r]) for n, r in hits), rel=1e-3)
         at = (e["head"] == fra.heads[slot]) & (e["query"] == q) & (e["key"] == k) & (e["query_feature"] == a) & (e["key_feature"] == b)
         assert float(e["value"][at]) == pytest.approx(v, rel=1e-5)
 

@@ -44,7 +44,7 @@ def pair_detail(payload, h, i, j):
     terms = dict(zip(payload["term_names"], unpack(payload["pairs"]["terms"])[n].tolist()))
     ids = unpack(payload["feat_ids"])
     sa, sb, v = (unpack(payload["pairs"][c])[n] for c in ("slot_a", "slot_b", "value"))
-    return terms, [(int(ids[i, a]), int(ids[j, b]), float(x)) for a, b, x in zip(sa, sb, v) if a != 65535]
+    return terms, [(int(ids[i, a]), int(ids[j, b]), float(x)) for a, b, x in zip(sa, sb, v) if a != payload["empty_slot"]]
 
 
 def test_page_loads_offline_without_errors(page):
@@ -97,7 +97,7 @@ def test_channel_map_matches_engine(page):
     assert {k for k, _ in cells} == want
     terms, channels = pair_detail(payload, slot, pg.js("fraExplorer.state.i"), pg.js("fraExplorer.state.j"))
     at = dict(cells)[pg.js("fraExplorer.state.i") * P + pg.js("fraExplorer.state.j")]
-    assert at == pytest.approx(channels[0][2], rel=1e-4)
+    assert at == pytest.approx(channels[0][2], rel=2e-3)
 
 
 def test_pattern_click_and_pair_without_detail(page):

@@ -2,11 +2,24 @@
 const DATA = JSON.parse(document.getElementById("data").textContent);
 const TYPED = { uint8: Uint8Array, uint16: Uint16Array, int32: Int32Array, float32: Float32Array };
 
-/** Decode a packed typed array ``{dtype, shape, b64}``. */
+let HALF = null;  // float16 bits -> float32, built on first use
+function halfTable() {
+  const t = new Float32Array(65536);
+  for (let h = 0; h < 65536; h++) {
+    const s = h & 0x8000 ? -1 : 1, e = (h >> 10) & 31, m = h & 1023;
+    t[h] = e === 0 ? s * m * 2 ** -24 : e === 31 ? (m ? NaN : s * Infinity) : s * (1 + m / 1024) * 2 ** (e - 15);
+  }
+  return t;
+}
+/** Decode a packed typed array ``{dtype, shape, b64}`` (float16 comes back as Float32Array). */
 function arr(o) {
   const bin = atob(o.b64), u8 = new Uint8Array(bin.length);
   for (let i = 0; i < bin.length; i++) u8[i] = bin.charCodeAt(i);
-  return new TYPED[o.dtype](u8.buffer);
+  if (o.dtype !== "float16") return new TYPED[o.dtype](u8.buffer);
+  HALF = HALF || halfTable();
+  const bits = new Uint16Array(u8.buffer), out = new Float32Array(bits.length);
+  for (let i = 0; i < bits.length; i++) out[i] = HALF[bits[i]];
+  return out;
 }
 
 /** ``el("td", {class: "num", text: "1"}, child...)`` */
@@ -62,8 +75,7 @@ const css = c => `rgb(${c[0]},${c[1]},${c[2]})`;
 /** A context ``[left tokens, token, right tokens]`` with the token highlighted. */
 function context(left, tok, right, cls = "hit") {
   const d = el("span", { class: "ctx" });
-  for (const t of left) d.append(tokText(t));
-  d.append(el("span", { class: cls }, tokText(tok)));
-  for (const t of right) d.append(tokText(t));
+  const plain = ts => ts.join("").replace(/\n/g, "\u23ce");
+  d.append(plain(left), el("span", { class: cls }, tokText(tok)), plain(right));
   return d;
 }

@@ -53,7 +53,7 @@ function render() {
   const t0 = performance.now(), idx = visible(), table = document.getElementById("table");
   const sortCol = S.sort !== null ? S.sort : S.view === "support" ? col.support : (IND.length ? col[IND[0]] : null);
   const head = el("tr", {}, ...COLS.map((c, n) => el("th", { class: "sortable" + (typeof (ROWS[0] || [])[n] === "number" ? " num" : ""), "data-col": c,
-    title: "sort by " + c, onclick: () => { S.desc = S.sort === n ? !S.desc : true; S.sort = n; render(); } }, c, n === sortCol ? el("span", { class: "arrow", text: S.desc ? " ▼" : " ▲" }) : null)));
+    title: "sort by " + c, onclick: () => { S.desc = S.sort === n ? !S.desc : true; S.sort = n; render(); } }, c.replace(/_/g, "_\u200b"), n === sortCol ? el("span", { class: "arrow", text: S.desc ? " ▼" : " ▲" }) : null)));
   table.replaceChildren(head);
   for (const n of idx.slice(0, MAX_ROWS)) {
     table.append(el("tr", { class: "clickable" + (n === S.row ? " sel" : ""), "data-row": n, onclick: () => { S.row = n; render(); } }, ...ROWS[n].map((v, c) => cell(v, COLS[c]))));

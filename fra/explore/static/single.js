@@ -74,6 +74,8 @@ function renderKeys() {
     box.append(e);
     if (DATA.tokens[j].includes("\n")) box.append(el("br"));
   }
+  const focus = box.querySelector(S.j !== null ? `[data-j="${S.j}"]` : `[data-j="${S.i}"]`);
+  box.scrollTop = focus.offsetTop - box.offsetTop - box.clientHeight / 2;
 }
 
 // ---- pattern and channel map canvases
@@ -160,7 +162,7 @@ function renderPair() {
     tt.append(el("tr", {}, el("td", { text: name === FEATURE_PAIRS ? "feature pairs (all channels)" : name }), el("td", { class: "num" }, signed(v)),
       el("td", { class: "num", text: pct(Math.abs(v) / mass) }), el("td", {}, el("span", { class: "bar", style: `width:${Math.round(60 * Math.abs(v) / mass)}px;background:${v >= 0 ? "#e5989b" : "#93b5f5"}` }))));
   }
-  box.append(el("h3", { text: "Terms of the score" }), tt);
+  box.append(el("h3", { text: "Terms of the score" }), tt, el("div", { class: "hint", text: "query component · key component; feat: SAE features, error: SAE error, b_dec: SAE decoder bias, bias: b_Q / b_K (with LN bias), pos: positions added after ln1" }));
   const ct = el("table", { id: "channels" }, el("tr", {}, el("th", { text: "#" }), el("th", { text: "query feature" }), el("th", { text: "key feature" }), el("th", { class: "num", text: "FRA value" }), el("th", {})));
   let shown = 0, topSum = 0;
   for (let r = 0; r < N; r++) {
@@ -170,7 +172,7 @@ function renderPair() {
     shown++; topSum += v;
     const sel = S.ch && S.ch.a === a && S.ch.b === b;
     ct.append(el("tr", { class: "clickable" + (sel ? " sel" : ""), "data-a": a, "data-b": b, onclick: () => update(() => { S.ch = { a, b }; }) },
-      el("td", { text: String(r + 1) }), el("td", {}, featLink(a), el("span", { class: "act", text: `  f=${fmt(FW[i * K + sa])}/s` })),
+      el("td", { text: String(r + 1) }), el("td", { title: `activation / LN scale at the query: ${fmt(FW[i * K + sa])}` }, featLink(a)),
       el("td", {}, featLink(b)), el("td", { class: "num" }, signed(v)),
       el("td", {}, el("span", { class: "bar", style: `width:${Math.round(60 * Math.abs(v) / mass)}px;background:${v >= 0 ? "#e5989b" : "#93b5f5"}` }))));
   }
