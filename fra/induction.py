@@ -7,6 +7,8 @@ Writes to ``--out`` (``results/<model>/``):
   BH q-values over all of them, and ``is_cih``;
 * ``head_attention.csv``: each resolvable head's attention to the induction target per probe kind;
 * ``hypotheses.csv``: per resolvable head, TIH score, confirmed channels and the best one (H1/H2);
+* ``channel_features.json``: a card (top-activating tokens with contexts; a Neuronpedia link for
+  gpt2-small-res-jb SAEs) for every feature that appears in ``channels.csv``;
 * ``metrics.json``: counts, H1/H2 answers, the engine's exactness residual and term shares on the
   probes and, for the planted world, recall / false discoveries.
 """
@@ -19,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from sae_lens import SAE
 from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
@@ -104,12 +107,17 @@ def planted_recall(channels: pd.DataFrame, world: WorldConfig) -> dict:
     }
 
 
-def run(model: HookedTransformer, saes: dict[int, SAE], params: Params, world: WorldConfig | None = None) -> dict:
-    """Head scores, channel search on every probe kind, FDR, and the hypothesis tables."""
+def run(model: HookedTransformer, saes: dict[int, SAE], params: Params, world: WorldConfig | None = None,
+        corpus: torch.Tensor | None = None, sae_spec: str = "") -> dict:
+    """Head scores, channel search on every probe kind, FDR, hypothesis tables and feature cards.
+
+    Feature cards come from ``corpus`` (token ids ``[seq, pos]``), else from the repeated-random probes.
+    """
     heads = head_scores(model, params.heads)
     heads["is_tih"] = heads["induction"] >= params.induction.tih_threshold
     tables, attention, exactness = [], [], {}
-    for disc, held in tqdm(probe_sets(model, params, world), desc="probe kinds"):
+    probes = probe_sets(model, params, world)
+    for disc, held in tqdm(probes, desc="probe kinds"):
         table, attn = search(model, saes, disc, held, params.channels, params.engine)
         tables.append(table)
         attention.append(attn)
@@ -129,14 +137,35 @@ def run(model: HookedTransformer, saes: dict[int, SAE], params: Params, world: W
     }
     if world is not None:
         metrics["planted"] = planted_recall(channels, world)
+    if corpus is None:
+        corpus = probes[0][0].tokens
+    cards = channel_feature_cards(model, saes, channels, corpus, sae_spec)
     return {"heads": heads, "channels": channels, "head_attention": pd.concat(attention, ignore_index=True),
-            "hypotheses": hyp, "metrics": metrics}
+            "hypotheses": hyp, "metrics": metrics, "cards": cards}
+
+
+def channel_feature_cards(model: HookedTransformer, saes: dict[int, SAE], channels: pd.DataFrame, corpus: torch.Tensor,
+                          sae_spec: str = "") -> dict:
+    """Cards of every feature in ``channels`` (query and key side), per layer, from ``corpus``."""
+    from fra.explore.cards import feature_cards, neuronpedia_base
+
+    out = {}
+    for layer, sae in sorted(saes.items()):
+        rows = channels[channels["layer"] == layer]
+        feats = sorted(set(rows["query_feature"].astype(int)) | set(rows["key_feature"].astype(int)))
+        base = neuronpedia_base(sae, sae_spec)
+        out[f"L{layer}"] = {
+            str(f): {"top": top, "neuronpedia": f"{base}{f}" if base else None}
+            for f, top in feature_cards(model, sae, corpus, feats).items()
+        }
+    return out
 
 
 def write(results: dict, out: Path) -> None:
     for name in ("heads", "channels", "head_attention", "hypotheses"):
         with atomic_path(out / f"{name}.csv") as tmp:
             results[name].to_csv(tmp, index=False, float_format="%.6g")
+    write_json(out / "channel_features.json", results["cards"])
     write_json(out / "metrics.json", results["metrics"])
 
 
@@ -174,7 +203,10 @@ def main(args: argparse.Namespace) -> int:
         world = params.world
         if truth["d_vocab"] != world.d_vocab or truth["n_conceptual"] != world.n_conceptual:
             raise FRAError(f"{args.ground_truth} does not match params.yaml's world section; rerun `dvc repro toy_data`")
-    results = run(model, saes, params, world)
+    corpus = None
+    if args.corpus:
+        corpus = torch.from_numpy(np.load(args.corpus).astype(np.int64))[: args.corpus_sequences]
+    results = run(model, saes, params, world, corpus, args.saes)
     write(results, Path(args.out))
     m = results["metrics"]
     print(f"{m['n_channels_tested']} channels tested, {m['n_cih']} confirmed (BH at {m['alpha']})")

@@ -59,6 +59,9 @@ def test_run_tables_are_consistent(tiny):
     p = m["planted"]
     assert 0 <= p["recall_conceptual"] <= 1 and p["n_conceptual"] == 4 and p["n_token_only_tested"] == 4
     assert m["H1"] == answers(hyp)["H1"]
+    cards = res["cards"]["L1"]
+    assert set(cards) == {str(f) for f in pd.concat([channels["query_feature"], channels["key_feature"]])}
+    assert all(c["neuronpedia"] is None for c in cards.values())
 
 
 def test_hypothesis_answers_from_a_hand_built_table():
@@ -80,7 +83,8 @@ def test_cli_writes_all_outputs(tiny, tmp_path):
     out = tmp_path / "results"
     assert main(["induction", "--model", str(root / "model"), "--saes", str(root / "saes"), "--params", str(params),
                  "--ground-truth", str(root / "gt.json"), "--out", str(out)]) == 0
-    for name in ("heads.csv", "channels.csv", "head_attention.csv", "hypotheses.csv", "metrics.json"):
+    for name in ("heads.csv", "channels.csv", "head_attention.csv", "hypotheses.csv", "metrics.json",
+                 "channel_features.json"):
         assert (out / name).exists()
     assert json.loads((out / "metrics.json").read_text())["layers_resolved"] == [1]
     assert main(["induction", "--model", str(root / "model"), "--saes", str(tmp_path), "--params", str(params),
