@@ -42,7 +42,7 @@ def _target_mass(fra, seq, query, target) -> tuple[torch.Tensor, torch.Tensor]:
     """Pair values at the targets ``[n, head, K, K]`` and each query's total |score| there ``[n, head]``."""
     vals = fra.pairs_at(seq, query, target)
     rest = fra.remainder_at(seq, query, target)
-    return vals, vals.abs().sum((-2, -1)) + sum(r.abs() for r in rest.values())
+    return vals.cpu(), (vals.abs().sum((-2, -1)) + sum(r.abs() for r in rest.values())).cpu()
 
 
 def discover(model, sae, layer: int, probes: Probes, cfg: ChannelConfig, engine: EngineConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -59,12 +59,13 @@ def discover(model, sae, layer: int, probes: Probes, cfg: ChannelConfig, engine:
         g = torch.tensor([index[x] for x in group])
         vals, mass = _target_mass(fra, seq, query, target)
         denom.index_add_(0, g, mass)
-        pattern = fra.scores[seq, :, query].softmax(-1)  # [n, head, key]
+        pattern = fra.scores[seq, :, query].softmax(-1).cpu()  # [n, head, key]
         attn.index_add_(0, g, pattern.gather(-1, target[:, None, None].expand(-1, H, 1))[..., 0])
         n_q.index_add_(0, g, torch.ones(len(g)))
         n, hh, sa, sb = torch.nonzero(vals, as_tuple=True)
-        a = fra.feature_ids[seq[n], query[n], sa]
-        b = fra.feature_ids[seq[n], target[n], sb]
+        ids = fra.feature_ids.cpu()
+        a = ids[seq[n], query[n], sa]
+        b = ids[seq[n], target[n], sb]
         key = ((g[n] * H + hh) * d + a) * d + b
         v = vals[n, hh, sa, sb]
         uniq, inv = torch.unique(key, return_inverse=True)
@@ -135,13 +136,13 @@ def evaluate(model, sae, layer: int, probes: Probes, cands: pd.DataFrame, cfg: C
             if not sel.any():
                 continue
             s, q, t = seq[sel], query[sel], target[sel]
-            a = torch.tensor(cands.loc[rows, "query_feature"].to_numpy())
-            b = torch.tensor(cands.loc[rows, "key_feature"].to_numpy())
             ids = fra.feature_ids  # [batch, pos, K]
+            a = torch.tensor(cands.loc[rows, "query_feature"].to_numpy(), device=ids.device)
+            b = torch.tensor(cands.loc[rows, "key_feature"].to_numpy(), device=ids.device)
             Qa = torch.einsum("bpkm,bpke->bmpe", (ids[..., None] == a).float(), fra.q.feat[:, :, :, head])
             Kb = torch.einsum("bpkm,bpke->bmpe", (ids[..., None] == b).float(), fra.k.feat[:, :, :, head])
             C = torch.einsum("bmie,bmje->bmij", Qa, Kb)[s, :, q] / fra.attn_scale  # [n, M, key]
-            for name, value in channel_sums(C, q, t, fra.scores[s, head, q]).items():
+            for name, value in channel_sums(C.cpu(), q, t, fra.scores[s, head, q].cpu()).items():
                 acc[name][rows] += value
             acc["n"][rows] += len(s)
             acc["denom"][rows] += float(mass[sel, head].sum())

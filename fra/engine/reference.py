@@ -31,7 +31,7 @@ def reference_inputs(model: HookedTransformer, sae: SAE, tokens: Tensor, layer: 
     if on_resid and norm is not None:
         scale = cache[f"blocks.{layer}.ln1.hook_scale"][0, :, 0]
     else:
-        scale = torch.ones(tokens.numel())
+        scale = torch.ones(tokens.numel(), device=tokens.device)
     return ReferenceInputs(
         f_act=sae.encode(cache[hook][0]).detach(), scale=scale, center=on_resid and norm in ("LN", "LNPre")
     )
@@ -47,7 +47,7 @@ def _project(model: HookedTransformer, layer: int, vecs: Tensor, s: Tensor, cent
         vecs = vecs * w
     out = vecs @ W  # [n, d_head]
     if model.cfg.positional_embedding_type == "rotary":
-        padded = torch.zeros(1, pos + 1, out.shape[0], out.shape[1])
+        padded = out.new_zeros(1, pos + 1, out.shape[0], out.shape[1])
         padded[0, pos] = out
         out = model.blocks[layer].attn.apply_rotary(padded)[0, pos]
     return out

@@ -21,11 +21,11 @@ def channel_table(fra: FRA, head_slot: int = 0, batch: int = 0) -> dict[str, tor
     Returns per channel (a, b): ``total`` (signed sum), ``abs_total``, ``n_pairs`` (pairs where it
     is nonzero) and its largest-|value| pair (``query``, ``key``, ``value``).
     """
-    ids = fra.feature_ids[batch]
+    ids = fra.feature_ids[batch].cpu()
     d = int(ids.max()) + 1
     keys, total, abs_total, count, best_val, best_q, best_k = ([] for _ in range(7))
     for i0, _, vals in fra.pair_blocks():
-        v = vals[batch, head_slot]  # [I, J, K, K]
+        v = vals[batch, head_slot].cpu()  # [I, J, K, K]
         i, j, sa, sb = torch.nonzero(v, as_tuple=True)
         val = v[i, j, sa, sb]
         key = ids[i + i0, sa] * d + ids[j, sb]
