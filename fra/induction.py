@@ -32,7 +32,7 @@ from fra.engine import resolve
 from fra.errors import FRAError
 from fra.heads import head_scores
 from fra.io import atomic_path, write_json
-from fra.probes import Probes, repeated_random, world_probes
+from fra.probes import Probes, repeated_random, repeated_text, world_probes
 
 EXACT_PROBE = "random_repeat"  # H1 is asked on exact token repeats
 
@@ -42,13 +42,22 @@ def bos_id(model: HookedTransformer) -> int:
     return int(tok.bos_token_id) if tok is not None and tok.bos_token_id is not None else 0
 
 
-def probe_sets(model: HookedTransformer, params: Params, world: WorldConfig | None) -> list[tuple[Probes, Probes]]:
-    """(discovery, held-out) probe sets of every kind; held-out sequences use disjoint seeds."""
+def probe_sets(
+    model: HookedTransformer, params: Params, world: WorldConfig | None, corpus: torch.Tensor | None = None
+) -> list[tuple[Probes, Probes]]:
+    """(discovery, held-out) probe sets of every kind; held-out sequences use disjoint seeds / text."""
     cfg = params.induction
+    bos = bos_id(model)
     pairs = [tuple(
-        repeated_random(model.cfg.d_vocab, bos_id(model), n, cfg.repeat_min, cfg.repeat_max, seed=cfg.seed * 2 + split)
+        repeated_random(model.cfg.d_vocab, bos, n, cfg.repeat_min, cfg.repeat_max, seed=cfg.seed * 2 + split)
         for split, n in ((0, cfg.n_discovery), (1, cfg.n_heldout))
     )]
+    if corpus is not None:  # natural text: windows from the first / second half of the corpus
+        half = len(corpus) // 2
+        pairs.append(tuple(
+            repeated_text(part, bos, n, cfg.repeat_min, cfg.repeat_max, seed=cfg.seed * 2 + split)
+            for split, (part, n) in enumerate(((corpus[:half], cfg.n_discovery), (corpus[half:], cfg.n_heldout)))
+        ))
     if world is not None:
         disc = world_probes(world, cfg.n_discovery, seed=cfg.seed * 2)
         held = world_probes(world, cfg.n_heldout, seed=cfg.seed * 2 + 1)
@@ -111,12 +120,13 @@ def run(model: HookedTransformer, saes: dict[int, SAE], params: Params, world: W
         corpus: torch.Tensor | None = None, sae_spec: str = "") -> dict:
     """Head scores, channel search on every probe kind, FDR, hypothesis tables and feature cards.
 
-    Feature cards come from ``corpus`` (token ids ``[seq, pos]``), else from the repeated-random probes.
+    ``corpus`` (token ids ``[seq, pos]``) adds repeated-text probes and is where feature cards come
+    from; without it cards come from the repeated-random probes.
     """
     heads = head_scores(model, params.heads)
     heads["is_tih"] = heads["induction"] >= params.induction.tih_threshold
     tables, attention, exactness = [], [], {}
-    probes = probe_sets(model, params, world)
+    probes = probe_sets(model, params, world, corpus)
     for disc, held in tqdm(probes, desc="probe kinds"):
         table, attn = search(model, saes, disc, held, params.channels, params.engine)
         tables.append(table)

@@ -73,6 +73,32 @@ def repeated_random(
     return Probes("random_repeat", t(np.stack(tokens)), t(seq), t(query), t(target), np.array(["all"] * len(seq)))
 
 
+def repeated_text(corpus: Int[Tensor, "seq pos"], bos: int, n_seq: int, n_min: int, n_max: int, seed: int) -> Probes:
+    """``[BOS] w w`` for windows ``w`` of ``n_min..n_max`` tokens cut from ``corpus`` (natural text).
+
+    Padded at the end with the text that followed the window. Queries and targets as in
+    :func:`repeated_random` (the copy's next token); tokens that also repeat inside ``w`` make
+    some targets ambiguous, as in any repeated text.
+    """
+    body = corpus[:, 1:] if (corpus[:, 0] == bos).all() else corpus
+    if body.shape[1] < 2 * n_max or n_min < 2:
+        raise FRAError(f"text windows of {n_min}..{n_max} tokens need n_min >= 2 and corpus rows of >= {2 * n_max} tokens")
+    rng = np.random.default_rng(seed)
+    tokens, seq, query, target = [], [], [], []
+    for s in range(n_seq):
+        row = body[int(rng.integers(len(body)))].numpy()
+        n = int(rng.integers(n_min, n_max + 1))
+        start = int(rng.integers(0, body.shape[1] - 2 * n_max + 1))
+        w = row[start : start + n]
+        tokens.append(np.concatenate([[bos], w, w, row[start + n : start + n + 2 * (n_max - n)]]))
+        k = np.arange(1, n)
+        seq += [s] * len(k)
+        query += list(n + k)
+        target += list(k + 1)
+    t = lambda x: torch.tensor(np.asarray(x), dtype=torch.long)  # noqa: E731
+    return Probes("text_repeat", t(np.stack(tokens)), t(seq), t(query), t(target), np.array(["all"] * len(seq)))
+
+
 def world_probes(world, n_seq: int, seed: int) -> list[Probes]:
     """Planted-world probes: token repeats, concept repeats (grouped by the query's class) and the control.
 

@@ -42,11 +42,12 @@ def tiny(tmp_path_factory):
 
 def test_run_tables_are_consistent(tiny):
     model, sae, _ = tiny
-    res = run(model, {1: sae}, PARAMS, WORLD)
+    corpus = generate(WORLD, 30, seed=5).tokens
+    res = run(model, {1: sae}, PARAMS, WORLD, corpus)
     heads, channels, hyp, m = res["heads"], res["channels"], res["hypotheses"], res["metrics"]
     assert len(heads) == 4 and (heads["is_tih"] == (heads["induction"] >= 0.4)).all()
     assert list(channels.columns) == COLUMNS + ["q_value", "is_cih"]
-    assert set(channels["probe"]) == {"random_repeat", "token_repeat", "concept_repeat", "concept_control"}
+    assert set(channels["probe"]) == {"random_repeat", "text_repeat", "token_repeat", "concept_repeat", "concept_control"}
     np.testing.assert_allclose(channels["q_value"], benjamini_hochberg(channels["p_value"].to_numpy()))
     assert (channels["support"] >= 1e-4).all() and channels["layer"].eq(1).all()
     assert channels.groupby(["probe", "group", "head"]).size().max() <= 3

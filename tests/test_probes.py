@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from fra.errors import FRAError
-from fra.probes import Probes, repeated_random
+from fra.probes import Probes, repeated_random, repeated_text
 
 
 def test_repeated_random_targets_follow_the_earlier_occurrence():
@@ -29,3 +29,18 @@ def test_bad_probes_are_refused():
         repeated_random(20, 0, 2, 5, 30, seed=0)
     with pytest.raises(FRAError, match="target must be a causal key"):
         Probes("x", torch.zeros(1, 5, dtype=torch.long), torch.tensor([0]), torch.tensor([2]), torch.tensor([3]), np.array(["g"]))
+
+
+def test_repeated_text_copies_windows_of_the_corpus():
+    corpus = torch.randint(1, 30, (5, 40))
+    corpus[:, 0] = 0
+    p = repeated_text(corpus, bos=0, n_seq=7, n_min=4, n_max=10, seed=0)
+    assert p.kind == "text_repeat" and p.tokens.shape == (7, 21)
+    assert (p.tokens[p.seq, p.target - 1] == p.tokens[p.seq, p.query]).all()
+    assert (p.tokens[p.seq, p.target] == p.tokens[p.seq, p.query + 1]).all()
+    rows = {tuple(r.tolist()) for r in corpus[:, 1:]}
+    first = p.tokens[0, 1:]
+    n = int((p.seq == 0).sum()) + 1
+    assert any(" ".join(map(str, first[:n].tolist())) in " ".join(map(str, r)) for r in rows)  # a real window
+    with pytest.raises(FRAError, match="corpus rows"):
+        repeated_text(corpus, 0, 2, 4, 30, seed=0)
