@@ -23,6 +23,7 @@ from transformers import PreTrainedTokenizerFast
 
 from fra.errors import FRAError
 from fra.io import atomic_path, write_json
+from fra.models.smollm2 import load_smollm2
 from fra.models.tokenizers import gpt2_tokenizer
 
 HOOKED_CONFIG = "hooked_config.json"
@@ -111,7 +112,11 @@ def load_model(spec: str | Path, device: str = "auto") -> HookedTransformer:
     """Load ``spec`` (local directory or hub name) as an eval-mode HookedTransformer."""
     device = pick_device(device)
     path = Path(spec)
+    if str(spec) == "smollm2" and not path.exists():
+        return load_smollm2(device=device)
     if path.is_dir():
+        if any(path.glob("*.gguf")):
+            return load_smollm2(path, device)
         if (path / HOOKED_CONFIG).exists():
             return _load_hooked(path, device)
         config = path / "config.json"

