@@ -145,7 +145,7 @@ class ToyTrainConfig:
     n_layers: int = 2
     n_heads: int = 4
     d_model: int = 128
-    d_mlp: int = 512
+    d_mlp: int = 0  # 0: attention-only (learns content induction far sooner on 2 CPU cores; see results/toy)
     positional_embedding_type: Literal["standard", "shortformer"] = "shortformer"
     steps: int = 2500
     batch_size: int = 32
@@ -159,7 +159,7 @@ class ToyTrainConfig:
         require(self.n_heads >= 1, "toy_train.n_heads", f"must be >= 1, got {self.n_heads}")
         require(self.d_model % self.n_heads == 0, "toy_train.d_model",
                 f"({self.d_model}) must be divisible by toy_train.n_heads ({self.n_heads})")
-        require(self.d_mlp >= 1, "toy_train.d_mlp", f"must be >= 1, got {self.d_mlp}")
+        require(self.d_mlp >= 0, "toy_train.d_mlp", f"must be >= 0 (0 = attention-only), got {self.d_mlp}")
         require(self.steps >= 1 and self.batch_size >= 1, "toy_train.steps", "and toy_train.batch_size must be >= 1")
         require(self.lr > 0, "toy_train.lr", f"must be > 0, got {self.lr}")
         require(0 <= self.warmup_steps < self.steps, "toy_train.warmup_steps", f"must be in 0..steps-1, got {self.warmup_steps}")

@@ -126,7 +126,7 @@ def head_check(model: HookedTransformer, cfg: HeadScoreConfig, df: pd.DataFrame)
     for row in canonical.sort_values("induction", ascending=False).itertuples():
         earlier = df[df.layer < row.layer]
         partner = earlier.loc[earlier.previous_token.idxmax()]
-        l_p, h_p = int(partner.layer), int(partner.head)
+        l_p, h_p = int(partner["layer"]), int(partner["head"])  # Series.head is a method
         ablated = ablated_induction(model, cfg, (l_p, h_p))[row.layer, row.head].item()
         heads.append({
             "head": f"L{row.layer}H{row.head}", "induction": round(row.induction, 4),

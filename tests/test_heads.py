@@ -94,6 +94,20 @@ def test_head_scores_and_check_run(model):
     assert check["ground_truth_ok"] is False  # an untrained model has no induction head
 
 
+def test_check_finds_a_canonical_head_and_its_partner(model):
+    m, _ = model
+    cfg = HeadScoreConfig(n_rep=12, batch_size=3, offsets=(5, 9))
+    df = head_scores(m, cfg)
+    L1 = df.layer == 1
+    df.loc[L1 & (df["head"] == 1), ["induction", "induction_min"]] = 0.9  # pretend L1H1 is an induction head
+    df.loc[(df.layer == 0) & (df["head"] == 0), "previous_token"] = 0.8  # and L0H0 its previous-token partner
+    df["positional_control"] = 0.0
+    check = head_check(m, cfg, df)
+    (head,) = check["canonical_induction_heads"]
+    assert head["head"] == "L1H1" and head["previous_token_partner"] == "L0H0" and head["has_partner"]
+    assert check["ground_truth_ok"] is True and 0 <= head["induction_with_partner_ablated"] <= 1
+
+
 def test_head_scores_refuse_too_long_repeats(model):
     from fra.errors import FRAError
 

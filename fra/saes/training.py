@@ -43,6 +43,9 @@ def train_sae(model: HookedTransformer, tokens: Int[torch.Tensor, "seq pos"], la
         lr=cfg.lr, lr_warm_up_steps=0, lr_scheduler_name="constant", device="cpu", seed=cfg.seed,
         logger=LoggingConfig(log_to_wandb=False), n_checkpoints=0, checkpoint_path=None, output_path=None,
         n_eval_batches=1, verbose=False,
+        # dead = silent for this many steps; sae_lens' default (1000) exceeds a short run, so the
+        # TopK auxiliary loss would never revive dead features
+        dead_feature_window=50, feature_sampling_window=100,
     )
     torch.manual_seed(cfg.seed)
     dataset = Dataset.from_dict({"tokens": tokens.tolist()})

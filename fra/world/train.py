@@ -18,7 +18,7 @@ def build_model(world: WorldConfig, cfg: ToyTrainConfig) -> HookedTransformer:
     torch.manual_seed(cfg.seed)
     model = HookedTransformer(HookedTransformerConfig(
         n_layers=cfg.n_layers, n_heads=cfg.n_heads, d_model=cfg.d_model, d_head=cfg.d_model // cfg.n_heads,
-        d_mlp=cfg.d_mlp, d_vocab=world.d_vocab, n_ctx=world.seq_len, act_fn="gelu", normalization_type="LN",
+        d_mlp=cfg.d_mlp or None, attn_only=cfg.d_mlp == 0, d_vocab=world.d_vocab, n_ctx=world.seq_len, act_fn="gelu", normalization_type="LN",
         positional_embedding_type=cfg.positional_embedding_type, default_prepend_bos=True, seed=cfg.seed, device="cpu",
     ))
     model.set_tokenizer(world_tokenizer(world))
@@ -94,7 +94,7 @@ def main(args) -> int:
     train_seconds = time.time() - start
     save_hooked(model, args.out)
     df = head_scores(model, params.heads)
-    with atomic_path(Path(args.results) / "heads.csv") as tmp:
+    with atomic_path(Path(args.results) / "train_heads.csv") as tmp:
         df.round(4).to_csv(tmp, index=False)
     check = head_check(model, params.heads, df)
     final = {k: round(v, 4) for k, v in history[-1].items() if k != "step"}
@@ -118,10 +118,11 @@ POSITIONAL_NOTE = {
     "shortformer": (
         "Shortformer positions (TransformerLens positional_embedding_type='shortformer': the position embedding is added "
         "to the query and key inputs after ln1, never to the residual stream or values), as in Anthropic's small "
-        "attention-only models. With standard learned positions, LN and MLP the same world and budget stayed on the loss "
-        "plateau or learned repeats without canonical induction heads (shared/NOTES.md section 5 and "
-        "toy_train.positional_embedding_type=standard runs). TransformerLens fold_ln is not exact for shortformer, so the "
-        "model is saved unprocessed (ln1 weights present)."
+        "attention-only models, which NOTES.md section 5 found to give canonical content-based induction heads quickly. "
+        "Attention-only by default (toy_train.d_mlp = 0): on this world (seq_len 64, batch 64, lr 3e-3) an attention-only "
+        "model reached token/concept repeat accuracy 0.76/0.83 and induction heads of 0.54/0.42 after 1500 steps, "
+        "while the same model with a 512-wide MLP was at 0.11/0.22 with no induction head. TransformerLens fold_ln "
+        "is not exact for shortformer, so the model is saved unprocessed (ln1 weights present)."
     ),
     "standard": "Standard learned absolute positions added to the residual stream.",
 }
