@@ -36,7 +36,7 @@ def table(df: pd.DataFrame, label: str, text: str, *sources: Provenance, digits:
     if not label.startswith("tbl-"):
         raise ValueError(f"table label {label!r} must start with 'tbl-' for cross-references")
     numeric = [pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c]) for c in df.columns]
-    header = "| " + " | ".join(str(c) for c in df.columns) + " |"
+    header = "| " + " | ".join(str(c).replace("|", "\\|") for c in df.columns) + " |"
     rule = "|" + "|".join("--:" if n else ":--" for n in numeric) + "|"
     rows = ["| " + " | ".join(_cell(v, digits) for v in row) + " |" for row in df.itertuples(index=False)]
     record({"kind": "table", "label": label, "caption": text, "sources": [s.__dict__ for s in sources]})

@@ -1,6 +1,12 @@
-"""The repository's own paper, built on fixture results in the provisional schemas it reads."""
+"""The repository's own paper, built on fixture results files in the pipeline's real schemas.
+
+The fixture tables go through the pipeline's own code where it decides something (``confirm``
+for q-values and ``is_cih``, ``hypotheses``/``answers`` for H1/H2, ``planted_recall``), so the
+paper is tested against the columns and keys ``fra induction`` actually writes.
+"""
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -9,33 +15,98 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from fra.channels import COLUMNS, confirm
+from fra.config import WorldConfig
+from fra.induction import EXACT_PROBE, answers, hypotheses, planted_recall
 from fra.report.build import build
 from tests.report.conftest import write_results
 
 PAPER = Path(__file__).parents[2] / "paper"
+WORLD = WorldConfig(n_classes=8, class_size=3, n_filler=16, n_conceptual=4, seq_len=48, segment_min=4,
+                    segment_max=8, gap_max=6, lead_max=2)
+ALPHA = 0.05
+TERMS = {"feat·feat": 0.55, "feat·b_dec": 0.05, "feat·error": 0.1, "feat·bias": 0.04, "feat·pos": 0.06,
+         "b_dec·feat": 0.03, "error·feat": 0.07, "error·error": 0.02, "bias·bias": 0.01, "pos·pos": 0.07}
 
 
-def toy_results() -> dict[str, tuple[str, str]]:
-    rng = np.random.default_rng(0)
+def channel(probe, group, head, a, b, p, effect, ci):
+    return {"probe": probe, "group": group, "layer": 1, "head": head, "query_feature": a, "key_feature": b,
+            "support": 0.1, "channel_induction_discovery": ci + 0.05, "p_discovery": p / 2, "support_heldout": 0.09,
+            "channel_induction_heldout": ci, "null_channel_induction_heldout": 0.02, "softmax_effect": effect,
+            "p_value": p, "n_queries": 120}
+
+
+def toy_results(ground_truth_ok: bool = False) -> dict[str, tuple[str, str]]:
     heads = pd.DataFrame([(layer, head) for layer in range(2) for head in range(4)], columns=["layer", "head"])
-    heads["induction"] = np.where((heads.layer == 1) & (heads["head"] < 2), [0.9, 0.85] * 4, 0.02).round(3)
-    heads["previous_token"] = np.where((heads.layer == 0) & (heads["head"] == 3), 0.7, 0.05)
+    induction = np.where(heads.layer == 1, [0.9, 0.85, 0.05, 0.02] * 2, 0.01)
+    for n in (10, 20, 25):
+        heads[f"induction_n{n}"] = induction
+    heads["induction"] = induction
     heads["duplicate_token"] = 0.01
-    heads["is_tih"] = heads.induction > 0.4
-    channels = pd.DataFrame({
-        "layer": [1, 1, 1, 0], "head": [0, 0, 3, 2], "query_feature": [5, 9, 12, 4], "key_feature": [17, 30, 41, 8],
-        "support": [120, 80, 64, 30], "channel_induction_discovery": rng.uniform(0.3, 0.9, 4).round(3),
-        "channel_induction_heldout": [0.71, 0.55, 0.48, 0.05], "softmax_effect": [0.2, 0.1, 0.08, 0.0],
-        "p_value": [1e-4, 1e-3, 2e-3, 0.6], "q_value": [4e-4, 2e-3, 3e-3, 0.6], "is_cih": [True, True, True, False]})
-    train = {"acc_token_repeat": 0.95, "acc_concept_repeat": 0.83, "ground_truth_ok": True,
-             "heads": {"canonical_induction_heads": [{"head": "L1H0"}, {"head": "L1H1"}], "max_positional_control": 0.01},
-             "history": [{"step": 0, "loss": 5.0}]}
+    heads["previous_token"] = np.where((heads.layer == 0) & (heads["head"] == 3), 0.7, 0.05)
+    heads["induction_min"] = induction - 0.01
+    heads["positional_control"] = 0.003
+    heads["is_tih"] = heads.induction >= 0.4
+    raw = pd.DataFrame([
+        channel("random_repeat", "all", 0, 5, 17, 1e-6, 0.2, 0.71),  # L1H0 (TIH): confirmed on exact repeats
+        channel("random_repeat", "all", 1, 9, 30, 0.5, 0.1, 0.3),  # L1H1 (TIH): not confirmed -> H1 no
+        channel("text_repeat", "all", 0, 5, 17, 1e-5, 0.1, 0.6),
+        channel("token_repeat", "all", 1, 9, 30, 0.2, 0.01, 0.2),
+        channel("concept_repeat", "class00", 2, 12, 41, 1e-5, 0.05, 0.4),  # L1H2 (not TIH): confirmed -> H2 yes
+        channel("concept_repeat", "class01", 1, 12, 8, 1e-5, -0.02, 0.5),  # negative effect: not confirmed
+        channel("concept_control", "class04", 3, 4, 8, 0.3, 0.0, -0.1),
+    ], columns=COLUMNS)
+    channels = confirm(raw, ALPHA)
+    hyp = hypotheses(heads, channels, [1])
+    attention = pd.DataFrame([
+        {"probe": probe, "group": group, "layer": 1, "head": h,
+         "attention_to_target": (0.8 if h < 2 else 0.1) * (0.5 if probe.startswith("concept") else 1.0)}
+        for probe, groups in (("random_repeat", ["all"]), ("text_repeat", ["all"]), ("token_repeat", ["all"]),
+                              ("concept_repeat", ["class00", "class01"]), ("concept_control", ["class04"]))
+        for group in groups for h in range(4)])
+    exactness = {"L1": {probe: {"max_residual": 2.4e-6 if probe == "random_repeat" else 1.1e-6, "max_abs_score": 9.5,
+                                "shares": TERMS, "share_with_error": 0.19, "mean_active_features": 7.8}
+                        for probe in ("random_repeat", "text_repeat", "token_repeat", "concept_repeat", "concept_control")}}
+    metrics = {
+        "n_channels_tested": len(channels), "n_cih": int(channels.is_cih.sum()),
+        "tested_by_probe": channels.groupby("probe").size().to_dict(),
+        "cih_by_probe": channels.groupby("probe")["is_cih"].sum().astype(int).to_dict(),
+        "layers_resolved": [1], "tih_threshold": 0.4, "alpha": ALPHA, "min_support": 0.02, **answers(hyp),
+        "exactness": exactness, "max_residual": 2.4e-6, "planted": planted_recall(channels, WORLD),
+    }
+    features = sorted(set(channels.query_feature) | set(channels.key_feature))
+    cards = {"L1": {str(f): {"top": [[2.5, ["c00m1", "f03", "*odd*"], "c00m2", ["f04"]], [1.25, [], "f07", []]],
+                             "neuronpedia": None} for f in features}}
+    saes_cards = {"L1": [{"feature": f, "freq": 0.1, "mean_act": 2.0, "top_current": [["c00m2", 0.5]],
+                          "current_class": ["c00", 0.9], "top_previous": [["f03", 0.2]],
+                          "previous_class": ["filler", 0.4], "kind": "current:c00"} for f in features]}
+    train_heads = heads.drop(columns=["is_tih"])
+    check = {"canonical_induction_heads": [{"head": "L1H0", "induction": 0.9, "has_partner": ground_truth_ok}],
+             "positional_shortcut_heads": [], "max_positional_control": 0.003, "ground_truth_ok": ground_truth_ok,
+             "criteria": "canonical: layer >= 1, induction >= 0.5 at every N in [10, 20, 25]"}
+    train = {"heldout_loss": 2.1, "acc_token_repeat": 0.93, "acc_concept_repeat": 0.71, "acc_random": 0.02,
+             "ground_truth_ok": ground_truth_ok, "learned_world": False, "heads": check,
+             "model": {"n_layers": 2, "n_heads": 4, "d_model": 128, "d_mlp": 0,
+                       "positional_embedding_type": "shortformer"},
+             "train_seconds": 301.5,
+             "history": [{"step": s, "heldout_loss": 3.0 - s / 1000, "acc_token_repeat": s / 3300,
+                          "acc_concept_repeat": s / 4300, "acc_random": 0.02} for s in (0, 1500, 3000)]}
+    saes = {"L1": {"hook_name": "blocks.1.hook_resid_pre", "d_sae": 1024, "l0": 7.8, "variance_explained": 0.66,
+                   "dead_fraction": 0.95, "n_tokens": 64000,
+                   "feature_kinds": {"current": 10, "previous": 9, "mixed": 30, "dead": 975}, "train_seconds": 205.4}}
+    csv = lambda df: df.to_csv(index=False, float_format="%.6g")  # noqa: E731 (as fra induction writes them)
     return {
-        "results/toy/heads.csv": ("toy_train", heads.to_csv(index=False)),
-        "results/toy/channels.csv": ("toy_channels", channels.to_csv(index=False)),
-        "results/toy/metrics.json": ("toy_channels", json.dumps({"sae_error_share": 0.12, "concept_probe_accuracy": 0.8})),
         "results/toy/train_metrics.json": ("toy_train", json.dumps(train)),
-        "results/engine/exactness.json": ("exactness", json.dumps({"max_abs_error": 4.1e-6, "models": 3})),
+        "results/toy/train_heads.csv": ("toy_train", csv(train_heads)),
+        "results/toy/saes.json": ("toy_saes", json.dumps(saes)),
+        "results/toy/feature_cards.json": ("toy_saes", json.dumps(saes_cards)),
+        "results/toy/heads.csv": ("toy_induction", csv(heads)),
+        "results/toy/channels.csv": ("toy_induction", csv(channels)),
+        "results/toy/head_attention.csv": ("toy_induction", csv(attention)),
+        "results/toy/hypotheses.csv": ("toy_induction", csv(hyp)),
+        "results/toy/channel_features.json": ("toy_induction", json.dumps(cards)),
+        "results/toy/metrics.json": ("toy_induction", json.dumps(metrics)),
+        "results/toy/explorer/channels.html": ("toy_explore", "<html>channels</html>"),
     }
 
 
@@ -45,16 +116,70 @@ def paper(tmp_path_factory):
     write_results(root, toy_results())
     shutil.copytree(PAPER, root / "paper", ignore=shutil.ignore_patterns("_build", ".fra-build", "_figures"))
     subprocess.run(["git", "-C", str(root), "init", "-q"], check=True)
-    return root, build(root / "paper", root / "paper/_build", route="offline")
+    built = build(root / "paper", root / "paper/_build", route="offline")
+    return root, built, (root / "paper/_build/index.html").read_text()
 
 
-def test_present_results_fill_their_sections_and_absent_ones_say_so(paper):
-    root, built = paper
-    html = (root / "paper/_build/index.html").read_text()
-    assert "1 of the 6 heads that are not token induction heads" in html  # H1: L1H3
-    assert "1 of the 2 token induction heads" in html  # H2: L1H0 only
-    assert "token repeats with accuracy 0.95" in html and "4.1e-06" in html
-    assert "<code>results/gpt2/heads.csv</code>" in html and "Results not available" in html
+def text(html: str) -> str:
+    """The page's visible text, tags dropped and whitespace collapsed."""
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", html)).replace("&amp;", "&")
+
+
+def test_fixture_schema_is_the_pipelines():
+    files = toy_results()
+    channels = pd.read_csv(pd.io.common.StringIO(files["results/toy/channels.csv"][1]))
+    assert list(channels.columns) == COLUMNS + ["q_value", "is_cih"]
+    metrics = json.loads(files["results/toy/metrics.json"][1])
+    assert (metrics["H1"]["answer"], metrics["H2"]["answer"]) == ("no", "yes") and EXACT_PROBE == "random_repeat"
+
+
+def test_hypotheses_are_stated_and_answered_the_right_way_round(paper):
+    _, _, html = paper
+    page = text(html)
+    assert "H1. Does every token induction head have at least one confirmed CIH channel" in page
+    assert "H2. Do some heads that are not token induction heads have confirmed CIH channels" in page
+    assert ("H1: no — 1 of 2 token induction heads have a confirmed CIH channel on exact repeats. H2: yes — 1 of 2 "
+            "heads that are not token induction heads have one") in page
+    assert "every TIH has a confirmed CIH channel on exact repeats (random_repeat) | TIH" not in page  # a table, not text
+    assert re.search(r"<td[^>]*>H1</td>\s*<td[^>]*>every TIH has a confirmed CIH channel", html)
+    assert re.search(r"<td[^>]*>H2</td>\s*<td[^>]*>some non-TIH head has a confirmed CIH channel", html)
+
+
+def test_method_parameters_exactness_and_planted_world_come_from_the_results(paper):
+    _, _, html = paper
+    page = text(html)
+    assert "α = 0.05, min_support = 0.02 and tih_threshold = 0.4" in page
+    assert "the largest residual over all layers and probe kinds is 2.4e-06" in page
+    assert "Ground-truth check: failed (ground_truth_ok = False)" in page and "cannot validate the method" in page
+    assert "recall 0.25, target ≥ 0.8: not met" in page and "false-discovery rate 0, target ≤ 0.1: met" in page
+    assert "explain 0.66 of the variance of their input, with an L0 (mean active features per token) of 7.8" in page
+    assert "results/engine/exactness.json" not in html
+
+
+def test_results_sections_tables_figures_cards_and_absent_models(paper):
+    root, built, html = paper
+    page = text(html)
+    assert "7 candidate channels of the planted-concept toy model were tested and 3 confirmed" in page
+    assert "planted-world label current:c00" in page and "c00m2" in page and "\\*odd\\*" not in page
+    assert 'href="../../results/toy/explorer/channels.html"' in html
+    for model in ("smollm2", "gpt2"):
+        assert f"<code>results/{model}/heads.csv</code>" in html
+    assert "fra induction --model gpt2-small --saes gpt2-small-res-jb" in page
+    assert page.count("Results not available") == 2
     manifest = json.loads(built.manifest.read_text())
-    assert {f["label"] for f in manifest["figures"]} == {"fig-toy-heads", "fig-toy-channels"}
+    assert {f["label"] for f in manifest["figures"]} == {
+        "fig-exactness", "fig-toy-training", "fig-toy-heads", "fig-toy-ci", "fig-toy-attention"}
+    assert {t["label"] for t in manifest["tables"]} >= {
+        "tbl-exactness", "tbl-toy-training", "tbl-toy-train-heads", "tbl-toy-saes", "tbl-toy-planted", "tbl-toy-heads",
+        "tbl-toy-hypotheses", "tbl-toy-hypotheses-heads", "tbl-toy-probes", "tbl-toy-channels", "tbl-error-share"}
+    assert {f["path"] for f in manifest["files"]} == set(toy_results())
     assert manifest["commit"] == "none"  # a repository without commits
+    assert (root / "paper/_build/index.pdf").read_bytes()[:5] == b"%PDF-"
+
+
+def test_table_headers_with_a_pipe_stay_one_column():
+    from fra.report.provenance import Provenance
+    from fra.report.tables import table
+
+    md = table(pd.DataFrame({"max |x|": [1.5]}), "tbl-x", "T.", Provenance("results/a.csv", "s", "0" * 32, "none"))
+    assert "| max \\|x\\| |" in md and "|--:|" in md
