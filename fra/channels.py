@@ -3,18 +3,24 @@
 For head h, channel c = (a, b) and probe queries q with induction targets t(q) (see ``fra.probes``),
 write ``C[q, j] = FRA[q, j, a, b]`` (zero where a is inactive at q, b at j, or j > q). Then
 
-* support(c) = sum_q |C[q, t]| / sum_q sum_terms |term[q, t]|: the channel's share of the head's
-  |score| at the induction targets (all feature pairs plus bias/error terms in the denominator);
+* support(c) = sum_q |C[q, t]| / sum_q sum_terms |term[q, t]| over the queries where the channel
+  is present at the target (C[q, t] != 0): its share of the head's |score| at the induction
+  targets when it is there (all feature pairs plus bias/error terms in the denominator);
 * channel induction CI(c) = sum_q C[q, t] / sum_q sum_{j<=q} |C[q, j]|, in [-1, 1]: how much of the
   channel's contribution to these queries falls on the target rather than on the other causal keys;
-* softmax effect(c) = mean_q [A[q, t] - softmax(S[q] - C[q])[t]]: the attention to the target
-  that is lost when the channel's contribution is removed from the scores S.
+* softmax effect(c) = mean_q [A[q, t] - softmax(S[q] - C[q])[t]] over the queries where the channel
+  is present: the attention to the target that is lost when its contribution is removed from S.
+
+For models without rotary positions ``C[q, j] = alpha_a(q) beta_b(j) G_ab`` with one head-dependent
+constant G_ab, so CI and the null p-value describe where the feature pair co-occurs and are the
+same for every head (up to sign); support and softmax effect say how much the head uses it.
 
 Null: each t(q) is replaced by a uniform random causal key in 1..q other than t(q) (keys shifted
 off the induction target); the one-sided p-value of ``sum_q C[q, t]`` uses the exact permutation
 mean and variance (``fra.stats.null_moments``). Candidates are chosen on discovery probes
-(support >= min_support, at most max_candidates per head and group); CI, effect and p-value are
-recomputed on held-out probes, and Benjamini–Hochberg runs over every candidate tested.
+(support >= min_support at >= min_queries targets, at most max_candidates per head and group);
+CI, effect and p-value are recomputed on held-out probes, Benjamini–Hochberg runs over every
+candidate tested, and a confirmed channel also needs an effect of at least min_effect.
 """
 
 from __future__ import annotations
@@ -53,12 +59,11 @@ def discover(model, sae, layer: int, probes: Probes, cfg: ChannelConfig, engine:
     groups = probes.groups
     index = {g: n for n, g in enumerate(groups)}
     H, d = model.cfg.n_heads, sae.cfg.d_sae
-    denom, attn, n_q = torch.zeros(len(groups), H), torch.zeros(len(groups), H), torch.zeros(len(groups))
-    keys, sums, abss = [], [], []
+    attn, n_q = torch.zeros(len(groups), H), torch.zeros(len(groups))
+    keys, sums, abss, masses, counts = [], [], [], [], []
     for fra, seq, query, target, group in _batches(model, sae, layer, probes, cfg, engine):
         g = torch.tensor([index[x] for x in group])
         vals, mass = _target_mass(fra, seq, query, target)
-        denom.index_add_(0, g, mass)
         pattern = fra.scores[seq, :, query].softmax(-1).cpu()  # [n, head, key]
         attn.index_add_(0, g, pattern.gather(-1, target[:, None, None].expand(-1, H, 1))[..., 0])
         n_q.index_add_(0, g, torch.ones(len(g)))
@@ -70,17 +75,18 @@ def discover(model, sae, layer: int, probes: Probes, cfg: ChannelConfig, engine:
         v = vals[n, hh, sa, sb]
         uniq, inv = torch.unique(key, return_inverse=True)
         keys.append(uniq)
-        sums.append(torch.zeros(len(uniq)).index_add_(0, inv, v))
-        abss.append(torch.zeros(len(uniq)).index_add_(0, inv, v.abs()))
+        for out, x in ((sums, v), (abss, v.abs()), (masses, mass[n, hh]), (counts, torch.ones_like(v))):
+            out.append(torch.zeros(len(uniq)).index_add_(0, inv, x))
     key, inv = torch.unique(torch.cat(keys), return_inverse=True)
-    total = torch.zeros(len(key)).index_add_(0, inv, torch.cat(sums))
-    absolute = torch.zeros(len(key)).index_add_(0, inv, torch.cat(abss))
+    total, absolute, present_mass, n_present = (
+        torch.zeros(len(key)).index_add_(0, inv, torch.cat(x)) for x in (sums, abss, masses, counts))
     g, rest = key // (H * d * d), key % (H * d * d)
     h, rest = rest // (d * d), rest % (d * d)
     channels = pd.DataFrame({
         "group": np.array(groups)[g.numpy()], "layer": layer, "head": h.numpy(),
         "query_feature": (rest // d).numpy(), "key_feature": (rest % d).numpy(),
-        "target_sum": total.numpy(), "support": (absolute / denom[g, h]).numpy(),
+        "target_sum": total.numpy(), "support": (absolute / present_mass).numpy(),
+        "n_targets": n_present.long().numpy(),
     })
     heads = pd.DataFrame({
         "group": np.repeat(groups, H), "layer": layer, "head": np.tile(np.arange(H), len(groups)),
@@ -90,24 +96,28 @@ def discover(model, sae, layer: int, probes: Probes, cfg: ChannelConfig, engine:
 
 
 def candidates(channels: pd.DataFrame, cfg: ChannelConfig) -> pd.DataFrame:
-    """Channels with support >= min_support, the ``max_candidates`` best per (group, layer, head)."""
-    keep = channels[channels["support"] >= cfg.min_support].sort_values("support", ascending=False)
+    """Channels with support >= min_support at >= min_queries targets, the ``max_candidates`` best per
+    (group, layer, head)."""
+    keep = channels[(channels["support"] >= cfg.min_support) & (channels["n_targets"] >= cfg.min_queries)]
+    keep = keep.sort_values("support", ascending=False)
     return keep.groupby(["group", "layer", "head"], sort=False).head(cfg.max_candidates).reset_index(drop=True)
 
 
-SUMS = ("obs", "abs_t", "abs_all", "null_mean", "null_var", "effect")
+SUMS = ("obs", "abs_t", "mass_t", "n_t", "abs_all", "null_mean", "null_var", "effect", "n_present")
 
 
 def channel_sums(
     C: Float[Tensor, "query channel key"], query: Int[Tensor, " query"], target: Int[Tensor, " query"],
-    scores: Float[Tensor, "query key"],
+    scores: Float[Tensor, "query key"], mass: Float[Tensor, " query"],
 ) -> dict[str, np.ndarray]:
     """Per-channel sums over queries that the statistics are ratios of.
 
     ``C[n, m, j]`` is channel m's contribution to query n's score on key j, ``scores`` the head's
-    scores (-inf above the diagonal). ``obs`` = sum C at the target; ``abs_t``/``abs_all`` = sum
-    |C| at the target / over causal keys; ``null_mean``/``null_var`` = exact null moments of ``obs``;
-    ``effect`` = summed drop of the target's attention when C is removed from the scores.
+    scores (-inf above the diagonal), ``mass`` each query's total |score| terms at its target.
+    ``obs`` = sum C at the target; ``abs_t`` / ``mass_t`` / ``n_t`` = |C|, total mass and count at
+    the targets where C is nonzero; ``abs_all`` = sum |C| over causal keys; ``null_mean`` /
+    ``null_var`` = exact null moments of ``obs``; ``effect`` / ``n_present`` = summed drop of the
+    target's attention when C is removed from the scores, over the queries where C is nonzero.
     """
     j = torch.arange(C.shape[-1])
     causal = j[None] <= query[:, None]  # [n, key]
@@ -115,20 +125,23 @@ def channel_sums(
     pool = causal & (j[None] >= 1) & (j[None] != target[:, None])
     M = C.shape[1]
     at_t = C.gather(-1, target[:, None, None].expand(-1, M, 1))[..., 0]  # [n, M]
+    on_t = (at_t != 0).float()
+    present = (C != 0).any(-1).float()  # [n, M]
     base = scores.softmax(-1).gather(-1, target[:, None])  # [n, 1]
     ablated = (scores[:, None] - C).softmax(-1).gather(-1, target[:, None, None].expand(-1, M, 1))[..., 0]
     moments = np.array([null_moments(C[:, m], target, pool) for m in range(M)]).reshape(M, 3)
     return {
         "obs": moments[:, 0], "null_mean": moments[:, 1], "null_var": moments[:, 2],
-        "abs_t": at_t.abs().sum(0).numpy(), "abs_all": C.abs().sum((0, 2)).numpy(),
-        "effect": (base - ablated).sum(0).numpy(),
+        "abs_t": at_t.abs().sum(0).numpy(), "mass_t": (on_t * mass[:, None]).sum(0).numpy(),
+        "n_t": on_t.sum(0).numpy(), "abs_all": C.abs().sum((0, 2)).numpy(),
+        "effect": ((base - ablated) * present).sum(0).numpy(), "n_present": present.sum(0).numpy(),
     }
 
 
 def evaluate(model, sae, layer: int, probes: Probes, cands: pd.DataFrame, cfg: ChannelConfig, engine: EngineConfig) -> pd.DataFrame:
     """Support, channel induction, softmax effect and null p-value of each candidate on ``probes``."""
     cands = cands[cands["layer"] == layer].reset_index(drop=True)
-    acc = {k: np.zeros(len(cands)) for k in (*SUMS, "n", "denom")}
+    acc = {k: np.zeros(len(cands)) for k in SUMS}
     for fra, seq, query, target, group in _batches(model, sae, layer, probes, cfg, engine):
         _, mass = _target_mass(fra, seq, query, target)
         for (grp, head), rows in cands.groupby(["group", "head"]).groups.items():
@@ -142,25 +155,24 @@ def evaluate(model, sae, layer: int, probes: Probes, cands: pd.DataFrame, cfg: C
             Qa = torch.einsum("bpkm,bpke->bmpe", (ids[..., None] == a).float(), fra.q.feat[:, :, :, head])
             Kb = torch.einsum("bpkm,bpke->bmpe", (ids[..., None] == b).float(), fra.k.feat[:, :, :, head])
             C = torch.einsum("bmie,bmje->bmij", Qa, Kb)[s, :, q] / fra.attn_scale  # [n, M, key]
-            for name, value in channel_sums(C.cpu(), q, t, fra.scores[s, head, q].cpu()).items():
+            for name, value in channel_sums(C.cpu(), q, t, fra.scores[s, head, q].cpu(), mass[sel, head]).items():
                 acc[name][rows] += value
-            acc["n"][rows] += len(s)
-            acc["denom"][rows] += float(mass[sel, head].sum())
     out = cands[["group", "layer", "head", "query_feature", "key_feature"]].copy()
     safe = lambda x: np.where(x > 0, x, np.nan)  # noqa: E731
-    out["support"] = acc["abs_t"] / safe(acc["denom"])
+    out["support"] = acc["abs_t"] / safe(acc["mass_t"])
     out["channel_induction"] = acc["obs"] / safe(acc["abs_all"])
     out["null_channel_induction"] = acc["null_mean"] / safe(acc["abs_all"])
-    out["softmax_effect"] = acc["effect"] / safe(acc["n"])
+    out["softmax_effect"] = acc["effect"] / safe(acc["n_present"])
     out["p_value"] = [z_pvalue(o, m, v) for o, m, v in zip(acc["obs"], acc["null_mean"], acc["null_var"])]
-    out["n_queries"] = acc["n"].astype(int)
+    out["n_targets"] = acc["n_t"].astype(int)
+    out["n_queries"] = acc["n_present"].astype(int)
     return out
 
 
 COLUMNS = [
     "probe", "group", "layer", "head", "query_feature", "key_feature", "support", "channel_induction_discovery",
     "p_discovery", "support_heldout", "channel_induction_heldout", "null_channel_induction_heldout",
-    "softmax_effect", "p_value", "n_queries",
+    "softmax_effect", "p_value", "n_targets", "n_queries",
 ]
 
 
@@ -193,9 +205,14 @@ def search(
     return table, head_table
 
 
-def confirm(table: pd.DataFrame, alpha: float) -> pd.DataFrame:
-    """Benjamini–Hochberg over every candidate tested; a CIH channel has q <= alpha and a positive effect."""
+def confirm(table: pd.DataFrame, cfg: ChannelConfig) -> pd.DataFrame:
+    """Benjamini–Hochberg over every candidate tested.
+
+    A CIH channel has q <= alpha, a positive held-out channel induction score and a held-out
+    softmax effect of at least ``min_effect`` (it moves the head's attention, not just its scores).
+    """
     table = table.copy()
     table["q_value"] = benjamini_hochberg(table["p_value"].to_numpy()) if len(table) else []
-    table["is_cih"] = (table["q_value"] <= alpha) & (table["softmax_effect"] > 0) & (table["channel_induction_heldout"] > 0)
+    table["is_cih"] = ((table["q_value"] <= cfg.alpha) & (table["channel_induction_heldout"] > 0)
+                       & (table["softmax_effect"] >= cfg.min_effect))
     return table

@@ -235,14 +235,18 @@ class InductionConfig:
 class ChannelConfig:
     """Channel search: candidate support, FDR level and batch size (``fra.channels``)."""
 
-    min_support: float = 0.02  # share of the head's |score| at the targets a candidate must carry
+    min_support: float = 0.02  # share of the head's |score| at the targets (where present) a candidate carries
+    min_queries: int = 5  # induction targets (discovery) where a candidate must be present
     max_candidates: int = 20  # per (probe group, layer, head), best support first
+    min_effect: float = 0.01  # held-out attention to the target a confirmed channel must move
     alpha: float = 0.05  # Benjamini-Hochberg false discovery rate
     batch_size: int = 16  # probe sequences resolved at once
 
     def __post_init__(self) -> None:
         require(0 < self.min_support < 1, "channels.min_support", f"must be in (0, 1), got {self.min_support}")
+        require(self.min_queries >= 1, "channels.min_queries", f"must be >= 1, got {self.min_queries}")
         require(self.max_candidates >= 1, "channels.max_candidates", f"must be >= 1, got {self.max_candidates}")
+        require(0 <= self.min_effect < 1, "channels.min_effect", f"must be in [0, 1), got {self.min_effect}")
         require(0 < self.alpha < 1, "channels.alpha", f"must be in (0, 1), got {self.alpha}")
         require(self.batch_size >= 1, "channels.batch_size", f"must be >= 1, got {self.batch_size}")
 

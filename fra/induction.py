@@ -134,14 +134,15 @@ def run(model: HookedTransformer, saes: dict[int, SAE], params: Params, world: W
         for layer, sae in saes.items():  # the decomposition's residual and term shares on these inputs
             fra = resolve(model, sae, disc.tokens[: params.channels.batch_size], layer, cfg=params.engine)
             exactness.setdefault(f"L{layer}", {})[disc.kind] = fra.exactness()
-    channels = confirm(pd.concat(tables, ignore_index=True), params.channels.alpha)
+    channels = confirm(pd.concat(tables, ignore_index=True), params.channels)
     hyp = hypotheses(heads, channels, sorted(saes))
     metrics = {
         "n_channels_tested": len(channels), "n_cih": int(channels["is_cih"].sum()),
         "tested_by_probe": channels.groupby("probe").size().to_dict(),
         "cih_by_probe": channels.groupby("probe")["is_cih"].sum().astype(int).to_dict(),
         "layers_resolved": sorted(saes), "tih_threshold": params.induction.tih_threshold,
-        "alpha": params.channels.alpha, "min_support": params.channels.min_support, **answers(hyp),
+        "alpha": params.channels.alpha, "min_support": params.channels.min_support,
+        "min_queries": params.channels.min_queries, "min_effect": params.channels.min_effect, **answers(hyp),
         "exactness": exactness,
         "max_residual": max(e["max_residual"] for per in exactness.values() for e in per.values()),
     }

@@ -23,12 +23,13 @@ def test_channel_on_the_target_scores_one_and_matters():
     C = torch.zeros(4, 2, P)
     C[torch.arange(4), 0, target] = 2.0  # channel 0: only on the target
     C[:, 1, :] = 1.0  # channel 1: the same on every key
-    s = channel_sums(C, query, target, _scores(4))
+    s = channel_sums(C, query, target, _scores(4), torch.full((4,), 10.0))
     ci = s["obs"] / s["abs_all"]
     assert ci[0] == pytest.approx(1.0)
     assert ci[1] == pytest.approx(4 / float((query + 1).sum()))  # one key of q+1 per query
     assert s["null_mean"][0] == 0 and s["obs"][0] == 8.0
     assert s["effect"][0] > 0 and s["effect"][1] == pytest.approx(0.0, abs=1e-6)  # a constant shift cancels in softmax
+    assert s["n_t"].tolist() == [4, 4] and s["mass_t"].tolist() == [40.0, 40.0] and s["n_present"].tolist() == [4, 4]
     assert s["null_var"][1] == 0 and s["obs"][1] == s["null_mean"][1]
 
 
@@ -36,14 +37,14 @@ def test_channel_against_the_target_has_negative_effect():
     query, target = torch.tensor([9, 10]), torch.tensor([3, 4])
     C = torch.zeros(2, 1, P)
     C[torch.arange(2), 0, target] = -3.0
-    s = channel_sums(C, query, target, _scores(2)[:, :])
+    s = channel_sums(C, query, target, _scores(2), torch.ones(2))
     assert s["obs"][0] < s["null_mean"][0] and s["effect"][0] < 0
 
 
 def test_evaluate_matches_brute_force_from_entries():
     model, sae = make_model(n_ctx=64), make_sae()
     probes = repeated_random(50, 0, 3, 4, 8, seed=0)
-    cfg, engine = ChannelConfig(min_support=0.003, batch_size=2), EngineConfig()
+    cfg, engine = ChannelConfig(min_support=0.003, min_queries=1, batch_size=2), EngineConfig()
     found, _ = discover(model, sae, 1, probes, cfg, engine)
     cands = candidates(found, cfg).head(4)
     got = evaluate(model, sae, 1, probes, cands, cfg, engine)
@@ -57,17 +58,21 @@ def test_evaluate_matches_brute_force_from_entries():
         Cq = Cmap[probes.seq, probes.query]  # [n, key]
         at_t = Cq[torch.arange(len(probes.query)), probes.target]
         ci = at_t.sum() / Cq.abs().sum()
-        # each channel and each dense term counts as one term of the |score| decomposition
+        # per query: each channel and each dense term counts as one term of the |score| decomposition
         mass = sum(t[probes.seq, c["head"], probes.query, probes.target].abs() for n, t in terms.items() if n != FEATURE_PAIRS)
         on_t = (e["head"] == c["head"]) & (Cmap.new_zeros(3, L, L).bool().index_put_(
             (probes.seq, probes.query, probes.target), torch.tensor(True))[e["batch"], e["query"], e["key"]])
-        mass = mass.sum() + e["value"][on_t].abs().sum()
+        on_pairs = torch.zeros(3, L, L).index_put_((e["batch"][on_t], e["query"][on_t], e["key"][on_t]), e["value"][on_t].abs(), accumulate=True)
+        mass = mass + on_pairs[probes.seq, probes.query, probes.target]
+        here = at_t != 0  # support counts only the targets where the channel is present
         S = fra.scores[probes.seq, c["head"], probes.query]
-        effect = (S.softmax(-1) - (S - Cq).softmax(-1))[torch.arange(len(probes.query)), probes.target].mean()
+        present = (Cq != 0).any(-1)
+        effect = (S.softmax(-1) - (S - Cq).softmax(-1))[torch.arange(len(probes.query)), probes.target][present].mean()
         assert c["channel_induction"] == pytest.approx(float(ci), rel=1e-4, abs=1e-6)
-        assert c["support"] == pytest.approx(float(at_t.abs().sum() / mass), rel=1e-4)
+        assert c["support"] == pytest.approx(float(at_t.abs().sum() / mass[here].sum()), rel=1e-4)
+        assert c["n_targets"] == int(here.sum())
         assert c["softmax_effect"] == pytest.approx(float(effect), rel=1e-3, abs=1e-7)
-        assert c["n_queries"] == len(probes.query)
+        assert c["n_queries"] == int(present.sum())
     assert (got["support"] >= 0.003 * 0.5).all()
 
 
@@ -75,15 +80,16 @@ def test_random_model_yields_no_confirmed_channels():
     """A random network has no induction: the held-out null test must not confirm channels."""
     model, sae = make_model(n_ctx=64, seed=3), make_sae(seed=3)
     disc, held = (repeated_random(50, 0, 8, 5, 12, seed=s) for s in (0, 1))
-    table, heads = search(model, {1: sae}, disc, held, ChannelConfig(min_support=0.003, batch_size=4), EngineConfig())
-    table = confirm(table, 0.05)
+    cfg = ChannelConfig(min_support=0.003, min_queries=1, min_effect=0.0, batch_size=4)
+    table, heads = search(model, {1: sae}, disc, held, cfg, EngineConfig())
+    table = confirm(table, cfg)
     assert len(table) > 0 and not table["is_cih"].any()
     assert (heads["attention_to_target"] < 0.2).all()
 
 
-def test_confirm_applies_bh_and_requires_a_positive_effect():
-    table = pd.DataFrame({"p_value": [1e-6, 1e-6, 0.04, 0.9], "softmax_effect": [0.1, -0.1, 0.1, 0.1],
-                          "channel_induction_heldout": [0.5, 0.5, 0.5, 0.5]})
-    out = confirm(table, 0.05)
-    np.testing.assert_allclose(out["q_value"], [2e-6, 2e-6, 0.04 * 4 / 3, 0.9])
-    assert out["is_cih"].tolist() == [True, False, False, False]
+def test_confirm_applies_bh_and_requires_a_real_effect():
+    table = pd.DataFrame({"p_value": [1e-6, 1e-6, 1e-6, 0.04, 0.9], "softmax_effect": [0.1, -0.1, 0.005, 0.1, 0.1],
+                          "channel_induction_heldout": [0.5, 0.5, 0.5, 0.5, 0.5]})
+    out = confirm(table, ChannelConfig(alpha=0.05, min_effect=0.01))
+    np.testing.assert_allclose(out["q_value"], [5e-6 / 3] * 3 + [0.05, 0.9])
+    assert out["is_cih"].tolist() == [True, False, False, True, False]  # tiny effect: not confirmed

@@ -22,7 +22,7 @@ WORLD = WorldConfig(n_classes=8, class_size=3, n_filler=16, n_conceptual=4, seq_
 PARAMS = Params(
     world=WORLD, heads=HeadScoreConfig(n_rep=20, offsets=(10,), batch_size=8),
     induction=InductionConfig(n_discovery=12, n_heldout=12, repeat_min=5, repeat_max=20),
-    channels=ChannelConfig(min_support=1e-4, max_candidates=3, batch_size=6),
+    channels=ChannelConfig(min_support=1e-4, min_queries=1, max_candidates=3, batch_size=6),
 )
 
 
