@@ -41,6 +41,8 @@ def _add_toy_data(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--params", default="params.yaml")
     p.add_argument("--out", default="data/toy/corpus", help="corpus directory (.npy files)")
     p.add_argument("--ground-truth", default="data/toy/ground_truth.json")
+    p.add_argument("--concept-prob", type=float, default=None,
+                   help="override world.concept_prob (0: the ablation without concept repeats)")
     p.set_defaults(func=lambda a: __import__("fra.world.corpus", fromlist=["main"]).main(a))
 
 

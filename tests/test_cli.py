@@ -43,3 +43,22 @@ def test_resolve_bad_input_exits_2_with_message(files, capsys):
     assert "layer 7 is out of range" in capsys.readouterr().err
     assert main(["resolve", *files, "--layer", "1", "--head", "0", "--text", ""]) == 2
     assert "text is empty" in capsys.readouterr().err
+
+
+def test_toy_data_concept_prob_override_writes_the_ablation_world(tmp_path):
+    import numpy as np
+    import yaml
+
+    from fra.world.corpus import CONCEPT, TOKEN
+
+    world = {"n_classes": 6, "class_size": 3, "n_filler": 10, "n_conceptual": 3, "seq_len": 32, "segment_min": 4,
+             "segment_max": 6, "gap_max": 4, "lead_max": 2, "n_train": 40, "n_heldout": 8}
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump({"world": world}))
+    for name, prob in (("full", None), ("ablation", "0.0")):
+        extra = ["--concept-prob", prob] if prob else []
+        assert main(["toy-data", "--params", str(tmp_path / "p.yaml"), "--out", str(tmp_path / name),
+                     "--ground-truth", str(tmp_path / f"{name}.json"), *extra]) == 0
+    full, ablation = (np.load(tmp_path / n / "train_label.npy") for n in ("full", "ablation"))
+    assert (full == CONCEPT).any() and not (ablation == CONCEPT).any() and (ablation == TOKEN).any()
+    assert main(["toy-data", "--params", str(tmp_path / "p.yaml"), "--out", str(tmp_path / "x"),
+                 "--ground-truth", str(tmp_path / "x.json"), "--concept-prob", "1.5"]) == 2  # validated

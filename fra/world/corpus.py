@@ -21,6 +21,7 @@ after the earlier occurrence, which holds the token to predict.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -197,6 +198,8 @@ def main(args) -> int:
     from fra.config import load_params
 
     cfg = load_params(args.params).world
+    if args.concept_prob is not None:
+        cfg = dataclasses.replace(cfg, concept_prob=args.concept_prob)  # validated again
     write_corpus(cfg, Path(args.out), Path(args.ground_truth))
     print(f"wrote {cfg.n_train} + {cfg.n_heldout} sequences of {cfg.seq_len} tokens to {args.out}")
     return 0
