@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from fra.channels import COLUMNS, confirm
-from fra.config import WorldConfig
+from fra.config import ChannelConfig, WorldConfig
 from fra.induction import EXACT_PROBE, answers, hypotheses, planted_recall
 from fra.report.build import build
 from tests.report.conftest import write_results
@@ -33,7 +33,7 @@ def channel(probe, group, head, a, b, p, effect, ci):
     return {"probe": probe, "group": group, "layer": 1, "head": head, "query_feature": a, "key_feature": b,
             "support": 0.1, "channel_induction_discovery": ci + 0.05, "p_discovery": p / 2, "support_heldout": 0.09,
             "channel_induction_heldout": ci, "null_channel_induction_heldout": 0.02, "softmax_effect": effect,
-            "p_value": p, "n_queries": 120}
+            "p_value": p, "n_targets": 100, "n_queries": 120}
 
 
 def toy_results(ground_truth_ok: bool = False) -> dict[str, tuple[str, str]]:
@@ -56,7 +56,7 @@ def toy_results(ground_truth_ok: bool = False) -> dict[str, tuple[str, str]]:
         channel("concept_repeat", "class01", 1, 12, 8, 1e-5, -0.02, 0.5),  # negative effect: not confirmed
         channel("concept_control", "class04", 3, 4, 8, 0.3, 0.0, -0.1),
     ], columns=COLUMNS)
-    channels = confirm(raw, ALPHA)
+    channels = confirm(raw, ChannelConfig(alpha=ALPHA, min_effect=0.01))
     hyp = hypotheses(heads, channels, [1])
     attention = pd.DataFrame([
         {"probe": probe, "group": group, "layer": 1, "head": h,
@@ -71,7 +71,8 @@ def toy_results(ground_truth_ok: bool = False) -> dict[str, tuple[str, str]]:
         "n_channels_tested": len(channels), "n_cih": int(channels.is_cih.sum()),
         "tested_by_probe": channels.groupby("probe").size().to_dict(),
         "cih_by_probe": channels.groupby("probe")["is_cih"].sum().astype(int).to_dict(),
-        "layers_resolved": [1], "tih_threshold": 0.4, "alpha": ALPHA, "min_support": 0.02, **answers(hyp),
+        "layers_resolved": [1], "tih_threshold": 0.4, "alpha": ALPHA, "min_support": 0.02, "min_queries": 5,
+        "min_effect": 0.01, **answers(hyp),
         "exactness": exactness, "max_residual": 2.4e-6, "planted": planted_recall(channels, WORLD),
     }
     features = sorted(set(channels.query_feature) | set(channels.key_feature))
@@ -148,7 +149,7 @@ def test_hypotheses_are_stated_and_answered_the_right_way_round(paper):
 def test_method_parameters_exactness_and_planted_world_come_from_the_results(paper):
     _, _, html = paper
     page = text(html)
-    assert "α = 0.05, min_support = 0.02 and tih_threshold = 0.4" in page
+    assert "α = 0.05, min_support = 0.02, min_queries = 5, min_effect = 0.01, and tih_threshold = 0.4" in page
     assert "the largest residual over all layers and probe kinds is 2.4e-06" in page
     assert "Ground-truth check: failed (ground_truth_ok = False)" in page and "cannot validate the method" in page
     assert "recall 0.25, target ≥ 0.8: not met" in page and "false-discovery rate 0, target ≤ 0.1: met" in page
