@@ -143,6 +143,7 @@ def test_hypotheses_are_stated_and_answered_the_right_way_round(paper):
             "heads that are not token induction heads have one") in page
     assert "every TIH has a confirmed CIH channel on exact repeats (random_repeat) | TIH" not in page  # a table, not text
     assert re.search(r"<td[^>]*>H1</td>\s*<td[^>]*>every TIH has a confirmed CIH channel", html)
+    assert "H2 confirmations in detail (min_effect = 0.01) — L1H2: 1 channel(s) on concept_repeat" in page
     assert re.search(r"<td[^>]*>H2</td>\s*<td[^>]*>some non-TIH head has a confirmed CIH channel", html)
 
 
@@ -155,6 +156,7 @@ def test_method_parameters_exactness_and_planted_world_come_from_the_results(pap
     assert "recall 0.25, target ≥ 0.8: not met" in page and "false-discovery rate 0, target ≤ 0.1: met" in page
     assert "explain 0.66 of the variance of their input, with an L0 (mean active features per token) of 7.8" in page
     assert "results/engine/exactness.json" not in html
+    assert "0 are present at fewer than min_queries = 5 held-out induction targets" in page
 
 
 def test_results_sections_tables_figures_cards_and_absent_models(paper):
