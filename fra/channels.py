@@ -15,9 +15,10 @@ For models without rotary positions ``C[q, j] = alpha_a(q) beta_b(j) G_ab`` with
 constant G_ab, so CI and the null p-value describe where the feature pair co-occurs and are the
 same for every head (up to sign); support and softmax effect say how much the head uses it.
 
-Null: each t(q) is replaced by a uniform random causal key in 1..q other than t(q) (keys shifted
-off the induction target); the one-sided p-value of ``sum_q C[q, t]`` uses the exact permutation
-mean and variance (``fra.stats.null_moments``). Candidates are chosen on discovery probes
+Null: each t(q) is replaced by a uniform random causal key in 1..q (keys shifted off the induction
+target; the target itself included, as in a permutation test); the one-sided p-value of
+``sum_q C[q, t]`` uses the exact permutation mean and variance (``fra.stats.null_moments``) and is
+never below the probability that the null redraws every target (``fra.stats.log_pvalue_floor``). Candidates are chosen on discovery probes
 (support >= min_support at >= min_queries targets, at most max_candidates per head and group);
 CI, effect and p-value are recomputed on held-out probes, Benjamini–Hochberg runs over every
 candidate tested, and a confirmed channel also needs an effect of at least min_effect.
@@ -36,7 +37,7 @@ from transformer_lens import HookedTransformer
 from fra.config import ChannelConfig, EngineConfig
 from fra.engine import resolve
 from fra.probes import Probes
-from fra.stats import benjamini_hochberg, null_moments, z_pvalue
+from fra.stats import benjamini_hochberg, log_pvalue_floor, null_moments, z_pvalue
 
 
 def _batches(model: HookedTransformer, sae: SAE, layer: int, probes: Probes, cfg: ChannelConfig, engine: EngineConfig):
@@ -103,7 +104,7 @@ def candidates(channels: pd.DataFrame, cfg: ChannelConfig) -> pd.DataFrame:
     return keep.groupby(["group", "layer", "head"], sort=False).head(cfg.max_candidates).reset_index(drop=True)
 
 
-SUMS = ("obs", "abs_t", "mass_t", "n_t", "abs_all", "null_mean", "null_var", "effect", "n_present")
+SUMS = ("obs", "abs_t", "mass_t", "n_t", "abs_all", "null_mean", "null_var", "log_floor", "effect", "n_present")
 
 
 def channel_sums(
@@ -116,13 +117,14 @@ def channel_sums(
     scores (-inf above the diagonal), ``mass`` each query's total |score| terms at its target.
     ``obs`` = sum C at the target; ``abs_t`` / ``mass_t`` / ``n_t`` = |C|, total mass and count at
     the targets where C is nonzero; ``abs_all`` = sum |C| over causal keys; ``null_mean`` /
-    ``null_var`` = exact null moments of ``obs``; ``effect`` / ``n_present`` = summed drop of the
+    ``null_var`` = exact null moments of ``obs``; ``log_floor`` = log of the least p-value the exact
+    null allows (``fra.stats.log_pvalue_floor``); ``effect`` / ``n_present`` = summed drop of the
     target's attention when C is removed from the scores, over the queries where C is nonzero.
     """
     j = torch.arange(C.shape[-1])
     causal = j[None] <= query[:, None]  # [n, key]
     C = C * causal[:, None]
-    pool = causal & (j[None] >= 1) & (j[None] != target[:, None])
+    pool = causal & (j[None] >= 1)  # the permutation null draws the target among all causal keys after BOS
     M = C.shape[1]
     at_t = C.gather(-1, target[:, None, None].expand(-1, M, 1))[..., 0]  # [n, M]
     on_t = (at_t != 0).float()
@@ -132,6 +134,7 @@ def channel_sums(
     moments = np.array([null_moments(C[:, m], target, pool) for m in range(M)]).reshape(M, 3)
     return {
         "obs": moments[:, 0], "null_mean": moments[:, 1], "null_var": moments[:, 2],
+        "log_floor": np.array([log_pvalue_floor(C[:, m], pool) for m in range(M)]),
         "abs_t": at_t.abs().sum(0).numpy(), "mass_t": (on_t * mass[:, None]).sum(0).numpy(),
         "n_t": on_t.sum(0).numpy(), "abs_all": C.abs().sum((0, 2)).numpy(),
         "effect": ((base - ablated) * present).sum(0).numpy(), "n_present": present.sum(0).numpy(),
@@ -163,7 +166,7 @@ def evaluate(model, sae, layer: int, probes: Probes, cands: pd.DataFrame, cfg: C
     out["channel_induction"] = acc["obs"] / safe(acc["abs_all"])
     out["null_channel_induction"] = acc["null_mean"] / safe(acc["abs_all"])
     out["softmax_effect"] = acc["effect"] / safe(acc["n_present"])
-    out["p_value"] = [z_pvalue(o, m, v) for o, m, v in zip(acc["obs"], acc["null_mean"], acc["null_var"])]
+    out["p_value"] = [z_pvalue(*a) for a in zip(acc["obs"], acc["null_mean"], acc["null_var"], acc["log_floor"])]
     out["n_targets"] = acc["n_t"].astype(int)
     out["n_queries"] = acc["n_present"].astype(int)
     return out
@@ -208,11 +211,12 @@ def search(
 def confirm(table: pd.DataFrame, cfg: ChannelConfig) -> pd.DataFrame:
     """Benjamini–Hochberg over every candidate tested.
 
-    A CIH channel has q <= alpha, a positive held-out channel induction score and a held-out
-    softmax effect of at least ``min_effect`` (it moves the head's attention, not just its scores).
+    A CIH channel has q <= alpha, a positive held-out channel induction score, a held-out softmax
+    effect of at least ``min_effect`` (it moves the head's attention, not just its scores), and is
+    present at ``min_queries`` held-out targets or more.
     """
     table = table.copy()
     table["q_value"] = benjamini_hochberg(table["p_value"].to_numpy()) if len(table) else []
     table["is_cih"] = ((table["q_value"] <= cfg.alpha) & (table["channel_induction_heldout"] > 0)
-                       & (table["softmax_effect"] >= cfg.min_effect))
+                       & (table["softmax_effect"] >= cfg.min_effect) & (table["n_targets"] >= cfg.min_queries))
     return table

@@ -35,6 +35,7 @@ from fra.io import atomic_path, write_json
 from fra.probes import Probes, repeated_random, repeated_text, world_probes
 
 EXACT_PROBE = "random_repeat"  # H1 is asked on exact token repeats
+CONTROL_PROBE = "concept_control"  # planted-world control: its confirmations are false discoveries
 
 
 def bos_id(model: HookedTransformer) -> int:
@@ -66,7 +67,10 @@ def probe_sets(
 
 
 def hypotheses(heads: pd.DataFrame, channels: pd.DataFrame, layers: list[int]) -> pd.DataFrame:
-    """One row per resolvable head: TIH score, confirmed channels per probe kind, and the best channel."""
+    """One row per resolvable head: TIH score, confirmed channels per probe kind, and the best channel.
+
+    ``n_cih`` and the best channel leave out the planted-world control probe.
+    """
     rows = heads[heads["layer"].isin(layers)][["layer", "head", "induction", "is_tih"]].copy()
     confirmed = channels[channels["is_cih"]]
     counts = confirmed.groupby(["layer", "head", "probe"]).size().unstack(fill_value=0)
@@ -74,7 +78,9 @@ def hypotheses(heads: pd.DataFrame, channels: pd.DataFrame, layers: list[int]) -
     rows = rows.merge(counts.reset_index(), on=["layer", "head"], how="left")
     n_cols = [c for c in rows.columns if c.startswith("n_cih_")]
     rows[n_cols] = rows[n_cols].fillna(0).astype(int)
-    rows["n_cih"] = rows[n_cols].sum(axis=1) if n_cols else 0
+    real = [c for c in n_cols if c != f"n_cih_{CONTROL_PROBE}"]  # the control measures false discoveries
+    rows["n_cih"] = rows[real].sum(axis=1) if real else 0
+    confirmed = confirmed[confirmed["probe"] != CONTROL_PROBE]
     best = (confirmed.sort_values(["q_value", "channel_induction_heldout"], ascending=[True, False])
             .groupby(["layer", "head"]).head(1)[["layer", "head", "probe", "group", "query_feature", "key_feature",
                                                  "channel_induction_heldout", "softmax_effect", "q_value"]])

@@ -15,8 +15,8 @@ def null_moments(
 ) -> tuple[float, float, float]:
     """Observed ``sum_q C[q, t_q]`` and its exact mean and variance under the key-permutation null.
 
-    Null: each query's target is replaced by a key drawn uniformly from its ``pool`` (its other
-    causal keys), independently per query. Conditional on ``C`` the statistic is then a sum of
+    Null: each query's target is replaced by a key drawn uniformly from its ``pool`` (its causal
+    keys after BOS, the target included, as in a permutation test), independently per query. Conditional on ``C`` the statistic is then a sum of
     independent draws, so its mean and variance are exact sums of per-query pool means/variances.
     """
     observed = float(C.gather(1, target[:, None]).sum())
@@ -26,12 +26,31 @@ def null_moments(
     return observed, float(mean_q.sum()), float(var_q.sum())
 
 
-def z_pvalue(observed: float, mean: float, var: float) -> float:
-    """One-sided p-value of ``observed > mean`` by the normal approximation (CLT over queries)."""
+def z_pvalue(observed: float, mean: float, var: float, log_floor: float = -math.inf) -> float:
+    """One-sided p-value of ``observed > mean`` by the normal approximation (CLT over queries).
+
+    ``log_floor`` is the log of a probability the exact null always reaches (see
+    :func:`log_pvalue_floor`); the p-value never goes below it, so a handful of queries cannot
+    produce a vanishing p-value however lopsided they are.
+    """
     if var <= 0:
-        return 1.0 if observed <= mean else 0.0
-    z = (observed - mean) / math.sqrt(var)
-    return 0.5 * math.erfc(z / math.sqrt(2))
+        p = 1.0 if observed <= mean else 0.0
+    else:
+        p = 0.5 * math.erfc((observed - mean) / math.sqrt(var) / math.sqrt(2))
+    return max(p, math.exp(log_floor))
+
+
+def log_pvalue_floor(C: Float[Tensor, "query key"], pool: Bool[Tensor, "query key"]) -> float:
+    """``sum_q -log |pool_q|`` over queries whose pool values are not all equal.
+
+    When the pool contains the observed target, drawing it for every such query happens with
+    this probability and reproduces the observed statistic, so the exact p-value is at least this.
+    """
+    big = torch.finfo(C.dtype).max
+    hi = torch.where(pool, C, -big).max(1).values
+    lo = torch.where(pool, C, big).min(1).values
+    varies = hi > lo
+    return float(-torch.log(pool.sum(1)[varies].float()).sum())
 
 
 def permutation_pvalue(

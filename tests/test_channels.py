@@ -27,7 +27,8 @@ def test_channel_on_the_target_scores_one_and_matters():
     ci = s["obs"] / s["abs_all"]
     assert ci[0] == pytest.approx(1.0)
     assert ci[1] == pytest.approx(4 / float((query + 1).sum()))  # one key of q+1 per query
-    assert s["null_mean"][0] == 0 and s["obs"][0] == 8.0
+    assert s["obs"][0] == 8.0  # the null draws any key after BOS, the target among them (q of them)
+    assert s["null_mean"][0] == pytest.approx(float((2.0 / query).sum()))
     assert s["effect"][0] > 0 and s["effect"][1] == pytest.approx(0.0, abs=1e-6)  # a constant shift cancels in softmax
     assert s["n_t"].tolist() == [4, 4] and s["mass_t"].tolist() == [40.0, 40.0] and s["n_present"].tolist() == [4, 4]
     assert s["null_var"][1] == 0 and s["obs"][1] == s["null_mean"][1]
@@ -89,7 +90,9 @@ def test_random_model_yields_no_confirmed_channels():
 
 def test_confirm_applies_bh_and_requires_a_real_effect():
     table = pd.DataFrame({"p_value": [1e-6, 1e-6, 1e-6, 0.04, 0.9], "softmax_effect": [0.1, -0.1, 0.005, 0.1, 0.1],
-                          "channel_induction_heldout": [0.5, 0.5, 0.5, 0.5, 0.5]})
-    out = confirm(table, ChannelConfig(alpha=0.05, min_effect=0.01))
+                          "channel_induction_heldout": [0.5, 0.5, 0.5, 0.5, 0.5], "n_targets": [9, 9, 9, 9, 9]})
+    out = confirm(table, ChannelConfig(alpha=0.05, min_effect=0.01, min_queries=5))
     np.testing.assert_allclose(out["q_value"], [5e-6 / 3] * 3 + [0.05, 0.9])
     assert out["is_cih"].tolist() == [True, False, False, True, False]  # tiny effect: not confirmed
+    table.loc[0, "n_targets"] = 2
+    assert not confirm(table, ChannelConfig(min_queries=5))["is_cih"][0]  # too few held-out targets

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from fra.stats import benjamini_hochberg, null_moments, permutation_pvalue, z_pvalue
+from fra.stats import benjamini_hochberg, log_pvalue_floor, null_moments, permutation_pvalue, z_pvalue
 
 
 def test_benjamini_hochberg_matches_definition():
@@ -61,3 +61,18 @@ def test_degenerate_channel_is_not_significant():
     C = torch.zeros(5, 6)
     pool = torch.ones(5, 6, dtype=torch.bool)
     assert z_pvalue(*null_moments(C, torch.ones(5, dtype=torch.long), pool)) == 1.0
+
+
+def test_pvalue_floor_keeps_few_lopsided_queries_from_vanishing():
+    C = torch.zeros(2, 10)
+    target = torch.tensor([3, 5])
+    C[torch.arange(2), target] = 1.0  # the channel is only ever on the target: zero null variance without it
+    pool = torch.ones(2, 10, dtype=torch.bool)
+    pool[:, 0] = False  # keys after BOS, the target included
+    floor = log_pvalue_floor(C, pool)
+    assert floor == pytest.approx(-2 * np.log(9))
+    p = z_pvalue(*null_moments(C, target, pool), floor)
+    assert p == pytest.approx(1 / 81)  # both targets redrawn: probability 1/9 each
+    exact = permutation_pvalue(C, target, pool, 20000, torch.Generator().manual_seed(0))
+    assert exact == pytest.approx(1 / 81, rel=0.3)
+    assert log_pvalue_floor(torch.zeros(2, 10), pool) == 0.0  # constant channel: no constraint
