@@ -168,7 +168,8 @@ def test_results_sections_tables_figures_cards_and_absent_models(paper):
     for model in ("smollm2", "gpt2"):
         assert f"<code>results/{model}/heads.csv</code>" in html
     assert "fra induction --model gpt2-small --saes gpt2-small-res-jb" in page
-    assert page.count("Results not available") == 2
+    assert page.count("Results not available") == 3  # SmolLM2, GPT-2, and the toy ablation (no fixture)
+    assert "<code>results/toy_ablation/metrics.json</code>" in html
     manifest = json.loads(built.manifest.read_text())
     assert {f["label"] for f in manifest["figures"]} == {
         "fig-exactness", "fig-toy-training", "fig-toy-heads", "fig-toy-ci", "fig-toy-attention"}
