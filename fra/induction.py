@@ -32,7 +32,7 @@ from fra.engine import resolve
 from fra.errors import FRAError
 from fra.heads import head_scores
 from fra.io import atomic_path, write_json
-from fra.probes import Probes, repeated_random, repeated_text, world_probes
+from fra.probes import Probes, concept_templates, repeated_random, repeated_text, world_probes
 
 EXACT_PROBE = "random_repeat"  # H1 is asked on exact token repeats
 CONTROL_PROBE = "concept_control"  # planted-world control: its confirmations are false discoveries
@@ -59,6 +59,9 @@ def probe_sets(
             repeated_text(part, bos, n, cfg.repeat_min, cfg.repeat_max, seed=cfg.seed * 2 + split)
             for split, (part, n) in enumerate(((corpus[:half], cfg.n_discovery), (corpus[half:], cfg.n_heldout)))
         ))
+    if world is None and model.tokenizer is not None:  # a language model: templated concept variants
+        pairs.append(tuple(concept_templates(model.tokenizer, bos, n, seed=cfg.seed * 2 + split)
+                           for split, n in ((0, cfg.n_discovery), (1, cfg.n_heldout))))
     if world is not None:
         disc = world_probes(world, cfg.n_discovery, seed=cfg.seed * 2)
         held = world_probes(world, cfg.n_heldout, seed=cfg.seed * 2 + 1)

@@ -130,3 +130,64 @@ def world_probes(world, n_seq: int, seed: int) -> list[Probes]:
         from_batch("concept_repeat", concept, CONCEPT, concept.tokens, by_class=True),
         control,
     ]
+
+
+# Concept variants for real language models: x and x' name the same concept with different tokens.
+CONCEPT_PAIRS = {
+    "capitalisation": [(" cat", " Cat"), (" dog", " Dog"), (" house", " House"), (" river", " River"),
+                       (" green", " Green"), (" table", " Table"), (" music", " Music"), (" water", " Water")],
+    "numbers": [(" 2", " two"), (" 3", " three"), (" 4", " four"), (" 5", " five"), (" 6", " six"),
+                (" 7", " seven"), (" 8", " eight"), (" 9", " nine")],
+    "synonyms": [(" big", " large"), (" small", " little"), (" fast", " quick"), (" begin", " start"),
+                 (" happy", " glad"), (" road", " street"), (" child", " kid"), (" shop", " store")],
+    "names": [(" Robert", " Bob"), (" William", " Bill"), (" James", " Jim"), (" Michael", " Mike"),
+              (" Thomas", " Tom"), (" Daniel", " Dan"), (" Joseph", " Joe"), (" Samuel", " Sam")],
+}
+FILLER_WORDS = (" the of and to in is was for on that with as by at from his her it an were are which this be"
+                " or has had one their not but all new more when can also other time two there first after"
+                " over some so out into only its these may such most him any them up then than").split(" ")[1:]
+
+
+def single_token_ids(tokenizer, words: list[str]) -> dict[str, int]:
+    """The words that the tokenizer encodes as exactly one token, with their ids."""
+    out = {}
+    for w in words:
+        ids = tokenizer.encode(w, add_special_tokens=False)
+        if len(ids) == 1:
+            out[w] = ids[0]
+    return out
+
+
+def concept_templates(tokenizer, bos: int, n_seq: int, seed: int, n_episodes: int = 4, length: int = 64) -> Probes:
+    """``... x y ... x' -> y`` with x, x' a concept pair of :data:`CONCEPT_PAIRS`, grouped by family.
+
+    Filler words surround the episodes; y is a filler word; the query is x', its target the y
+    after x. Pairs whose words are not single tokens for ``tokenizer`` are left out.
+    """
+    fillers = list(single_token_ids(tokenizer, [" " + w for w in FILLER_WORDS]).values())
+    families = {}
+    for family, pairs in CONCEPT_PAIRS.items():
+        ids = single_token_ids(tokenizer, [w for p in pairs for w in p])
+        usable = [(ids[a], ids[b]) for a, b in pairs if a in ids and b in ids]
+        if len(usable) >= 2:
+            families[family] = usable
+    if not families or len(fillers) < 10:
+        raise FRAError("no concept-pair family tokenizes to single tokens with this tokenizer; extend CONCEPT_PAIRS")
+    rng = np.random.default_rng(seed)
+    names = sorted(families)
+    tokens, seq, query, target, group = [], [], [], [], []
+    for s in range(n_seq):
+        family = families[names[s % len(names)]]
+        row = [bos] + list(rng.choice(fillers, length - 1))
+        shift = int(rng.integers(length // 2 - 6, length // 2 + 1))  # varies: no fixed induction offset
+        firsts = rng.choice(np.arange(2, length // 2 - 8, 3), n_episodes, replace=False)
+        for i, first in zip(rng.choice(len(family), n_episodes, replace=len(family) < n_episodes), firsts):
+            (x, x2), second = family[i], first + shift
+            row[first], row[second], row[second + 1] = x, x2, row[first + 1]
+            seq.append(s)
+            query.append(second)
+            target.append(first + 1)
+            group.append(names[s % len(names)])
+        tokens.append(row)
+    t = lambda x: torch.tensor(np.asarray(x), dtype=torch.long)  # noqa: E731
+    return Probes("concept_templates", t(tokens), t(seq), t(query), t(target), np.array(group))

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from fra.errors import FRAError
-from fra.probes import Probes, repeated_random, repeated_text
+from fra.probes import Probes, concept_templates, repeated_random, repeated_text
 
 
 def test_repeated_random_targets_follow_the_earlier_occurrence():
@@ -44,3 +44,23 @@ def test_repeated_text_copies_windows_of_the_corpus():
     assert any(" ".join(map(str, first[:n].tolist())) in " ".join(map(str, r)) for r in rows)  # a real window
     with pytest.raises(FRAError, match="corpus rows"):
         repeated_text(corpus, 0, 2, 4, 30, seed=0)
+
+
+def test_concept_templates_with_the_gpt2_tokenizer():
+    from fra.models import gpt2_tokenizer
+    from fra.probes import CONCEPT_PAIRS, single_token_ids
+
+    tok = gpt2_tokenizer()
+    p = concept_templates(tok, bos=50256, n_seq=8, seed=0)
+    assert p.kind == "concept_templates" and set(p.groups) == set(CONCEPT_PAIRS)
+    assert (p.tokens[p.seq, p.target] == p.tokens[p.seq, p.query + 1]).all()  # x' -> y: y follows x too
+    pair_of = set()
+    for pairs in CONCEPT_PAIRS.values():
+        ids = single_token_ids(tok, [w for pr in pairs for w in pr])
+        pair_of.update({(ids[a], ids[b]) for a, b in pairs if a in ids and b in ids})
+    x, x2 = p.tokens[p.seq, p.target - 1].tolist(), p.tokens[p.seq, p.query].tolist()
+    assert all((a, b) in pair_of for a, b in zip(x, x2))  # the query is the other variant of x
+    offsets = set((p.query - p.target).tolist())
+    assert len(offsets) > 1  # no fixed induction offset
+    a = concept_templates(tok, 50256, 8, seed=0)
+    assert torch.equal(a.tokens, p.tokens)
