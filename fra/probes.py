@@ -58,19 +58,28 @@ def repeated_random(
     if len(pool) < n_max or n_min < 2:
         raise FRAError(f"repeats of {n_min}..{n_max} distinct tokens need n_min >= 2 and a vocabulary of at least {n_max}")
     rng = np.random.default_rng(seed)
-    length = 1 + 2 * n_max
-    tokens, seq, query, target = [], [], [], []
-    for s in range(n_seq):
+    parts = []
+    for _ in range(n_seq):
         n = int(rng.integers(n_min, n_max + 1))
-        r = rng.choice(pool, n, replace=False)
-        tail = rng.choice(pool, length - 1 - 2 * n)
-        tokens.append(np.concatenate([[bos], r, r, tail]))
+        parts.append((rng.choice(pool, n, replace=False), rng.choice(pool, 2 * (n_max - n))))
+    return _doubled("random_repeat", bos, parts)
+
+
+def _long(x) -> Tensor:
+    return torch.tensor(np.asarray(x), dtype=torch.long)
+
+
+def _doubled(kind: str, bos: int, parts: list[tuple[np.ndarray, np.ndarray]]) -> Probes:
+    """``[BOS] w w tail`` per ``(w, tail)``; query ``N + k`` (the copy of w_k, k = 1..N-1) targets ``k + 1``."""
+    tokens, seq, query, target = [], [], [], []
+    for s, (w, tail) in enumerate(parts):
+        n = len(w)
+        tokens.append(np.concatenate([[bos], w, w, tail]))
         k = np.arange(1, n)
         seq += [s] * len(k)
         query += list(n + k)
         target += list(k + 1)
-    t = lambda x: torch.tensor(np.asarray(x), dtype=torch.long)  # noqa: E731
-    return Probes("random_repeat", t(np.stack(tokens)), t(seq), t(query), t(target), np.array(["all"] * len(seq)))
+    return Probes(kind, _long(np.stack(tokens)), _long(seq), _long(query), _long(target), np.array(["all"] * len(seq)))
 
 
 def repeated_text(corpus: Int[Tensor, "seq pos"], bos: int, n_seq: int, n_min: int, n_max: int, seed: int) -> Probes:
@@ -84,19 +93,13 @@ def repeated_text(corpus: Int[Tensor, "seq pos"], bos: int, n_seq: int, n_min: i
     if body.shape[1] < 2 * n_max or n_min < 2:
         raise FRAError(f"text windows of {n_min}..{n_max} tokens need n_min >= 2 and corpus rows of >= {2 * n_max} tokens")
     rng = np.random.default_rng(seed)
-    tokens, seq, query, target = [], [], [], []
-    for s in range(n_seq):
+    parts = []
+    for _ in range(n_seq):
         row = body[int(rng.integers(len(body)))].numpy()
         n = int(rng.integers(n_min, n_max + 1))
         start = int(rng.integers(0, body.shape[1] - 2 * n_max + 1))
-        w = row[start : start + n]
-        tokens.append(np.concatenate([[bos], w, w, row[start + n : start + n + 2 * (n_max - n)]]))
-        k = np.arange(1, n)
-        seq += [s] * len(k)
-        query += list(n + k)
-        target += list(k + 1)
-    t = lambda x: torch.tensor(np.asarray(x), dtype=torch.long)  # noqa: E731
-    return Probes("text_repeat", t(np.stack(tokens)), t(seq), t(query), t(target), np.array(["all"] * len(seq)))
+        parts.append((row[start : start + n], row[start + n : start + n + 2 * (n_max - n)]))
+    return _doubled("text_repeat", bos, parts)
 
 
 def world_probes(world, n_seq: int, seed: int) -> list[Probes]:
@@ -189,5 +192,4 @@ def concept_templates(tokenizer, bos: int, n_seq: int, seed: int, n_episodes: in
             target.append(first + 1)
             group.append(names[s % len(names)])
         tokens.append(row)
-    t = lambda x: torch.tensor(np.asarray(x), dtype=torch.long)  # noqa: E731
-    return Probes("concept_templates", t(tokens), t(seq), t(query), t(target), np.array(group))
+    return Probes("concept_templates", _long(tokens), _long(seq), _long(query), _long(target), np.array(group))
