@@ -21,6 +21,7 @@ from sae_lens import SAE
 from transformer_lens import HookedTransformer
 
 from fra.config import ToySAEConfig
+from fra.repro import deterministic
 from fra.saes.loading import RESID_PRE
 
 os.environ.setdefault("WANDB_MODE", "disabled")
@@ -49,7 +50,7 @@ def train_sae(model: HookedTransformer, tokens: Int[torch.Tensor, "seq pos"], la
     )
     torch.manual_seed(cfg.seed)
     dataset = Dataset.from_dict({"tokens": tokens.tolist()})
-    with torch.enable_grad():
+    with torch.enable_grad(), deterministic():
         trained = LanguageModelSAETrainingRunner(runner_cfg, override_dataset=dataset, override_model=model).run()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))

@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from fra.config import ToyTrainConfig, WorldConfig
+from fra.repro import deterministic
 from fra.world.corpus import CONCEPT, LABELS, NONE, TOKEN, WorldBatch, load_split, world_tokenizer
 
 
@@ -50,6 +51,7 @@ def evaluate(model: HookedTransformer, data: WorldBatch, batch_size: int = 100) 
 
 
 @torch.enable_grad()
+@deterministic()
 def train(model: HookedTransformer, train_data: WorldBatch, heldout: WorldBatch, cfg: ToyTrainConfig) -> list[dict]:
     """AdamW, linear warm-up then cosine decay to lr/10; returns the held-out history."""
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
