@@ -126,7 +126,7 @@ def load_corpus(path: str | Path, model: HookedTransformer, n_seqs: int, seq_len
         return tokens[:n_seqs, :seq_len]
     if model.tokenizer is None:
         raise FRAError(f"{path} is text but the model has no tokenizer; pass token ids as a .npy file")
-    ids = model.tokenizer(path.read_text())["input_ids"]
+    ids = model.tokenizer(path.read_text(), add_special_tokens=False)["input_ids"]  # BOS is added per chunk
     body = seq_len - 1
     chunks = [ids[s:s + body] for s in range(0, len(ids) - body + 1, body)][:n_seqs]
     if not chunks:

@@ -144,3 +144,15 @@ def test_cli_writes_both_pages(world, tmp_path, capsys):
     assert main(["explore-dataset", "--channels", str(d / "channels.csv"), "--corpus", str(d / "corpus.npy"),
                  "-o", str(tmp_path / "x.html")]) == 2
     assert "--corpus needs --model and --sae" in capsys.readouterr().err
+
+
+def test_text_corpus_gets_one_bos_per_chunk(tmp_path):
+    from fra.explore.dataset import load_corpus
+    from fra.models import gpt2_tokenizer
+    from tests.conftest import make_model
+
+    model = make_model(d_vocab=50257, n_ctx=16)
+    model.set_tokenizer(gpt2_tokenizer())  # a tokenizer that itself prepends BOS
+    (tmp_path / "t.txt").write_text("the cat sat on the mat and the dog sat on the log " * 4)
+    tokens = load_corpus(tmp_path / "t.txt", model, n_seqs=3, seq_len=8)
+    assert tokens.shape == (3, 8) and (tokens[:, 0] == 50256).all() and (tokens[:, 1:] != 50256).all()
