@@ -145,9 +145,10 @@ def evaluate(model, sae, layer: int, probes: Probes, cands: pd.DataFrame, cfg: C
     """Support, channel induction, softmax effect and null p-value of each candidate on ``probes``."""
     cands = cands[cands["layer"] == layer].reset_index(drop=True)
     acc = {k: np.zeros(len(cands)) for k in SUMS}
+    by_group_head = cands.groupby(["group", "head"]).groups
     for fra, seq, query, target, group in _batches(model, sae, layer, probes, cfg, engine):
         _, mass = _target_mass(fra, seq, query, target)
-        for (grp, head), rows in cands.groupby(["group", "head"]).groups.items():
+        for (grp, head), rows in by_group_head.items():
             sel = torch.from_numpy(group == grp)
             if not sel.any():
                 continue

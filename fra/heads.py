@@ -77,7 +77,7 @@ def _flat(pattern: Float[torch.Tensor, "batch layer head q k"]) -> Pattern:
     return pattern.flatten(1, 2)  # heads of all layers, layer-major
 
 
-def _bos_id(model: HookedTransformer) -> int:
+def bos_id(model: HookedTransformer) -> int:
     tok = model.tokenizer
     return int(tok.bos_token_id) if tok is not None and tok.bos_token_id is not None else 0
 
@@ -89,7 +89,7 @@ def head_scores(model: HookedTransformer, cfg: HeadScoreConfig) -> pd.DataFrame:
         raise FRAError(f"repeat length {ns[-1]} needs {2 * ns[-1] + 1} positions but the model's n_ctx is {model.cfg.n_ctx}; "
                        "lower heads.n_rep / heads.offsets")
     gen = torch.Generator().manual_seed(cfg.seed)
-    bos, d_vocab = _bos_id(model), model.cfg.d_vocab
+    bos, d_vocab = bos_id(model), model.cfg.d_vocab
     L, H = model.cfg.n_layers, model.cfg.n_heads
     df = pd.DataFrame({"layer": torch.arange(L).repeat_interleave(H), "head": torch.arange(H).repeat(L)})
     for n in ns:
@@ -113,7 +113,7 @@ def ablated_induction(model: HookedTransformer, cfg: HeadScoreConfig, ablate: tu
         z[:, :, h_a] = 0.0
         return z
 
-    tokens = random_tokens(model.cfg.d_vocab, _bos_id(model), cfg.n_rep, cfg.batch_size, torch.Generator().manual_seed(cfg.seed))
+    tokens = random_tokens(model.cfg.d_vocab, bos_id(model), cfg.n_rep, cfg.batch_size, torch.Generator().manual_seed(cfg.seed))
     pattern = _patterns(model, tokens, [(f"blocks.{l_a}.attn.hook_z", zero)])
     return induction_score(_flat(pattern), cfg.n_rep).view(model.cfg.n_layers, model.cfg.n_heads)
 

@@ -30,17 +30,12 @@ from fra.channels import confirm, search
 from fra.config import Params, WorldConfig
 from fra.engine import resolve
 from fra.errors import FRAError
-from fra.heads import head_scores
+from fra.heads import bos_id, head_scores
 from fra.io import atomic_path, write_json
 from fra.probes import Probes, concept_templates, repeated_random, repeated_text, world_probes
 
 EXACT_PROBE = "random_repeat"  # H1 is asked on exact token repeats
 CONTROL_PROBE = "concept_control"  # planted-world control: its confirmations are false discoveries
-
-
-def bos_id(model: HookedTransformer) -> int:
-    tok = model.tokenizer
-    return int(tok.bos_token_id) if tok is not None and tok.bos_token_id is not None else 0
 
 
 def probe_sets(
