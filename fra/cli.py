@@ -63,7 +63,27 @@ def _add_toy_saes(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ground-truth", default="data/toy/ground_truth.json")
     p.add_argument("--out", default="models/toy/saes", help="one SAELens directory per layer: OUT/L1, OUT/L2, ...")
     p.add_argument("--results", default="results/toy", help="folder for saes.json and feature_cards.json")
-    p.set_defaults(func=lambda a: __import__("fra.saes.training", fromlist=["main"]).main(a))
+    p.set_defaults(func=lambda a: __import__("fra.saes.toy", fromlist=["main"]).main(a))
+
+
+def _add_text_corpus(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("text-corpus", help="offline text corpus (Shakespeare, KJV Bible, Anarchist FAQ, Python) "
+                       "for language-model SAEs (params: text_corpus)")
+    p.add_argument("--params", default="params.yaml")
+    p.add_argument("--model", default="smollm2", help="whose tokenizer: smollm2, gpt2 or a folder with one .gguf file")
+    p.add_argument("--out", default="data/smollm2/corpus")
+    p.add_argument("--results", default=None, help="also copy the manifest to RESULTS/corpus.json")
+    p.set_defaults(func=lambda a: __import__("fra.text.corpus", fromlist=["main"]).main(a))
+
+
+def _add_lm_saes(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("lm-saes", help="train SAEs on chosen layers of a language model from one activation cache (params: lm_saes)")
+    p.add_argument("--params", default="params.yaml")
+    p.add_argument("--model", default="smollm2", help="model directory, `smollm2` or a hub name")
+    p.add_argument("--corpus", default="data/smollm2/corpus", help="folder with train_tokens.npy and heldout_tokens.npy")
+    p.add_argument("--out", default="models/smollm2/saes", help="one SAELens directory per layer: OUT/L17, ...")
+    p.add_argument("--results", default="results/smollm2", help="folder for saes.json and feature_cards.json")
+    p.set_defaults(func=lambda a: __import__("fra.saes.lm", fromlist=["main"]).main(a))
 
 
 def _add_heads(sub: argparse._SubParsersAction) -> None:
@@ -128,7 +148,7 @@ def _add_induction(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=lambda a: __import__("fra.induction", fromlist=["main"]).main(a))
 
 
-COMMANDS = [_add_resolve, _add_bench, _add_toy_data, _add_toy_train, _add_toy_saes, _add_heads, _add_paper, _add_explore, _add_explore_dataset, _add_induction]
+COMMANDS = [_add_resolve, _add_bench, _add_toy_data, _add_toy_train, _add_toy_saes, _add_text_corpus, _add_lm_saes, _add_heads, _add_paper, _add_explore, _add_explore_dataset, _add_induction]
 
 
 def _add_smollm2_check(sub: argparse._SubParsersAction) -> None:

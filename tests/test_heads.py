@@ -5,7 +5,7 @@ from transformer_lens.head_detector import detect_head
 
 from fra.config import HeadScoreConfig, WorldConfig
 from fra.heads import (diagonal_score, duplicate_token_score, head_check, head_scores, induction_score,
-                       previous_token_score, random_tokens)
+                       previous_token_score, random_tokens, special_ids, token_pool)
 from fra.world.corpus import token_names, world_tokenizer
 
 N = 5
@@ -45,10 +45,10 @@ def test_induction_score_uses_only_second_half_queries():
 
 def test_random_tokens_layout():
     g = torch.Generator().manual_seed(0)
-    rep = random_tokens(30, 0, N, 4, g)
+    rep = random_tokens(torch.arange(1, 30), 0, N, 4, g)
     assert rep.shape == (4, T) and (rep[:, 0] == 0).all() and (rep[:, 1:] != 0).all()
     assert torch.equal(rep[:, 1 : N + 1], rep[:, N + 1 :])
-    ctrl = random_tokens(30, 0, N, 4, g, repeat=False)
+    ctrl = random_tokens(torch.arange(1, 30), 0, N, 4, g, repeat=False)
     assert not torch.equal(ctrl[:, 1 : N + 1], ctrl[:, N + 1 :])
 
 
@@ -63,11 +63,21 @@ def model():
     return m.eval(), world
 
 
+def test_token_pool_skips_special_and_added_tokens(model):
+    m, world = model
+    assert special_ids(m) == {0} and torch.equal(token_pool(m), torch.arange(1, world.d_vocab))
+    m.tokenizer.add_special_tokens({"additional_special_tokens": [token_names(world)[5]]})  # e.g. a chat marker
+    try:
+        assert special_ids(m) == {0, 5} and 5 not in token_pool(m).tolist() and len(token_pool(m)) == world.d_vocab - 2
+    finally:
+        m.set_tokenizer(world_tokenizer(world))
+
+
 @pytest.mark.parametrize("kind", ["induction_head", "previous_token_head", "duplicate_token_head"])
 def test_agrees_with_transformer_lens_detect_head(model, kind):
     m, world = model
     names = token_names(world)
-    tokens = random_tokens(world.d_vocab, 0, 8, 1, torch.Generator().manual_seed(1))
+    tokens = random_tokens(token_pool(m), 0, 8, 1, torch.Generator().manual_seed(1))
     text = " ".join(names[t] for t in tokens[0, 1:])
     assert torch.equal(m.to_tokens(text), tokens)
     _, cache = m.run_with_cache(tokens)

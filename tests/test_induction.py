@@ -12,7 +12,8 @@ from fra.cli import main
 from fra.config import ChannelConfig, HeadScoreConfig, InductionConfig, Params, ToySAEConfig, ToyTrainConfig, WorldConfig
 from fra.induction import answers, run
 from fra.models import save_hooked
-from fra.saes.training import train_sae
+from fra.saes import load_sae
+from fra.saes.training import train_layers
 from fra.stats import benjamini_hochberg
 from fra.world.corpus import generate, ground_truth
 from fra.world.train import build_model, train
@@ -33,8 +34,9 @@ def tiny(tmp_path_factory):
     model = build_model(WORLD, cfg)
     data = generate(WORLD, 600, seed=0)
     train(model, data, generate(WORLD, 50, seed=1), cfg)
-    sae = train_sae(model, data.tokens, 1, ToySAEConfig(expansion=4, k=4, training_tokens=10240, batch_size_tokens=1024),
-                    root / "saes" / "L1")
+    train_layers(model, data.tokens, data.tokens[:10], [1], ToySAEConfig(expansion=4, k=4, training_tokens=10240,
+                 batch_size_tokens=1024), root / "saes", "cpu")
+    sae = load_sae(root / "saes" / "L1", device="cpu")
     save_hooked(model, root / "model")
     (root / "gt.json").write_text(json.dumps(ground_truth(WORLD)))
     return model, sae, root

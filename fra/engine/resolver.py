@@ -141,6 +141,7 @@ def resolve(
         attn_scale=float(attn.attn_scale),
         scores=inputs.scores[:, list(heads)],
         q_block=cfg.q_block,
+        block_mib=cfg.block_mib,
     )
     if len(masks) > 1:
         result.truncation = _removed_shares(inputs, sae, every, masks, model, layer, heads, cfg, rotate)
@@ -161,7 +162,7 @@ def _removed_shares(inputs, sae, every, masks, model, layer, heads, cfg, rotate)
         k = _side(inputs, sae, every, W_K, b_K, {}, rotate)
         full = FRA(
             tokens=inputs.tokens, layer=layer, heads=heads, feature_ids=every.ids, feature_acts=every.acts,
-            q=q, k=k, attn_scale=1.0, scores=inputs.scores, q_block=cfg.q_block,
+            q=q, k=k, attn_scale=1.0, scores=inputs.scores, q_block=cfg.q_block, block_mib=cfg.block_mib,
         )
         ids = every.ids.clamp(min=0)
         slot_keep = {n: m.gather(-1, ids) & (every.ids >= 0) for n, m in masks.items()}

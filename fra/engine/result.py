@@ -2,7 +2,8 @@
 
 ``FRA[b, h, i, j, a, b']`` is never stored whole: it is formed block by block from per-position
 feature vectors. Peak memory of one block is ``4 * batch * heads * q_block * pos * K^2`` bytes
-(float32; K = most active features at one position), plus the factors
+(float32; K = most active features at one position; ``q_block`` shrinks, down to one query
+position, to keep a block under ``block_mib``), plus the factors
 (``2 * batch * pos * K * heads * d_head`` floats) and the dense terms (``batch * heads * pos^2`` each).
 """
 
@@ -40,6 +41,7 @@ class FRA:
     attn_scale: float
     scores: Float[Tensor, "batch head pos pos"]  # the model's hook_attn_scores for ``heads``
     q_block: int = 16
+    block_mib: int = 1024
     truncation: dict[str, float] = field(default_factory=dict)  # share of |pair score| removed
 
     @property
@@ -55,9 +57,10 @@ class FRA:
 
         Entries with j > i (non-causal) and empty slots are zero.
         """
-        step = q_block or self.q_block
         kf = self.k.feat.permute(0, 3, 4, 1, 2)  # [batch, head, d_head, pos, K]
         B, H, E, P, K = kf.shape
+        row_bytes = 4 * B * H * P * K * K  # one query position's block
+        step = max(1, min(q_block or self.q_block, (self.block_mib << 20) // max(row_bytes, 1)))
         with torch.inference_mode():
             for i0 in range(0, P, step):
                 i1 = min(i0 + step, P)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import torch
-from jaxtyping import Int
+from jaxtyping import Float, Int
 from sae_lens import SAE
 from torch import Tensor
 from transformer_lens import HookedTransformer
@@ -65,9 +65,16 @@ def feature_cards(
     feats = list(range(sae.cfg.d_sae)) if features is None else sorted(set(int(f) for f in features))
     if not feats:
         return {}
-    f = sae_acts(model, sae, tokens)[..., feats]  # [seq, pos, n_feats]
+    return cards_from_acts(sae_acts(model, sae, tokens)[..., feats], token_strings(model, tokens), feats,
+                           n_top, before, after)
+
+
+def cards_from_acts(
+    f: Float[Tensor, "seq pos n_feats"], strs: list[list[str]], feats: list[int], n_top: int = 5, before: int = 8,
+    after: int = 2,
+) -> dict[int, list[list]]:
+    """:func:`feature_cards` from precomputed activations of features ``feats`` on the tokens ``strs``."""
     S, P, _ = f.shape
-    strs = token_strings(model, tokens)
     k = min(n_top, S * P)
     vals, idx = f.reshape(S * P, -1).topk(k, dim=0)  # [k, n_feats]
     cards = {}

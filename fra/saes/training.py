@@ -1,10 +1,12 @@
 """Train SAEs on a model's attention inputs with sae_lens (offline, no wandb), and evaluate them.
 
-Training uses ``LanguageModelSAETrainingRunner`` with the project's model and an in-memory,
-pre-tokenised dataset. The SAE is BatchTopK during training and is saved as the equivalent JumpReLU
-SAE (linear decoder, as FRA needs). Evaluation reports L0, variance explained, the dead-feature
-fraction and, per feature, where its activation mass sits: on the *current* token (and its class)
-or on the *previous* token (and its class).
+Activations are cached first (:mod:`fra.saes.cache`: one model pass feeds every layer), then
+each layer's SAE is trained by sae_lens' ``SAETrainer`` from seeded, shuffled batches of that
+cache, for as many epochs as ``training_tokens`` asks. BOS positions are left out: the first
+residual is an outlier that an SAE would spend features on, and FRA books it as error either way.
+The SAE is BatchTopK during training and is saved as the equivalent JumpReLU SAE (linear decoder,
+as FRA needs). Evaluation reports L0, variance explained, the dead-feature fraction and, for the
+toy world, where each feature's activation mass sits: on the *current* or the *previous* token's class.
 """
 
 from __future__ import annotations
@@ -12,46 +14,63 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
+from typing import Iterator
 
-import numpy as np
 import torch
 from jaxtyping import Float, Int
 from sae_lens import SAE
 from transformer_lens import HookedTransformer
 
 from fra.config import ToySAEConfig
+from fra.errors import FRAError
 from fra.repro import deterministic
-from fra.saes.loading import RESID_PRE
 
 os.environ.setdefault("WANDB_MODE", "disabled")
+NORM_BATCHES = 16  # batches that estimate the activation scale
+# The saved JumpReLU threshold is an EMA (from 0) of the smallest kept activation per batch; sae_lens'
+# rate (0.01) leaves it far too low after a few hundred steps, and L0 then overshoots k several-fold.
+THRESHOLD_LR = 0.05
 
 
-def train_sae(model: HookedTransformer, tokens: Int[torch.Tensor, "seq pos"], layer: int, cfg: ToySAEConfig, out: Path) -> SAE:
-    """Train a BatchTopK SAE on ``blocks.{layer}.hook_resid_pre`` and save it (SAELens format) to ``out``."""
-    from datasets import Dataset
-    from sae_lens import BatchTopKTrainingSAEConfig, LanguageModelSAERunnerConfig, LanguageModelSAETrainingRunner
-    from sae_lens.config import LoggingConfig
+def shuffled_batches(
+    acts: Float[torch.Tensor, "n d_in"], batch_size: int, seed: int, device: str
+) -> Iterator[Float[torch.Tensor, "batch d_in"]]:
+    """Endless batches of ``acts``: a fresh seeded permutation every epoch, incomplete tail dropped."""
+    gen = torch.Generator().manual_seed(seed)
+    while True:
+        perm = torch.randperm(len(acts), generator=gen)
+        for start in range(0, len(acts) - batch_size + 1, batch_size):
+            yield acts[perm[start : start + batch_size].to(acts.device)].to(device)
 
-    hook = RESID_PRE.format(layer=layer)
-    d_model = model.cfg.d_model
-    runner_cfg = LanguageModelSAERunnerConfig(
-        sae=BatchTopKTrainingSAEConfig(d_in=d_model, d_sae=cfg.expansion * d_model, k=cfg.k, device="cpu"),
-        model_name="fra-toy", hook_name=hook, dataset_path="fra-world", is_dataset_tokenized=True, streaming=False,
-        context_size=tokens.shape[1], prepend_bos=True, training_tokens=cfg.training_tokens,
-        train_batch_size_tokens=cfg.batch_size_tokens, store_batch_size_prompts=32,
-        n_batches_in_buffer=2 * -(-cfg.batch_size_tokens // tokens.shape[1]),  # sae_lens buffers this many sequences' tokens
-        lr=cfg.lr, lr_warm_up_steps=0, lr_scheduler_name="constant", device="cpu", seed=cfg.seed,
-        logger=LoggingConfig(log_to_wandb=False), n_checkpoints=0, checkpoint_path=None, output_path=None,
-        n_eval_batches=1, verbose=False,
-        # dead = silent for this many steps; sae_lens' default (1000) exceeds a short run, so the
-        # TopK auxiliary loss would never revive dead features
-        dead_feature_window=50, feature_sampling_window=100,
-    )
+
+def train_sae(
+    acts: Float[torch.Tensor, "n d_in"], hook_name: str, cfg: ToySAEConfig, out: Path, device: str = "cpu"
+) -> SAE:
+    """Train a BatchTopK SAE on cached activations of ``hook_name``; save it (SAELens format) to ``out``."""
+    from sae_lens import BatchTopKTrainingSAE, BatchTopKTrainingSAEConfig, SAETrainer
+    from sae_lens.config import SAETrainerConfig
+
+    if len(acts) < cfg.batch_size_tokens:
+        raise FRAError(f"{len(acts)} cached activations are fewer than one batch ({cfg.batch_size_tokens}); "
+                       f"lower {cfg.section}.batch_size_tokens or use a larger corpus")
     torch.manual_seed(cfg.seed)
-    dataset = Dataset.from_dict({"tokens": tokens.tolist()})
+    sae = BatchTopKTrainingSAE(BatchTopKTrainingSAEConfig(
+        d_in=acts.shape[1], d_sae=cfg.expansion * acts.shape[1], k=cfg.k, device=device,
+        normalize_activations="expected_average_only_in",  # train at E|x| = sqrt(d_in); folded into the weights at the end
+        topk_threshold_lr=THRESHOLD_LR,
+    ))
+    sae.cfg.metadata.hook_name = hook_name
+    trainer_cfg = SAETrainerConfig(
+        total_training_samples=cfg.training_tokens, train_batch_size_samples=cfg.batch_size_tokens, lr=cfg.lr,
+        lr_end=cfg.lr / 10,  # unused by the constant schedule; sae_lens requires it
+        device=device, dead_feature_window=cfg.dead_feature_window, feature_sampling_window=2 * cfg.dead_feature_window,
+        n_batches_for_norm_estimate=NORM_BATCHES,
+    )
+    batches = shuffled_batches(acts, cfg.batch_size_tokens, cfg.seed, device)
     with torch.enable_grad(), deterministic():
-        trained = LanguageModelSAETrainingRunner(runner_cfg, override_dataset=dataset, override_model=model).run()
+        trained = SAETrainer(trainer_cfg, sae, batches).fit()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
@@ -60,23 +79,19 @@ def train_sae(model: HookedTransformer, tokens: Int[torch.Tensor, "seq pos"], la
         os.replace(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return SAE.load_from_disk(str(out), device="cpu")
+    return SAE.load_from_disk(str(out), device=device)
 
 
 @torch.no_grad()
-def sae_activations(
-    model: HookedTransformer, sae: SAE, tokens: Int[torch.Tensor, "seq pos"], batch_size: int = 100
-) -> tuple[Float[torch.Tensor, "n d_model"], Float[torch.Tensor, "n d_sae"], Float[torch.Tensor, "n d_model"]]:
-    """Activations ``x``, features ``f`` and reconstructions of every position, flattened."""
-    hook = sae.cfg.metadata.hook_name
-    xs, fs = [], []
-    for start in range(0, len(tokens), batch_size):
-        _, cache = model.run_with_cache(tokens[start : start + batch_size], names_filter=hook)
-        x = cache[hook].flatten(0, 1)
-        xs.append(x)
-        fs.append(sae.encode(x))
-    x, f = torch.cat(xs), torch.cat(fs)
-    return x, f, sae.decode(f)
+def encode(sae: SAE, x: Float[torch.Tensor, "n d_in"], batch_size: int = 8192
+           ) -> tuple[Float[torch.Tensor, "n d_sae"], Float[torch.Tensor, "n d_in"]]:
+    """Features ``f`` and reconstructions of ``x``, in batches."""
+    fs, x_hats = [], []
+    for start in range(0, len(x), batch_size):
+        f = sae.encode(x[start : start + batch_size].to(sae.device))
+        fs.append(f.cpu())
+        x_hats.append(sae.decode(f).cpu())
+    return torch.cat(fs), torch.cat(x_hats)
 
 
 def sae_metrics(x: torch.Tensor, f: torch.Tensor, x_hat: torch.Tensor) -> dict:
@@ -90,77 +105,32 @@ def sae_metrics(x: torch.Tensor, f: torch.Tensor, x_hat: torch.Tensor) -> dict:
     }
 
 
-def feature_cards(
-    f: Float[torch.Tensor, "n d_sae"], tokens: Int[torch.Tensor, "seq pos"], names: list[str],
-    token_class: np.ndarray, n_top: int,
-) -> list[dict]:
-    """Per feature: firing rate, and the share of its activation mass by current / previous token and class."""
-    cur = tokens.flatten()
-    prev = torch.cat([torch.full((tokens.shape[0], 1), -1), tokens[:, :-1]], dim=1).flatten()
-    d_vocab = len(names)
-    groups = np.where(token_class >= 0, token_class, token_class.max() - token_class)  # classes, then filler (-1), BOS (-2)
-    group_names = [f"c{c:02d}" for c in range(token_class.max() + 1)] + ["filler", "BOS"]
+def train_layers(
+    model: HookedTransformer, train_tokens: Int[torch.Tensor, "seq pos"], eval_tokens: Int[torch.Tensor, "seq pos"],
+    layers: list[int], cfg: ToySAEConfig, out: Path, device: str,
+) -> tuple[dict, dict[int, Float[torch.Tensor, "n d_sae"]]]:
+    """Cache once, then train, save (``out/L{layer}``) and validate one SAE per layer.
 
-    def mass_by(ids: torch.Tensor) -> Float[torch.Tensor, "d_vocab d_sae"]:
-        keep = ids >= 0
-        return torch.zeros(d_vocab, f.shape[1]).index_add_(0, ids[keep], f[keep])
+    Returns per layer the metrics on ``eval_tokens`` (BOS left out) and the features of every eval position.
+    """
+    from fra.saes.cache import cache_resid_pre
+    from fra.saes.loading import RESID_PRE, validate_sae
 
-    by_token = {"current": mass_by(cur), "previous": mass_by(prev)}
-    total = f.sum(0).clamp(min=1e-12)
-    fires = (f > 0).float()
-    cards = []
-    for a in range(f.shape[1]):
-        card = {"feature": a, "freq": round(fires[:, a].mean().item(), 5),
-                "mean_act": round((f[:, a].sum() / fires[:, a].sum().clamp(min=1)).item(), 4)}
-        for side, mass in by_token.items():
-            share = (mass[:, a] / total[a]).numpy()
-            top = np.argsort(-share)[:n_top]
-            card[f"top_{side}"] = [[names[t], round(float(share[t]), 3)] for t in top if share[t] > 0]
-            by_group = np.bincount(groups, weights=share, minlength=len(group_names))
-            g = int(by_group.argmax())
-            card[f"{side}_class"] = [group_names[g], round(float(by_group[g]), 3)]
-        cur_share, prev_share = card["current_class"][1], card["previous_class"][1]
-        if card["freq"] == 0:
-            card["kind"] = "dead"
-        elif max(cur_share, prev_share) < 0.5:
-            card["kind"] = "mixed"
-        else:
-            side = "current" if cur_share >= prev_share else "previous"
-            card["kind"] = f"{side}:{card[f'{side}_class'][0]}"
-        cards.append(card)
-    return cards
-
-
-def main(args) -> int:
-    import time
-
-    from fra.config import load_params
-    from fra.io import write_json
-    from fra.models import load_model
-    from fra.saes.loading import validate_sae
-    from fra.world.corpus import load_split, token_classes, token_names
-
-    params = load_params(args.params)
-    cfg, world = params.toy_saes, params.world
-    model = load_model(args.model, device="cpu")
-    train_tokens = load_split(Path(args.corpus), "train").tokens
-    eval_tokens = load_split(Path(args.corpus), "heldout").tokens[: cfg.eval_sequences]
-    names, token_class = token_names(world), token_classes(world)
-    summary, cards = {}, {}
-    for layer in range(1, model.cfg.n_layers):
+    start = time.time()
+    train_acts = cache_resid_pre(model, train_tokens, layers, cfg.cache_batch_size)
+    eval_acts = cache_resid_pre(model, eval_tokens, layers, cfg.cache_batch_size, skip_bos=False)
+    print(f"cached {len(layers)} layers x {len(train_tokens) * (train_tokens.shape[1] - 1)} tokens in {time.time() - start:.0f} s")
+    not_bos = (torch.arange(eval_tokens.shape[1]) > 0).repeat(len(eval_tokens))
+    summary, feats = {}, {}
+    for layer in layers:
         start = time.time()
-        sae = train_sae(model, train_tokens, layer, cfg, Path(args.out) / f"L{layer}")
+        sae = train_sae(train_acts.pop(layer), RESID_PRE.format(layer=layer), cfg, out / f"L{layer}", device)
         validate_sae(sae, model, layer)
-        x, f, x_hat = sae_activations(model, sae, eval_tokens)
-        layer_cards = feature_cards(f, eval_tokens, names, token_class, cfg.top_tokens)
-        kinds = [c["kind"].split(":")[0] for c in layer_cards]
-        summary[f"L{layer}"] = {
-            "hook_name": sae.cfg.metadata.hook_name, "d_sae": sae.cfg.d_sae, **sae_metrics(x, f, x_hat),
-            "feature_kinds": {k: kinds.count(k) for k in ("current", "previous", "mixed", "dead")},
-            "train_seconds": round(time.time() - start, 1),
-        }
-        cards[f"L{layer}"] = layer_cards
+        x = eval_acts.pop(layer).cpu()
+        f, x_hat = encode(sae, x)
+        summary[f"L{layer}"] = {"hook_name": sae.cfg.metadata.hook_name, "d_sae": sae.cfg.d_sae,
+                                **sae_metrics(x[not_bos], f[not_bos], x_hat[not_bos]),
+                                "train_seconds": round(time.time() - start, 1)}
+        feats[layer] = f
         print(f"L{layer}: {summary[f'L{layer}']}")
-    write_json(Path(args.results) / "saes.json", summary)
-    write_json(Path(args.results) / "feature_cards.json", cards)
-    return 0
+    return summary, feats

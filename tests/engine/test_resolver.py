@@ -57,6 +57,17 @@ def test_noncausal_pairs_are_zero_and_block_size_does_not_matter(model, sae):
     assert (a.pair_sum()[0].triu(1) == 0).all()
 
 
+def test_memory_budget_shrinks_blocks_to_one_query(model, sae):
+    tokens = torch.randint(0, 50, (2, 9))
+    small = resolve(model, sae, tokens, 1, cfg=EngineConfig(q_block=16, block_mib=1))  # a 9-query block is > 1 MiB
+    big = resolve(model, sae, tokens, 1, cfg=EngineConfig(q_block=16))
+    K = small.feature_ids.shape[-1]
+    assert 4 * 2 * 4 * 9 * 9 * K * K > 2**20  # so one block of 9 queries would not fit
+    assert [(i0, i1) for i0, i1, _ in small.pair_blocks()] == [(i, i + 1) for i in range(9)]
+    assert len(list(big.pair_blocks())) == 1
+    torch.testing.assert_close(small.pair_sum(), big.pair_sum())
+
+
 def test_batch_equals_single_sequences(model, sae):
     tokens = torch.randint(0, 50, (3, 8))
     batch = resolve(model, sae, tokens, 1, heads=(1, 2))

@@ -111,10 +111,58 @@ def toy_results(ground_truth_ok: bool = False) -> dict[str, tuple[str, str]]:
     }
 
 
+def lm_results() -> dict[str, tuple[str, str]]:
+    """SmolLM2's results: layers 17 and 18 resolved, templated concept probes, corpus and SAE stages."""
+    heads = pd.DataFrame([(layer, head) for layer in range(16, 19) for head in range(3)], columns=["layer", "head"])
+    heads["induction"] = np.where((heads.layer == 18) & (heads["head"] == 2), 0.83, 0.05)
+    heads["induction_min"], heads["previous_token"], heads["duplicate_token"] = heads.induction - 0.1, 0.02, 0.01
+    heads["positional_control"] = 0.004
+    heads["is_tih"] = heads.induction >= 0.4
+    raw = pd.DataFrame([
+        {**channel("random_repeat", "all", 2, 7, 70, 1e-8, 0.3, 0.8), "layer": 18},  # the TIH: confirmed
+        {**channel("concept_templates", "numbers", 0, 3, 33, 1e-6, 0.04, 0.5), "layer": 17},  # non-TIH: confirmed
+        {**channel("text_repeat", "all", 1, 4, 40, 0.4, 0.0, 0.1), "layer": 17},
+    ], columns=COLUMNS)
+    channels = confirm(raw, ChannelConfig(alpha=ALPHA, min_effect=0.01))
+    hyp = hypotheses(heads, channels, [17, 18])
+    attention = pd.DataFrame([{"probe": probe, "group": "all", "layer": layer, "head": h, "attention_to_target": 0.3}
+                              for probe in ("random_repeat", "text_repeat", "concept_templates")
+                              for layer in (17, 18) for h in range(3)])
+    exactness = {f"L{layer}": {probe: {"max_residual": 3e-5, "max_abs_score": 31.0, "shares": TERMS,
+                                       "share_with_error": 0.3, "mean_active_features": 30.5}
+                               for probe in ("random_repeat", "text_repeat", "concept_templates")} for layer in (17, 18)}
+    metrics = {"n_channels_tested": 3, "n_cih": int(channels.is_cih.sum()), "layers_resolved": [17, 18],
+               "tih_threshold": 0.4, "alpha": ALPHA, "min_support": 0.02, "min_queries": 5, "min_effect": 0.01,
+               **answers(hyp), "exactness": exactness, "max_residual": 3e-5}
+    source = {"documents": {"train": 30, "heldout": 4}, "tokens_before_cap": {"train": 900000, "heldout": 90000},
+              "sequences": {"train": 390, "heldout": 39},
+              "dedup": {"paragraphs": 1000, "dropped_paragraphs": 12, "dropped_chars": 800}}
+    corpus = {"config": {"seq_len": 128}, "per_source": {"shakespeare": source, "python": source}}
+    saes = {f"L{layer}": {"hook_name": f"blocks.{layer}.hook_resid_pre", "d_sae": 2304, "l0": 31.5,
+                          "variance_explained": 0.71, "dead_fraction": 0.2, "n_tokens": 19812,
+                          "freq_quantiles": {"0.5": 0.004}, "train_seconds": 150.0} for layer in (17, 18)}
+    saes["run"] = {"device": "cpu", "seconds": 640.0, "train_sequences": 1560, "eval_sequences": 156, "seq_len": 128}
+    sae_cards = {f"L{layer}": {str(f): {"freq": 0.01, "top": [[3.0, ["a"], " b", []]]} for f in (5, 6)} for layer in (17, 18)}
+    cards = {f"L{layer}": {str(f): {"top": [[4.0, ["one", ","], " two", []]], "neuronpedia": None}
+                           for f in (3, 4, 7, 33, 40, 70)} for layer in (17, 18)}
+    csv = lambda df: df.to_csv(index=False, float_format="%.6g")  # noqa: E731
+    return {
+        "results/smollm2/corpus.json": ("lm_corpus@smollm2", json.dumps(corpus)),
+        "results/smollm2/saes.json": ("lm_saes@smollm2", json.dumps(saes)),
+        "results/smollm2/feature_cards.json": ("lm_saes@smollm2", json.dumps(sae_cards)),
+        "results/smollm2/heads.csv": ("lm_induction@smollm2", csv(heads)),
+        "results/smollm2/channels.csv": ("lm_induction@smollm2", csv(channels)),
+        "results/smollm2/head_attention.csv": ("lm_induction@smollm2", csv(attention)),
+        "results/smollm2/hypotheses.csv": ("lm_induction@smollm2", csv(hyp)),
+        "results/smollm2/channel_features.json": ("lm_induction@smollm2", json.dumps(cards)),
+        "results/smollm2/metrics.json": ("lm_induction@smollm2", json.dumps(metrics)),
+    }
+
+
 @pytest.fixture(scope="module")
 def paper(tmp_path_factory):
     root = tmp_path_factory.mktemp("repo")
-    write_results(root, toy_results())
+    write_results(root, toy_results() | lm_results())
     shutil.copytree(PAPER, root / "paper", ignore=shutil.ignore_patterns("_build", ".fra-build", "_figures"))
     subprocess.run(["git", "-C", str(root), "init", "-q"], check=True)
     built = build(root / "paper", root / "paper/_build", route="offline")
@@ -165,20 +213,32 @@ def test_results_sections_tables_figures_cards_and_absent_models(paper):
     assert "7 candidate channels of the planted-concept toy model were tested and 3 confirmed" in page
     assert "planted-world label current:c00" in page and "c00m2" in page and "\\*odd\\*" not in page
     assert 'href="../../results/toy/explorer/channels.html"' in html
-    for model in ("smollm2", "gpt2"):
-        assert f"<code>results/{model}/heads.csv</code>" in html
+    assert "<code>results/gpt2/heads.csv</code>" in html
     assert "fra induction --model gpt2-small --saes gpt2-small-res-jb" in page
-    assert page.count("Results not available") == 3  # SmolLM2, GPT-2, and the toy ablation (no fixture)
+    assert page.count("Results not available") == 2  # GPT-2 and the toy ablation (no fixture)
     assert "<code>results/toy_ablation/metrics.json</code>" in html
     manifest = json.loads(built.manifest.read_text())
     assert {f["label"] for f in manifest["figures"]} == {
-        "fig-exactness", "fig-toy-training", "fig-toy-heads", "fig-toy-ci", "fig-toy-attention"}
+        "fig-exactness", "fig-toy-training", "fig-toy-heads", "fig-toy-ci", "fig-toy-attention",
+        "fig-smollm2-heads", "fig-smollm2-ci", "fig-smollm2-attention"}
     assert {t["label"] for t in manifest["tables"]} >= {
         "tbl-exactness", "tbl-toy-training", "tbl-toy-train-heads", "tbl-toy-saes", "tbl-toy-planted", "tbl-toy-heads",
-        "tbl-toy-hypotheses", "tbl-toy-hypotheses-heads", "tbl-toy-probes", "tbl-toy-channels", "tbl-error-share"}
-    assert {f["path"] for f in manifest["files"]} == set(toy_results())
+        "tbl-toy-hypotheses", "tbl-toy-hypotheses-heads", "tbl-toy-probes", "tbl-toy-channels", "tbl-error-share",
+        "tbl-smollm2-corpus", "tbl-smollm2-saes", "tbl-smollm2-heads", "tbl-smollm2-hypotheses", "tbl-smollm2-channels"}
+    assert {f["path"] for f in manifest["files"]} == set(toy_results() | lm_results())
     assert manifest["commit"] == "none"  # a repository without commits
     assert (root / "paper/_build/index.pdf").read_bytes()[:5] == b"%PDF-"
+
+
+def test_language_model_section_reads_its_corpus_saes_and_template_probes(paper):
+    _, _, html = paper
+    page = text(html)
+    assert "Corpus and SAEs" in page and "in sequences of 128 tokens" in page
+    assert "explain 0.71 of the variance of held-out attention inputs" in page and "took 640 s on cpu" in page
+    assert "H1: yes" in page and "1 of 1 token induction heads" in page  # L18H2 on exact repeats
+    assert "L17H0: 1 channel(s) on concept_templates" in page  # H2 through the templated concept probes
+    assert "concept repeats (concept_templates)" in page
+    assert "L18 feature 6 (fires on 1% of held-out tokens)" in page
 
 
 def test_table_headers_with_a_pipe_stay_one_column():

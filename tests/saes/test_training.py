@@ -1,46 +1,84 @@
-import numpy as np
 import pytest
 import torch
 from sae_lens import SAE
 
 from fra.config import ToySAEConfig, ToyTrainConfig, WorldConfig
+from fra.errors import FRAError
 from fra.saes import load_sae, validate_sae
-from fra.saes.training import feature_cards, sae_activations, sae_metrics, train_sae
-from fra.world.corpus import generate, token_classes, token_names
+from fra.saes.cache import cache_resid_pre
+from fra.saes.training import sae_metrics, shuffled_batches, train_layers, train_sae
+from fra.world.corpus import generate
 from fra.world.train import build_model
 
 WORLD = WorldConfig(n_classes=6, class_size=3, n_filler=10, n_conceptual=3, seq_len=32, segment_min=4, segment_max=6,
                     gap_max=4, lead_max=2)
+CFG = ToySAEConfig(expansion=2, k=4.0, training_tokens=40960, batch_size_tokens=512, eval_sequences=20,
+                   cache_batch_size=16)
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    model = build_model(WORLD, ToyTrainConfig(n_layers=2, n_heads=2, d_model=16, d_mlp=32, steps=2, warmup_steps=0)).eval()
+def model():
+    return build_model(WORLD, ToyTrainConfig(n_layers=3, n_heads=2, d_model=16, d_mlp=32, steps=2, warmup_steps=0)).eval()
+
+
+@pytest.fixture(scope="module")
+def trained(model, tmp_path_factory):
     tokens = generate(WORLD, 200, seed=0).tokens
-    cfg = ToySAEConfig(expansion=2, k=4.0, training_tokens=4096, batch_size_tokens=512, eval_sequences=20)
-    out = tmp_path_factory.mktemp("saes") / "L1"
-    return model, train_sae(model, tokens, 1, cfg, out), out, tokens
+    out = tmp_path_factory.mktemp("saes")
+    summary, feats = train_layers(model, tokens, tokens[:20], [1, 2], CFG, out, "cpu")
+    return summary, feats, out
 
 
-def test_sae_loads_back_with_saelens(trained):
-    model, sae, out, _ = trained
-    for loaded in (SAE.load_from_disk(str(out)), load_sae(out, device="cpu")):
-        assert loaded.cfg.metadata.hook_name == "blocks.1.hook_resid_pre"
-        assert loaded.cfg.d_sae == 32 and loaded.cfg.d_in == 16
-        assert torch.equal(loaded.W_dec, sae.W_dec)
-        validate_sae(loaded, model, 1)
+@pytest.mark.parametrize("skip_bos", [True, False])
+def test_one_pass_caches_every_layer_as_run_with_cache(model, skip_bos):
+    tokens = generate(WORLD, 10, seed=3).tokens
+    cached = cache_resid_pre(model, tokens, [1, 2], batch_size=3, skip_bos=skip_bos)
+    _, ref = model.run_with_cache(tokens)
+    start = 1 if skip_bos else 0
+    for layer in (1, 2):
+        expected = ref[f"blocks.{layer}.hook_resid_pre"][:, start:].flatten(0, 1)
+        torch.testing.assert_close(cached[layer], expected, rtol=1e-5, atol=1e-5)
 
 
-def test_metrics_and_cards(trained):
-    model, sae, _, tokens = trained
-    x, f, x_hat = sae_activations(model, sae, tokens[:20])
-    m = sae_metrics(x, f, x_hat)
-    assert m["n_tokens"] == 20 * 32 and 0 <= m["dead_fraction"] <= 1 and m["l0"] > 0
-    cards = feature_cards(f, tokens[:20], token_names(WORLD), token_classes(WORLD), 3)
-    assert len(cards) == 32
-    for c in cards:
-        if c["freq"] > 0:
-            assert sum(s for _, s in c["top_current"]) <= 1.0001 and len(c["top_previous"]) <= 3
+def test_shuffled_batches_are_seeded_epochs():
+    acts = torch.arange(10.0)[:, None]
+    first = [b.flatten().tolist() for _, b in zip(range(6), shuffled_batches(acts, 3, seed=0, device="cpu"))]
+    for epoch in (first[:3], first[3:]):  # 3 batches of 3 per epoch, the 10th row left over
+        rows = sum(epoch, [])
+        assert len(set(rows)) == 9
+    assert first[:3] != first[3:]  # reshuffled
+    again = [b.flatten().tolist() for _, b in zip(range(6), shuffled_batches(acts, 3, seed=0, device="cpu"))]
+    other = [b.flatten().tolist() for _, b in zip(range(6), shuffled_batches(acts, 3, seed=1, device="cpu"))]
+    assert again == first and other != first
+
+
+def test_saes_load_back_with_saelens(model, trained):
+    summary, _, out = trained
+    for layer in (1, 2):
+        for loaded in (SAE.load_from_disk(str(out / f"L{layer}")), load_sae(out / f"L{layer}", device="cpu")):
+            assert loaded.cfg.metadata.hook_name == f"blocks.{layer}.hook_resid_pre"
+            assert loaded.cfg.d_sae == 32 and loaded.cfg.d_in == 16
+            validate_sae(loaded, model, layer)
+        assert summary[f"L{layer}"]["d_sae"] == 32
+
+
+def test_metrics_leave_bos_out_and_features_cover_every_position(trained):
+    summary, feats, _ = trained
+    for layer in (1, 2):
+        m = summary[f"L{layer}"]
+        assert m["n_tokens"] == 20 * 31 and 0 <= m["dead_fraction"] <= 1 and m["l0"] > 0
+        assert m["variance_explained"] > 0  # trained: better than the mean
+        assert feats[layer].shape == (20 * 32, 32)
+
+
+def test_training_is_reproducible(tmp_path):
+    acts = torch.randn(2048, 8)
+    cfg = ToySAEConfig(expansion=2, k=2.0, training_tokens=2048, batch_size_tokens=256)
+    a = train_sae(acts, "blocks.1.hook_resid_pre", cfg, tmp_path / "a")
+    b = train_sae(acts, "blocks.1.hook_resid_pre", cfg, tmp_path / "b")
+    assert torch.equal(a.W_dec, b.W_dec) and torch.equal(a.W_enc, b.W_enc)
+    with pytest.raises(FRAError, match="fewer than one batch"):
+        train_sae(acts[:100], "blocks.1.hook_resid_pre", cfg, tmp_path / "c")
 
 
 def test_metrics_on_known_reconstructions():
@@ -49,16 +87,3 @@ def test_metrics_on_known_reconstructions():
     assert perfect["variance_explained"] == pytest.approx(1.0) and perfect["l0"] == 3 and perfect["dead_fraction"] == 0
     mean_only = sae_metrics(x, torch.zeros(100, 3), x.mean(0).expand_as(x))
     assert mean_only["variance_explained"] == pytest.approx(0.0, abs=1e-6) and mean_only["dead_fraction"] == 1
-
-
-def test_cards_find_current_and_previous_token_features():
-    world = WORLD
-    tokens = generate(world, 10, seed=1).tokens
-    cls = torch.from_numpy(token_classes(world))
-    prev = torch.cat([torch.zeros(10, 1, dtype=torch.long), tokens[:, :-1]], 1)
-    f = torch.stack([(cls[tokens] == 2).float(), (cls[prev] == 4).float() * (torch.arange(32) > 0),
-                     (tokens == 0).float(), (cls[tokens] == -1).float()], -1).flatten(0, 1)
-    cards = feature_cards(f, tokens, token_names(world), token_classes(world), 3)
-    assert cards[0]["kind"] == "current:c02" and cards[0]["current_class"] == ["c02", 1.0]
-    assert cards[1]["kind"] == "previous:c04" and cards[1]["previous_class"] == ["c04", 1.0]
-    assert cards[2]["kind"] == "current:BOS" and cards[3]["kind"] == "current:filler"

@@ -1,0 +1,33 @@
+"""Activation cache: one model pass per batch fills ``blocks.L.hook_resid_pre`` of every layer asked for."""
+
+from __future__ import annotations
+
+import torch
+from jaxtyping import Float, Int
+from tqdm.auto import tqdm
+from transformer_lens import HookedTransformer
+
+from fra.saes.loading import RESID_PRE
+
+
+@torch.no_grad()
+def cache_resid_pre(
+    model: HookedTransformer, tokens: Int[torch.Tensor, "seq pos"], layers: list[int], batch_size: int,
+    skip_bos: bool = True,
+) -> dict[int, Float[torch.Tensor, "n d_model"]]:
+    """Per layer, the attention input of every token (position 0 left out when ``skip_bos``), flattened.
+
+    The pass stops after the deepest layer asked for; the cache lives on the model's device.
+    """
+    start = 1 if skip_bos else 0
+    S, P = tokens.shape
+    device = model.cfg.device
+    out = {l: torch.empty(S * (P - start), model.cfg.d_model, device=device) for l in layers}
+    names = {RESID_PRE.format(layer=l): l for l in layers}
+    for s in tqdm(range(0, S, batch_size), desc=f"caching layers {sorted(layers)}", leave=False):
+        batch = tokens[s : s + batch_size].to(device)
+        _, cache = model.run_with_cache(batch, names_filter=list(names), stop_at_layer=max(layers) + 1)
+        rows = slice(s * (P - start), (s + len(batch)) * (P - start))
+        for name, layer in names.items():
+            out[layer][rows] = cache[name][:, start:].flatten(0, 1)
+    return out
