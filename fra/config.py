@@ -192,7 +192,7 @@ class HeadScoreConfig:
 
 @dataclass(frozen=True)
 class ToySAEConfig:
-    """One SAELens SAE per layer >= 1 on ``blocks.L.hook_resid_pre`` of the toy model (``fra saes``)."""
+    """One SAELens SAE per layer >= 1 on ``blocks.L.hook_resid_pre`` of the toy model (``fra toy-saes``)."""
 
     section: ClassVar[str] = "toy_saes"
     seed: int = 0
@@ -247,7 +247,7 @@ class TextCorpusConfig:
     sources: tuple[Literal["shakespeare", "bible", "anarchist_faq", "python"], ...] = (
         "shakespeare", "bible", "anarchist_faq", "python")
     seq_len: int = 128  # tokens per sequence, BOS included
-    train_tokens_per_source: int = 100_000  # cap per source, so that no source dominates
+    train_tokens_per_source: int = 50_000  # cap per source, so that no source dominates
     heldout_fraction: float = 0.1  # share of each source's documents held out
 
     def __post_init__(self) -> None:

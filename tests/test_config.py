@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from fra.config import EngineConfig, Params, from_dict, load_params
@@ -18,10 +20,18 @@ def test_repository_params_load():
         ({"engine": {"top_k": True}}, "engine.top_k"),  # bool is not an int
         ({"engine": {"device": "tpu"}}, "engine.device"),  # not an allowed value
         ({"engine": {"min_act": -1}}, "engine.min_act"),
+        ({"engine": {"block_mib": 0}}, "engine.block_mib"),
+        ({"profile": {"language_models": ["gpt2"]}}, "profile.language_models[0]"),  # no offline profile for it
+        ({"lm_saes": {"layers": [17, 17]}}, "lm_saes.layers"),
+        ({"lm_saes": {"k": 0}}, "lm_saes.k"),  # the shared SAE checks name their own section
+        ({"lm_saes": {"sections": 1}}, "lm_saes.sections"),
+        ({"toy_saes": {"cache_batch_size": 0}}, "toy_saes.cache_batch_size"),
+        ({"text_corpus": {"sources": ["shakespeare", "wikipedia"]}}, "text_corpus.sources[1]"),
+        ({"text_corpus": {"heldout_fraction": 0.5}}, "text_corpus.heldout_fraction"),
     ],
 )
 def test_bad_params_name_the_key(data, key):
-    with pytest.raises(ConfigError, match=f"`{key}`"):
+    with pytest.raises(ConfigError, match=re.escape(f"`{key}`")):
         from_dict(Params, data)
 
 
