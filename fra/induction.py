@@ -30,7 +30,7 @@ from fra.channels import confirm, search
 from fra.config import Params, WorldConfig
 from fra.engine import resolve
 from fra.errors import FRAError
-from fra.heads import bos_id, head_scores, special_ids
+from fra.heads import bos_id, head_scores, token_pool
 from fra.io import atomic_path, write_json
 from fra.probes import Probes, concept_templates, repeated_random, repeated_text, world_probes
 
@@ -43,10 +43,9 @@ def probe_sets(
 ) -> list[tuple[Probes, Probes]]:
     """(discovery, held-out) probe sets of every kind; held-out sequences use disjoint seeds / text."""
     cfg = params.induction
-    bos = bos_id(model)
+    bos, pool = bos_id(model), token_pool(model).numpy()
     pairs = [tuple(
-        repeated_random(model.cfg.d_vocab, bos, n, cfg.repeat_min, cfg.repeat_max, seed=cfg.seed * 2 + split,
-                        exclude=tuple(sorted(special_ids(model))))
+        repeated_random(pool, bos, n, cfg.repeat_min, cfg.repeat_max, seed=cfg.seed * 2 + split)
         for split, n in ((0, cfg.n_discovery), (1, cfg.n_heldout))
     )]
     if corpus is not None:  # natural text: windows from the first / second half of the corpus

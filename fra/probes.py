@@ -47,14 +47,15 @@ class Probes:
 
 
 def repeated_random(
-    d_vocab: int, bos: int, n_seq: int, n_min: int, n_max: int, seed: int, exclude: tuple[int, ...] = ()
+    pool: Int[np.ndarray, "n_pool"], bos: int, n_seq: int, n_min: int, n_max: int, seed: int
 ) -> Probes:
     """``[BOS] r_1..r_N r_1..r_N`` with N drawn per sequence from ``n_min..n_max`` (so no fixed offset).
 
     Shorter sequences are padded at the end with fresh random tokens (no queries there). Query
     ``N + k`` (the second copy of r_k, k = 1..N-1) has target ``k + 1`` (the earlier r_{k+1}).
+    Tokens come from ``pool`` (the ordinary tokens, :func:`fra.heads.token_pool`).
     """
-    pool = np.array([t for t in range(d_vocab) if t != bos and t not in set(exclude)])
+    pool = np.asarray(pool)
     if len(pool) < n_max or n_min < 2:
         raise FRAError(f"repeats of {n_min}..{n_max} distinct tokens need n_min >= 2 and a vocabulary of at least {n_max}")
     rng = np.random.default_rng(seed)

@@ -44,7 +44,7 @@ def test_channel_against_the_target_has_negative_effect():
 
 def test_evaluate_matches_brute_force_from_entries():
     model, sae = make_model(n_ctx=64), make_sae()
-    probes = repeated_random(50, 0, 3, 4, 8, seed=0)
+    probes = repeated_random(np.arange(1, 50), 0, 3, 4, 8, seed=0)
     cfg, engine = ChannelConfig(min_support=0.003, min_queries=1, batch_size=2), EngineConfig()
     found, _ = discover(model, sae, 1, probes, cfg, engine)
     cands = candidates(found, cfg).head(4)
@@ -80,7 +80,7 @@ def test_evaluate_matches_brute_force_from_entries():
 def test_random_model_yields_no_confirmed_channels():
     """A random network has no induction: the held-out null test must not confirm channels."""
     model, sae = make_model(n_ctx=64, seed=3), make_sae(seed=3)
-    disc, held = (repeated_random(50, 0, 8, 5, 12, seed=s) for s in (0, 1))
+    disc, held = (repeated_random(np.arange(1, 50), 0, 8, 5, 12, seed=s) for s in (0, 1))
     cfg = ChannelConfig(min_support=0.003, min_queries=1, min_effect=0.0, batch_size=4)
     table, heads = search(model, {1: sae}, disc, held, cfg, EngineConfig())
     table = confirm(table, cfg)

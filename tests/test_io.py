@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from fra.io import atomic_path, write_json, write_text
+from fra.io import atomic_dir, atomic_path, write_json, write_text
 
 
 def test_atomic_write_replaces_only_on_success(tmp_path):
@@ -22,3 +22,20 @@ def test_written_files_have_normal_permissions(tmp_path):
     os.umask(umask)
     assert (tmp_path / "m.json").stat().st_mode & 0o777 == 0o666 & ~umask
     assert (tmp_path / "m.json").read_text() == '{\n  "a": 1\n}\n'
+
+
+def test_atomic_dir_replaces_the_whole_folder_only_on_success(tmp_path):
+    out = tmp_path / "saes"
+    with atomic_dir(out) as tmp:
+        (tmp / "a.txt").write_text("first")
+    with pytest.raises(RuntimeError):
+        with atomic_dir(out) as tmp:
+            (tmp / "b.txt").write_text("half")
+            raise RuntimeError("crash mid-write")
+    assert os.listdir(out) == ["a.txt"] and os.listdir(tmp_path) == ["saes"]  # old folder kept, no temp left
+    with atomic_dir(out) as tmp:
+        (tmp / "b.txt").write_text("second")
+    assert os.listdir(out) == ["b.txt"]  # replaced as a whole: a.txt is gone
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o777 & ~umask

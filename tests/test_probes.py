@@ -7,7 +7,7 @@ from fra.probes import Probes, concept_templates, repeated_random, repeated_text
 
 
 def test_repeated_random_targets_follow_the_earlier_occurrence():
-    p = repeated_random(d_vocab=40, bos=0, n_seq=6, n_min=4, n_max=9, seed=0)
+    p = repeated_random(pool=np.arange(1, 40), bos=0, n_seq=6, n_min=4, n_max=9, seed=0)
     tok = p.tokens
     assert (tok[:, 0] == 0).all() and tok.shape == (6, 19)
     # the query's token sits right before its target (earlier occurrence), and the target holds the next token
@@ -19,14 +19,14 @@ def test_repeated_random_targets_follow_the_earlier_occurrence():
 
 
 def test_same_seed_same_probes_and_batches_cover_all_queries():
-    a, b = (repeated_random(40, 0, 5, 3, 6, seed=3) for _ in range(2))
+    a, b = (repeated_random(np.arange(1, 40), 0, 5, 3, 6, seed=3) for _ in range(2))
     assert torch.equal(a.tokens, b.tokens)
     assert sum(len(q) for *_, q, _, _ in a.batches(2)) == len(a.query)
 
 
 def test_bad_probes_are_refused():
     with pytest.raises(FRAError, match="vocabulary of at least 30"):
-        repeated_random(20, 0, 2, 5, 30, seed=0)
+        repeated_random(np.arange(1, 20), 0, 2, 5, 30, seed=0)
     with pytest.raises(FRAError, match="target must be a causal key"):
         Probes("x", torch.zeros(1, 5, dtype=torch.long), torch.tensor([0]), torch.tensor([2]), torch.tensor([3]), np.array(["g"]))
 

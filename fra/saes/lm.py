@@ -12,17 +12,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from fra.errors import FRAError
-
-
-def load_tokens(corpus: Path, split: str) -> torch.Tensor:
-    """Token ids ``[seq, pos]`` of a corpus split (``{split}_tokens.npy``)."""
-    path = corpus / f"{split}_tokens.npy"
-    if not path.exists():
-        raise FRAError(f"{path} not found; build the corpus first (`dvc repro` or `fra text-corpus`)")
-    return torch.from_numpy(np.load(path).astype(np.int64))
 
 
 def main(args) -> int:
@@ -32,6 +23,7 @@ def main(args) -> int:
     from fra.models import load_model
     from fra.models.loading import pick_device
     from fra.saes.training import train_layers
+    from fra.text.corpus import load_text_split
 
     start = time.time()
     cfg = load_params(args.params).lm_saes
@@ -39,8 +31,8 @@ def main(args) -> int:
     model = load_model(args.model, device)
     if max(cfg.layers) >= model.cfg.n_layers:
         raise FRAError(f"lm_saes.layers {list(cfg.layers)} exceed the model's {model.cfg.n_layers} layers")
-    train_tokens = load_tokens(Path(args.corpus), "train")
-    eval_tokens = load_tokens(Path(args.corpus), "heldout")[: cfg.eval_sequences]
+    train_tokens, _ = load_text_split(args.corpus, "train")
+    eval_tokens = load_text_split(args.corpus, "heldout")[0][: cfg.eval_sequences]
     if int(train_tokens.max()) >= model.cfg.d_vocab:
         raise FRAError(f"{args.corpus} holds token ids beyond the model's vocabulary ({model.cfg.d_vocab}); "
                        "was it built with another tokenizer? Rebuild it with `fra text-corpus --model` for this model")

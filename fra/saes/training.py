@@ -12,8 +12,6 @@ toy world, where each feature's activation mass sits: on the *current* or the *p
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Iterator
@@ -25,6 +23,7 @@ from transformer_lens import HookedTransformer
 
 from fra.config import ToySAEConfig
 from fra.errors import FRAError
+from fra.io import atomic_dir
 from fra.repro import deterministic
 
 os.environ.setdefault("WANDB_MODE", "disabled")
@@ -71,14 +70,8 @@ def train_sae(
     batches = shuffled_batches(acts, cfg.batch_size_tokens, cfg.seed, device)
     with torch.enable_grad(), deterministic():
         trained = SAETrainer(trainer_cfg, sae, batches).fit()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         trained.save_inference_model(str(tmp))
-        shutil.rmtree(out, ignore_errors=True)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return SAE.load_from_disk(str(out), device=device)
 
 

@@ -26,11 +26,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
-import os
 import re
-import shutil
 import sys
-import tempfile
 import zlib
 from pathlib import Path
 
@@ -41,7 +38,7 @@ from tqdm.auto import tqdm
 
 from fra.config import TextCorpusConfig
 from fra.errors import FRAError
-from fra.io import write_json
+from fra.io import atomic_dir, write_json
 from fra.text.sources import Document, load_sources
 from fra.world.corpus import SPLITS
 
@@ -153,20 +150,11 @@ def build_text_corpus(cfg: TextCorpusConfig, tokenizer, out: Path) -> dict:
 
 def write_folder(out: Path, arrays: dict[str, np.ndarray], manifest: dict) -> None:
     """``arrays`` as ``.npy`` files and ``manifest`` (plus each file's sha256) in ``out``, replaced as a whole."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         for name, array in arrays.items():
             np.save(tmp / name, array)
         manifest["sha256"] = {name: hashlib.sha256((tmp / name).read_bytes()).hexdigest() for name in arrays}
         write_json(tmp / "manifest.json", manifest)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp creates 0700
-        shutil.rmtree(out, ignore_errors=True)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def load_text_split(folder: str | Path, split: str) -> tuple[Int[torch.Tensor, "n seq_len"], Int[torch.Tensor, " n"]]:
@@ -175,7 +163,7 @@ def load_text_split(folder: str | Path, split: str) -> tuple[Int[torch.Tensor, "
         raise FRAError(f"split must be one of {list(SPLITS)}, got {split!r}")
     folder = Path(folder)
     if not (folder / f"{split}_tokens.npy").exists():
-        raise FRAError(f"{folder} holds no text corpus; build it with `fra text-corpus --out {folder}`")
+        raise FRAError(f"{folder} holds no text corpus; build the corpus first (`dvc repro` or `fra text-corpus --out {folder}`)")
     tokens, sources = (torch.from_numpy(np.load(folder / f"{split}_{name}.npy").astype(np.int64))
                        for name in ("tokens", "sources"))
     return tokens, sources

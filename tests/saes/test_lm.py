@@ -27,6 +27,7 @@ def setup(tmp_path_factory):
         tokens = rng.integers(1, 50, (n, 16)).astype(np.int32)
         tokens[:, 0] = 0  # BOS
         np.save(corpus / f"{split}_tokens.npy", tokens)
+        np.save(corpus / f"{split}_sources.npy", np.zeros(n, dtype=np.int16))
     return model, root
 
 
@@ -67,6 +68,7 @@ def test_corpus_of_another_tokenizer_is_refused(setup, capsys, tmp_path):
     tokens = np.full((4, 16), 60, dtype=np.int32)  # ids beyond the model's 50
     for split in ("train", "heldout"):
         np.save(tmp_path / f"{split}_tokens.npy", tokens)
+        np.save(tmp_path / f"{split}_sources.npy", np.zeros(4, dtype=np.int16))
     assert run(root, LM_SAES, corpus=tmp_path) != 0
     assert "beyond the model's vocabulary" in capsys.readouterr().err
     assert run(root, LM_SAES, corpus=tmp_path / "missing") != 0
