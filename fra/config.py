@@ -82,7 +82,7 @@ class EngineConfig:
     top_k: int | None = None  # keep the k largest features per position (None: all)
     min_act: float = 0.0  # keep features with activation > min_act
     exclude_first: bool = False  # move all features of position 0 (BOS) into the remainder
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # where stages load the model; the engine runs on the model's device
 
     def __post_init__(self) -> None:
         require(self.q_block >= 1, "engine.q_block", f"must be >= 1, got {self.q_block}")
@@ -288,7 +288,7 @@ class InductionConfig:
 
 @dataclass(frozen=True)
 class ChannelConfig:
-    """Channel search: candidate support, FDR level and batch size (``fra.channels``)."""
+    """Channel search: candidate support, FDR level and batch size (``fra.analysis.channels``)."""
 
     min_support: float = 0.02  # share of the head's |score| at the targets (where present) a candidate carries
     min_queries: int = 5  # induction targets (discovery) where a candidate must be present

@@ -10,6 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+SPLITS = ("train", "heldout")  # every corpus (planted world, text) has these two
+
 
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:

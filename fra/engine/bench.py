@@ -9,7 +9,6 @@ FLOP/s next to a plain matmul's.
 
 from __future__ import annotations
 
-import argparse
 import random
 import resource
 import time
@@ -20,9 +19,9 @@ from sae_lens.saes.sae import SAEMetadata
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from fra.config import EngineConfig
+from fra.devices import pick_device
 from fra.engine.reference import analyze_feature_attention_interactions, reference_inputs
 from fra.engine.resolver import resolve
-from fra.models.loading import pick_device
 
 
 def _sync(device: str) -> None:
@@ -42,28 +41,30 @@ def _matmul_flops(device: str, shape: tuple[int, int, int], reps: int = 5) -> fl
     return 2 * m * k * n * reps / (time.perf_counter() - start)
 
 
-def _setup(args: argparse.Namespace, device: str):
+def _setup(d_model: int, n_heads: int, n_tokens: int, d_sae: int, k_active: int, device: str):
     torch.manual_seed(0)
     cfg = HookedTransformerConfig(
-        n_layers=1, d_model=args.d_model, n_heads=args.n_heads, d_head=args.d_model // args.n_heads,
-        n_ctx=max(args.n_tokens, 128), d_vocab=1024, act_fn="gelu", attn_only=True,
+        n_layers=1, d_model=d_model, n_heads=n_heads, d_head=d_model // n_heads,
+        n_ctx=max(n_tokens, 128), d_vocab=1024, act_fn="gelu", attn_only=True,
         normalization_type="LNPre", device=device, seed=0,
     )
     model = HookedTransformer(cfg).eval()
-    sae_cfg = TopKSAEConfig(d_in=args.d_model, d_sae=args.d_sae, k=args.k_active, device=device,
+    sae_cfg = TopKSAEConfig(d_in=d_model, d_sae=d_sae, k=k_active, device=device,
                             metadata=SAEMetadata(hook_name="blocks.0.hook_resid_pre"))
     sae = TopKSAE(sae_cfg).eval()
     with torch.no_grad():
         sae.b_dec.normal_(0, 0.05)
-    tokens = torch.randint(0, 1024, (1, args.n_tokens), device=device)
+    tokens = torch.randint(0, 1024, (1, n_tokens), device=device)
     return model, sae, tokens
 
 
-def main(args: argparse.Namespace) -> int:
-    device = pick_device(args.device)
+def bench(*, d_model: int = 768, d_sae: int = 24576, n_heads: int = 12, n_tokens: int = 128, k_active: int = 50,
+          ref_pairs: int = 300, device: str = "auto") -> None:
+    """Time engine and reference in one run and print the figures (module docstring)."""
+    device = pick_device(device)
     torch.set_grad_enabled(False)
-    model, sae, tokens = _setup(args, device)
-    H, P = args.n_heads, args.n_tokens
+    model, sae, tokens = _setup(d_model, n_heads, n_tokens, d_sae, k_active, device)
+    H, P = n_heads, n_tokens
     n_pairs = H * P * (P + 1) // 2
     cfg = EngineConfig(q_block=16)
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -83,15 +84,15 @@ def main(args: argparse.Namespace) -> int:
     t_pairs = time.perf_counter() - start
     t_engine = t_factor + t_pairs
     K = fra.feature_ids.shape[-1]
-    pair_flops = 2 * n_pairs * K * K * (args.d_model // args.n_heads)
+    pair_flops = 2 * n_pairs * K * K * (d_model // n_heads)
 
     rng = random.Random(0)
-    sample = [(rng.randrange(H), *sorted((rng.randrange(P), rng.randrange(P)), reverse=True)) for _ in range(args.ref_pairs)]
+    sample = [(rng.randrange(H), *sorted((rng.randrange(P), rng.randrange(P)), reverse=True)) for _ in range(ref_pairs)]
     start = time.perf_counter()  # the seed's algorithm: activations recomputed for every pair
-    for h, i, j in sample[: max(1, args.ref_pairs // 10)]:
+    for h, i, j in sample[: max(1, ref_pairs // 10)]:
         analyze_feature_attention_interactions(model, sae, reference_inputs(model, sae, tokens[0], 0), 0, h, i, j)
     _sync(device)
-    t_seed = (time.perf_counter() - start) / max(1, args.ref_pairs // 10)
+    t_seed = (time.perf_counter() - start) / max(1, ref_pairs // 10)
     ref = reference_inputs(model, sae, tokens[0], 0)
     start = time.perf_counter()  # the same with activations computed once: only the per-pair work
     ref_out = [analyze_feature_attention_interactions(model, sae, ref, 0, h, i, j) for h, i, j in sample]
@@ -119,10 +120,10 @@ def main(args: argparse.Namespace) -> int:
     )
     block_mib = 4 * H * cfg.q_block * P * K * K / 2**20
     engine_rate, ref_rate, seed_rate = n_pairs / t_engine, len(sample) / t_ref, 1 / t_seed
-    mm_like = _matmul_flops(device, (cfg.q_block * K, args.d_model // args.n_heads, P * K))
+    mm_like = _matmul_flops(device, (cfg.q_block * K, d_model // n_heads, P * K))
     mm_big = _matmul_flops(device, (2048, 2048, 2048))
     print(f"device: {device} ({torch.get_num_threads()} threads)" if device == "cpu" else f"device: {torch.cuda.get_device_name()}")
-    print(f"setting: d_model {args.d_model}, d_sae {args.d_sae}, {H} heads x d_head {args.d_model // H}, "
+    print(f"setting: d_model {d_model}, d_sae {d_sae}, {H} heads x d_head {d_model // H}, "
           f"{P} tokens, K={K} active features per position, {n_pairs} head-pairs")
     print(f"engine:    {t_engine:8.3f} s for all {n_pairs} head-pairs (factors {t_factor:.3f} s, pair blocks {t_pairs:.3f} s)"
           f" -> {engine_rate:12.0f} head-pairs/s")
@@ -136,4 +137,3 @@ def main(args: argparse.Namespace) -> int:
           f"plain matmul same shape {mm_like / 1e9:.1f} GFLOP/s, 2048^3 {mm_big / 1e9:.1f} GFLOP/s "
           f"-> engine at {pair_flops / t_pairs / mm_big:.0%} of the square matmul")
     print(f"checksum sum|FRA| = {checksum:.6e}")
-    return 0

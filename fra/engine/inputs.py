@@ -20,7 +20,7 @@ from torch import Tensor
 from transformer_lens import HookedTransformer
 
 from fra.errors import FRAError
-from fra.saes.loading import sae_hook_name, validate_sae
+from fra.saes.loading import check_sae, sae_hook_name
 
 UNSUPPORTED_POSITIONS = ("alibi", "relative_positional_bias")
 
@@ -82,8 +82,8 @@ class AttentionInputs:
 
 
 def read_inputs(model: HookedTransformer, sae: SAE, tokens: Tensor, layer: int) -> AttentionInputs:
-    """Run the model up to ``layer`` and collect the attention inputs (after validating everything)."""
-    validate_sae(sae, model, layer)
+    """Run the model up to ``layer`` and collect the attention inputs (after checking model and SAE config)."""
+    check_sae(sae, model, layer)
     check_architecture(model)
     tokens = check_tokens(model, tokens).to(model.cfg.device)
     hook = sae_hook_name(sae)

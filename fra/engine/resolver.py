@@ -140,6 +140,7 @@ def resolve(
         k=k,
         attn_scale=float(attn.attn_scale),
         scores=inputs.scores[:, list(heads)],
+        scale=inputs.scale,
         q_block=cfg.q_block,
         block_mib=cfg.block_mib,
     )
@@ -162,7 +163,7 @@ def _removed_shares(inputs, sae, every, masks, model, layer, heads, cfg, rotate)
         k = _side(inputs, sae, every, W_K, b_K, {}, rotate)
         full = FRA(
             tokens=inputs.tokens, layer=layer, heads=heads, feature_ids=every.ids, feature_acts=every.acts,
-            q=q, k=k, attn_scale=1.0, scores=inputs.scores, q_block=cfg.q_block, block_mib=cfg.block_mib,
+            q=q, k=k, attn_scale=1.0, scores=inputs.scores, scale=inputs.scale, q_block=cfg.q_block, block_mib=cfg.block_mib,
         )
         ids = every.ids.clamp(min=0)
         slot_keep = {n: m.gather(-1, ids) & (every.ids >= 0) for n, m in masks.items()}

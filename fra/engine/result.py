@@ -9,6 +9,7 @@ position, to keep a block under ``block_mib``), plus the factors
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -17,6 +18,19 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 FEATURE_PAIRS = "feat·feat"
+
+
+def segment_sums(key: Int[Tensor, " n"], *values: Tensor) -> tuple[Tensor, Tensor, list[Tensor]]:
+    """Distinct keys, each entry's index into them, and the sum of every ``values`` tensor per key."""
+    uniq, inv = torch.unique(key, return_inverse=True)
+    return uniq, inv, [torch.zeros(len(uniq), dtype=v.dtype, device=v.device).index_add_(0, inv, v) for v in values]
+
+
+def first_largest(inv: Int[Tensor, " n"], value: Float[Tensor, " n"], n_keys: int) -> Int[Tensor, " n_keys"]:
+    """Per key, the first entry whose |value| is that key's largest."""
+    best = torch.full((n_keys,), -1.0, device=value.device).scatter_reduce_(0, inv, value.abs(), "amax")
+    at = torch.nonzero(value.abs() == best[inv], as_tuple=True)[0]
+    return torch.full((n_keys,), len(value), device=value.device).scatter_reduce_(0, inv[at], at, "amin")
 
 
 @dataclass
@@ -40,6 +54,7 @@ class FRA:
     k: Side
     attn_scale: float
     scores: Float[Tensor, "batch head pos pos"]  # the model's hook_attn_scores for ``heads``
+    scale: Float[Tensor, "batch pos"]  # s_i, ln1's frozen scale (ones when the SAE input is normalised)
     q_block: int = 16
     block_mib: int = 1024
     truncation: dict[str, float] = field(default_factory=dict)  # share of |pair score| removed
@@ -47,6 +62,15 @@ class FRA:
     @property
     def n_pos(self) -> int:
         return self.tokens.shape[1]
+
+    def head(self, slot: int) -> "FRA":
+        """The same result restricted to the head in ``slot`` (so block passes cost one head)."""
+
+        def side(s: Side) -> Side:
+            return Side(feat=s.feat[:, :, :, slot:slot + 1], dense={n: v[:, :, slot:slot + 1] for n, v in s.dense.items()})
+
+        return dataclasses.replace(self, heads=(self.heads[slot],), q=side(self.q), k=side(self.k),
+                                   scores=self.scores[:, slot:slot + 1])
 
     def causal_mask(self) -> Tensor:
         P = self.n_pos
@@ -146,3 +170,51 @@ class FRA:
             cols["key_feature"].append(self.feature_ids[b, j, sb])
             cols["value"].append(vals[b, h, i, j, sa, sb])
         return {c: torch.cat(v) for c, v in cols.items()}
+
+    def channel(self, slot: int, a: Int[Tensor, " M"], b: Int[Tensor, " M"]) -> Float[Tensor, "batch M pos pos"]:
+        """``C_m[i, j] = FRA[i, j, a_m, b_m]`` of the head in ``slot`` for channels ``(a_m, b_m)``, every (i, j).
+
+        Zero where a_m is not active at i or b_m not at j; entries above the diagonal are not masked.
+        """
+        ids = self.feature_ids
+        with torch.inference_mode():
+            Qa = torch.einsum("bpkm,bpke->bmpe", (ids[..., None] == a.to(ids.device)).float(), self.q.feat[:, :, :, slot])
+            Kb = torch.einsum("bpkm,bpke->bmpe", (ids[..., None] == b.to(ids.device)).float(), self.k.feat[:, :, :, slot])
+            return torch.einsum("bmie,bmje->bmij", Qa, Kb) / self.attn_scale
+
+    def channel_pairs(self, slot: int, a: int, b: int) -> tuple[Int[Tensor, "m_q 3"], Int[Tensor, "m_k 3"], Float[Tensor, "m_q m_k"]]:
+        """Every occurrence of query feature ``a`` and key feature ``b`` as ``(seq, pos, slot)`` rows, and
+        ``FRA[i, j, a, b]`` between them (zero across sequences and for j > i)."""
+        ids = self.feature_ids
+        qa, kb = (ids == a).nonzero(), (ids == b).nonzero()
+        with torch.inference_mode():
+            qv = self.q.feat[qa[:, 0], qa[:, 1], qa[:, 2], slot]  # [m_q, d_head]
+            kv = self.k.feat[kb[:, 0], kb[:, 1], kb[:, 2], slot]  # [m_k, d_head]
+            v = (qv @ kv.T) / self.attn_scale
+            causal = (qa[:, None, 0] == kb[None, :, 0]) & (kb[None, :, 1] <= qa[:, None, 1])
+            return qa, kb, torch.where(causal, v, torch.zeros_like(v))
+
+    def channel_table(self, slot: int = 0, batch: int = 0) -> dict[str, Tensor]:
+        """Aggregate ``FRA[:, :, a, b]`` of the head in ``slot`` over the causal pairs of one sequence.
+
+        Returns per channel (a, b): ``total`` (signed sum), ``abs_total``, ``n_pairs`` (pairs where it
+        is nonzero) and its largest-|value| pair (``query``, ``key``, ``value``).
+        """
+        ids = self.feature_ids[batch].cpu()
+        d = int(ids.max()) + 1
+        keys, total, abs_total, count, best_val, best_q, best_k = ([] for _ in range(7))
+        for i0, _, vals in self.pair_blocks():
+            v = vals[batch, slot].cpu()  # [I, J, K, K]
+            i, j, sa, sb = torch.nonzero(v, as_tuple=True)
+            val = v[i, j, sa, sb]
+            uniq, inv, (t, at, c) = segment_sums(ids[i + i0, sa] * d + ids[j, sb], val, val.abs(), torch.ones_like(val))
+            keys.append(uniq), total.append(t), abs_total.append(at), count.append(c)
+            first = first_largest(inv, val, len(uniq))
+            best_val.append(val[first]), best_q.append(i[first] + i0), best_k.append(j[first])
+        bv = torch.cat(best_val)
+        uniq, inv, (t, at, c) = segment_sums(torch.cat(keys), torch.cat(total), torch.cat(abs_total), torch.cat(count))
+        first = first_largest(inv, bv, len(uniq))
+        return {
+            "query_feature": uniq // d, "key_feature": uniq % d, "total": t, "abs_total": at, "n_pairs": c.long(),
+            "query": torch.cat(best_q)[first], "key": torch.cat(best_k)[first], "value": bv[first],
+        }

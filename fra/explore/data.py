@@ -22,7 +22,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from fra.engine.result import FEATURE_PAIRS, FRA, Side
+from fra.engine.result import FEATURE_PAIRS, FRA, segment_sums
 from fra.explore.encode import packed
 
 EMPTY_SLOT = 65535  # the page's sentinel is the slot dtype's maximum (``empty_slot`` in the payload)
@@ -36,16 +36,6 @@ class Detail:
     mass: float = 0.9
     top_n: int = 8
     top_channels: int = 30
-
-
-def head_view(fra: FRA, slot: int) -> FRA:
-    """The same FRA restricted to the head in ``slot`` (so block passes cost one head)."""
-
-    def side(s: Side) -> Side:
-        return Side(feat=s.feat[:, :, :, slot:slot + 1], dense={n: v[:, :, slot:slot + 1] for n, v in s.dense.items()})
-
-    return dataclasses.replace(fra, heads=(fra.heads[slot],), q=side(fra.q), k=side(fra.k),
-                               scores=fra.scores[:, slot:slot + 1])
 
 
 def attention(fra: FRA, batch: int = 0) -> Float[Tensor, "head pos pos"]:
@@ -101,11 +91,7 @@ def top_channels(ids: Tensor, qk: Tensor, sa: Tensor, sb: Tensor, val: Tensor, t
     i, j = qk[row, 0], qk[row, 1]
     a, b_, v = ids[i, sa[live]].long(), ids[j, sb[live]].long(), val[live]
     d = int(ids.max()) + 1
-    uniq, inv = torch.unique(a * d + b_, return_inverse=True)
-    m = len(uniq)
-    abs_total = torch.zeros(m).index_add_(0, inv, v.abs())
-    total = torch.zeros(m).index_add_(0, inv, v)
-    count = torch.zeros(m).index_add_(0, inv, torch.ones_like(v))
+    uniq, inv, (abs_total, total, count) = segment_sums(a * d + b_, v.abs(), v, torch.ones_like(v))
     rows = []
     for c in abs_total.argsort(descending=True)[:top].tolist():
         e = int(torch.nonzero((inv == c), as_tuple=True)[0][v[inv == c].abs().argmax()])
@@ -116,16 +102,15 @@ def top_channels(ids: Tensor, qk: Tensor, sa: Tensor, sb: Tensor, val: Tensor, t
 
 def single_payload(
     fra: FRA,
-    scale: Float[Tensor, "pos"],
     str_tokens: list[str],
     detail: Detail = Detail(),
     separable: bool = True,
     batch: int = 0,
 ) -> dict:
-    """Everything the single-text page shows, for sequence ``batch`` of ``fra``; ``scale`` is s_i."""
+    """Everything the single-text page shows, for sequence ``batch`` of ``fra``."""
     P, H = fra.n_pos, len(fra.heads)
     ids = fra.feature_ids[batch].cpu()  # [pos, K]
-    w = fra.feature_acts[batch].cpu() / scale.cpu()[:, None]  # [pos, K]
+    w = fra.feature_acts[batch].cpu() / fra.scale[batch].cpu()[:, None]  # [pos, K]
     attn = attention(fra, batch).cpu()
     tri = torch.tril_indices(P, P)
     pairs = select_pairs(attn, detail)
@@ -133,7 +118,7 @@ def single_payload(
     coef: dict[tuple[int, int, int], float] = {}
     for slot in range(H):
         mine = pairs[pairs[:, 0] == slot, 1:]
-        t_, a_, b_, v_ = pair_detail(head_view(fra, slot), mine.to(fra.tokens.device), detail.top_n, batch)
+        t_, a_, b_, v_ = pair_detail(fra.head(slot), mine.to(fra.tokens.device), detail.top_n, batch)
         names = names or [FEATURE_PAIRS] + sorted(n for n in t_ if n != FEATURE_PAIRS)
         terms.append(torch.stack([t_[n] for n in names], 1))
         sa.append(a_), sb.append(b_), val.append(v_)

@@ -1,4 +1,4 @@
-"""``fra explore-dataset``: one model's channel statistics (``channels.csv``) as a sortable page with examples.
+"""One model's channel statistics (``channels.csv``) as a sortable page with examples.
 
 Per head the page lists the top channels by support and by induction score (plus every channel
 flagged ``is_cih``), with every CSV column; each channel gets the corpus contexts where its
@@ -7,7 +7,6 @@ contribution ``FRA[i, j, a, b]`` is largest in |value| (query and key context).
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
@@ -18,14 +17,13 @@ from sae_lens import SAE
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
+from fra.analysis.features import context
+from fra.analysis.schema import CHANNELS
 from fra.config import EngineConfig
 from fra.engine.resolver import resolve
 from fra.errors import FRAError
-from fra.explore.cards import context, token_strings
-from fra.explore.encode import page
-from fra.io import write_text
 
-REQUIRED = ["layer", "head", "query_feature", "key_feature", "support"]
+REQUIRED = ["layer", "head", "query_feature", "key_feature", "support"]  # of CHANNELS
 INDUCTION = ["channel_induction_heldout", "channel_induction_discovery"]
 Channel = tuple[int, int, int]  # (head, query feature, key feature)
 
@@ -35,11 +33,7 @@ def read_channels(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         raise FRAError(f"{path} does not exist; build it first (the channels stage writes results/<model>/channels.csv)")
-    df = pd.read_csv(path)
-    missing = [c for c in REQUIRED if c not in df.columns]
-    if missing:
-        raise FRAError(f"{path} lacks column(s) {missing}; a channels table needs {REQUIRED}")
-    return df
+    return CHANNELS.check(pd.read_csv(path), path, REQUIRED)
 
 
 def induction_score(df: pd.DataFrame) -> pd.Series:
@@ -74,7 +68,7 @@ def channel_examples(
 ) -> dict[Channel, list[tuple[float, int, int, int]]]:
     """Per channel, up to ``n`` ``(value, seq, query, key)`` with the largest |FRA[i, j, a, b]| on ``tokens``.
 
-    Values come from the engine's factored query/key feature vectors, one small product per channel.
+    Values come from :meth:`fra.engine.FRA.channel_pairs`, one small product per channel.
     """
     heads = sorted({h for h, _, _ in channels})
     found: dict[Channel, list[tuple[float, int, int, int]]] = {c: [] for c in channels}
@@ -82,17 +76,10 @@ def channel_examples(
         return found
     for s0 in range(0, len(tokens), batch_size):
         fra = resolve(model, sae, tokens[s0:s0 + batch_size], layer, tuple(heads), cfg)
-        ids = fra.feature_ids
         for h, a, b in channels:
-            slot = heads.index(h)
-            qa, kb = (ids == a).nonzero(), (ids == b).nonzero()  # [m, 3]: (seq, pos, slot)
-            if len(qa) == 0 or len(kb) == 0:
+            qa, kb, v = fra.channel_pairs(heads.index(h), a, b)  # (seq, pos, slot) rows, values [m_q, m_k]
+            if v.numel() == 0:
                 continue
-            qv = fra.q.feat[qa[:, 0], qa[:, 1], qa[:, 2], slot]  # [m_q, d_head]
-            kv = fra.k.feat[kb[:, 0], kb[:, 1], kb[:, 2], slot]  # [m_k, d_head]
-            v = (qv @ kv.T) / fra.attn_scale
-            causal = (qa[:, None, 0] == kb[None, :, 0]) & (kb[None, :, 1] <= qa[:, None, 1])
-            v = torch.where(causal, v, torch.zeros_like(v))
             top = v.abs().flatten().topk(min(n, v.numel())).indices
             for r, c in zip((top // v.shape[1]).tolist(), (top % v.shape[1]).tolist()):
                 if v[r, c] != 0:
@@ -134,27 +121,3 @@ def load_corpus(path: str | Path, model: HookedTransformer, n_seqs: int, seq_len
     bos = model.tokenizer.bos_token_id
     return torch.tensor([[bos, *c] for c in chunks])
 
-
-def main(args: argparse.Namespace) -> int:
-    from fra.models import load_model
-    from fra.saes import load_sae
-
-    if args.corpus and not (args.model and args.sae):
-        raise FRAError("--corpus needs --model and --sae (an SAE spec per layer, e.g. models/toy/saes/L{layer})")
-    df = shown_rows(read_channels(args.channels), args.per_head)
-    examples, strs = None, None
-    if args.corpus:
-        model = load_model(args.model, args.device)
-        tokens = load_corpus(args.corpus, model, args.n_seqs, args.seq_len)
-        strs = token_strings(model, tokens)
-        examples = {}
-        for layer, g in df.groupby("layer"):
-            sae = load_sae(args.sae.format(layer=int(layer)), int(layer), args.device)
-            chans = sorted({(int(h), int(a), int(b)) for h, a, b in g[["head", "query_feature", "key_feature"]].itertuples(index=False)})
-            found = channel_examples(model, sae, tokens, int(layer), chans, cfg=EngineConfig(device=args.device))
-            examples.update({(int(layer), c): v for c, v in found.items()})
-    name = args.name or Path(args.channels).parent.name
-    html = page("dataset", f"FRA channels: {name}", dataset_payload(df, examples, strs, name))
-    write_text(args.out, html)
-    print(f"wrote {args.out} ({len(html.encode()) / 1e6:.2f} MB, {len(df)} channels)")
-    return 0

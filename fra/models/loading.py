@@ -12,15 +12,14 @@ A model spec is either a local directory or a hub name:
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
-from urllib.parse import urlparse
 
 import torch
 from safetensors.torch import load_file, save_file
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 from transformers import PreTrainedTokenizerFast
 
+from fra.devices import pick_device, require_hub
 from fra.errors import FRAError
 from fra.io import atomic_path, write_json
 from fra.models.smollm2 import load_smollm2
@@ -28,35 +27,6 @@ from fra.models.tokenizers import gpt2_tokenizer
 
 HOOKED_CONFIG = "hooked_config.json"
 HOOKED_WEIGHTS = "model.safetensors"
-
-
-def pick_device(device: str = "auto") -> str:
-    """``auto`` -> ``cuda`` when available, else ``cpu``."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise FRAError("device `cuda` was requested but no CUDA GPU is visible; use --device cpu")
-    return device
-
-
-def hub_reachable(timeout: float = 3.0) -> bool:
-    """True when the Hugging Face hub answers a TCP connection within ``timeout`` seconds."""
-    from huggingface_hub import constants
-
-    if constants.HF_HUB_OFFLINE:
-        return False
-    host = urlparse(constants.ENDPOINT).hostname or ""
-    try:
-        socket.create_connection((host, 443), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
-
-
-def require_hub(what: str, local_hint: str) -> None:
-    """Fail fast, with the local-files alternative, when the hub cannot be reached."""
-    if not hub_reachable():
-        raise FRAError(f"cannot reach the Hugging Face hub to download {what}. {local_hint}")
 
 
 def save_hooked(model: HookedTransformer, path: str | Path) -> Path:

@@ -22,8 +22,7 @@ import yaml
 from fra.errors import FRAError
 from fra.report import execute, pandoc, qmd
 from fra.report.markdown import FIGURE_DIR
-from fra.report.provenance import (RECORD_ENV, ROOT_ENV, recorded_labels, repo_root, verify_manifest,
-                                   write_manifest)
+from fra.report.provenance import RECORD_ENV, ROOT_ENV, recorded_labels, repo_root, verify_manifest, write_manifest
 
 LABEL = re.compile(r"\{#((?:fig|tbl)-[\w-]+)")
 SCRATCH = ".fra-build"  # executed markdown, Typst sources and metadata of the offline route
@@ -152,20 +151,8 @@ def build(paper_dir: str | Path, out_dir: str | Path, route: str = "auto") -> Bu
     return Built(route, outputs, manifest, notes)
 
 
-def main(args) -> int:
-    if args.verify:
-        with _environment(**{ROOT_ENV: str(repo_root(Path(args.paper_dir).resolve()))}):
-            lines = verify_manifest(Path(args.out_dir or Path(args.paper_dir) / "_build") / "provenance.json")
-        for line in lines:
-            print(line)
-        print(f"fra paper: all {len(lines)} files in provenance.json match dvc.lock and the files on disk")
-        return 0
-    built = build(args.paper_dir, args.out_dir or Path(args.paper_dir) / "_build", args.route)
-    how = ("Quarto" if built.route == "quarto" else
-           f"the offline route (Quarto not on PATH): pandoc {pandoc.pandoc_version()}, Typst, Jupyter")
-    print(f"fra paper: built with {how}")
-    for note in built.notes:
-        print(f"  note: {note}")
-    for path in [*built.outputs, built.manifest]:
-        print(f"  wrote {os.path.relpath(path)}")
-    return 0
+
+def verify(paper_dir: str | Path, out_dir: str | Path) -> list[str]:
+    """Check a built paper's ``provenance.json`` against ``dvc.lock`` and the files on disk; one line per file."""
+    with _environment(**{ROOT_ENV: str(repo_root(Path(paper_dir).resolve()))}):
+        return verify_manifest(Path(out_dir) / "provenance.json")

@@ -14,8 +14,8 @@ import torch
 from sae_lens import SAE
 from transformer_lens import HookedTransformer
 
+from fra.devices import pick_device, require_hub
 from fra.errors import FRAError
-from fra.models.loading import pick_device, require_hub
 
 RESID_PRE = "blocks.{layer}.hook_resid_pre"
 LN1_NORMALIZED = "blocks.{layer}.ln1.hook_normalized"
@@ -40,7 +40,7 @@ def load_sae(spec: str | Path, layer: int | None = None, device: str = "auto") -
     if path.is_dir():
         if not (path / "cfg.json").exists():
             raise FRAError(f"{path} is not an SAELens SAE directory (no cfg.json); save SAEs with `sae.save_model(dir)`")
-        return SAE.load_from_disk(str(path), device=device)
+        return check_decoder(SAE.load_from_disk(str(path), device=device))
     if path.exists() or str(spec).startswith((".", "/")):
         raise FRAError(f"SAE `{spec}` is not a directory; pass an SAELens directory or a release like gpt2-small-res-jb")
     if layer is None:
@@ -50,11 +50,17 @@ def load_sae(spec: str | Path, layer: int | None = None, device: str = "auto") -
         "Point --sae at a local SAELens directory instead (cfg.json + sae_weights.safetensors), "
         "e.g. one trained by `dvc repro` under models/.",
     )
-    return SAE.from_pretrained(str(spec), RESID_PRE.format(layer=layer), device=device)
+    return check_decoder(SAE.from_pretrained(str(spec), RESID_PRE.format(layer=layer), device=device))
 
 
 def validate_sae(sae: SAE, model: HookedTransformer, layer: int) -> None:
-    """Refuse an SAE that cannot resolve layer ``layer``'s attention scores, saying why."""
+    """:func:`check_sae` and :func:`check_decoder`: everything, once, when an SAE is loaded or trained."""
+    check_sae(sae, model, layer)
+    check_decoder(sae)
+
+
+def check_sae(sae: SAE, model: HookedTransformer, layer: int) -> None:
+    """Refuse an SAE that cannot resolve layer ``layer``'s attention scores, saying why (cheap: the config only)."""
     n_layers = model.cfg.n_layers
     if not 0 <= layer < n_layers:
         raise FRAError(f"layer {layer} is out of range: the model has layers 0..{n_layers - 1}")
@@ -84,6 +90,10 @@ def validate_sae(sae: SAE, model: HookedTransformer, layer: int) -> None:
             f"SAE uses normalize_activations=`{sae.cfg.normalize_activations}`: its reconstruction is not linear "
             "in the feature activations, so FRA would not be exact. Fold the normalisation into the weights first."
         )
+
+
+def check_decoder(sae: SAE) -> SAE:
+    """Refuse an SAE whose decoder is not ``f @ W_dec + b_dec`` (checked on random activations)."""
     with torch.no_grad():
         f = torch.rand(3, sae.cfg.d_sae, device=sae.W_dec.device, dtype=sae.W_dec.dtype)
         linear = f @ sae.W_dec + sae.b_dec
@@ -91,3 +101,4 @@ def validate_sae(sae: SAE, model: HookedTransformer, layer: int) -> None:
             raise FRAError(
                 f"SAE `{type(sae).__name__}` decodes non-linearly (decode(f) != f @ W_dec + b_dec); FRA needs a linear decoder"
             )
+    return sae

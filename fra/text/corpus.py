@@ -38,9 +38,8 @@ from tqdm.auto import tqdm
 
 from fra.config import TextCorpusConfig
 from fra.errors import FRAError
-from fra.io import atomic_dir, write_json
+from fra.io import SPLITS, atomic_dir, write_json
 from fra.text.sources import Document, load_sources
-from fra.world.corpus import SPLITS
 
 MIN_DEDUP_CHARS = 20  # shorter paragraphs are never deduplicated
 
@@ -168,21 +167,3 @@ def load_text_split(folder: str | Path, split: str) -> tuple[Int[torch.Tensor, "
                        for name in ("tokens", "sources"))
     return tokens, sources
 
-
-def main(args) -> int:
-    """``fra text-corpus``: build the corpus of ``params.text_corpus`` with ``args.model``'s tokenizer."""
-    from fra.config import load_params
-    from fra.models.tokenizers import load_tokenizer
-
-    cfg = load_params(args.params).text_corpus
-    manifest = build_text_corpus(cfg, load_tokenizer(args.model), Path(args.out))
-    if args.results:
-        write_json(Path(args.results) / "corpus.json", manifest)
-    for source, s in manifest["per_source"].items():
-        d, docs, seqs = s["dedup"], s["documents"], s["sequences"]
-        print(f"{source}: {docs['train']} + {docs['heldout']} documents, {d['dropped_paragraphs']}/{d['paragraphs']} "
-              f"paragraphs deduplicated ({d['dropped_chars']} characters), {s['tokens_before_cap']['train']} train "
-              f"tokens before the cap, {seqs['train']} + {seqs['heldout']} sequences kept")
-    n = manifest["sequences"]
-    print(f"wrote {n['train']} + {n['heldout']} sequences of {cfg.seq_len} tokens to {args.out}")
-    return 0

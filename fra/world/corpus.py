@@ -21,7 +21,6 @@ after the earlier occurrence, which holds the token to predict.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -29,11 +28,10 @@ from typing import Literal
 import numpy as np
 import torch
 from jaxtyping import Int
-
 from transformers import PreTrainedTokenizerFast
 
 from fra.config import WorldConfig
-from fra.io import atomic_path, write_json
+from fra.io import SPLITS, atomic_path, write_json
 
 BOS = 0
 NONE, TOKEN, CONCEPT, CLASS_ONLY = 0, 1, 2, 3  # label of a query position (what predicts its next token)
@@ -175,8 +173,6 @@ def world_tokenizer(cfg: WorldConfig) -> PreTrainedTokenizerFast:
     )
 
 
-SPLITS = ("train", "heldout")
-
 
 def write_corpus(cfg: WorldConfig, out: Path, ground_truth_path: Path) -> None:
     """``out/{split}_{tokens,label,key}.npy`` for both splits, and the ground-truth JSON."""
@@ -193,13 +189,3 @@ def load_split(corpus: Path, split: str) -> WorldBatch:
     arrays = {name: torch.from_numpy(np.load(corpus / f"{split}_{name}.npy").astype(np.int64)) for name in ("tokens", "label", "key")}
     return WorldBatch(**arrays)
 
-
-def main(args) -> int:
-    from fra.config import load_params
-
-    cfg = load_params(args.params).world
-    if args.concept_prob is not None:
-        cfg = dataclasses.replace(cfg, concept_prob=args.concept_prob)  # validated again
-    write_corpus(cfg, Path(args.out), Path(args.ground_truth))
-    print(f"wrote {cfg.n_train} + {cfg.n_heldout} sequences of {cfg.seq_len} tokens to {args.out}")
-    return 0

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
-from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
@@ -12,7 +10,7 @@ from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from fra.config import ToyTrainConfig, WorldConfig
 from fra.repro import deterministic
-from fra.world.corpus import CONCEPT, LABELS, NONE, TOKEN, WorldBatch, load_split, world_tokenizer
+from fra.world.corpus import CONCEPT, LABELS, NONE, TOKEN, WorldBatch, world_tokenizer
 
 
 def build_model(world: WorldConfig, cfg: ToyTrainConfig) -> HookedTransformer:
@@ -80,40 +78,6 @@ def train(model: HookedTransformer, train_data: WorldBatch, heldout: WorldBatch,
             bar.set_postfix(loss=f"{h['heldout_loss']:.3f}", tok=f"{h['acc_token_repeat']:.2f}", con=f"{h['acc_concept_repeat']:.2f}")
     model.eval()
     return history
-
-
-def main(args) -> int:
-    from fra.config import load_params
-    from fra.heads import head_check, head_scores
-    from fra.io import atomic_path, write_json
-    from fra.models import save_hooked
-
-    params = load_params(args.params)
-    corpus = Path(args.corpus)
-    start = time.time()
-    model = build_model(params.world, params.toy_train)
-    history = train(model, load_split(corpus, "train"), load_split(corpus, "heldout"), params.toy_train)
-    train_seconds = time.time() - start
-    save_hooked(model, args.out)
-    df = head_scores(model, params.heads)
-    with atomic_path(Path(args.results) / "train_heads.csv") as tmp:
-        df.round(4).to_csv(tmp, index=False)
-    check = head_check(model, params.heads, df)
-    final = {k: round(v, 4) for k, v in history[-1].items() if k != "step"}
-    metrics = {
-        **final,
-        "ground_truth_ok": check["ground_truth_ok"],
-        "learned_world": final["acc_token_repeat"] > 0.9 and final["acc_concept_repeat"] > 0.8,
-        "heads": check,
-        "model": {k: getattr(params.toy_train, k) for k in ("n_layers", "n_heads", "d_model", "d_mlp", "positional_embedding_type")},
-        "positional_embedding_note": POSITIONAL_NOTE.get(params.toy_train.positional_embedding_type, ""),
-        "train_seconds": round(train_seconds, 1),
-        "history": [{k: round(v, 4) for k, v in h.items()} for h in history],
-    }
-    write_json(Path(args.results) / "train_metrics.json", metrics)
-    print({k: v for k, v in metrics.items() if k not in ("history", "heads")})
-    print(f"canonical induction heads: {check['canonical_induction_heads']}")
-    return 0
 
 
 POSITIONAL_NOTE = {

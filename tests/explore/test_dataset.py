@@ -5,10 +5,10 @@ import pandas as pd
 import pytest
 import torch
 
+from fra.analysis.features import token_strings
 from fra.cli import main
 from fra.engine import resolve
 from fra.errors import FRAError
-from fra.explore.cards import token_strings
 from fra.explore.dataset import channel_examples, dataset_payload, read_channels, shown_rows
 from fra.explore.encode import page
 from fra.models import gpt2_tokenizer, save_hooked

@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from fra.analysis.features import feature_cards, neuronpedia_base, sae_acts
 from fra.engine import FEATURE_PAIRS, resolve
-from fra.engine.inputs import read_inputs
-from fra.explore.cards import feature_cards, neuronpedia_base, sae_acts
 from fra.explore.data import Detail, attention, select_pairs, single_payload
 from fra.explore.encode import DTYPES
 from tests.conftest import make_model, make_sae
@@ -43,8 +42,7 @@ def built(request):
     model, sae = make_model(norm=norm, positions=pos), make_sae()
     tokens = torch.randint(0, 50, (1, 14), generator=torch.Generator().manual_seed(1))
     fra = resolve(model, sae, tokens, 1)
-    scale = read_inputs(model, sae, tokens, 1).scale[0]
-    payload = single_payload(fra, scale, [str(t) for t in tokens[0].tolist()], Detail(max_keys=3, top_n=5),
+    payload = single_payload(fra, [str(t) for t in tokens[0].tolist()], Detail(max_keys=3, top_n=5),
                              separable=pos != "rotary")
     return model, sae, tokens, fra, payload, fra.entries()
 

@@ -5,10 +5,10 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
+from fra import devices
 from fra.engine import resolve
 from fra.errors import FRAError
 from fra.models import gpt2_tokenizer, load_model, save_hooked
-from fra.models import loading
 from fra.saes import load_sae
 from tests.conftest import make_model, make_sae
 
@@ -73,7 +73,7 @@ def test_sae_directory_round_trip(tmp_path):
 
 @pytest.mark.parametrize("load, spec", [(load_model, "gpt2-small"), (load_sae, "gpt2-small-res-jb")])
 def test_hub_route_fails_fast_with_local_hint(monkeypatch, load, spec):
-    monkeypatch.setattr(loading, "hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setattr(devices, "hub_reachable", lambda timeout=3.0: False)
     start = time.perf_counter()
     with pytest.raises(FRAError, match="cannot reach the Hugging Face hub.*local") as err:
         load(spec, layer=5, device="cpu") if load is load_sae else load(spec, device="cpu")

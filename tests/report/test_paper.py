@@ -15,9 +15,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fra.channels import COLUMNS, confirm
+from fra.analysis.channels import confirm
+from fra.analysis.induction import EXACT_PROBE, answers, hypotheses
+from fra.world.truth import planted_recall
+from fra.analysis.schema import CHANNELS
+from fra.analysis.schema import TESTED as COLUMNS
 from fra.config import ChannelConfig, WorldConfig
-from fra.induction import EXACT_PROBE, answers, hypotheses, planted_recall
 from fra.report.build import build
 from tests.report.conftest import write_results
 
@@ -177,7 +180,7 @@ def text(html: str) -> str:
 def test_fixture_schema_is_the_pipelines():
     files = toy_results()
     channels = pd.read_csv(pd.io.common.StringIO(files["results/toy/channels.csv"][1]))
-    assert list(channels.columns) == COLUMNS + ["q_value", "is_cih"]
+    assert list(channels.columns) == CHANNELS.names
     metrics = json.loads(files["results/toy/metrics.json"][1])
     assert (metrics["H1"]["answer"], metrics["H2"]["answer"]) == ("no", "yes") and EXACT_PROBE == "random_repeat"
 

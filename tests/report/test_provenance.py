@@ -4,8 +4,16 @@ import subprocess
 import pytest
 
 from fra.errors import FRAError
-from fra.report.provenance import (ROOT_ENV, available, md5sum, provenance, record, verify_manifest,
-                                   write_manifest, RECORD_ENV)
+from fra.report.provenance import (
+    RECORD_ENV,
+    ROOT_ENV,
+    available,
+    md5sum,
+    provenance,
+    record,
+    verify_manifest,
+    write_manifest,
+)
 from tests.report.conftest import make_project
 
 HEADS = "results/toy/heads.csv"

@@ -6,8 +6,19 @@ import torch
 
 from fra.config import Params, WorldConfig, from_dict
 from fra.errors import ConfigError
-from fra.world.corpus import (BOS, CLASS_ONLY, CONCEPT, NONE, TOKEN, episode_batch, generate, ground_truth,
-                              token_classes, world_tokenizer, write_corpus)
+from fra.world.corpus import (
+    BOS,
+    CLASS_ONLY,
+    CONCEPT,
+    NONE,
+    TOKEN,
+    episode_batch,
+    generate,
+    ground_truth,
+    token_classes,
+    world_tokenizer,
+    write_corpus,
+)
 
 SMALL = dict(n_classes=6, class_size=3, n_filler=10, n_conceptual=3, seq_len=40, segment_min=4, segment_max=6,
              gap_max=4, lead_max=2, n_train=20, n_heldout=5)

@@ -162,20 +162,3 @@ def head_check(model: HookedTransformer, cfg: HeadScoreConfig, df: pd.DataFrame)
                      f"positional_control >= {cfg.positional_threshold}"),
     }
 
-
-def main(args) -> int:
-    from fra.config import load_params
-    from fra.io import atomic_path, write_json
-    from fra.models import load_model
-
-    cfg = load_params(args.params).heads
-    model = load_model(args.model, device=args.device)
-    df = head_scores(model, cfg)
-    with atomic_path(args.out) as tmp:
-        df.round(4).to_csv(tmp, index=False)
-    check = head_check(model, cfg, df)
-    if args.check_out:
-        write_json(args.check_out, check)
-    print(df.round(3).to_string(index=False))
-    print(f"ground truth ok: {check['ground_truth_ok']}")
-    return 0

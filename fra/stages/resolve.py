@@ -5,68 +5,33 @@ from __future__ import annotations
 import argparse
 import json
 
-import torch
-
 from fra.config import EngineConfig
-from fra.engine.inputs import check_heads, tokenize
-from fra.engine.resolver import resolve
-from fra.engine.result import FEATURE_PAIRS, FRA
+from fra.engine import FEATURE_PAIRS, FRA, resolve
+from fra.engine.inputs import tokenize
 from fra.models import load_model
 from fra.saes import load_sae
 
+NAME = "resolve"
+HELP = "resolve one head's attention scores on a text into SAE feature pairs"
 
-def channel_table(fra: FRA, head_slot: int = 0, batch: int = 0) -> dict[str, torch.Tensor]:
-    """Aggregate ``FRA[:, :, a, b]`` of one head over the causal pairs of one sequence.
 
-    Returns per channel (a, b): ``total`` (signed sum), ``abs_total``, ``n_pairs`` (pairs where it
-    is nonzero) and its largest-|value| pair (``query``, ``key``, ``value``).
-    """
-    ids = fra.feature_ids[batch].cpu()
-    d = int(ids.max()) + 1
-    keys, total, abs_total, count, best_val, best_q, best_k = ([] for _ in range(7))
-    for i0, _, vals in fra.pair_blocks():
-        v = vals[batch, head_slot].cpu()  # [I, J, K, K]
-        i, j, sa, sb = torch.nonzero(v, as_tuple=True)
-        val = v[i, j, sa, sb]
-        key = ids[i + i0, sa] * d + ids[j, sb]
-        uniq, inv = torch.unique(key, return_inverse=True)
-        n = len(uniq)
-        keys.append(uniq)
-        total.append(torch.zeros(n).index_add_(0, inv, val))
-        abs_total.append(torch.zeros(n).index_add_(0, inv, val.abs()))
-        count.append(torch.zeros(n).index_add_(0, inv, torch.ones_like(val)))
-        best = torch.full((n,), -1.0).scatter_reduce_(0, inv, val.abs(), "amax")
-        at = torch.nonzero(val.abs() == best[inv], as_tuple=True)[0]
-        first = torch.full((n,), len(val)).scatter_reduce_(0, inv[at], at, "amin")
-        best_val.append(val[first])
-        best_q.append(i[first] + i0)
-        best_k.append(j[first])
-    key = torch.cat(keys)
-    uniq, inv = torch.unique(key, return_inverse=True)
-    n = len(uniq)
-
-    def summed(parts: list[torch.Tensor]) -> torch.Tensor:
-        return torch.zeros(n).index_add_(0, inv, torch.cat(parts))
-
-    bv = torch.cat(best_val)
-    best = torch.full((n,), -1.0).scatter_reduce_(0, inv, bv.abs(), "amax")
-    at = torch.nonzero(bv.abs() == best[inv], as_tuple=True)[0]
-    first = torch.full((n,), len(bv)).scatter_reduce_(0, inv[at], at, "amin")
-    return {
-        "query_feature": uniq // d,
-        "key_feature": uniq % d,
-        "total": summed(total),
-        "abs_total": summed(abs_total),
-        "n_pairs": summed(count).long(),
-        "query": torch.cat(best_q)[first],
-        "key": torch.cat(best_k)[first],
-        "value": bv[first],
-    }
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="model directory or hub name (gpt2-small)")
+    p.add_argument("--sae", required=True, help="SAELens directory or hub release (gpt2-small-res-jb)")
+    p.add_argument("--layer", type=int, required=True)
+    p.add_argument("--head", type=int, required=True)
+    p.add_argument("--text", required=True)
+    p.add_argument("--top", type=int, default=10, help="channels to list")
+    p.add_argument("--top-k", type=int, default=None, help="keep the k largest features per position")
+    p.add_argument("--min-act", type=float, default=0.0, help="keep features with activation above this")
+    p.add_argument("--exclude-first", action="store_true", help="move BOS/first-position features to the remainder")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 def summarize(fra: FRA, str_tokens: list[str], top: int) -> dict:
     """The JSON-able summary printed by ``fra resolve`` (one head in ``fra.heads``, one sequence)."""
-    table = channel_table(fra)
+    table = fra.channel_table()
     order = table["abs_total"].argsort(descending=True)[:top]
     exact = fra.exactness()
     shares = exact["shares"]
@@ -111,12 +76,11 @@ def _print(summary: dict) -> None:
               f"{c['n_pairs']:>6}  {s['query']}:{s['query_token']!r} -> {s['key']}:{s['key_token']!r} ({s['value']:.3f})")
 
 
-def main(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     model = load_model(args.model, args.device)
-    check_heads(model, (args.head,))
     sae = load_sae(args.sae, args.layer, args.device)
     tokens = tokenize(model, args.text)
-    cfg = EngineConfig(top_k=args.top_k, min_act=args.min_act, exclude_first=args.exclude_first, device=args.device)
+    cfg = EngineConfig(top_k=args.top_k, min_act=args.min_act, exclude_first=args.exclude_first)
     fra = resolve(model, sae, tokens, args.layer, (args.head,), cfg)
     summary = summarize(fra, model.to_str_tokens(tokens[0]), args.top)
     if args.json:

@@ -53,7 +53,7 @@ def repeated_random(
 
     Shorter sequences are padded at the end with fresh random tokens (no queries there). Query
     ``N + k`` (the second copy of r_k, k = 1..N-1) has target ``k + 1`` (the earlier r_{k+1}).
-    Tokens come from ``pool`` (the ordinary tokens, :func:`fra.heads.token_pool`).
+    Tokens come from ``pool`` (the ordinary tokens, :func:`fra.analysis.heads.token_pool`).
     """
     pool = np.asarray(pool)
     if len(pool) < n_max or n_min < 2:
@@ -101,39 +101,6 @@ def repeated_text(corpus: Int[Tensor, "seq pos"], bos: int, n_seq: int, n_min: i
         start = int(rng.integers(0, body.shape[1] - 2 * n_max + 1))
         parts.append((row[start : start + n], row[start + n : start + n + 2 * (n_max - n)]))
     return _doubled("text_repeat", bos, parts)
-
-
-def world_probes(world, n_seq: int, seed: int) -> list[Probes]:
-    """Planted-world probes: token repeats, concept repeats (grouped by the query's class) and the control.
-
-    The control applies concept repeats to *token-only* classes (by swapping each conceptual class's
-    members with a token-only class's); the model never saw those, so a confirmed channel there is
-    a false discovery of the method.
-    """
-    from fra.world.corpus import CONCEPT, TOKEN, episode_batch, member_id, token_classes
-
-    def from_batch(kind: str, batch, label: int, tokens: Tensor, by_class: bool) -> Probes:
-        s, q = torch.nonzero(batch.label == label, as_tuple=True)
-        cls = torch.from_numpy(token_classes(world))[tokens[s, q]]
-        group = np.array([f"class{c:02d}" for c in cls.tolist()] if by_class else ["all"] * len(s))
-        return Probes(kind, tokens, s, q, batch.key[s, q], group)
-
-    token = episode_batch(world, "token", n_seq, (seed, 0))
-    concept = episode_batch(world, "concept", n_seq, (seed, 1))
-    swap = torch.arange(world.d_vocab)
-    n_swap = min(world.n_conceptual, world.n_classes - world.n_conceptual)
-    for c in range(n_swap):
-        a = torch.as_tensor(member_id(world, c, np.arange(world.class_size)))
-        b = torch.as_tensor(member_id(world, world.n_conceptual + c, np.arange(world.class_size)))
-        swap[a], swap[b] = b, a
-    control = from_batch("concept_control", concept, CONCEPT, swap[concept.tokens], by_class=True)
-    keep = np.isin(control.group, [f"class{world.n_conceptual + c:02d}" for c in range(n_swap)])
-    control = Probes(control.kind, control.tokens, control.seq[keep], control.query[keep], control.target[keep], control.group[keep])
-    return [
-        from_batch("token_repeat", token, TOKEN, token.tokens, by_class=False),
-        from_batch("concept_repeat", concept, CONCEPT, concept.tokens, by_class=True),
-        control,
-    ]
 
 
 # Concept variants for real language models: x and x' name the same concept with different tokens.

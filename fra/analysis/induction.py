@@ -1,6 +1,7 @@
-"""``fra induction``: token induction heads (TIH) vs conceptual induction channels (CIH) for one model.
+"""Token induction heads (TIH) vs conceptual induction channels (CIH) for one model: the study.
 
-Writes to ``--out`` (``results/<model>/``):
+:func:`run` composes the steps (head scores, the channel search on every probe kind, FDR,
+hypotheses, metrics, feature cards); :meth:`Study.write` writes, to ``results/<model>/``:
 
 * ``heads.csv``: every head's induction / previous-token / duplicate-token scores and ``is_tih``;
 * ``channels.csv``: every candidate channel tested, with discovery and held-out statistics,
@@ -15,34 +16,35 @@ Writes to ``--out`` (``results/<model>/``):
 
 from __future__ import annotations
 
-import argparse
-import json
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 from sae_lens import SAE
 from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
-from fra.channels import confirm, search
-from fra.config import Params, WorldConfig
-from fra.engine import resolve
+from fra.analysis.channels import confirm, search
+from fra.analysis.features import feature_cards, neuronpedia_base
+from fra.analysis.heads import bos_id, head_scores, token_pool
+from fra.analysis.probes import Probes, concept_templates, repeated_random, repeated_text
+from fra.config import HeadScoreConfig, InductionConfig, Params
 from fra.errors import FRAError
-from fra.heads import bos_id, head_scores, token_pool
 from fra.io import atomic_path, write_json
-from fra.probes import Probes, concept_templates, repeated_random, repeated_text, world_probes
+from fra.saes import load_sae
 
 EXACT_PROBE = "random_repeat"  # H1 is asked on exact token repeats
 CONTROL_PROBE = "concept_control"  # planted-world control: its confirmations are false discoveries
 
 
-def probe_sets(
-    model: HookedTransformer, params: Params, world: WorldConfig | None, corpus: torch.Tensor | None = None
-) -> list[tuple[Probes, Probes]]:
-    """(discovery, held-out) probe sets of every kind; held-out sequences use disjoint seeds / text."""
-    cfg = params.induction
+def probe_sets(model: HookedTransformer, cfg: InductionConfig, corpus: torch.Tensor | None = None,
+               templates: bool = True) -> list[tuple[Probes, Probes]]:
+    """(discovery, held-out) probe sets of the model-agnostic kinds; held-out uses disjoint seeds / text.
+
+    Repeated random tokens always; repeated text from ``corpus``; templated concept pairs of English
+    when ``templates`` and the model has a tokenizer.
+    """
     bos, pool = bos_id(model), token_pool(model).numpy()
     pairs = [tuple(
         repeated_random(pool, bos, n, cfg.repeat_min, cfg.repeat_max, seed=cfg.seed * 2 + split)
@@ -54,14 +56,17 @@ def probe_sets(
             repeated_text(part, bos, n, cfg.repeat_min, cfg.repeat_max, seed=cfg.seed * 2 + split)
             for split, (part, n) in enumerate(((corpus[:half], cfg.n_discovery), (corpus[half:], cfg.n_heldout)))
         ))
-    if world is None and model.tokenizer is not None:  # a language model: templated concept variants
+    if templates and model.tokenizer is not None:
         pairs.append(tuple(concept_templates(model.tokenizer, bos, n, seed=cfg.seed * 2 + split)
                            for split, n in ((0, cfg.n_discovery), (1, cfg.n_heldout))))
-    if world is not None:
-        disc = world_probes(world, cfg.n_discovery, seed=cfg.seed * 2)
-        held = world_probes(world, cfg.n_heldout, seed=cfg.seed * 2 + 1)
-        pairs += list(zip(disc, held))
     return pairs
+
+
+def tih_scores(model: HookedTransformer, cfg: HeadScoreConfig, tih_threshold: float) -> pd.DataFrame:
+    """Every head's token-level scores and whether it is a token induction head."""
+    heads = head_scores(model, cfg)
+    heads["is_tih"] = heads["induction"] >= tih_threshold
+    return heads
 
 
 def hypotheses(heads: pd.DataFrame, channels: pd.DataFrame, layers: list[int]) -> pd.DataFrame:
@@ -103,67 +108,70 @@ def answers(hyp: pd.DataFrame) -> dict:
     }
 
 
-def planted_recall(channels: pd.DataFrame, world: WorldConfig) -> dict:
-    """Conceptual classes with a confirmed class-level channel, and token-only classes with one (false)."""
-    def classes_with_cih(probe: str) -> set[str]:
-        sel = channels[(channels["probe"] == probe) & channels["is_cih"]]
-        return set(sel["group"])
+@dataclass
+class Study:
+    """Every table of one model's induction study (see the module docstring for the files)."""
 
-    conceptual = {f"class{c:02d}" for c in range(world.n_conceptual)}
-    n_swap = min(world.n_conceptual, world.n_classes - world.n_conceptual)
-    token_only = {f"class{world.n_conceptual + c:02d}" for c in range(n_swap)}
-    found, false = classes_with_cih("concept_repeat") & conceptual, classes_with_cih("concept_control") & token_only
-    return {
-        "recall_conceptual": len(found) / len(conceptual), "conceptual_found": sorted(found),
-        "false_discovery_token_only": len(false) / len(token_only), "token_only_found": sorted(false),
-        "n_conceptual": len(conceptual), "n_token_only_tested": len(token_only),
-    }
+    heads: pd.DataFrame
+    channels: pd.DataFrame
+    head_attention: pd.DataFrame
+    hypotheses: pd.DataFrame
+    metrics: dict
+    cards: dict
+
+    def write(self, out: Path) -> None:
+        for name in ("heads", "channels", "head_attention", "hypotheses"):
+            with atomic_path(out / f"{name}.csv") as tmp:
+                getattr(self, name).to_csv(tmp, index=False, float_format="%.6g")
+        write_json(out / "channel_features.json", self.cards)
+        write_json(out / "metrics.json", self.metrics)
 
 
-def run(model: HookedTransformer, saes: dict[int, SAE], params: Params, world: WorldConfig | None = None,
-        corpus: torch.Tensor | None = None, sae_spec: str = "") -> dict:
-    """Head scores, channel search on every probe kind, FDR, hypothesis tables and feature cards.
-
-    ``corpus`` (token ids ``[seq, pos]``) adds repeated-text probes and is where feature cards come
-    from; without it cards come from the repeated-random probes.
-    """
-    heads = head_scores(model, params.heads)
-    heads["is_tih"] = heads["induction"] >= params.induction.tih_threshold
+def search_all(model: HookedTransformer, saes: dict[int, SAE], probes: list[tuple[Probes, Probes]], params: Params
+               ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """The channel search on every probe kind: tested channels, head attention, and exactness per layer and kind."""
     tables, attention, exactness = [], [], {}
-    probes = probe_sets(model, params, world, corpus)
     for disc, held in tqdm(probes, desc="probe kinds"):
-        table, attn = search(model, saes, disc, held, params.channels, params.engine)
-        tables.append(table)
-        attention.append(attn)
-        for layer, sae in saes.items():  # the decomposition's residual and term shares on these inputs
-            fra = resolve(model, sae, disc.tokens[: params.channels.batch_size], layer, cfg=params.engine)
-            exactness.setdefault(f"L{layer}", {})[disc.kind] = fra.exactness()
-    channels = confirm(pd.concat(tables, ignore_index=True), params.channels)
-    hyp = hypotheses(heads, channels, sorted(saes))
-    metrics = {
+        found = search(model, saes, disc, held, params.channels, params.engine)
+        tables.append(found.table)
+        attention.append(found.attention)
+        for layer, exact in found.exactness.items():
+            exactness.setdefault(f"L{layer}", {})[disc.kind] = exact
+    return pd.concat(tables, ignore_index=True), pd.concat(attention, ignore_index=True), exactness
+
+
+def summary(channels: pd.DataFrame, hyp: pd.DataFrame, exactness: dict, layers: list[int], params: Params) -> dict:
+    """Counts, criteria, the H1/H2 answers and the decomposition's exactness: ``metrics.json``."""
+    return {
         "n_channels_tested": len(channels), "n_cih": int(channels["is_cih"].sum()),
         "tested_by_probe": channels.groupby("probe").size().to_dict(),
         "cih_by_probe": channels.groupby("probe")["is_cih"].sum().astype(int).to_dict(),
-        "layers_resolved": sorted(saes), "tih_threshold": params.induction.tih_threshold,
+        "layers_resolved": layers, "tih_threshold": params.induction.tih_threshold,
         "alpha": params.channels.alpha, "min_support": params.channels.min_support,
         "min_queries": params.channels.min_queries, "min_effect": params.channels.min_effect, **answers(hyp),
         "exactness": exactness,
         "max_residual": max(e["max_residual"] for per in exactness.values() for e in per.values()),
     }
-    if world is not None:
-        metrics["planted"] = planted_recall(channels, world)
-    if corpus is None:
-        corpus = probes[0][0].tokens
-    cards = channel_feature_cards(model, saes, channels, corpus, sae_spec)
-    return {"heads": heads, "channels": channels, "head_attention": pd.concat(attention, ignore_index=True),
-            "hypotheses": hyp, "metrics": metrics, "cards": cards}
+
+
+def run(model: HookedTransformer, saes: dict[int, SAE], params: Params, probes: list[tuple[Probes, Probes]],
+        corpus: torch.Tensor | None = None, sae_spec: str = "") -> Study:
+    """Head scores, channel search on every probe kind, FDR, hypothesis tables and feature cards.
+
+    Feature cards come from ``corpus`` (token ids ``[seq, pos]``), else from the first discovery probes.
+    """
+    heads = tih_scores(model, params.heads, params.induction.tih_threshold)
+    tested, attention, exactness = search_all(model, saes, probes, params)
+    channels = confirm(tested, params.channels)
+    hyp = hypotheses(heads, channels, sorted(saes))
+    metrics = summary(channels, hyp, exactness, sorted(saes), params)
+    cards = channel_feature_cards(model, saes, channels, probes[0][0].tokens if corpus is None else corpus, sae_spec)
+    return Study(heads, channels, attention, hyp, metrics, cards)
 
 
 def channel_feature_cards(model: HookedTransformer, saes: dict[int, SAE], channels: pd.DataFrame, corpus: torch.Tensor,
                           sae_spec: str = "") -> dict:
     """Cards of every feature in ``channels`` (query and key side), per layer, from ``corpus``."""
-    from fra.explore.cards import feature_cards, neuronpedia_base
-
     out = {}
     for layer, sae in sorted(saes.items()):
         rows = channels[channels["layer"] == layer]
@@ -176,18 +184,8 @@ def channel_feature_cards(model: HookedTransformer, saes: dict[int, SAE], channe
     return out
 
 
-def write(results: dict, out: Path) -> None:
-    for name in ("heads", "channels", "head_attention", "hypotheses"):
-        with atomic_path(out / f"{name}.csv") as tmp:
-            results[name].to_csv(tmp, index=False, float_format="%.6g")
-    write_json(out / "channel_features.json", results["cards"])
-    write_json(out / "metrics.json", results["metrics"])
-
-
 def load_saes(spec: str, layers: list[int] | None, model: HookedTransformer) -> dict[int, SAE]:
     """SAEs from a directory of SAELens folders (one per layer) or a hub release with ``--layers``."""
-    from fra.saes import load_sae
-
     path = Path(spec)
     if path.is_dir():
         saes = {}
@@ -203,31 +201,3 @@ def load_saes(spec: str, layers: list[int] | None, model: HookedTransformer) -> 
     if not layers:
         raise FRAError(f"SAE release `{spec}` needs --layers")
     return {layer: load_sae(spec, layer, device=str(model.cfg.device)) for layer in layers}
-
-
-def main(args: argparse.Namespace) -> int:
-    from fra.config import load_params
-    from fra.models import load_model
-
-    params = load_params(args.params)
-    model = load_model(args.model, params.engine.device)
-    saes = load_saes(args.saes, args.layers, model)
-    world = None
-    if args.ground_truth:
-        truth = json.loads(Path(args.ground_truth).read_text())
-        world = params.world
-        if truth["d_vocab"] != world.d_vocab or truth["n_conceptual"] != world.n_conceptual:
-            raise FRAError(f"{args.ground_truth} does not match params.yaml's world section; rerun `dvc repro toy_data`")
-    corpus = None
-    if args.corpus:
-        corpus = torch.from_numpy(np.load(args.corpus).astype(np.int64))[: args.corpus_sequences]
-    results = run(model, saes, params, world, corpus, args.saes)
-    write(results, Path(args.out))
-    m = results["metrics"]
-    print(f"{m['n_channels_tested']} channels tested, {m['n_cih']} confirmed (BH at {m['alpha']})")
-    print(f"H1 {m['H1']['answer']}: {m['H1']['n_tih_with_cih']}/{m['H1']['n_tih']} TIH with a confirmed channel")
-    print(f"H2 {m['H2']['answer']}: {m['H2']['n_non_tih_with_cih']}/{m['H2']['n_non_tih']} non-TIH heads with one")
-    if "planted" in m:
-        p = m["planted"]
-        print(f"planted: recall {p['recall_conceptual']:.2f}, false discoveries {p['false_discovery_token_only']:.2f}")
-    return 0

@@ -7,14 +7,24 @@ import pandas as pd
 import pytest
 import torch
 
-from fra.channels import COLUMNS
+from fra.analysis.induction import answers, probe_sets, run
+from fra.world.probes import world_probes
+from fra.world.truth import planted_recall
+from fra.analysis.schema import CHANNELS
+from fra.analysis.stats import benjamini_hochberg
 from fra.cli import main
-from fra.config import ChannelConfig, HeadScoreConfig, InductionConfig, Params, ToySAEConfig, ToyTrainConfig, WorldConfig
-from fra.induction import answers, run
+from fra.config import (
+    ChannelConfig,
+    HeadScoreConfig,
+    InductionConfig,
+    Params,
+    ToySAEConfig,
+    ToyTrainConfig,
+    WorldConfig,
+)
 from fra.models import save_hooked
 from fra.saes import load_sae
 from fra.saes.training import train_layers
-from fra.stats import benjamini_hochberg
 from fra.world.corpus import generate, ground_truth
 from fra.world.train import build_model, train
 
@@ -45,10 +55,13 @@ def tiny(tmp_path_factory):
 def test_run_tables_are_consistent(tiny):
     model, sae, _ = tiny
     corpus = generate(WORLD, 30, seed=5).tokens
-    res = run(model, {1: sae}, PARAMS, WORLD, corpus)
-    heads, channels, hyp, m = res["heads"], res["channels"], res["hypotheses"], res["metrics"]
+    cfg = PARAMS.induction
+    probes = probe_sets(model, cfg, corpus, templates=False) + list(zip(
+        world_probes(WORLD, cfg.n_discovery, seed=cfg.seed * 2), world_probes(WORLD, cfg.n_heldout, seed=cfg.seed * 2 + 1)))
+    res = run(model, {1: sae}, PARAMS, probes, corpus)
+    heads, channels, hyp, m = res.heads, res.channels, res.hypotheses, res.metrics
     assert len(heads) == 4 and (heads["is_tih"] == (heads["induction"] >= 0.4)).all()
-    assert list(channels.columns) == COLUMNS + ["q_value", "is_cih"]
+    assert list(channels.columns) == CHANNELS.names
     assert set(channels["probe"]) == {"random_repeat", "text_repeat", "token_repeat", "concept_repeat", "concept_control"}
     np.testing.assert_allclose(channels["q_value"], benjamini_hochberg(channels["p_value"].to_numpy()))
     assert (channels["support"] >= 1e-4).all() and channels["layer"].eq(1).all()
@@ -59,10 +72,10 @@ def test_run_tables_are_consistent(tiny):
     assert m["n_channels_tested"] == len(channels) and m["n_cih"] == int(channels["is_cih"].sum())
     assert m["max_residual"] < 1e-4
     assert len(hyp) == 2 and set(hyp["layer"]) == {1}
-    p = m["planted"]
+    p = planted_recall(channels, WORLD)
     assert 0 <= p["recall_conceptual"] <= 1 and p["n_conceptual"] == 4 and p["n_token_only_tested"] == 4
     assert m["H1"] == answers(hyp)["H1"]
-    cards = res["cards"]["L1"]
+    cards = res.cards["L1"]
     assert set(cards) == {str(f) for f in pd.concat([channels["query_feature"], channels["key_feature"]])}
     assert all(c["neuronpedia"] is None for c in cards.values())
 
@@ -80,8 +93,9 @@ def test_hypothesis_answers_from_a_hand_built_table():
 def test_cli_writes_all_outputs(tiny, tmp_path):
     _, _, root = tiny
     params = tmp_path / "params.yaml"
-    import yaml
     from dataclasses import asdict
+
+    import yaml
     params.write_text(yaml.safe_dump(json.loads(json.dumps(asdict(PARAMS)))))
     out = tmp_path / "results"
     assert main(["induction", "--model", str(root / "model"), "--saes", str(root / "saes"), "--params", str(params),

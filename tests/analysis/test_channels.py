@@ -3,10 +3,10 @@ import pandas as pd
 import pytest
 import torch
 
-from fra.channels import candidates, channel_sums, confirm, discover, evaluate, search
+from fra.analysis.channels import candidates, channel_sums, confirm, discover, evaluate, search
+from fra.analysis.probes import repeated_random
 from fra.config import ChannelConfig, EngineConfig
 from fra.engine import FEATURE_PAIRS, resolve
-from fra.probes import repeated_random
 from tests.conftest import make_model, make_sae
 
 P = 12
@@ -46,7 +46,7 @@ def test_evaluate_matches_brute_force_from_entries():
     model, sae = make_model(n_ctx=64), make_sae()
     probes = repeated_random(np.arange(1, 50), 0, 3, 4, 8, seed=0)
     cfg, engine = ChannelConfig(min_support=0.003, min_queries=1, batch_size=2), EngineConfig()
-    found, _ = discover(model, sae, 1, probes, cfg, engine)
+    found, _, _ = discover(model, sae, 1, probes, cfg, engine)
     cands = candidates(found, cfg).head(4)
     got = evaluate(model, sae, 1, probes, cands, cfg, engine)
     fra = resolve(model, sae, probes.tokens, 1)
@@ -82,7 +82,8 @@ def test_random_model_yields_no_confirmed_channels():
     model, sae = make_model(n_ctx=64, seed=3), make_sae(seed=3)
     disc, held = (repeated_random(np.arange(1, 50), 0, 8, 5, 12, seed=s) for s in (0, 1))
     cfg = ChannelConfig(min_support=0.003, min_queries=1, min_effect=0.0, batch_size=4)
-    table, heads = search(model, {1: sae}, disc, held, cfg, EngineConfig())
+    found = search(model, {1: sae}, disc, held, cfg, EngineConfig())
+    table, heads = found.table, found.attention
     table = confirm(table, cfg)
     assert len(table) > 0 and not table["is_cih"].any()
     assert (heads["attention_to_target"] < 0.2).all()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import torch
 from jaxtyping import Float, Int
 from sae_lens import SAE
@@ -93,3 +94,16 @@ def neuronpedia_base(sae: SAE, spec: str = "") -> str | None:
     if "gpt2-small-res-jb" in str(spec) and m:
         return f"{NEURONPEDIA}gpt2-small/{m.group(1)}-res-jb/"
     return None
+
+
+def sampled_cards(f: Float[Tensor, "n d_sae"], strs: list[list[str]], n_cards: int, n_top: int,
+                  rng: np.random.Generator) -> tuple[dict[str, float], dict[str, dict]]:
+    """Firing-rate quantiles of the live features of ``f`` (positions of ``strs``, row-major) and the cards
+    of a seeded sample of ``n_cards`` of them (with each one's firing rate)."""
+    S, P = len(strs), len(strs[0])
+    freq = (f > 0).float().mean(0)  # [d_sae]
+    live = np.flatnonzero(freq.numpy() > 0)
+    sample = sorted(int(a) for a in rng.choice(live, min(n_cards, len(live)), replace=False))
+    quantiles = {str(q): round(float(freq[live].quantile(q)), 6) for q in (0.1, 0.5, 0.9, 0.99)} if len(live) else {}
+    top = cards_from_acts(f.view(S, P, -1)[..., sample], strs, sample, n_top)
+    return quantiles, {str(a): {"freq": round(float(freq[a]), 6), "top": top[a]} for a in sample}

@@ -2,13 +2,12 @@ import torch
 
 from fra.config import EngineConfig
 from fra.engine import resolve
-from fra.engine.summary import channel_table
 
 
 def test_channel_table_matches_brute_force(model, sae):
     tokens = torch.randint(0, 50, (1, 9))
     fra = resolve(model, sae, tokens, 1, heads=(3,), cfg=EngineConfig(q_block=2))
-    table = channel_table(fra)
+    table = fra.channel_table()
     e = fra.entries()
     for r in range(0, len(table["total"]), max(1, len(table["total"]) // 25)):
         a, b = int(table["query_feature"][r]), int(table["key_feature"][r])

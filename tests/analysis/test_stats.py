@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from fra.stats import benjamini_hochberg, log_pvalue_floor, null_moments, permutation_pvalue, z_pvalue
+from fra.analysis.stats import benjamini_hochberg, log_pvalue_floor, null_moments, permutation_pvalue, z_pvalue
 
 
 def test_benjamini_hochberg_matches_definition():

@@ -1,4 +1,4 @@
-"""Language-model SAEs (``fra lm-saes``): SAEs on chosen layers of a pretrained model, from the text corpus.
+"""``fra lm-saes``: SAEs on chosen layers of a pretrained model, from the text corpus.
 
 One activation cache feeds every layer (:mod:`fra.saes.cache`); with ``lm_saes.device`` on a GPU
 both the model pass and SAE training run there. Reported per layer: L0, variance explained and
@@ -8,23 +8,34 @@ seeded sample of live features (the channels' own features get cards in ``fra in
 
 from __future__ import annotations
 
+import argparse
 import time
 from pathlib import Path
 
 import numpy as np
 
+from fra.analysis.features import sampled_cards, token_strings
+from fra.config import load_params
+from fra.devices import pick_device
 from fra.errors import FRAError
+from fra.io import write_json
+from fra.models import load_model
+from fra.saes.training import train_layers
+from fra.text.corpus import load_text_split
+
+NAME = "lm-saes"
+HELP = "train SAEs on chosen layers of a language model from one activation cache (params: lm_saes)"
 
 
-def main(args) -> int:
-    from fra.config import load_params
-    from fra.explore.cards import cards_from_acts, token_strings
-    from fra.io import write_json
-    from fra.models import load_model
-    from fra.models.loading import pick_device
-    from fra.saes.training import train_layers
-    from fra.text.corpus import load_text_split
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--params", default="params.yaml")
+    p.add_argument("--model", default="smollm2", help="model directory, `smollm2` or a hub name")
+    p.add_argument("--corpus", default="data/smollm2/corpus", help="folder with train_tokens.npy and heldout_tokens.npy")
+    p.add_argument("--out", default="models/smollm2/saes", help="one SAELens directory per layer: OUT/L17, ...")
+    p.add_argument("--results", default="results/smollm2", help="folder for saes.json and feature_cards.json")
 
+
+def run(args: argparse.Namespace) -> int:
     start = time.time()
     cfg = load_params(args.params).lm_saes
     device = pick_device(cfg.device)
@@ -38,19 +49,12 @@ def main(args) -> int:
                        "was it built with another tokenizer? Rebuild it with `fra text-corpus --model` for this model")
     summary, feats = train_layers(model, train_tokens, eval_tokens, list(cfg.layers), cfg, Path(args.out), device)
     strs = token_strings(model, eval_tokens)
-    S, P = eval_tokens.shape
     rng = np.random.default_rng(cfg.seed)
     cards = {}
     for layer, f in feats.items():
-        freq = (f > 0).float().mean(0)  # [d_sae]
-        live = np.flatnonzero(freq.numpy() > 0)
-        sample = sorted(int(a) for a in rng.choice(live, min(cfg.n_cards, len(live)), replace=False))
-        summary[f"L{layer}"]["freq_quantiles"] = {
-            str(q): round(float(freq[live].quantile(q)), 6) for q in (0.1, 0.5, 0.9, 0.99)} if len(live) else {}
-        top = cards_from_acts(f.view(S, P, -1)[..., sample], strs, sample, cfg.top_tokens)
-        cards[f"L{layer}"] = {str(a): {"freq": round(float(freq[a]), 6), "top": top[a]} for a in sample}
+        summary[f"L{layer}"]["freq_quantiles"], cards[f"L{layer}"] = sampled_cards(f, strs, cfg.n_cards, cfg.top_tokens, rng)
     summary["run"] = {"device": device, "seconds": round(time.time() - start, 1), "train_sequences": len(train_tokens),
-                      "eval_sequences": len(eval_tokens), "seq_len": P}
+                      "eval_sequences": len(eval_tokens), "seq_len": eval_tokens.shape[1]}
     write_json(Path(args.results) / "saes.json", summary)
     write_json(Path(args.results) / "feature_cards.json", cards)
     return 0

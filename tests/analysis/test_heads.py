@@ -3,9 +3,18 @@ import torch
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 from transformer_lens.head_detector import detect_head
 
+from fra.analysis.heads import (
+    diagonal_score,
+    duplicate_token_score,
+    head_check,
+    head_scores,
+    induction_score,
+    previous_token_score,
+    random_tokens,
+    special_ids,
+    token_pool,
+)
 from fra.config import HeadScoreConfig, WorldConfig
-from fra.heads import (diagonal_score, duplicate_token_score, head_check, head_scores, induction_score,
-                       previous_token_score, random_tokens, special_ids, token_pool)
 from fra.world.corpus import token_names, world_tokenizer
 
 N = 5

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
+from fra.analysis.probes import Probes, concept_templates, repeated_random, repeated_text
 from fra.errors import FRAError
-from fra.probes import Probes, concept_templates, repeated_random, repeated_text
 
 
 def test_repeated_random_targets_follow_the_earlier_occurrence():
@@ -47,8 +47,8 @@ def test_repeated_text_copies_windows_of_the_corpus():
 
 
 def test_concept_templates_with_the_gpt2_tokenizer():
+    from fra.analysis.probes import CONCEPT_PAIRS, single_token_ids
     from fra.models import gpt2_tokenizer
-    from fra.probes import CONCEPT_PAIRS, single_token_ids
 
     tok = gpt2_tokenizer()
     p = concept_templates(tok, bos=50256, n_seq=8, seed=0)

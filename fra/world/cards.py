@@ -1,12 +1,10 @@
-"""Toy-world SAEs (``fra toy-saes``): one SAE per layer >= 1, with feature cards by token class.
+"""Feature cards of a toy-world SAE by token class.
 
 A card says where a feature's activation mass sits: on the *current* token (and its class) or on
 the *previous* token (and its class); the planted world's ground truth makes both checkable.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -53,27 +51,3 @@ def feature_cards(
         cards.append(card)
     return cards
 
-
-def main(args) -> int:
-    from fra.config import load_params
-    from fra.io import write_json
-    from fra.models import load_model
-    from fra.saes.training import train_layers
-    from fra.world.corpus import load_split, token_classes, token_names
-
-    params = load_params(args.params)
-    cfg, world = params.toy_saes, params.world
-    model = load_model(args.model, device="cpu")
-    train_tokens = load_split(Path(args.corpus), "train").tokens
-    eval_tokens = load_split(Path(args.corpus), "heldout").tokens[: cfg.eval_sequences]
-    summary, feats = train_layers(model, train_tokens, eval_tokens, list(range(1, model.cfg.n_layers)), cfg,
-                                  Path(args.out), "cpu")
-    cards = {}
-    for layer, f in feats.items():
-        layer_cards = feature_cards(f, eval_tokens, token_names(world), token_classes(world), cfg.top_tokens)
-        kinds = [c["kind"].split(":")[0] for c in layer_cards]
-        summary[f"L{layer}"]["feature_kinds"] = {k: kinds.count(k) for k in ("current", "previous", "mixed", "dead")}
-        cards[f"L{layer}"] = layer_cards
-    write_json(Path(args.results) / "saes.json", summary)
-    write_json(Path(args.results) / "feature_cards.json", cards)
-    return 0

@@ -1,7 +1,7 @@
 import torch
 
 from fra.config import WorldConfig
-from fra.saes.toy import feature_cards
+from fra.world.cards import feature_cards
 from fra.world.corpus import generate, token_classes, token_names
 
 WORLD = WorldConfig(n_classes=6, class_size=3, n_filler=10, n_conceptual=3, seq_len=32, segment_min=4, segment_max=6,

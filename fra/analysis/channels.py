@@ -1,6 +1,6 @@
 """Channel-level induction: which feature-pair channels ``FRA[:, :, a, b]`` of a head do induction.
 
-For head h, channel c = (a, b) and probe queries q with induction targets t(q) (see ``fra.probes``),
+For head h, channel c = (a, b) and probe queries q with induction targets t(q) (see ``fra.analysis.probes``),
 write ``C[q, j] = FRA[q, j, a, b]`` (zero where a is inactive at q, b at j, or j > q). Then
 
 * support(c) = sum_q |C[q, t]| / sum_q sum_terms |term[q, t]| over the queries where the channel
@@ -17,14 +17,16 @@ same for every head (up to sign); support and softmax effect say how much the he
 
 Null: each t(q) is replaced by a uniform random causal key in 1..q (keys shifted off the induction
 target; the target itself included, as in a permutation test); the one-sided p-value of
-``sum_q C[q, t]`` uses the exact permutation mean and variance (``fra.stats.null_moments``) and is
-never below the probability that the null redraws every target (``fra.stats.log_pvalue_floor``). Candidates are chosen on discovery probes
+``sum_q C[q, t]`` uses the exact permutation mean and variance (``fra.analysis.stats.null_moments``) and is
+never below the probability that the null redraws every target (``fra.analysis.stats.log_pvalue_floor``). Candidates are chosen on discovery probes
 (support >= min_support at >= min_queries targets, at most max_candidates per head and group);
 CI, effect and p-value are recomputed on held-out probes, Benjamini–Hochberg runs over every
 candidate tested, and a confirmed channel also needs an effect of at least min_effect.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -34,10 +36,12 @@ from sae_lens import SAE
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
+from fra.analysis.probes import Probes
+from fra.analysis.schema import TESTED
+from fra.analysis.stats import benjamini_hochberg, log_pvalue_floor, null_moments, z_pvalue
 from fra.config import ChannelConfig, EngineConfig
 from fra.engine import resolve
-from fra.probes import Probes
-from fra.stats import benjamini_hochberg, log_pvalue_floor, null_moments, z_pvalue
+from fra.engine.result import segment_sums
 
 
 def _batches(model: HookedTransformer, sae: SAE, layer: int, probes: Probes, cfg: ChannelConfig, engine: EngineConfig):
@@ -52,17 +56,21 @@ def _target_mass(fra, seq, query, target) -> tuple[torch.Tensor, torch.Tensor]:
     return vals.cpu(), (vals.abs().sum((-2, -1)) + sum(r.abs() for r in rest.values())).cpu()
 
 
-def discover(model, sae, layer: int, probes: Probes, cfg: ChannelConfig, engine: EngineConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+def discover(model, sae, layer: int, probes: Probes, cfg: ChannelConfig, engine: EngineConfig
+             ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """Support of every channel with a nonzero contribution at an induction target, per group and head.
 
-    Also returns each head's mean attention to the target per group.
+    Also returns each head's mean attention to the target per group, and the decomposition's
+    exactness (:meth:`fra.engine.FRA.exactness`) on the first batch.
     """
     groups = probes.groups
     index = {g: n for n, g in enumerate(groups)}
     H, d = model.cfg.n_heads, sae.cfg.d_sae
     attn, n_q = torch.zeros(len(groups), H), torch.zeros(len(groups))
     keys, sums, abss, masses, counts = [], [], [], [], []
+    exactness = None
     for fra, seq, query, target, group in _batches(model, sae, layer, probes, cfg, engine):
+        exactness = exactness or fra.exactness()
         g = torch.tensor([index[x] for x in group])
         vals, mass = _target_mass(fra, seq, query, target)
         pattern = fra.scores[seq, :, query].softmax(-1).cpu()  # [n, head, key]
@@ -74,13 +82,12 @@ def discover(model, sae, layer: int, probes: Probes, cfg: ChannelConfig, engine:
         b = ids[seq[n], target[n], sb]
         key = ((g[n] * H + hh) * d + a) * d + b
         v = vals[n, hh, sa, sb]
-        uniq, inv = torch.unique(key, return_inverse=True)
+        uniq, _, parts = segment_sums(key, v, v.abs(), mass[n, hh], torch.ones_like(v))
         keys.append(uniq)
-        for out, x in ((sums, v), (abss, v.abs()), (masses, mass[n, hh]), (counts, torch.ones_like(v))):
-            out.append(torch.zeros(len(uniq)).index_add_(0, inv, x))
-    key, inv = torch.unique(torch.cat(keys), return_inverse=True)
-    total, absolute, present_mass, n_present = (
-        torch.zeros(len(key)).index_add_(0, inv, torch.cat(x)) for x in (sums, abss, masses, counts))
+        for out, x in zip((sums, abss, masses, counts), parts):
+            out.append(x)
+    key, _, (total, absolute, present_mass, n_present) = segment_sums(
+        torch.cat(keys), *(torch.cat(x) for x in (sums, abss, masses, counts)))
     g, rest = key // (H * d * d), key % (H * d * d)
     h, rest = rest // (d * d), rest % (d * d)
     channels = pd.DataFrame({
@@ -93,7 +100,7 @@ def discover(model, sae, layer: int, probes: Probes, cfg: ChannelConfig, engine:
         "group": np.repeat(groups, H), "layer": layer, "head": np.tile(np.arange(H), len(groups)),
         "attention_to_target": (attn / n_q[:, None]).flatten().numpy(),
     })
-    return channels, heads
+    return channels, heads, exactness
 
 
 def candidates(channels: pd.DataFrame, cfg: ChannelConfig) -> pd.DataFrame:
@@ -118,7 +125,7 @@ def channel_sums(
     ``obs`` = sum C at the target; ``abs_t`` / ``mass_t`` / ``n_t`` = |C|, total mass and count at
     the targets where C is nonzero; ``abs_all`` = sum |C| over causal keys; ``null_mean`` /
     ``null_var`` = exact null moments of ``obs``; ``log_floor`` = log of the least p-value the exact
-    null allows (``fra.stats.log_pvalue_floor``); ``effect`` / ``n_present`` = summed drop of the
+    null allows (``fra.analysis.stats.log_pvalue_floor``); ``effect`` / ``n_present`` = summed drop of the
     target's attention when C is removed from the scores, over the queries where C is nonzero.
     """
     j = torch.arange(C.shape[-1])
@@ -153,12 +160,9 @@ def evaluate(model, sae, layer: int, probes: Probes, cands: pd.DataFrame, cfg: C
             if not sel.any():
                 continue
             s, q, t = seq[sel], query[sel], target[sel]
-            ids = fra.feature_ids  # [batch, pos, K]
-            a = torch.tensor(cands.loc[rows, "query_feature"].to_numpy(), device=ids.device)
-            b = torch.tensor(cands.loc[rows, "key_feature"].to_numpy(), device=ids.device)
-            Qa = torch.einsum("bpkm,bpke->bmpe", (ids[..., None] == a).float(), fra.q.feat[:, :, :, head])
-            Kb = torch.einsum("bpkm,bpke->bmpe", (ids[..., None] == b).float(), fra.k.feat[:, :, :, head])
-            C = torch.einsum("bmie,bmje->bmij", Qa, Kb)[s, :, q] / fra.attn_scale  # [n, M, key]
+            a = torch.tensor(cands.loc[rows, "query_feature"].to_numpy())
+            b = torch.tensor(cands.loc[rows, "key_feature"].to_numpy())
+            C = fra.channel(head, a, b)[s, :, q]  # [n, M, key]
             for name, value in channel_sums(C.cpu(), q, t, fra.scores[s, head, q].cpu(), mass[sel, head]).items():
                 acc[name][rows] += value
     out = cands[["group", "layer", "head", "query_feature", "key_feature"]].copy()
@@ -173,23 +177,23 @@ def evaluate(model, sae, layer: int, probes: Probes, cands: pd.DataFrame, cfg: C
     return out
 
 
-COLUMNS = [
-    "probe", "group", "layer", "head", "query_feature", "key_feature", "support", "channel_induction_discovery",
-    "p_discovery", "support_heldout", "channel_induction_heldout", "null_channel_induction_heldout",
-    "softmax_effect", "p_value", "n_targets", "n_queries",
-]
+@dataclass
+class Search:
+    """One probe kind's search: candidates with their statistics (before :func:`confirm`), head attention
+    to the target, and the decomposition's exactness per layer."""
+
+    table: pd.DataFrame
+    attention: pd.DataFrame
+    exactness: dict[int, dict]
 
 
 def search(
     model: HookedTransformer, saes: dict[int, SAE], discovery: Probes, heldout: Probes, cfg: ChannelConfig, engine: EngineConfig
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Discovery -> candidates -> held-out statistics for every layer with an SAE (one probe kind).
-
-    Returns the candidate table (not yet FDR-corrected; see :func:`confirm`) and head attention.
-    """
-    tables, heads = [], []
+) -> Search:
+    """Discovery -> candidates -> held-out statistics for every layer with an SAE (one probe kind)."""
+    tables, heads, exactness = [], [], {}
     for layer, sae in sorted(saes.items()):
-        found, attn = discover(model, sae, layer, discovery, cfg, engine)
+        found, attn, exactness[layer] = discover(model, sae, layer, discovery, cfg, engine)
         cands = candidates(found, cfg)
         heads.append(attn)
         if cands.empty:
@@ -202,11 +206,11 @@ def search(
         held = held.rename(columns={"support": "support_heldout", "channel_induction": "channel_induction_heldout",
                                     "null_channel_induction": "null_channel_induction_heldout"})
         tables.append(table.merge(held, on=keys))
-    table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=COLUMNS[1:])
+    table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=TESTED[1:])
     table.insert(0, "probe", discovery.kind)
     head_table = pd.concat(heads, ignore_index=True)
     head_table.insert(0, "probe", discovery.kind)
-    return table, head_table
+    return Search(table, head_table, exactness)
 
 
 def confirm(table: pd.DataFrame, cfg: ChannelConfig) -> pd.DataFrame:

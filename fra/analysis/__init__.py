@@ -1,0 +1,1 @@
+"""Scoring and testing on top of the engine: head scores, probes, channel statistics, the induction study."""

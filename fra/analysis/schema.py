@@ -1,0 +1,57 @@
+"""One definition per results table: its columns in file order and what each means.
+
+Writers order their columns by it, readers (explorers, the paper) check for it and take their
+column glossaries from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from fra.errors import FRAError
+
+
+@dataclass(frozen=True)
+class Table:
+    file: str
+    columns: dict[str, str]  # name -> definition
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.columns)
+
+    def check(self, df: pd.DataFrame, path: str | Path, needed: list[str] | None = None) -> pd.DataFrame:
+        """``df`` (read from ``path``) when it has the ``needed`` columns (default: all), else a clear error."""
+        needed = self.names if needed is None else needed
+        missing = [c for c in needed if c not in df.columns]
+        if missing:
+            raise FRAError(f"{path} lacks column(s) {missing}; a {self.file} table needs {needed} "
+                           "(rebuild it with `dvc repro`)")
+        return df
+
+
+CHANNELS = Table("channels.csv", {
+    "probe": "probe kind: random_repeat, text_repeat, concept_templates or, in the planted world, token_repeat, "
+             "concept_repeat and the token-only concept_control",
+    "group": "query group within the probe: planted class, template family, or all",
+    "layer": "layer of the head",
+    "head": "head index within the layer",
+    "query_feature": "SAE feature a at the query position",
+    "key_feature": "SAE feature b at the key position",
+    "support": "discovery: the channel's share of the head's |score| terms at the induction target, where present",
+    "channel_induction_discovery": "discovery CI: sum of the channel at the targets / sum of its |value| over causal keys",
+    "p_discovery": "discovery one-sided permutation p-value of the channel's sum at the targets",
+    "support_heldout": "support on held-out probes",
+    "channel_induction_heldout": "held-out channel induction score CI, in [-1, 1]",
+    "null_channel_induction_heldout": "held-out CI expected under the null (target redrawn among the causal keys)",
+    "softmax_effect": "held-out mean drop of attention to the target when the channel is removed from the scores",
+    "p_value": "held-out one-sided permutation p-value",
+    "n_targets": "held-out queries where the channel is nonzero at the target",
+    "n_queries": "held-out queries where the channel is nonzero on some causal key",
+    "q_value": "Benjamini-Hochberg q-value over every channel tested",
+    "is_cih": "confirmed: q <= alpha, held-out CI > 0, softmax effect >= min_effect, >= min_queries targets",
+})
+TESTED = CHANNELS.names[:-2]  # the search's columns; ``confirm`` adds q_value and is_cih
