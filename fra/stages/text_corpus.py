@@ -7,7 +7,7 @@ from pathlib import Path
 
 from fra.config import load_params
 from fra.io import write_json
-from fra.models.tokenizers import load_tokenizer
+from fra.models import load_tokenizer
 from fra.text.corpus import build_text_corpus
 
 NAME = "text-corpus"
