@@ -39,7 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # argparse has printed the usage and the bad flag (or --help)
+        return int(exc.code or 0)
     try:
         return args.run(args) or 0
     except FRAError as exc:

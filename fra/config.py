@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -48,6 +49,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         require(ok, key, f"must be a number, got {type(value).__name__} {value!r}")
+        require(math.isfinite(value), key, f"must be a finite number, got {value!r}")
         return float(value)
     if tp in (int, bool, str):
         ok = isinstance(value, tp) and not (tp is int and isinstance(value, bool))
@@ -100,15 +102,15 @@ class WorldConfig:
     class_size: int = 6  # members per class M
     n_filler: int = 56
     n_conceptual: int = 12  # classes 0..n_conceptual-1 take part in concept repeats; the rest only in token repeats
-    seq_len: int = 128  # tokens per sequence, BOS included
-    segment_min: int = 10  # tokens in the first occurrence of an episode
-    segment_max: int = 24
-    gap_max: int = 16  # random tokens between the two occurrences (0..gap_max)
+    seq_len: int = 64  # tokens per sequence, BOS included
+    segment_min: int = 8  # tokens in the first occurrence of an episode
+    segment_max: int = 22
+    gap_max: int = 8  # random tokens between the two occurrences (0..gap_max)
     lead_max: int = 2  # random tokens before each episode (0..lead_max)
     concept_prob: float = 0.5  # share of episodes that are concept repeats
     filler_prob: float = 0.75  # a random (non-episode) token is a filler with this probability, else a class member
-    n_train: int = 40000  # training sequences
-    n_heldout: int = 1000  # held-out sequences
+    n_train: int = 20000  # training sequences
+    n_heldout: int = 500  # held-out sequences
 
     def __post_init__(self) -> None:
         require(self.n_classes >= 2, "world.n_classes", f"must be >= 2, got {self.n_classes}")
@@ -149,10 +151,10 @@ class ToyTrainConfig:
     d_model: int = 128
     d_mlp: int = 0  # 0: attention-only (learns content induction far sooner on 2 CPU cores; see results/toy)
     positional_embedding_type: Literal["standard", "shortformer"] = "shortformer"
-    steps: int = 2500
-    batch_size: int = 32
+    steps: int = 3000
+    batch_size: int = 64
     lr: float = 3e-3
-    warmup_steps: int = 200
+    warmup_steps: int = 100
     weight_decay: float = 0.0
     eval_every: int = 500  # steps between held-out evaluations
 
@@ -174,9 +176,9 @@ class HeadScoreConfig:
     """Token-level head scores on ``[BOS] r_1..r_N r_1..r_N`` (``fra heads``)."""
 
     seed: int = 0
-    n_rep: int = 50  # N, the standard recipe's repeat length
+    n_rep: int = 25  # N, the repeat length (the standard recipe's is ~50; the toy context is 64)
     batch_size: int = 10
-    offsets: tuple[int, ...] = (10, 25, 40)  # extra repeat lengths: a content head scores high at all of them
+    offsets: tuple[int, ...] = (10, 20)  # extra repeat lengths: a content head scores high at all of them
     induction_threshold: float = 0.5  # canonical induction head: induction score >= this at every offset
     previous_threshold: float = 0.4  # its previous-token partner: previous-token score >= this
     positional_threshold: float = 0.2  # on non-repeated tokens the induction stripe must stay below this
@@ -230,6 +232,7 @@ class LMSAEConfig(ToySAEConfig):
     lr: float = 3e-3
     eval_sequences: int = 200
     n_cards: int = 64  # live features per layer that get a context card
+    cache_batch_size: int = 16
     device: Literal["auto", "cpu", "cuda"] = "auto"  # model pass and SAE training; auto = cuda when available
 
     def __post_init__(self) -> None:
@@ -322,13 +325,28 @@ class Params:
     channels: ChannelConfig = field(default_factory=ChannelConfig)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML that refuses a key given twice in one mapping (plain YAML keeps the last one silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise ConfigError(f"params: `{key}` is given twice (line {key_node.start_mark.line + 1}); keep one")
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def load_params(path: str | Path = "params.yaml") -> Params:
-    """Read and validate ``params.yaml``."""
+    """Read and validate ``params.yaml``; keys it leaves out take the defaults above (the committed values)."""
     path = Path(path)
-    if not path.exists():
+    if not path.is_file():
         raise ConfigError(f"{path} not found; run from the repository root or pass --params PATH")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    if data is None:
+        raise ConfigError(f"{path} is empty; copy the repository's params.yaml and edit it")
     return from_dict(Params, data)

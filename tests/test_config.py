@@ -48,3 +48,28 @@ def test_values_coerced():
 def test_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_params(tmp_path / "nope.yaml")
+
+
+def test_code_defaults_are_the_committed_params():
+    """One source of truth: a key left out of params.yaml takes the value the repository commits."""
+    assert Params() == load_params("params.yaml")
+
+
+@pytest.mark.parametrize("text, match", [
+    ("engine:\n  q_block: 4\n  q_block: 8\n", "`q_block` is given twice"),
+    ("engine:\n  q_block: 4\nengine:\n  top_k: 2\n", "`engine` is given twice"),
+    ("toy_train:\n  lr: .inf\n", "`toy_train.lr` must be a finite number"),
+    ("toy_train:\n  weight_decay: .nan\n", "`toy_train.weight_decay` must be a finite number"),
+    ("engine:\n  min_act: -.inf\n", "`engine.min_act` must be a finite number"),
+    ("", "is empty"),
+    ("engine: [1, 2\n", "not valid YAML"),
+])
+def test_bad_params_files(tmp_path, text, match):
+    (tmp_path / "p.yaml").write_text(text)
+    with pytest.raises(ConfigError, match=re.escape(match) if "`" in match else match):
+        load_params(tmp_path / "p.yaml")
+
+
+def test_params_path_is_a_folder(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_params(tmp_path)

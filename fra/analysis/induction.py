@@ -29,9 +29,10 @@ from fra.analysis.channels import confirm, search
 from fra.analysis.features import feature_cards, neuronpedia_base
 from fra.analysis.heads import bos_id, head_scores, token_pool
 from fra.analysis.probes import Probes, concept_templates, repeated_random, repeated_text
+from fra.analysis.schema import CHANNELS
 from fra.config import HeadScoreConfig, InductionConfig, Params
 from fra.errors import FRAError
-from fra.io import atomic_path, write_json
+from fra.io import atomic_files, write_json
 from fra.saes import load_sae
 
 EXACT_PROBE = "random_repeat"  # H1 is asked on exact token repeats
@@ -120,11 +121,12 @@ class Study:
     cards: dict
 
     def write(self, out: Path) -> None:
-        for name in ("heads", "channels", "head_attention", "hypotheses"):
-            with atomic_path(out / f"{name}.csv") as tmp:
-                getattr(self, name).to_csv(tmp, index=False, float_format="%.6g")
-        write_json(out / "channel_features.json", self.cards)
-        write_json(out / "metrics.json", self.metrics)
+        """All six files into ``out`` together (:func:`fra.io.atomic_files`)."""
+        with atomic_files(out) as tmp:
+            for name in ("heads", "channels", "head_attention", "hypotheses"):
+                getattr(self, name).to_csv(tmp / f"{name}.csv", index=False, float_format="%.6g")
+            write_json(tmp / "channel_features.json", self.cards)
+            write_json(tmp / "metrics.json", self.metrics)
 
 
 def search_all(model: HookedTransformer, saes: dict[int, SAE], probes: list[tuple[Probes, Probes]], params: Params
@@ -162,7 +164,7 @@ def run(model: HookedTransformer, saes: dict[int, SAE], params: Params, probes: 
     """
     heads = tih_scores(model, params.heads, params.induction.tih_threshold)
     tested, attention, exactness = search_all(model, saes, probes, params)
-    channels = confirm(tested, params.channels)
+    channels = confirm(tested, params.channels)[CHANNELS.names]  # the table's one schema, in file order
     hyp = hypotheses(heads, channels, sorted(saes))
     metrics = summary(channels, hyp, exactness, sorted(saes), params)
     cards = channel_feature_cards(model, saes, channels, probes[0][0].tokens if corpus is None else corpus, sae_spec)
@@ -197,7 +199,13 @@ def load_saes(spec: str, layers: list[int] | None, model: HookedTransformer) -> 
                 saes[layer] = sae
         if not saes:
             raise FRAError(f"{path} holds no SAELens SAE folders{' for layers ' + str(layers) if layers else ''}")
+        missing = sorted(set(layers or []) - set(saes))
+        if missing:
+            raise FRAError(f"{path} holds no SAE for layer(s) {missing} (it has {sorted(saes)}); drop them from --layers")
         return saes
     if not layers:
         raise FRAError(f"SAE release `{spec}` needs --layers")
+    bad = [layer for layer in layers if not 0 <= layer < model.cfg.n_layers]
+    if bad:
+        raise FRAError(f"--layers {bad} out of range: the model has layers 0..{model.cfg.n_layers - 1}")
     return {layer: load_sae(spec, layer, device=str(model.cfg.device)) for layer in layers}

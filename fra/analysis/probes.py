@@ -123,7 +123,10 @@ def single_token_ids(tokenizer, words: list[str]) -> dict[str, int]:
     """The words that the tokenizer encodes as exactly one token, with their ids."""
     out = {}
     for w in words:
-        ids = tokenizer.encode(w, add_special_tokens=False)
+        try:
+            ids = tokenizer.encode(w, add_special_tokens=False)
+        except Exception:  # a word-level vocabulary without an unknown token (the planted world's)
+            continue
         if len(ids) == 1:
             out[w] = ids[0]
     return out
@@ -143,7 +146,8 @@ def concept_templates(tokenizer, bos: int, n_seq: int, seed: int, n_episodes: in
         if len(usable) >= 2:
             families[family] = usable
     if not families or len(fillers) < 10:
-        raise FRAError("no concept-pair family tokenizes to single tokens with this tokenizer; extend CONCEPT_PAIRS")
+        raise FRAError("no concept-pair family of English tokenizes to single tokens with this tokenizer; extend "
+                       "CONCEPT_PAIRS, or for the planted world pass --ground-truth (its concept probes replace them)")
     rng = np.random.default_rng(seed)
     names = sorted(families)
     tokens, seq, query, target, group = [], [], [], [], []

@@ -37,10 +37,16 @@ def check_architecture(model: HookedTransformer) -> None:
         problems.append("use_logn_attn rescales queries by position")
     if getattr(cfg, "attn_scores_soft_cap", -1.0) > 0:
         problems.append("attn_scores_soft_cap applies tanh to the scores")
-    if cfg.original_architecture in ("OlmoeForCausalLM", "Olmo2ForCausalLM", "Olmo3ForCausalLM"):
-        problems.append("QK-norm normalises queries and keys")
+    if getattr(cfg, "use_qk_norm", False) or cfg.original_architecture in ("OlmoeForCausalLM", "Olmo2ForCausalLM", "Olmo3ForCausalLM"):
+        problems.append("QK-norm normalises queries and keys (use_qk_norm)")
+    if "local" in (getattr(cfg, "attn_types", None) or []):
+        problems.append("local (windowed) attention layers mask keys by a window (attn_types with 'local')")
+    if getattr(cfg, "use_split_qkv_input", False) or getattr(cfg, "use_attn_in", False):
+        problems.append("use_split_qkv_input / use_attn_in give each head its own input, not the residual the SAE reads")
     if problems:
-        raise FRAError("FRA cannot resolve this model's attention exactly: " + "; ".join(problems))
+        raise FRAError("FRA cannot resolve this model's attention exactly: " + "; ".join(problems) + ". Supported: "
+                       "standard, shortformer and rotary positions, LN / LNPre / RMS / RMSPre / no normalisation, "
+                       "grouped-query attention, global causal attention")
 
 
 def check_heads(model: HookedTransformer, heads: tuple[int, ...]) -> None:
@@ -66,7 +72,15 @@ def tokenize(model: HookedTransformer, text: str) -> Int[Tensor, "1 pos"]:
         raise FRAError("the text is empty; pass a non-empty --text")
     if model.tokenizer is None:
         raise FRAError("the model has no tokenizer; pass token ids instead of text")
-    return check_tokens(model, model.to_tokens(text, truncate=False))
+    try:
+        tokens = model.to_tokens(text, truncate=False)
+    except Exception as exc:  # e.g. a word-level vocabulary without an unknown token
+        vocab = model.tokenizer.get_vocab()
+        unknown = sorted({w for w in text.split() if w not in vocab})
+        what = f"words outside its vocabulary: {unknown[:10]}" if unknown else f"{type(exc).__name__}: {exc}"
+        raise FRAError(f"the model's tokenizer cannot encode this text ({what}); use only tokens the model knows, "
+                       f"e.g. {sorted(vocab, key=vocab.get)[1:6]}") from exc
+    return check_tokens(model, tokens)
 
 
 @dataclass

@@ -98,7 +98,7 @@ class FRA:
     def pair_sum(self) -> Float[Tensor, "batch head pos pos"]:
         """``sum_{a,b} FRA[i, j, a, b]``, summed from the pair values themselves."""
         B, H = self.scores.shape[:2]
-        out = torch.zeros(B, H, self.n_pos, self.n_pos, device=self.scores.device)
+        out = torch.zeros(B, H, self.n_pos, self.n_pos, dtype=self.scores.dtype, device=self.scores.device)
         for i0, i1, vals in self.pair_blocks():
             out[:, :, i0:i1, :i1] = vals.sum((-2, -1))
         return out
@@ -146,7 +146,13 @@ class FRA:
         }
 
     def residual(self) -> float:
-        """Largest |sum of all terms - the model's score| on the causal triangle."""
+        """Largest |sum of all terms - the model's score| on the causal triangle.
+
+        Terms are accumulated in the model's dtype, so the residual is rounding only: about
+        ``1e-7`` (float32) or ``1e-16`` (float64) times the score scale times the number of terms
+        summed (``K^2`` feature pairs plus the dense terms); e.g. ~1e-5 on scores of ~10 with K ~ 30,
+        and up to ~6e-4 with K ~ 95 on scores of ~45 in float32.
+        """
         return self.exactness()["max_residual"]
 
     def shares(self) -> dict[str, float]:

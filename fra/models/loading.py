@@ -17,11 +17,12 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 from transformer_lens import HookedTransformer, HookedTransformerConfig
+from transformer_lens.loading_from_pretrained import MODEL_ALIASES, OFFICIAL_MODEL_NAMES
 from transformers import PreTrainedTokenizerFast
 
 from fra.devices import pick_device, require_hub
 from fra.errors import FRAError
-from fra.io import atomic_path, write_json
+from fra.io import atomic_dir, write_json
 from fra.models.smollm2 import gguf_tokenizer, load_smollm2, package_dir
 from fra.models.tokenizers import gpt2_tokenizer
 
@@ -32,23 +33,32 @@ HOOKED_WEIGHTS = "model.safetensors"
 def save_hooked(model: HookedTransformer, path: str | Path) -> Path:
     """Save a HookedTransformer (config, weights, tokenizer if any) so :func:`load_model` reads it."""
     path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
     cfg = {k: (str(v).removeprefix("torch.") if k == "dtype" else v) for k, v in model.cfg.to_dict().items()}
     cfg["device"] = None
-    with atomic_path(path / HOOKED_WEIGHTS) as tmp:
-        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
-    if model.tokenizer is not None:
-        model.tokenizer.save_pretrained(str(path))
-    write_json(path / HOOKED_CONFIG, cfg)
+    with atomic_dir(path) as tmp:  # the folder is replaced as a whole
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp / HOOKED_WEIGHTS))
+        if model.tokenizer is not None:
+            model.tokenizer.save_pretrained(str(tmp))
+        write_json(tmp / HOOKED_CONFIG, cfg)
     return path
 
 
 def _load_hooked(path: Path, device: str) -> HookedTransformer:
-    cfg = json.loads((path / HOOKED_CONFIG).read_text())
-    cfg["dtype"] = getattr(torch, cfg.get("dtype", "float32"))
-    cfg["device"] = device
-    model = HookedTransformer(HookedTransformerConfig(**cfg))
-    model.load_state_dict(load_file(str(path / HOOKED_WEIGHTS), device=device))
+    try:
+        cfg = json.loads((path / HOOKED_CONFIG).read_text())
+        cfg["dtype"] = getattr(torch, cfg.get("dtype", "float32"))
+        cfg["device"] = device
+        model = HookedTransformer(HookedTransformerConfig(**cfg))
+    except Exception as exc:
+        raise FRAError(f"{path / HOOKED_CONFIG} is not a valid fra model config ({type(exc).__name__}: {exc}); "
+                       "save the model again with fra.models.save_hooked (or `dvc repro`)") from exc
+    weights = path / HOOKED_WEIGHTS
+    try:
+        model.load_state_dict(load_file(str(weights), device=device))
+    except Exception as exc:
+        raise FRAError(f"{weights} cannot be read as this model's weights ({type(exc).__name__}: "
+                       f"{str(exc).splitlines()[0][:300]}); the file is missing, truncated or from another "
+                       "config: save the model again (or `dvc repro`)") from exc
     if (path / "tokenizer.json").exists():
         model.set_tokenizer(PreTrainedTokenizerFast.from_pretrained(str(path)))
     return model.eval()
@@ -58,7 +68,11 @@ def _load_hf_gpt2(path: Path, device: str) -> HookedTransformer:
     from transformer_lens.pretrained.weight_conversions import convert_gpt2_weights
     from transformers import GPT2LMHeadModel
 
-    hf = GPT2LMHeadModel.from_pretrained(str(path), dtype=torch.float32)
+    try:
+        hf = GPT2LMHeadModel.from_pretrained(str(path), dtype=torch.float32)
+    except Exception as exc:
+        raise FRAError(f"{path} is not a loadable Hugging Face GPT-2 checkpoint ({type(exc).__name__}: "
+                       f"{str(exc).splitlines()[0][:300]}); save it again with save_pretrained") from exc
     c = hf.config
     act = {"gelu_new": "gelu_new", "gelu": "gelu", "relu": "relu"}.get(c.activation_function)
     if act is None:
@@ -78,6 +92,10 @@ def _load_hf_gpt2(path: Path, device: str) -> HookedTransformer:
     return model.to(device).eval()
 
 
+def _hub_name(spec: str) -> bool:
+    return spec in OFFICIAL_MODEL_NAMES or any(spec in aliases for aliases in MODEL_ALIASES.values())
+
+
 def load_model(spec: str | Path, device: str = "auto") -> HookedTransformer:
     """Load ``spec`` (local directory or hub name) as an eval-mode HookedTransformer."""
     device = pick_device(device)
@@ -91,13 +109,19 @@ def load_model(spec: str | Path, device: str = "auto") -> HookedTransformer:
             return _load_hooked(path, device)
         config = path / "config.json"
         if config.exists():
-            kind = json.loads(config.read_text()).get("model_type")
+            try:
+                kind = json.loads(config.read_text()).get("model_type")
+            except (json.JSONDecodeError, AttributeError) as exc:
+                raise FRAError(f"{config} is not a JSON object ({exc}); save the checkpoint again") from exc
             if kind == "gpt2":
                 return _load_hf_gpt2(path, device)
             raise FRAError(f"{path}: model_type `{kind}` is not supported; fra converts GPT-2-architecture checkpoints")
         raise FRAError(f"{path} holds neither `{HOOKED_CONFIG}` (fra's format) nor a Hugging Face `config.json`")
     if path.exists() or str(spec).startswith((".", "/")):
         raise FRAError(f"model `{spec}` is not a directory; pass a model directory or a hub name like gpt2-small")
+    if not _hub_name(str(spec)):
+        raise FRAError(f"model `{spec}`: no such folder, and not a TransformerLens model name (e.g. gpt2-small); "
+                       "check the path")
     require_hub(
         f"model `{spec}`",
         "Point --model at a local directory instead: a saved Hugging Face GPT-2 checkpoint "

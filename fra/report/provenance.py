@@ -222,14 +222,18 @@ def verify_manifest(manifest: Path) -> list[str]:
     if not manifest.exists():
         raise FRAError(f"{manifest} not found; build the paper first with `fra paper`")
     root = repo_root()
-    data = json.loads(manifest.read_text())
+    try:
+        data = json.loads(manifest.read_text())
+        entries = [(e["path"], e["md5"], e["stage"]) for e in data["files"]]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
+        raise FRAError(f"{manifest} is truncated or malformed ({type(exc).__name__}: {exc}); rebuild the paper "
+                       "with `fra paper` (or `dvc repro paper`)") from exc
     ok, bad = [], []
-    for entry in data["files"]:
-        path, md5 = entry["path"], entry["md5"]
+    for path, md5, stage in entries:
         locked = (_recorded(path, root) or (None, "not recorded"))[1]
         actual = md5sum(root / path) if (root / path).exists() else "missing"
         if md5 == locked == actual:
-            ok.append(f"ok    {path}  {md5}  stage `{entry['stage']}`")
+            ok.append(f"ok    {path}  {md5}  stage `{stage}`")
         else:
             bad.append(f"{path}: paper used {md5}, dvc.lock records {locked}, file on disk is {actual}")
     if bad:

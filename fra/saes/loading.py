@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 from sae_lens import SAE
+from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
 from transformer_lens import HookedTransformer
 
 from fra.devices import pick_device, require_hub
@@ -40,9 +41,18 @@ def load_sae(spec: str | Path, layer: int | None = None, device: str = "auto") -
     if path.is_dir():
         if not (path / "cfg.json").exists():
             raise FRAError(f"{path} is not an SAELens SAE directory (no cfg.json); save SAEs with `sae.save_model(dir)`")
-        return check_decoder(SAE.load_from_disk(str(path), device=device))
+        try:
+            sae = SAE.load_from_disk(str(path), device=device)
+        except Exception as exc:
+            raise FRAError(f"{path} is not a loadable SAELens SAE ({type(exc).__name__}: "
+                           f"{str(exc).splitlines()[0][:300] if str(exc) else 'no message'}); its cfg.json or "
+                           "sae_weights.safetensors is missing, corrupt or inconsistent: save it again with "
+                           "`sae.save_model(dir)` (or `dvc repro`)") from exc
+        return check_decoder(sae)
     if path.exists() or str(spec).startswith((".", "/")):
         raise FRAError(f"SAE `{spec}` is not a directory; pass an SAELens directory or a release like gpt2-small-res-jb")
+    if str(spec) not in get_pretrained_saes_directory():
+        raise FRAError(f"SAE `{spec}`: no such folder, and not an SAELens release (e.g. gpt2-small-res-jb); check the path")
     if layer is None:
         raise FRAError(f"loading SAE release `{spec}` from the hub needs a layer (--layer)")
     require_hub(

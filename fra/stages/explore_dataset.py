@@ -9,9 +9,10 @@ from fra.analysis.features import token_strings
 from fra.errors import FRAError
 from fra.explore.dataset import channel_examples, dataset_payload, load_corpus, read_channels, shown_rows
 from fra.explore.encode import page
-from fra.io import write_text
+from fra.io import output_file, write_text
 from fra.models import load_model
 from fra.saes import load_sae
+from fra.stages.args import at_least, positive
 
 NAME = "explore-dataset"
 HELP = "write a self-contained HTML explorer of a model's channels.csv"
@@ -23,14 +24,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="model directory or hub name (needed with --corpus)")
     p.add_argument("--sae", default=None, help="SAE per layer, {layer} filled in: models/toy/saes/L{layer} or gpt2-small-res-jb")
     p.add_argument("--corpus", default=None, help="example contexts from this .npy of token ids [n, pos] or .txt file")
-    p.add_argument("--n-seqs", type=int, default=64, help="corpus sequences searched for examples")
-    p.add_argument("--seq-len", type=int, default=128, help="tokens per sequence (text corpora are chunked)")
-    p.add_argument("--per-head", type=int, default=25, help="channels per head by support and by induction score")
+    p.add_argument("--n-seqs", type=positive, default=64, help="corpus sequences searched for examples")
+    p.add_argument("--seq-len", type=at_least(2), default=128, help="tokens per sequence (text corpora are chunked)")
+    p.add_argument("--per-head", type=positive, default=25, help="channels per head by support and by induction score")
     p.add_argument("--name", default=None, help="model name in the title (default: the channels file's folder)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
 
 
 def run(args: argparse.Namespace) -> int:
+    out = output_file(args.out, "--out")
     if args.corpus and not (args.model and args.sae):
         raise FRAError("--corpus needs --model and --sae (an SAE spec per layer, e.g. models/toy/saes/L{layer})")
     df = shown_rows(read_channels(args.channels), args.per_head)
@@ -47,6 +49,6 @@ def run(args: argparse.Namespace) -> int:
             examples.update({(int(layer), c): v for c, v in found.items()})
     name = args.name or Path(args.channels).parent.name
     html = page("dataset", f"FRA channels: {name}", dataset_payload(df, examples, strs, name))
-    write_text(args.out, html)
+    write_text(out, html)
     print(f"wrote {args.out} ({len(html.encode()) / 1e6:.2f} MB, {len(df)} channels)")
     return 0

@@ -6,7 +6,7 @@ import argparse
 
 from fra.analysis.heads import head_check, head_scores
 from fra.config import load_params
-from fra.io import atomic_path, write_json
+from fra.io import atomic_path, output_file, write_json
 from fra.models import load_model
 
 NAME = "heads"
@@ -22,14 +22,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    out = output_file(args.out, "--out")
+    check_out = output_file(args.check_out, "--check-out") if args.check_out else None
     cfg = load_params(args.params).heads
     model = load_model(args.model, device=args.device)
     df = head_scores(model, cfg)
-    with atomic_path(args.out) as tmp:
+    with atomic_path(out) as tmp:
         df.round(4).to_csv(tmp, index=False)
     check = head_check(model, cfg, df)
-    if args.check_out:
-        write_json(args.check_out, check)
+    if check_out:
+        write_json(check_out, check)
     print(df.round(3).to_string(index=False))
     print(f"ground truth ok: {check['ground_truth_ok']}")
     return 0

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -13,6 +11,7 @@ from fra.analysis.induction import load_saes, probe_sets
 from fra.analysis.induction import run as run_study
 from fra.config import load_params
 from fra.errors import FRAError
+from fra.io import output_dir, read_json
 from fra.models import load_model
 from fra.world.probes import world_probes
 from fra.world.truth import planted_recall
@@ -32,19 +31,33 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="results directory, e.g. results/toy")
 
 
+def _corpus(path: str, n: int) -> torch.Tensor:
+    try:
+        ids = np.load(path)
+    except (OSError, ValueError) as exc:
+        raise FRAError(f"--corpus {path} is not a readable .npy array ({exc}); pass token ids [seq, pos]") from exc
+    if ids.ndim != 2 or not np.issubdtype(ids.dtype, np.integer):
+        raise FRAError(f"--corpus {path} holds a {ids.dtype} array of shape {ids.shape}; expected token ids [seq, pos]")
+    return torch.from_numpy(ids.astype(np.int64))[:n]
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.corpus_sequences < 1:
+        raise FRAError(f"--corpus-sequences must be >= 1, got {args.corpus_sequences}")
+    out = output_dir(args.out, "--out")
     params = load_params(args.params)
-    model = load_model(args.model, params.engine.device)
-    saes = load_saes(args.saes, args.layers, model)
     world = None
     if args.ground_truth:
-        truth = json.loads(Path(args.ground_truth).read_text())
+        truth = read_json(args.ground_truth, "--ground-truth")
         world = params.world
-        if truth["d_vocab"] != world.d_vocab or truth["n_conceptual"] != world.n_conceptual:
-            raise FRAError(f"{args.ground_truth} does not match params.yaml's world section; rerun `dvc repro toy_data`")
-    corpus = None
-    if args.corpus:
-        corpus = torch.from_numpy(np.load(args.corpus).astype(np.int64))[: args.corpus_sequences]
+        if not isinstance(truth, dict) or truth.get("d_vocab") != world.d_vocab or truth.get("n_conceptual") != world.n_conceptual:
+            raise FRAError(f"--ground-truth {args.ground_truth} does not match params.yaml's world section; "
+                           "rerun `dvc repro toy_data`")
+    corpus = _corpus(args.corpus, args.corpus_sequences) if args.corpus else None
+    model = load_model(args.model, params.engine.device)
+    if corpus is not None and int(corpus.max()) >= model.cfg.d_vocab:
+        raise FRAError(f"--corpus {args.corpus} holds token ids beyond the model's vocabulary ({model.cfg.d_vocab})")
+    saes = load_saes(args.saes, args.layers, model)
     cfg = params.induction
     probes = probe_sets(model, cfg, corpus, templates=world is None)
     if world is not None:
@@ -53,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     study = run_study(model, saes, params, probes, corpus, args.saes)
     if world is not None:
         study.metrics["planted"] = planted_recall(study.channels, world)
-    study.write(Path(args.out))
+    study.write(out)
     m = study.metrics
     print(f"{m['n_channels_tested']} channels tested, {m['n_cih']} confirmed (BH at {m['alpha']})")
     print(f"H1 {m['H1']['answer']}: {m['H1']['n_tih_with_cih']}/{m['H1']['n_tih']} TIH with a confirmed channel")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -18,7 +17,7 @@ from fra.analysis.features import sampled_cards, token_strings
 from fra.config import load_params
 from fra.devices import pick_device
 from fra.errors import FRAError
-from fra.io import write_json
+from fra.io import atomic_files, output_dir, write_json
 from fra.models import load_model
 from fra.saes.training import train_layers
 from fra.text.corpus import load_text_split
@@ -36,18 +35,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    out, results = output_dir(args.out, "--out"), output_dir(args.results, "--results")
     start = time.time()
     cfg = load_params(args.params).lm_saes
+    train_tokens, _ = load_text_split(args.corpus, "train")
+    eval_tokens = load_text_split(args.corpus, "heldout")[0][: cfg.eval_sequences]
     device = pick_device(cfg.device)
     model = load_model(args.model, device)
     if max(cfg.layers) >= model.cfg.n_layers:
         raise FRAError(f"lm_saes.layers {list(cfg.layers)} exceed the model's {model.cfg.n_layers} layers")
-    train_tokens, _ = load_text_split(args.corpus, "train")
-    eval_tokens = load_text_split(args.corpus, "heldout")[0][: cfg.eval_sequences]
     if int(train_tokens.max()) >= model.cfg.d_vocab:
         raise FRAError(f"{args.corpus} holds token ids beyond the model's vocabulary ({model.cfg.d_vocab}); "
                        "was it built with another tokenizer? Rebuild it with `fra text-corpus --model` for this model")
-    summary, feats = train_layers(model, train_tokens, eval_tokens, list(cfg.layers), cfg, Path(args.out), device)
+    summary, feats = train_layers(model, train_tokens, eval_tokens, list(cfg.layers), cfg, out, device)
     strs = token_strings(model, eval_tokens)
     rng = np.random.default_rng(cfg.seed)
     cards = {}
@@ -55,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
         summary[f"L{layer}"]["freq_quantiles"], cards[f"L{layer}"] = sampled_cards(f, strs, cfg.n_cards, cfg.top_tokens, rng)
     summary["run"] = {"device": device, "seconds": round(time.time() - start, 1), "train_sequences": len(train_tokens),
                       "eval_sequences": len(eval_tokens), "seq_len": eval_tokens.shape[1]}
-    write_json(Path(args.results) / "saes.json", summary)
-    write_json(Path(args.results) / "feature_cards.json", cards)
+    with atomic_files(results) as tmp:
+        write_json(tmp / "saes.json", summary)
+        write_json(tmp / "feature_cards.json", cards)
     return 0

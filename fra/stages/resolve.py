@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import sys
 
 from fra.config import EngineConfig
 from fra.engine import FEATURE_PAIRS, FRA, resolve
 from fra.engine.inputs import tokenize
 from fra.models import load_model
 from fra.saes import load_sae
+from fra.stages.args import non_negative, positive
 
 NAME = "resolve"
 HELP = "resolve one head's attention scores on a text into SAE feature pairs"
@@ -18,15 +21,15 @@ HELP = "resolve one head's attention scores on a text into SAE feature pairs"
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="model directory or hub name (gpt2-small)")
     p.add_argument("--sae", required=True, help="SAELens directory or hub release (gpt2-small-res-jb)")
-    p.add_argument("--layer", type=int, required=True)
-    p.add_argument("--head", type=int, required=True)
-    p.add_argument("--text", required=True)
-    p.add_argument("--top", type=int, default=10, help="channels to list")
-    p.add_argument("--top-k", type=int, default=None, help="keep the k largest features per position")
-    p.add_argument("--min-act", type=float, default=0.0, help="keep features with activation above this")
+    p.add_argument("--layer", type=int, required=True, help="layer whose attention scores are resolved")
+    p.add_argument("--head", type=int, required=True, help="head of that layer")
+    p.add_argument("--text", required=True, help="the text (the model's BOS is prepended)")
+    p.add_argument("--top", type=positive, default=10, help="channels to list")
+    p.add_argument("--top-k", type=positive, default=None, help="keep the k largest features per position")
+    p.add_argument("--min-act", type=non_negative, default=0.0, help="keep features with activation above this")
     p.add_argument("--exclude-first", action="store_true", help="move BOS/first-position features to the remainder")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout (all else goes to stderr)")
 
 
 def summarize(fra: FRA, str_tokens: list[str], top: int) -> dict:
@@ -77,12 +80,13 @@ def _print(summary: dict) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    model = load_model(args.model, args.device)
-    sae = load_sae(args.sae, args.layer, args.device)
-    tokens = tokenize(model, args.text)
-    cfg = EngineConfig(top_k=args.top_k, min_act=args.min_act, exclude_first=args.exclude_first)
-    fra = resolve(model, sae, tokens, args.layer, (args.head,), cfg)
-    summary = summarize(fra, model.to_str_tokens(tokens[0]), args.top)
+    with contextlib.redirect_stdout(sys.stderr if args.json else sys.stdout):  # libraries print to stdout
+        model = load_model(args.model, args.device)
+        sae = load_sae(args.sae, args.layer, args.device)
+        tokens = tokenize(model, args.text)
+        cfg = EngineConfig(top_k=args.top_k, min_act=args.min_act, exclude_first=args.exclude_first)
+        fra = resolve(model, sae, tokens, args.layer, (args.head,), cfg)
+        summary = summarize(fra, model.to_str_tokens(tokens[0]), args.top)
     if args.json:
         print(json.dumps(summary))
     else:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from fra.config import load_params
-from fra.io import write_json
+from fra.io import output_dir, write_json
 from fra.models import load_tokenizer
 from fra.text.corpus import build_text_corpus
 
@@ -22,10 +21,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    out = output_dir(args.out, "--out")
+    results = output_dir(args.results, "--results") if args.results else None
     cfg = load_params(args.params).text_corpus
-    manifest = build_text_corpus(cfg, load_tokenizer(args.model), Path(args.out))
-    if args.results:
-        write_json(Path(args.results) / "corpus.json", manifest)
+    manifest = build_text_corpus(cfg, load_tokenizer(args.model), out)
+    if results:
+        write_json(results / "corpus.json", manifest)
     for source, s in manifest["per_source"].items():
         d, docs, seqs = s["dedup"], s["documents"], s["sequences"]
         print(f"{source}: {docs['train']} + {docs['heldout']} documents, {d['dropped_paragraphs']}/{d['paragraphs']} "

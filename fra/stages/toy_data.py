@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from pathlib import Path
 
 from fra.config import load_params
+from fra.io import output_dir, output_file
 from fra.world.corpus import write_corpus
 
 NAME = "toy-data"
@@ -22,9 +22,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    out, truth = output_dir(args.out, "--out"), output_file(args.ground_truth, "--ground-truth")
     cfg = load_params(args.params).world
     if args.concept_prob is not None:
         cfg = dataclasses.replace(cfg, concept_prob=args.concept_prob)  # validated again
-    write_corpus(cfg, Path(args.out), Path(args.ground_truth))
+    write_corpus(cfg, out, truth)
     print(f"wrote {cfg.n_train} + {cfg.n_heldout} sequences of {cfg.seq_len} tokens to {args.out}")
     return 0

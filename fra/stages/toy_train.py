@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 from fra.analysis.heads import head_check, head_scores
 from fra.config import load_params
-from fra.io import atomic_path, write_json
+from fra.io import atomic_files, output_dir, write_json
 from fra.models import save_hooked
-from fra.world.corpus import load_split
+from fra.world.corpus import load_split, world_corpus
 from fra.world.train import POSITIONAL_NOTE, build_model, train
 
 NAME = "toy-train"
@@ -25,16 +24,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    out, results = output_dir(args.out, "--out"), output_dir(args.results, "--results")
     params = load_params(args.params)
-    corpus = Path(args.corpus)
+    corpus = world_corpus(args.corpus)
     start = time.time()
     model = build_model(params.world, params.toy_train)
     history = train(model, load_split(corpus, "train"), load_split(corpus, "heldout"), params.toy_train)
     train_seconds = time.time() - start
-    save_hooked(model, args.out)
     df = head_scores(model, params.heads)
-    with atomic_path(Path(args.results) / "train_heads.csv") as tmp:
-        df.round(4).to_csv(tmp, index=False)
     check = head_check(model, params.heads, df)
     final = {k: round(v, 4) for k, v in history[-1].items() if k != "step"}
     metrics = {
@@ -47,7 +44,10 @@ def run(args: argparse.Namespace) -> int:
         "train_seconds": round(train_seconds, 1),
         "history": [{k: round(v, 4) for k, v in h.items()} for h in history],
     }
-    write_json(Path(args.results) / "train_metrics.json", metrics)
+    save_hooked(model, out)
+    with atomic_files(results) as tmp:
+        df.round(4).to_csv(tmp / "train_heads.csv", index=False)
+        write_json(tmp / "train_metrics.json", metrics)
     print({k: v for k, v in metrics.items() if k not in ("history", "heads")})
     print(f"canonical induction heads: {check['canonical_induction_heads']}")
     return 0

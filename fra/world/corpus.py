@@ -31,6 +31,7 @@ from jaxtyping import Int
 from transformers import PreTrainedTokenizerFast
 
 from fra.config import WorldConfig
+from fra.errors import FRAError
 from fra.io import SPLITS, atomic_path, write_json
 
 BOS = 0
@@ -183,6 +184,16 @@ def write_corpus(cfg: WorldConfig, out: Path, ground_truth_path: Path) -> None:
             with atomic_path(out / f"{split}_{name}.npy") as tmp, open(tmp, "wb") as f:
                 np.save(f, getattr(batch, name).numpy().astype(np.int16 if name != "key" else np.int32))
     write_json(ground_truth_path, ground_truth(cfg))
+
+
+def world_corpus(path: str | Path) -> Path:
+    """``path`` if it holds a world corpus (both splits' token files), else a clear error."""
+    path = Path(path)
+    missing = [f"{split}_{name}.npy" for split in SPLITS for name in ("tokens", "label", "key")
+               if not (path / f"{split}_{name}.npy").is_file()]
+    if missing:
+        raise FRAError(f"{path} is not a planted-world corpus (missing {missing}); build it with `fra toy-data --out {path}`")
+    return path
 
 
 def load_split(corpus: Path, split: str) -> WorldBatch:

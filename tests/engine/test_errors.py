@@ -82,3 +82,27 @@ def test_unsupported_attention_is_refused(model, sae):
     model.cfg.use_logn_attn = True
     with pytest.raises(FRAError, match="use_logn_attn"):
         resolve(model, sae, torch.zeros(1, 4, dtype=torch.long), 1)
+
+
+@pytest.mark.parametrize("setting, value, message", [
+    ("use_qk_norm", True, "QK-norm"),
+    ("attn_types", ["global", "local"], "local"),
+    ("use_split_qkv_input", True, "use_split_qkv_input"),
+    ("use_attn_in", True, "use_attn_in"),
+])
+def test_attention_the_engine_cannot_decompose_is_refused_before_work(model, sae, setting, value, message):
+    setattr(model.cfg, setting, value)
+    with pytest.raises(FRAError, match=message) as err:
+        resolve(model, sae, torch.zeros(1, 4, dtype=torch.long), 1)
+    assert "Supported:" in str(err.value)
+
+
+def test_text_outside_a_word_level_vocabulary_names_the_words():
+    from fra.config import WorldConfig
+    from fra.world.corpus import world_tokenizer
+
+    model = make_model(d_vocab=WorldConfig().d_vocab, n_ctx=16)
+    model.set_tokenizer(world_tokenizer(WorldConfig()))
+    with pytest.raises(FRAError, match=r"outside its vocabulary: \['hello', 'world'\]"):
+        tokenize(model, "c03m1 hello world")
+    assert tokenize(model, "c03m1 f12").shape == (1, 3)

@@ -130,3 +130,10 @@ def test_truncation_stays_exact_and_reports_removed_share(model, sae, cfg, optio
         assert (cut.feature_ids[0, 0] < 0).all()
     if option == "top_k":
         assert cut.feature_ids.shape[-1] == 3
+
+
+def test_float64_model_is_accumulated_in_float64():
+    model, sae = make_model().to(torch.float64), make_sae().to(torch.float64)
+    fra = resolve(model, sae, torch.randint(0, 50, (2, 12)), 1)
+    assert fra.pair_sum().dtype == torch.float64
+    assert fra.residual() < 1e-11  # float32 accumulation would leave ~1e-6

@@ -1,0 +1,173 @@
+"""The paper's section helpers (fra/report/sections.py) on hand-built inputs."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fra.analysis.induction import CONTROL_PROBE, EXACT_PROBE, answers
+from fra.analysis.schema import CHANNELS
+from fra.report import sections as s
+from fra.report.provenance import ROOT_ENV, Provenance
+from tests.report.conftest import write_results
+
+PROV = Provenance("results/toy/metrics.json", "toy_induction", "0" * 32, "none")
+
+
+def test_formatting_helpers():
+    assert s.head_name(1.0, 2) == "L1H2"
+    assert s.esc("*a*_[b](c)") == r"\*a\*\_\[b\]\(c\)"
+    assert s.esc("a\nb\tc") == "a⏎b⇥c" and s.esc("  ") == "␣"
+    assert s.span(0.5, 0.50001) == "0.5" and s.span(0.5, 0.75) == "between 0.5 and 0.75"
+    assert s.small(1e-20) == "< 1e-16" and s.small(0.0123) == "0.012"
+    assert (s.yes_no(True), s.yes_no(0)) == ("yes", "no")
+    assert s.files("toy", "a.csv", "b.json") == ["results/toy/a.csv", "results/toy/b.json"]
+
+
+def test_probe_order_follows_the_probe_list_then_sorts_unknown_kinds():
+    assert s.probe_order(["zeta", "concept_repeat", "alpha", "random_repeat", "concept_repeat"]) == [
+        "random_repeat", "concept_repeat", "alpha", "zeta"]
+    assert s.EXACT == EXACT_PROBE and CONTROL_PROBE in s.PROBES  # the paper names the pipeline's probes
+    assert s.probe_list().splitlines()[0] == "- `random_repeat`: exact repeats of random tokens, `[BOS] r r`."
+
+
+def exactness(shares_by_probe: dict[str, dict], **extra) -> dict:
+    return {"exactness": {"L1": {p: {"max_residual": 1e-6, "max_abs_score": 4.0, "shares": sh, "share_with_error": w,
+                                     "mean_active_features": 5.0} for p, (sh, w) in shares_by_probe.items()}},
+            "max_residual": 1e-6, **extra}
+
+
+def test_terms_are_grouped_and_summed_per_layer_and_probe():
+    terms = ("feat·feat", "feat·error", "error·pos", "pos·feat", "dropped·feat", "bias·bias", "feat·b_dec")
+    assert [s.term_group(t) for t in terms] == ["feature pairs", "SAE error", "SAE error", "positional",
+                                                 "dropped features", "biases", "biases"]
+    metrics = exactness({"random_repeat": ({"feat·feat": 0.6, "feat·error": 0.1, "error·feat": 0.05,
+                                            "bias·bias": 0.25}, 0.15),
+                         "text_repeat": ({"feat·feat": 0.4, "pos·pos": 0.6}, 0.0)})
+    rows = s.exactness_rows("toy", metrics).set_index("probe")
+    assert list(rows.columns) == ["model", "layer", "max residual", "max score", *s.GROUPS, "active features"]
+    assert rows.loc["random_repeat", "SAE error"] == pytest.approx(0.15)
+    assert rows.loc["random_repeat", "positional"] == 0 and rows.loc["text_repeat", "positional"] == 0.6
+    assert s.minmax(metrics, "feat·feat") == (0.4, 0.6) and s.minmax(metrics, None) == (0.0, 0.15)
+    assert s.minmax(metrics, "pos·pos") == (0.0, 0.6)  # a term a probe lacks counts as a share of 0
+    assert s.exactness_sentence("the toy", metrics) == (
+        "For the toy, the largest residual over all layers and probe kinds is 1e-06, against scores of magnitude up "
+        "to 4. Feature pairs carry between 0.4 and 0.6 of Σ|term|, terms with the SAE error between 0 and 0.15.\n")
+
+
+CARDS = {"L1": {"5": {"top": [[2.5, ["a", "b", "c", "d", "e", "f"], "tok", ["g"]], [1.0, [], " sp", []],
+                              [0.5, ["x"], " y", []], [0.1, [], "never shown", []]],
+                      "neuronpedia": "https://np/5"},
+                "6": {"top": [], "neuronpedia": None}}}
+
+
+def test_card_line_shows_label_contexts_and_link():
+    line = s.card_line(1, 5.0, CARDS, "query side", {(1, 5): "current:c00"})
+    assert line.startswith("- **L1 feature 5** (query side) — planted-world label *current\\:c00* — "
+                           "top activations ")
+    assert "2.5: … b c d e f **tok** g …" in line  # the last five tokens of the left context
+    assert "1: **sp**" in line and "never shown" not in line  # three contexts at most
+    assert line.endswith(" — [Neuronpedia](https://np/5)")
+    lm = s.card_line(1, 5, CARDS, "key side", {}, sep="")
+    assert "… x **y**" in lm and "planted-world" not in lm  # the token's own space stays outside the emphasis
+    assert s.card_line(1, 6, CARDS, "key side", {}) == (
+        "- **L1 feature 6** (key side) — no activation in the card corpus")
+    assert "no activation" in s.card_line(3, 6, CARDS, "key side", {})  # a layer without cards
+
+
+def test_feature_kinds_label_live_features_only():
+    cards = {"L1": [{"feature": 3, "kind": "current:c00", "current_class": ["c00", 0.912], "previous_class": ["f", 0.4]},
+                    {"feature": 4, "kind": "dead", "current_class": ["", 0], "previous_class": ["", 0]}]}
+    assert s.feature_kinds(cards) == {(1, 3): "current:c00; current token c00 (0.91), previous token f (0.4)"}
+
+
+def hyp_table(rows) -> pd.DataFrame:
+    cols = ["layer", "head", "induction", "is_tih", "n_cih_random_repeat", "n_cih_concept_repeat", "n_cih", "best_probe",
+            "best_group", "best_query_feature", "best_key_feature", "best_channel_induction_heldout"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+HYP = hyp_table([
+    (1, 0, 0.9, True, 1, 0, 1, "random_repeat", "all", 5, 17, 0.71),
+    (1, 1, 0.8, True, 0, 0, 0, np.nan, np.nan, np.nan, np.nan, np.nan),
+    (1, 2, 0.1, False, 0, 2, 2, "concept_repeat", "class00", 12, 41, 0.4),
+    (1, 3, 0.0, False, 0, 0, 0, np.nan, np.nan, np.nan, np.nan, np.nan),
+])
+
+
+def test_hypotheses_are_read_from_metrics_not_recomputed():
+    metrics = answers(HYP)
+    sentence, table = s.hypotheses_summary(metrics)
+    assert sentence == ("**H1: no** — 1 of 2 token induction heads have a confirmed CIH channel on exact repeats. "
+                        "**H2: yes** — 1 of 2 heads that are not token induction heads have one")
+    assert table[["", "n", "with confirmed channel", "answer"]].values.tolist() == [
+        ["H1", 2, 1, "no"], ["H2", 2, 1, "yes"]]
+    metrics["H1"] = {"n_tih": 7, "n_tih_with_cih": 7, "answer": "untestable (no TIH)"}  # what the file says wins
+    sentence, table = s.hypotheses_summary(metrics)
+    assert sentence.startswith(r"**H1: untestable \(no TIH\)** — 7 of 7") and table.n.tolist() == [7, 2]
+
+
+def channels_table(rows) -> pd.DataFrame:
+    base = {c: 0.1 for c in CHANNELS.names}
+    return pd.DataFrame([{**base, **r} for r in rows], columns=CHANNELS.names)
+
+
+CHANNEL_ROWS = channels_table([
+    {"probe": "concept_repeat", "group": "class00", "layer": 1, "head": 2, "query_feature": 12, "key_feature": 41,
+     "softmax_effect": 0.05, "n_targets": 30, "is_cih": True, "q_value": 1e-20, "channel_induction_heldout": 0.4},
+    {"probe": "concept_repeat", "group": "class01", "layer": 1, "head": 2, "query_feature": 12, "key_feature": 8,
+     "softmax_effect": 0.2, "n_targets": 3, "is_cih": True, "q_value": 0.01, "channel_induction_heldout": 0.5},
+    {"probe": "random_repeat", "group": "all", "layer": 1, "head": 0, "query_feature": 5, "key_feature": 17,
+     "softmax_effect": 0.2, "n_targets": 100, "is_cih": True, "q_value": 0.001, "channel_induction_heldout": 0.71},
+    {"probe": "random_repeat", "group": "all", "layer": 1, "head": 3, "query_feature": 1, "key_feature": 2,
+     "softmax_effect": 0.3, "n_targets": 100, "is_cih": False, "q_value": 0.5, "channel_induction_heldout": -0.2},
+])
+
+
+def test_h2_details_cover_confirmed_channels_of_non_tih_heads_only():
+    assert s.h2_details(HYP, CHANNEL_ROWS) == [
+        "L1H2: 2 channel(s) on concept_repeat, held-out softmax effect between 0.05 and 0.2, present at between 3 "
+        "and 30 held-out induction targets each"]
+
+
+def test_per_head_table_orders_probe_counts_and_names_the_best_channel():
+    show, kinds = s.per_head_table(HYP)
+    assert kinds == ["random_repeat", "concept_repeat"]
+    assert show["confirmed per probe kind"].tolist() == ["1 / 0", "0 / 0", "0 / 2", "0 / 0"]
+    assert show["best channel"].tolist() == ["5→17, random, CI 0.71", "–", "12→41, concept class00, CI 0.4", "–"]
+    short, _ = s.per_head_table(HYP, limit=3)  # beyond the limit: TIH and heads with a channel only
+    assert short["head"].tolist() == ["L1H0", "L1H1", "L1H2"]
+
+
+def test_channel_counts_and_top_table():
+    counts = s.probe_counts(CHANNEL_ROWS)
+    assert counts.values.tolist() == [["random_repeat", 1, 2, 1, pytest.approx(0.255)],
+                                      ["concept_repeat", 2, 2, 2, 0.45]]
+    top = s.top_channels(CHANNEL_ROWS[CHANNEL_ROWS.is_cih])
+    assert top[["head", "probe", "q→k", "q"]].values.tolist() == [
+        ["L1H2", "concept class00", "12→41", "< 1e-16"], ["L1H2", "concept class01", "12→8", "0.01"],
+        ["L1H0", "random", "5→17", "0.001"]]
+
+
+def test_few_targets_counts_tiny_q_values_and_thin_channels():
+    text = s.few_targets_sentence("the toy", CHANNEL_ROWS, {"min_queries": 5}, [PROV])
+    assert text.startswith("For the toy, 1 of the 3 confirmed channels have $q$ < 1e-16, and 1 are present at fewer "
+                           "than `min_queries` = 5 held-out induction targets (as few as 3)")
+    assert s.few_targets_sentence("x", CHANNEL_ROWS.assign(is_cih=False), {"min_queries": 5}, [PROV]) == ""
+
+
+def test_hypotheses_part_shows_what_metrics_json_records(tmp_path, monkeypatch):
+    """A paper section on a results folder: H1/H2 from metrics.json even where hypotheses.csv would differ."""
+    metrics = {**answers(HYP), "min_effect": 0.01}
+    metrics["H2"] = {"n_non_tih": 2, "n_non_tih_with_cih": 2, "answer": "yes"}  # not what HYP gives (1 of 2)
+    write_results(tmp_path, {"results/toy/hypotheses.csv": ("toy_induction", HYP.to_csv(index=False)),
+                             "results/toy/channels.csv": ("toy_induction", CHANNEL_ROWS.to_csv(index=False)),
+                             "results/toy/metrics.json": ("toy_induction", json.dumps(metrics))})
+    monkeypatch.setenv(ROOT_ENV, str(tmp_path))
+    md = s.hypotheses_part("toy", s.MODELS["toy"], metrics, PROV)
+    assert "Over the 4 resolvable heads of the planted-concept toy model: **H1: no** — 1 of 2" in md
+    assert "**H2: yes** — 2 of 2 heads that are not token induction heads have one" in md
+    assert "The H2 confirmations in detail (`min_effect` = 0.01) — L1H2: 2 channel(s)" in md
+    assert "{#tbl-toy-hypotheses}" in md and "{#tbl-toy-hypotheses-heads}" in md
+    assert "file `results/toy/channels.csv`" in md
