@@ -264,6 +264,19 @@ class TextCorpusConfig:
 
 
 @dataclass(frozen=True)
+class ToySeedsConfig:
+    """Replicates of the planted world (``fra toy-seeds``): fresh (world seed, training seed) pairs, same recipe."""
+
+    runs: tuple[tuple[int, ...], ...] = ((21, 21), (22, 22), (23, 23), (24, 24), (25, 25))
+
+    def __post_init__(self) -> None:
+        require(len(self.runs) >= 1, "toy_seeds.runs", "must list at least one [world_seed, train_seed] pair")
+        for n, run in enumerate(self.runs):
+            require(len(run) == 2, f"toy_seeds.runs[{n}]", f"must be [world_seed, train_seed], got {list(run)}")
+        require(len(set(self.runs)) == len(self.runs), "toy_seeds.runs", "lists a pair twice")
+
+
+@dataclass(frozen=True)
 class ProfileConfig:
     """What ``dvc repro`` runs beside the toy world: dvc.yaml repeats the language-model stages per entry."""
 
@@ -318,6 +331,7 @@ class Params:
     toy_train: ToyTrainConfig = field(default_factory=ToyTrainConfig)
     heads: HeadScoreConfig = field(default_factory=HeadScoreConfig)
     toy_saes: ToySAEConfig = field(default_factory=ToySAEConfig)
+    toy_seeds: ToySeedsConfig = field(default_factory=ToySeedsConfig)
     profile: ProfileConfig = field(default_factory=ProfileConfig)
     text_corpus: TextCorpusConfig = field(default_factory=TextCorpusConfig)
     lm_saes: LMSAEConfig = field(default_factory=LMSAEConfig)

@@ -122,7 +122,7 @@ def stage_code_deps() -> dict[str, tuple[set[str], set[str]]]:
             roots |= {m for qmd in (ROOT / "paper").glob("*.qmd") for m in imports("paper", "\n".join(
                 re.findall(r"^```\{python\}\n(.*?)^```", qmd.read_text(), flags=re.S | re.M)))}
         need = {str(module_path(m).relative_to(ROOT)) for m in closure(*roots)}
-        listed = {d for d in stage.get("deps", []) if isinstance(d, str) and d.startswith("fra")}
+        listed = {d for d in stage.get("deps") or [] if isinstance(d, str) and d.startswith("fra")}
         out[name] = (need, listed)
     return out
 

@@ -162,3 +162,25 @@ def head_check(model: HookedTransformer, cfg: HeadScoreConfig, df: pd.DataFrame)
                      f"positional_control >= {cfg.positional_threshold}"),
     }
 
+
+
+def ground_truth_failure(check: dict, df: pd.DataFrame, cfg: HeadScoreConfig) -> str | None:
+    """Why :func:`head_check` failed, by how much, and what to try; None when it passed."""
+    if check["ground_truth_ok"]:
+        return None
+    later = df[df.layer >= 1]
+    best = later.loc[later.induction_min.idxmax()]
+    why = []
+    if not check["canonical_induction_heads"]:
+        why.append(f"no layer>=1 head has an induction score >= {cfg.induction_threshold} at every repeat length "
+                   f"(best: L{int(best.layer)}H{int(best['head'])} at {best.induction_min:.3f})")
+    elif not any(h["has_partner"] for h in check["canonical_induction_heads"]):
+        h = check["canonical_induction_heads"][0]
+        why.append(f"induction head {h['head']} has no previous-token partner (best: {h['previous_token_partner']} at "
+                   f"{h['partner_previous_token']:.3f} < {cfg.previous_threshold})")
+    if check["positional_shortcut_heads"]:
+        why.append(f"heads {check['positional_shortcut_heads']} attend by position alone (positional control up to "
+                   f"{check['max_positional_control']:.3f} >= {cfg.positional_threshold})")
+    return ("the toy model is no ground truth for induction: " + "; ".join(why) + ". The channel search is not "
+            "validated on it. Check toy_train / world in params.yaml against the recipe in README (the seed table "
+            "results/toy/seeds.csv shows how often it trains induction heads), e.g. more toy_train.steps")

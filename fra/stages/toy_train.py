@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import time
 
-from fra.analysis.heads import head_check, head_scores
+from fra.analysis.heads import ground_truth_failure, head_check, head_scores
 from fra.config import load_params
+from fra.errors import FRAError
 from fra.io import atomic_files, output_dir, write_json
 from fra.models import save_hooked
 from fra.world.corpus import load_split, world_corpus
@@ -50,4 +51,7 @@ def run(args: argparse.Namespace) -> int:
         write_json(tmp / "train_metrics.json", metrics)
     print({k: v for k, v in metrics.items() if k not in ("history", "heads")})
     print(f"canonical induction heads: {check['canonical_induction_heads']}")
+    failure = ground_truth_failure(check, df, params.heads)
+    if failure:  # the outputs stay for inspection; the pipeline stops here
+        raise FRAError(f"{failure} (see {results / 'train_metrics.json'})")
     return 0

@@ -16,7 +16,8 @@ def world_probes(world: WorldConfig, n_seq: int, seed: int) -> list[Probes]:
 
     The control applies concept repeats to *token-only* classes (by swapping each conceptual class's
     members with a token-only class's); the model never saw those, so a confirmed channel there is
-    a false discovery of the method.
+    a false discovery of the method. With more token-only than conceptual classes the same concept
+    sequences are swapped again onto the next token-only classes, so every token-only class is tested.
     """
     def from_batch(kind: str, batch, label: int, tokens: Tensor, by_class: bool) -> Probes:
         s, q = torch.nonzero(batch.label == label, as_tuple=True)
@@ -26,17 +27,32 @@ def world_probes(world: WorldConfig, n_seq: int, seed: int) -> list[Probes]:
 
     token = episode_batch(world, "token", n_seq, (seed, 0))
     concept = episode_batch(world, "concept", n_seq, (seed, 1))
-    swap = torch.arange(world.d_vocab)
-    n_swap = min(world.n_conceptual, world.n_classes - world.n_conceptual)
-    for c in range(n_swap):
-        a = torch.as_tensor(member_id(world, c, np.arange(world.class_size)))
-        b = torch.as_tensor(member_id(world, world.n_conceptual + c, np.arange(world.class_size)))
-        swap[a], swap[b] = b, a
-    control = from_batch("concept_control", concept, CONCEPT, swap[concept.tokens], by_class=True)
-    keep = np.isin(control.group, [f"class{world.n_conceptual + c:02d}" for c in range(n_swap)])
-    control = Probes(control.kind, control.tokens, control.seq[keep], control.query[keep], control.target[keep], control.group[keep])
+    n_rounds = -(-len(token_only_classes(world)) // world.n_conceptual)  # ceil
+    rounds = [_control(world, concept, r, from_batch) for r in range(n_rounds)]
+    control = rounds[0] if n_rounds == 1 else Probes(
+        "concept_control", torch.cat([c.tokens for c in rounds]),
+        torch.cat([c.seq + r * n_seq for r, c in enumerate(rounds)]), torch.cat([c.query for c in rounds]),
+        torch.cat([c.target for c in rounds]), np.concatenate([c.group for c in rounds]))
     return [
         from_batch("token_repeat", token, TOKEN, token.tokens, by_class=False),
         from_batch("concept_repeat", concept, CONCEPT, concept.tokens, by_class=True),
         control,
     ]
+
+
+def token_only_classes(world: WorldConfig) -> list[int]:
+    return list(range(world.n_conceptual, world.n_classes))
+
+
+def _control(world: WorldConfig, concept, round_: int, from_batch) -> Probes:
+    """Concept repeats with conceptual class c swapped for token-only class ``n_conceptual * (round_ + 1) + c``."""
+    swap = torch.arange(world.d_vocab)
+    targets = token_only_classes(world)[round_ * world.n_conceptual:(round_ + 1) * world.n_conceptual]
+    for c, t in enumerate(targets):
+        a = torch.as_tensor(member_id(world, c, np.arange(world.class_size)))
+        b = torch.as_tensor(member_id(world, t, np.arange(world.class_size)))
+        swap[a], swap[b] = b, a
+    control = from_batch("concept_control", concept, CONCEPT, swap[concept.tokens], by_class=True)
+    keep = np.isin(control.group, [f"class{t:02d}" for t in targets])
+    return Probes(control.kind, control.tokens, control.seq[keep], control.query[keep], control.target[keep],
+                  control.group[keep])

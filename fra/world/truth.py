@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from fra.config import WorldConfig
+from fra.world.probes import token_only_classes
 
 
 def planted_recall(channels: pd.DataFrame, world: WorldConfig) -> dict:
@@ -14,8 +15,7 @@ def planted_recall(channels: pd.DataFrame, world: WorldConfig) -> dict:
         return set(sel["group"])
 
     conceptual = {f"class{c:02d}" for c in range(world.n_conceptual)}
-    n_swap = min(world.n_conceptual, world.n_classes - world.n_conceptual)
-    token_only = {f"class{world.n_conceptual + c:02d}" for c in range(n_swap)}
+    token_only = {f"class{c:02d}" for c in token_only_classes(world)}  # world_probes tests every one
     found, false = classes_with_cih("concept_repeat") & conceptual, classes_with_cih("concept_control") & token_only
     return {
         "recall_conceptual": len(found) / len(conceptual), "conceptual_found": sorted(found),

@@ -6,6 +6,7 @@ from transformer_lens.head_detector import detect_head
 from fra.analysis.heads import (
     diagonal_score,
     duplicate_token_score,
+    ground_truth_failure,
     head_check,
     head_scores,
     induction_score,
@@ -132,3 +133,21 @@ def test_head_scores_refuse_too_long_repeats(model):
 
     with pytest.raises(FRAError, match="n_ctx"):
         head_scores(model[0], HeadScoreConfig(n_rep=25))
+
+
+def test_ground_truth_failure_says_what_failed_and_by_how_much(model):
+    m, _ = model
+    cfg = HeadScoreConfig(n_rep=12, batch_size=3, offsets=(5, 9))
+    df = head_scores(m, cfg)
+    df["positional_control"] = 0.0
+    df.loc[df.layer == 1, "induction_min"] = [0.1, 0.31]
+    message = ground_truth_failure(head_check(m, cfg, df), df, cfg)
+    assert "no layer>=1 head has an induction score >= 0.5" in message and "L1H1 at 0.310" in message
+    df.loc[(df.layer == 1) & (df["head"] == 1), ["induction", "induction_min"]] = 0.9  # induction, but no partner
+    df["previous_token"] = 0.1
+    df.loc[df.layer == 1, "positional_control"] = [0.35, 0.0]
+    message = ground_truth_failure(head_check(m, cfg, df), df, cfg)
+    assert "L1H1 has no previous-token partner" in message and "< 0.4" in message
+    assert "['L1H0'] attend by position alone" in message and "0.350 >= 0.2" in message
+    df["previous_token"], df["positional_control"] = 0.8, 0.0
+    assert ground_truth_failure(head_check(m, cfg, df), df, cfg) is None

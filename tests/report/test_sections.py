@@ -171,3 +171,22 @@ def test_hypotheses_part_shows_what_metrics_json_records(tmp_path, monkeypatch):
     assert "The H2 confirmations in detail (`min_effect` = 0.01) — L1H2: 2 channel(s)" in md
     assert "{#tbl-toy-hypotheses}" in md and "{#tbl-toy-hypotheses-heads}" in md
     assert "file `results/toy/channels.csv`" in md
+
+
+def test_seeds_section_reports_the_table_and_pooled_rates(tmp_path, monkeypatch):
+    seeds = pd.DataFrame({"world_seed": [21, 22], "train_seed": [21, 22], "acc_token_repeat": [0.95, 0.9],
+                          "acc_concept_repeat": [0.94, 0.88], "best_induction_head": ["L1H3", "L1H0"],
+                          "best_induction_min": [0.81, 0.02], "previous_token_score": [0.55, 0.1],
+                          "ground_truth_ok": [True, False], "recall_conceptual": [0.75, None],
+                          "false_discoveries": [1, None], "n_token_only": [20, None]})
+    pooled = {"n_runs": 2, "n_ground_truth_ok": 1, "recall": 0.75, "recall_found": 9, "recall_tested": 12,
+              "recall_ci95": [0.47, 0.91], "false_discovery_rate": 0.05, "false_discoveries": 1,
+              "token_only_tested": 20, "false_discovery_ci95": [0.009, 0.236]}
+    write_results(tmp_path, {"results/toy/seeds.csv": ("toy_seeds", seeds.to_csv(index=False)),
+                             "results/toy/seeds.json": ("toy_seeds", json.dumps(pooled))})
+    monkeypatch.setenv(ROOT_ENV, str(tmp_path))
+    md = s.seeds_section()
+    assert "on 2 fresh (world seed, training seed) pairs" in md and "1 of 2 pass the ground-truth check" in md
+    assert "finds 9 of 12 conceptual classes (recall 0.75" in md and "1 of 20 token-only control classes" in md
+    assert "{#tbl-toy-seeds}" in md and "file `results/toy/seeds.csv`" in md
+    assert "| 22 " in md and "–" in md  # the failing seed has no recall

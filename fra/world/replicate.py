@@ -1,0 +1,67 @@
+"""One replicate of the planted world on fresh seeds, end to end, as the pipeline runs it.
+
+Corpus (``world.seed``), toy model (``toy_train.seed``), the ground-truth check and, when it
+holds, SAEs, the induction study and the planted recall / false discoveries: one row of the seed
+table. Everything else (recipe, thresholds) is the pipeline's own params.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+import time
+from pathlib import Path
+
+from fra.analysis.heads import head_check, head_scores
+from fra.analysis.induction import load_saes, probe_sets, run
+from fra.config import Params
+from fra.saes.training import train_layers
+from fra.world.corpus import generate
+from fra.world.probes import world_probes
+from fra.world.train import build_model, train
+from fra.world.truth import planted_recall
+
+CORPUS_SEQUENCES = 256  # held-out sequences for text probes and cards, as `fra induction --corpus` takes
+
+
+def replicate(params: Params, world_seed: int, train_seed: int) -> dict:
+    """The seed-table row of one (world seed, training seed) pair."""
+    world = dataclasses.replace(params.world, seed=world_seed)
+    recipe = dataclasses.replace(params.toy_train, seed=train_seed)
+    start = time.time()
+    data = generate(world, world.n_train, seed=(world.seed, 0))  # as `fra toy-data` writes its splits
+    heldout = generate(world, world.n_heldout, seed=(world.seed, 1))
+    model = build_model(world, recipe)
+    final = train(model, data, heldout, recipe)[-1]
+    seconds = time.time() - start
+    heads = head_scores(model, params.heads)
+    check = head_check(model, params.heads, heads)
+    later = heads[heads.layer >= 1]
+    best = later.loc[later.induction_min.idxmax()]
+    earlier = heads[heads.layer < 1]
+    partner = earlier.loc[earlier.previous_token.idxmax()]
+    row = {
+        "world_seed": world_seed, "train_seed": train_seed,
+        "acc_token_repeat": round(final["acc_token_repeat"], 4), "acc_concept_repeat": round(final["acc_concept_repeat"], 4),
+        "best_induction_head": f"L{int(best.layer)}H{int(best['head'])}", "best_induction_min": round(float(best.induction_min), 4),
+        "previous_token_head": f"L{int(partner.layer)}H{int(partner['head'])}",
+        "previous_token_score": round(float(partner.previous_token), 4),
+        "max_positional_control": check["max_positional_control"], "ground_truth_ok": check["ground_truth_ok"],
+        "train_seconds": round(seconds, 1),
+    }
+    if not check["ground_truth_ok"]:
+        return row
+    cfg = params.induction
+    corpus = heldout.tokens[:CORPUS_SEQUENCES]
+    with tempfile.TemporaryDirectory() as tmp:
+        summary, _ = train_layers(model, data.tokens, heldout.tokens[: params.toy_saes.eval_sequences],
+                                  list(range(1, model.cfg.n_layers)), params.toy_saes, Path(tmp), "cpu")
+        saes = load_saes(tmp, None, model)
+        probes = probe_sets(model, cfg, corpus, templates=False) + list(zip(
+            world_probes(world, cfg.n_discovery, seed=cfg.seed * 2), world_probes(world, cfg.n_heldout, seed=cfg.seed * 2 + 1)))
+        study = run(model, saes, params, probes, corpus)
+    planted = planted_recall(study.channels, world)
+    return {**row, "sae_variance_explained": min(s["variance_explained"] for s in summary.values()),
+            "recall_conceptual": planted["recall_conceptual"], "n_conceptual": planted["n_conceptual"],
+            "false_discoveries": len(planted["token_only_found"]), "n_token_only": planted["n_token_only_tested"],
+            "H1": study.metrics["H1"]["answer"], "H2": study.metrics["H2"]["answer"]}
