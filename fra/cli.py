@@ -6,8 +6,22 @@ import argparse
 import sys
 
 from fra.errors import FRAError
-from fra.stages import (bench, explore, explore_dataset, heads, induction, lm_saes, paper, resolve, smollm2_check,
-                        text_corpus, toy_data, toy_saes, toy_seeds, toy_train)
+from fra.stages import (
+    bench,
+    explore,
+    explore_dataset,
+    heads,
+    induction,
+    lm_saes,
+    paper,
+    resolve,
+    smollm2_check,
+    text_corpus,
+    toy_data,
+    toy_saes,
+    toy_seeds,
+    toy_train,
+)
 
 # In pipeline order: load -> resolve -> score -> test -> report, then the tools beside it.
 STAGES = [toy_data, toy_train, toy_saes, toy_seeds, text_corpus, lm_saes, resolve, heads, induction, explore, explore_dataset,

@@ -98,7 +98,7 @@ class WorldConfig:
     """The planted-concept world: vocabulary, episode shapes and corpus size (``fra toy-data``)."""
 
     seed: int = 0
-    n_classes: int = 24  # concept classes K
+    n_classes: int = 32  # concept classes K
     class_size: int = 6  # members per class M
     n_filler: int = 56
     n_conceptual: int = 12  # classes 0..n_conceptual-1 take part in concept repeats; the rest only in token repeats
@@ -107,7 +107,7 @@ class WorldConfig:
     segment_max: int = 22
     gap_max: int = 8  # random tokens between the two occurrences (0..gap_max)
     lead_max: int = 2  # random tokens before each episode (0..lead_max)
-    concept_prob: float = 0.5  # share of episodes that are concept repeats
+    concept_prob: float = 0.25  # share of episodes that are concept repeats
     filler_prob: float = 0.75  # a random (non-episode) token is a filler with this probability, else a class member
     n_train: int = 20000  # training sequences
     n_heldout: int = 500  # held-out sequences

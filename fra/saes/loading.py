@@ -112,3 +112,28 @@ def check_decoder(sae: SAE) -> SAE:
                 f"SAE `{type(sae).__name__}` decodes non-linearly (decode(f) != f @ W_dec + b_dec); FRA needs a linear decoder"
             )
     return sae
+
+
+def load_saes(spec: str, layers: list[int] | None, model: HookedTransformer) -> dict[int, SAE]:
+    """SAEs from a directory of SAELens folders (one per layer) or a hub release with ``--layers``."""
+    path = Path(spec)
+    if path.is_dir():
+        saes = {}
+        for sub in sorted(p for p in path.iterdir() if (p / "cfg.json").exists()):
+            sae = load_sae(sub, device=str(model.cfg.device))
+            hook = sae.cfg.metadata.hook_name or ""
+            layer = int(hook.split(".")[1]) if hook.startswith("blocks.") else -1
+            if layers is None or layer in layers:
+                saes[layer] = sae
+        if not saes:
+            raise FRAError(f"{path} holds no SAELens SAE folders{' for layers ' + str(layers) if layers else ''}")
+        missing = sorted(set(layers or []) - set(saes))
+        if missing:
+            raise FRAError(f"{path} holds no SAE for layer(s) {missing} (it has {sorted(saes)}); drop them from --layers")
+        return saes
+    if not layers:
+        raise FRAError(f"SAE release `{spec}` needs --layers")
+    bad = [layer for layer in layers if not 0 <= layer < model.cfg.n_layers]
+    if bad:
+        raise FRAError(f"--layers {bad} out of range: the model has layers 0..{model.cfg.n_layers - 1}")
+    return {layer: load_sae(spec, layer, device=str(model.cfg.device)) for layer in layers}

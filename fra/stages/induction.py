@@ -7,12 +7,13 @@ import argparse
 import numpy as np
 import torch
 
-from fra.analysis.induction import load_saes, probe_sets
+from fra.analysis.induction import probe_sets
 from fra.analysis.induction import run as run_study
 from fra.config import load_params
 from fra.errors import FRAError
 from fra.io import output_dir, read_json
 from fra.models import load_model
+from fra.saes import load_saes
 from fra.world.probes import world_probes
 from fra.world.truth import planted_recall
 

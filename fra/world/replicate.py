@@ -13,8 +13,9 @@ import time
 from pathlib import Path
 
 from fra.analysis.heads import head_check, head_scores
-from fra.analysis.induction import load_saes, probe_sets, run
+from fra.analysis.induction import probe_sets, run
 from fra.config import Params
+from fra.saes import load_saes
 from fra.saes.training import train_layers
 from fra.world.corpus import generate
 from fra.world.probes import world_probes
