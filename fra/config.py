@@ -157,6 +157,7 @@ class ToyTrainConfig:
     warmup_steps: int = 100
     weight_decay: float = 0.0
     eval_every: int = 500  # steps between held-out evaluations
+    curriculum_steps: int = 1000  # first steps on token repeats only (induction heads form there), then the mixture
 
     def __post_init__(self) -> None:
         require(self.n_layers >= 2, "toy_train.n_layers", f"must be >= 2 (induction needs two layers), got {self.n_layers}")
@@ -169,6 +170,8 @@ class ToyTrainConfig:
         require(0 <= self.warmup_steps < self.steps, "toy_train.warmup_steps", f"must be in 0..steps-1, got {self.warmup_steps}")
         require(self.weight_decay >= 0, "toy_train.weight_decay", f"must be >= 0, got {self.weight_decay}")
         require(self.eval_every >= 1, "toy_train.eval_every", f"must be >= 1, got {self.eval_every}")
+        require(0 <= self.curriculum_steps < self.steps, "toy_train.curriculum_steps",
+                f"must be in 0..steps-1, got {self.curriculum_steps}")
 
 
 @dataclass(frozen=True)

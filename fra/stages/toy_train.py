@@ -11,7 +11,7 @@ from fra.errors import FRAError
 from fra.io import atomic_files, output_dir, write_json
 from fra.models import save_hooked
 from fra.world.corpus import load_split, world_corpus
-from fra.world.train import POSITIONAL_NOTE, build_model, train
+from fra.world.train import POSITIONAL_NOTE, build_model, curriculum_data, train
 
 NAME = "toy-train"
 HELP = "train the toy model, score its heads (params: world, toy_train, heads)"
@@ -30,7 +30,8 @@ def run(args: argparse.Namespace) -> int:
     corpus = world_corpus(args.corpus)
     start = time.time()
     model = build_model(params.world, params.toy_train)
-    history = train(model, load_split(corpus, "train"), load_split(corpus, "heldout"), params.toy_train)
+    history = train(model, load_split(corpus, "train"), load_split(corpus, "heldout"), params.toy_train,
+                    curriculum_data(params.world, params.toy_train))
     train_seconds = time.time() - start
     df = head_scores(model, params.heads)
     check = head_check(model, params.heads, df)

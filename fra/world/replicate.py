@@ -19,7 +19,7 @@ from fra.saes import load_saes
 from fra.saes.training import train_layers
 from fra.world.corpus import generate
 from fra.world.probes import world_probes
-from fra.world.train import build_model, train
+from fra.world.train import build_model, curriculum_data, train
 from fra.world.truth import planted_recall
 
 CORPUS_SEQUENCES = 256  # held-out sequences for text probes and cards, as `fra induction --corpus` takes
@@ -33,7 +33,7 @@ def replicate(params: Params, world_seed: int, train_seed: int) -> dict:
     data = generate(world, world.n_train, seed=(world.seed, 0))  # as `fra toy-data` writes its splits
     heldout = generate(world, world.n_heldout, seed=(world.seed, 1))
     model = build_model(world, recipe)
-    final = train(model, data, heldout, recipe)[-1]
+    final = train(model, data, heldout, recipe, curriculum_data(world, recipe))[-1]
     seconds = time.time() - start
     heads = head_scores(model, params.heads)
     check = head_check(model, params.heads, heads)

@@ -10,7 +10,7 @@ from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from fra.config import ToyTrainConfig, WorldConfig
 from fra.repro import deterministic
-from fra.world.corpus import CONCEPT, LABELS, NONE, TOKEN, WorldBatch, world_tokenizer
+from fra.world.corpus import CONCEPT, LABELS, NONE, TOKEN, WorldBatch, generate, world_tokenizer
 
 
 def build_model(world: WorldConfig, cfg: ToyTrainConfig) -> HookedTransformer:
@@ -48,10 +48,21 @@ def evaluate(model: HookedTransformer, data: WorldBatch, batch_size: int = 100) 
     }
 
 
+def curriculum_data(world: WorldConfig, cfg: ToyTrainConfig) -> WorldBatch | None:
+    """The token-repeat-only sequences of the first ``curriculum_steps`` steps (seeded by the world), or None."""
+    if cfg.curriculum_steps == 0:
+        return None
+    return generate(world, min(world.n_train, cfg.curriculum_steps * cfg.batch_size), seed=(world.seed, 2), kind="token")
+
+
 @torch.enable_grad()
 @deterministic()
-def train(model: HookedTransformer, train_data: WorldBatch, heldout: WorldBatch, cfg: ToyTrainConfig) -> list[dict]:
-    """AdamW, linear warm-up then cosine decay to lr/10; returns the held-out history."""
+def train(model: HookedTransformer, train_data: WorldBatch, heldout: WorldBatch, cfg: ToyTrainConfig,
+          curriculum: WorldBatch | None = None) -> list[dict]:
+    """AdamW, linear warm-up then cosine decay to lr/10; returns the held-out history.
+
+    The first ``cfg.curriculum_steps`` batches come from ``curriculum`` (token repeats only).
+    """
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
     def lr_factor(step: int) -> float:
@@ -66,8 +77,9 @@ def train(model: HookedTransformer, train_data: WorldBatch, heldout: WorldBatch,
     model.train()
     bar = tqdm(range(1, cfg.steps + 1), desc="train toy model", mininterval=2)
     for step in bar:
-        idx = torch.randint(0, len(train_data.tokens), (cfg.batch_size,), generator=gen)
-        loss = model(train_data.tokens[idx], return_type="loss")
+        data = curriculum if curriculum is not None and step <= cfg.curriculum_steps else train_data
+        idx = torch.randint(0, len(data.tokens), (cfg.batch_size,), generator=gen)
+        loss = model(data.tokens[idx], return_type="loss")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

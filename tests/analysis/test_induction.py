@@ -40,7 +40,7 @@ PARAMS = Params(
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny")
-    cfg = ToyTrainConfig(n_layers=2, n_heads=2, d_model=32, d_mlp=64, steps=80, batch_size=32, warmup_steps=10, eval_every=80)
+    cfg = ToyTrainConfig(n_layers=2, n_heads=2, d_model=32, d_mlp=64, steps=80, batch_size=32, warmup_steps=10, eval_every=80, curriculum_steps=0)
     model = build_model(WORLD, cfg)
     data = generate(WORLD, 600, seed=0)
     train(model, data, generate(WORLD, 50, seed=1), cfg)

@@ -18,7 +18,7 @@ CFG = ToySAEConfig(expansion=2, k=4.0, training_tokens=40960, batch_size_tokens=
 
 @pytest.fixture(scope="module")
 def model():
-    return build_model(WORLD, ToyTrainConfig(n_layers=3, n_heads=2, d_model=16, d_mlp=32, steps=2, warmup_steps=0)).eval()
+    return build_model(WORLD, ToyTrainConfig(n_layers=3, n_heads=2, d_model=16, d_mlp=32, steps=2, warmup_steps=0, curriculum_steps=0)).eval()
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ WORLD = WorldConfig(n_classes=10, class_size=3, n_filler=16, n_conceptual=4, seq
                     gap_max=6, lead_max=2, n_train=300, n_heldout=40)
 PARAMS = Params(
     world=WORLD, heads=HeadScoreConfig(n_rep=20, offsets=(10,), batch_size=4),
-    toy_train=ToyTrainConfig(n_heads=2, d_model=32, steps=40, batch_size=16, warmup_steps=5, eval_every=40),
+    toy_train=ToyTrainConfig(n_heads=2, d_model=32, steps=40, batch_size=16, warmup_steps=5, eval_every=40, curriculum_steps=0),
     toy_saes=ToySAEConfig(expansion=2, k=4, training_tokens=4096, batch_size_tokens=512, eval_sequences=10),
     induction=InductionConfig(n_discovery=6, n_heldout=6, repeat_min=5, repeat_max=20),
     channels=ChannelConfig(min_support=1e-4, min_queries=1, max_candidates=2, batch_size=6),

@@ -3,8 +3,8 @@ import torch
 
 from fra.config import ToyTrainConfig, WorldConfig
 from fra.models import load_model, save_hooked
-from fra.world.corpus import generate
-from fra.world.train import build_model, evaluate, train
+from fra.world.corpus import CONCEPT, TOKEN, generate
+from fra.world.train import build_model, curriculum_data, evaluate, train
 
 WORLD = WorldConfig(n_classes=6, class_size=3, n_filler=10, n_conceptual=3, seq_len=32, segment_min=4, segment_max=6,
                     gap_max=4, lead_max=2)
@@ -13,7 +13,7 @@ WORLD = WorldConfig(n_classes=6, class_size=3, n_filler=10, n_conceptual=3, seq_
 @pytest.mark.parametrize("positions", ["shortformer", "standard"])
 def test_training_reduces_heldout_loss(positions):
     cfg = ToyTrainConfig(n_layers=2, n_heads=2, d_model=32, d_mlp=64, steps=60, batch_size=16, lr=3e-3,
-                         warmup_steps=5, eval_every=30, positional_embedding_type=positions)
+                         warmup_steps=5, eval_every=30, positional_embedding_type=positions, curriculum_steps=0)
     model = build_model(WORLD, cfg)
     history = train(model, generate(WORLD, 300, seed=0), generate(WORLD, 40, seed=1), cfg)
     assert [h["step"] for h in history] == [0, 30, 60]
@@ -22,7 +22,7 @@ def test_training_reduces_heldout_loss(positions):
 
 
 def test_same_seed_same_model():
-    cfg = ToyTrainConfig(n_layers=2, n_heads=2, d_model=16, d_mlp=16, steps=5, batch_size=4, warmup_steps=1)
+    cfg = ToyTrainConfig(n_layers=2, n_heads=2, d_model=16, d_mlp=16, steps=5, batch_size=4, warmup_steps=1, curriculum_steps=0)
     a, b = (build_model(WORLD, cfg) for _ in range(2))
     data, held = generate(WORLD, 20, seed=0), generate(WORLD, 5, seed=1)
     train(a, data, held, cfg), train(b, data, held, cfg)
@@ -30,7 +30,7 @@ def test_same_seed_same_model():
 
 
 def test_saved_model_round_trips_with_world_tokenizer(tmp_path):
-    cfg = ToyTrainConfig(n_layers=2, n_heads=2, d_model=16, d_mlp=16, steps=2, warmup_steps=0)
+    cfg = ToyTrainConfig(n_layers=2, n_heads=2, d_model=16, d_mlp=16, steps=2, warmup_steps=0, curriculum_steps=0)
     model = build_model(WORLD, cfg).eval()
     save_hooked(model, tmp_path / "m")
     loaded = load_model(tmp_path / "m", device="cpu")
@@ -40,3 +40,18 @@ def test_saved_model_round_trips_with_world_tokenizer(tmp_path):
     assert torch.allclose(loaded(tokens), model(tokens), atol=1e-5)
     m = evaluate(loaded, generate(WORLD, 4, seed=3))
     assert set(m) == {"heldout_loss", "acc_token_repeat", "acc_concept_repeat", "acc_random"}
+
+
+def test_curriculum_batches_come_first_and_hold_token_repeats_only():
+    cfg = ToyTrainConfig(n_layers=2, n_heads=2, d_model=16, d_mlp=0, steps=6, batch_size=4, warmup_steps=1,
+                         eval_every=6, curriculum_steps=4)
+    curriculum = curriculum_data(WORLD, cfg)
+    assert len(curriculum.tokens) == 16 and not (curriculum.label == CONCEPT).any() and (curriculum.label == TOKEN).any()
+    assert curriculum_data(WORLD, ToyTrainConfig(curriculum_steps=0)) is None
+    model = build_model(WORLD, cfg)
+    seen = []
+    model.embed.register_forward_pre_hook(lambda _, inputs: seen.append(inputs[0].clone()) if model.training else None)
+    data = generate(WORLD, 20, seed=0)
+    train(model, data, generate(WORLD, 5, seed=1), cfg, curriculum)
+    rows = {tuple(r) for r in curriculum.tokens.tolist()}
+    assert [all(tuple(r) in rows for r in batch.tolist()) for batch in seen] == [True] * 4 + [False] * 2
