@@ -568,6 +568,7 @@ def channels_part(model: str, spec: dict, metrics: dict) -> str:
     # Held-out channel induction per probe kind.
     fig, ax = plt.subplots(figsize=(6.5, 0.5 * len(order) + 1.6))
     data = channels.assign(status=channels.is_cih.map({True: "confirmed", False: "not confirmed"}))
+    np.random.seed(0)  # seaborn draws the strip jitter from numpy's global generator: the same figure every build
     sns.stripplot(data=data, x="channel_induction_heldout", y="probe", order=order, hue="status",
                   hue_order=["not confirmed", "confirmed"], palette=["0.65", sns.color_palette()[3]],
                   size=3.5, alpha=0.75, jitter=0.25, ax=ax)
