@@ -22,6 +22,7 @@ from fra.analysis.schema import CHANNELS
 from fra.analysis.schema import TESTED as COLUMNS
 from fra.config import ChannelConfig, WorldConfig
 from fra.report.build import build
+from fra.stages.toy_seeds import pooled
 from tests.report.conftest import write_results
 
 PAPER = Path(__file__).parents[2] / "paper"
@@ -99,7 +100,14 @@ def toy_results(ground_truth_ok: bool = False) -> dict[str, tuple[str, str]]:
                    "dead_fraction": 0.95, "n_tokens": 64000,
                    "feature_kinds": {"current": 10, "previous": 9, "mixed": 30, "dead": 975}, "train_seconds": 205.4}}
     csv = lambda df: df.to_csv(index=False, float_format="%.6g")  # noqa: E731 (as fra induction writes them)
+    seeds = pd.DataFrame({"world_seed": [21, 22], "train_seed": [21, 22], "acc_token_repeat": [0.98, 0.97],
+                          "acc_concept_repeat": [0.97, 0.96], "best_induction_head": ["L1H0", "L1H2"],
+                          "best_induction_min": [0.89, 0.93], "previous_token_score": [0.48, 0.37],
+                          "ground_truth_ok": [True, False], "recall_conceptual": [1.0, None], "n_conceptual": [4, None],
+                          "false_discoveries": [1, None], "n_token_only": [4, None]})
     return {
+        "results/toy/seeds.csv": ("toy_seeds", csv(seeds)),
+        "results/toy/seeds.json": ("toy_seeds", json.dumps(pooled(seeds))),
         "results/toy/train_metrics.json": ("toy_train", json.dumps(train)),
         "results/toy/train_heads.csv": ("toy_train", csv(train_heads)),
         "results/toy/saes.json": ("toy_saes", json.dumps(saes)),
@@ -219,6 +227,7 @@ def test_results_sections_tables_figures_cards_and_absent_models(paper):
     assert "<code>results/gpt2/heads.csv</code>" in html
     assert "fra induction --model gpt2-small --saes gpt2-small-res-jb" in page
     assert page.count("Results not available") == 2  # GPT-2 and the toy ablation (no fixture)
+    assert "1 of 2 pass the ground-truth check" in page and "finds 4 of 4 conceptual classes" in page
     assert "<code>results/toy_ablation/metrics.json</code>" in html
     manifest = json.loads(built.manifest.read_text())
     assert {f["label"] for f in manifest["figures"]} == {
