@@ -100,9 +100,7 @@ def output_file(path: str | Path, flag: str) -> Path:
     path = Path(path)
     if path.is_dir():
         raise FRAError(f"{flag} {path} is a folder; name the file to write, e.g. {path / 'page.html'}")
-    if any(p.exists() and not p.is_dir() for p in path.parents):
-        raise FRAError(f"{flag} {path}: a parent of it is a file, not a folder")
-    return path
+    return _under_folders(path, flag)
 
 
 def output_dir(path: str | Path, flag: str) -> Path:
@@ -110,6 +108,10 @@ def output_dir(path: str | Path, flag: str) -> Path:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise FRAError(f"{flag} {path} is a file; name a folder (it is created if missing)")
+    return _under_folders(path, flag)
+
+
+def _under_folders(path: Path, flag: str) -> Path:
     if any(p.exists() and not p.is_dir() for p in path.parents):
         raise FRAError(f"{flag} {path}: a parent of it is a file, not a folder")
     return path
