@@ -8,6 +8,7 @@ import sys
 from fra.errors import FRAError
 from fra.stages import (
     bench,
+    compiled,
     explore,
     explore_dataset,
     heads,
@@ -24,7 +25,7 @@ from fra.stages import (
 )
 
 # In pipeline order: load -> resolve -> score -> test -> report, then the tools beside it.
-STAGES = [toy_data, toy_train, toy_saes, toy_seeds, text_corpus, lm_saes, resolve, heads, induction, explore, explore_dataset,
+STAGES = [toy_data, toy_train, toy_saes, toy_seeds, compiled, text_corpus, lm_saes, resolve, heads, induction, explore, explore_dataset,
           paper, bench, smollm2_check]
 
 

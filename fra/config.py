@@ -202,7 +202,7 @@ class ToySAEConfig:
     section: ClassVar[str] = "toy_saes"
     seed: int = 0
     expansion: int = 8  # d_sae = expansion * d_model
-    k: float = 8.0  # BatchTopK: mean active features per token during training
+    k: float = 16.0  # BatchTopK: mean active features per token during training
     training_tokens: int = 2_000_000  # SAE training steps x batch; epochs over the cached activations as needed
     batch_size_tokens: int = 4096
     lr: float = 1e-3
@@ -307,12 +307,15 @@ class InductionConfig:
 
 @dataclass(frozen=True)
 class ChannelConfig:
-    """Channel search: candidate support, FDR level and batch size (``fra.analysis.channels``)."""
+    """Channel search and its confirmation criterion (``fra.analysis.channels``); thresholds frozen on the
+    planted world and the compiled model before any language model is run (README, paper)."""
 
     min_support: float = 0.02  # share of the head's |score| at the targets (where present) a candidate carries
-    min_queries: int = 5  # induction targets (discovery) where a candidate must be present
+    min_queries: int = 5  # induction targets where a candidate must be present, on discovery and held-out probes
     max_candidates: int = 20  # per (probe group, layer, head), best support first
     min_effect: float = 0.01  # held-out attention to the target a confirmed channel must move
+    min_lift: float = 0.2  # effect size: held-out CI minus the null's CI
+    sink_share: float = 0.5  # a feature with this share of its activation on BOS / special tokens is a sink
     alpha: float = 0.05  # Benjamini-Hochberg false discovery rate
     batch_size: int = 16  # probe sequences resolved at once
 
@@ -321,8 +324,18 @@ class ChannelConfig:
         require(self.min_queries >= 1, "channels.min_queries", f"must be >= 1, got {self.min_queries}")
         require(self.max_candidates >= 1, "channels.max_candidates", f"must be >= 1, got {self.max_candidates}")
         require(0 <= self.min_effect < 1, "channels.min_effect", f"must be in [0, 1), got {self.min_effect}")
+        require(0 <= self.min_lift < 1, "channels.min_lift", f"must be in [0, 1), got {self.min_lift}")
+        require(0 < self.sink_share <= 1, "channels.sink_share", f"must be in (0, 1], got {self.sink_share}")
         require(0 < self.alpha < 1, "channels.alpha", f"must be in (0, 1), got {self.alpha}")
         require(self.batch_size >= 1, "channels.batch_size", f"must be >= 1, got {self.batch_size}")
+
+
+@dataclass(frozen=True)
+class ControlConfig:
+    """Negative controls run through the same channel search (``fra.analysis.controls``)."""
+
+    kinds: tuple[Literal["random_sae", "shuffled_keys"], ...] = ("random_sae", "shuffled_keys")
+    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -340,6 +353,7 @@ class Params:
     lm_saes: LMSAEConfig = field(default_factory=LMSAEConfig)
     induction: InductionConfig = field(default_factory=InductionConfig)
     channels: ChannelConfig = field(default_factory=ChannelConfig)
+    controls: ControlConfig = field(default_factory=ControlConfig)
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

@@ -20,8 +20,13 @@ target; the target itself included, as in a permutation test); the one-sided p-v
 ``sum_q C[q, t]`` uses the exact permutation mean and variance (``fra.analysis.stats.null_moments``) and is
 never below the probability that the null redraws every target (``fra.analysis.stats.log_pvalue_floor``). Candidates are chosen on discovery probes
 (support >= min_support at >= min_queries targets, at most max_candidates per head and group);
-CI, effect and p-value are recomputed on held-out probes, Benjamini–Hochberg runs over every
-candidate tested, and a confirmed channel also needs an effect of at least min_effect.
+CI, effect and p-value are recomputed on held-out probes and Benjamini–Hochberg runs over every
+candidate tested. A confirmed channel needs q <= alpha and an effect size: held-out lift = CI minus
+the null's CI of at least min_lift, a softmax effect of at least min_effect, and presence at
+min_queries held-out targets (see :func:`confirm`).
+
+``shuffle_seed`` runs the same search on a negative control: key-side features permuted across
+positions within each sequence (:meth:`fra.engine.FRA.with_shuffled_keys`).
 """
 
 from __future__ import annotations
@@ -44,9 +49,13 @@ from fra.engine import resolve
 from fra.engine.result import segment_sums
 
 
-def _batches(model: HookedTransformer, sae: SAE, layer: int, probes: Probes, cfg: ChannelConfig, engine: EngineConfig):
-    for tokens, seq, query, target, group in probes.batches(cfg.batch_size):
-        yield resolve(model, sae, tokens, layer, cfg=engine), seq, query, target, group
+def _batches(model: HookedTransformer, sae: SAE, layer: int, probes: Probes, cfg: ChannelConfig, engine: EngineConfig,
+             shuffle_seed: int | None = None):
+    for n, (tokens, seq, query, target, group) in enumerate(probes.batches(cfg.batch_size)):
+        fra = resolve(model, sae, tokens, layer, cfg=engine)
+        if shuffle_seed is not None:  # the same permutation for a batch wherever it is resolved
+            fra = fra.with_shuffled_keys(torch.Generator().manual_seed(shuffle_seed * 1_000_003 + n))
+        yield fra, seq, query, target, group
 
 
 def _target_mass(fra, seq, query, target) -> tuple[torch.Tensor, torch.Tensor]:
@@ -56,8 +65,8 @@ def _target_mass(fra, seq, query, target) -> tuple[torch.Tensor, torch.Tensor]:
     return vals.cpu(), (vals.abs().sum((-2, -1)) + sum(r.abs() for r in rest.values())).cpu()
 
 
-def discover(model, sae, layer: int, probes: Probes, cfg: ChannelConfig, engine: EngineConfig
-             ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+def discover(model, sae, layer: int, probes: Probes, cfg: ChannelConfig, engine: EngineConfig,
+             shuffle_seed: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """Support of every channel with a nonzero contribution at an induction target, per group and head.
 
     Also returns each head's mean attention to the target per group, and the decomposition's
@@ -69,7 +78,7 @@ def discover(model, sae, layer: int, probes: Probes, cfg: ChannelConfig, engine:
     attn, n_q = torch.zeros(len(groups), H), torch.zeros(len(groups))
     keys, sums, abss, masses, counts = [], [], [], [], []
     exactness = None
-    for fra, seq, query, target, group in _batches(model, sae, layer, probes, cfg, engine):
+    for fra, seq, query, target, group in _batches(model, sae, layer, probes, cfg, engine, shuffle_seed):
         exactness = exactness or fra.exactness()
         g = torch.tensor([index[x] for x in group])
         vals, mass = _target_mass(fra, seq, query, target)
@@ -77,9 +86,8 @@ def discover(model, sae, layer: int, probes: Probes, cfg: ChannelConfig, engine:
         attn.index_add_(0, g, pattern.gather(-1, target[:, None, None].expand(-1, H, 1))[..., 0])
         n_q.index_add_(0, g, torch.ones(len(g)))
         n, hh, sa, sb = torch.nonzero(vals, as_tuple=True)
-        ids = fra.feature_ids.cpu()
-        a = ids[seq[n], query[n], sa]
-        b = ids[seq[n], target[n], sb]
+        a = fra.feature_ids.cpu()[seq[n], query[n], sa]
+        b = fra.k_ids.cpu()[seq[n], target[n], sb]
         key = ((g[n] * H + hh) * d + a) * d + b
         v = vals[n, hh, sa, sb]
         uniq, _, parts = segment_sums(key, v, v.abs(), mass[n, hh], torch.ones_like(v))
@@ -148,12 +156,13 @@ def channel_sums(
     }
 
 
-def evaluate(model, sae, layer: int, probes: Probes, cands: pd.DataFrame, cfg: ChannelConfig, engine: EngineConfig) -> pd.DataFrame:
+def evaluate(model, sae, layer: int, probes: Probes, cands: pd.DataFrame, cfg: ChannelConfig, engine: EngineConfig,
+             shuffle_seed: int | None = None) -> pd.DataFrame:
     """Support, channel induction, softmax effect and null p-value of each candidate on ``probes``."""
     cands = cands[cands["layer"] == layer].reset_index(drop=True)
     acc = {k: np.zeros(len(cands)) for k in SUMS}
     by_group_head = cands.groupby(["group", "head"]).groups
-    for fra, seq, query, target, group in _batches(model, sae, layer, probes, cfg, engine):
+    for fra, seq, query, target, group in _batches(model, sae, layer, probes, cfg, engine, shuffle_seed):
         _, mass = _target_mass(fra, seq, query, target)
         for (grp, head), rows in by_group_head.items():
             sel = torch.from_numpy(group == grp)
@@ -170,6 +179,7 @@ def evaluate(model, sae, layer: int, probes: Probes, cands: pd.DataFrame, cfg: C
     out["support"] = acc["abs_t"] / safe(acc["mass_t"])
     out["channel_induction"] = acc["obs"] / safe(acc["abs_all"])
     out["null_channel_induction"] = acc["null_mean"] / safe(acc["abs_all"])
+    out["lift"] = out["channel_induction"] - out["null_channel_induction"]
     out["softmax_effect"] = acc["effect"] / safe(acc["n_present"])
     out["p_value"] = [z_pvalue(*a) for a in zip(acc["obs"], acc["null_mean"], acc["null_var"], acc["log_floor"])]
     out["n_targets"] = acc["n_t"].astype(int)
@@ -188,23 +198,25 @@ class Search:
 
 
 def search(
-    model: HookedTransformer, saes: dict[int, SAE], discovery: Probes, heldout: Probes, cfg: ChannelConfig, engine: EngineConfig
+    model: HookedTransformer, saes: dict[int, SAE], discovery: Probes, heldout: Probes, cfg: ChannelConfig, engine: EngineConfig,
+    shuffle_seed: int | None = None,
 ) -> Search:
     """Discovery -> candidates -> held-out statistics for every layer with an SAE (one probe kind)."""
     tables, heads, exactness = [], [], {}
+    seeds = (None, None) if shuffle_seed is None else (2 * shuffle_seed, 2 * shuffle_seed + 1)
     for layer, sae in sorted(saes.items()):
-        found, attn, exactness[layer] = discover(model, sae, layer, discovery, cfg, engine)
+        found, attn, exactness[layer] = discover(model, sae, layer, discovery, cfg, engine, seeds[0])
         cands = candidates(found, cfg)
         heads.append(attn)
         if cands.empty:
             continue
-        disc = evaluate(model, sae, layer, discovery, cands, cfg, engine)
-        held = evaluate(model, sae, layer, heldout, cands, cfg, engine)
+        disc = evaluate(model, sae, layer, discovery, cands, cfg, engine, seeds[0])
+        held = evaluate(model, sae, layer, heldout, cands, cfg, engine, seeds[1])
         keys = ["group", "layer", "head", "query_feature", "key_feature"]
         table = disc[keys + ["support", "channel_induction", "p_value"]].rename(columns={
             "support": "support", "channel_induction": "channel_induction_discovery", "p_value": "p_discovery"})
         held = held.rename(columns={"support": "support_heldout", "channel_induction": "channel_induction_heldout",
-                                    "null_channel_induction": "null_channel_induction_heldout"})
+                                    "null_channel_induction": "null_channel_induction_heldout", "lift": "lift_heldout"})
         tables.append(table.merge(held, on=keys))
     table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=TESTED[1:])
     table.insert(0, "probe", discovery.kind)
@@ -214,14 +226,14 @@ def search(
 
 
 def confirm(table: pd.DataFrame, cfg: ChannelConfig) -> pd.DataFrame:
-    """Benjamini–Hochberg over every candidate tested.
+    """Benjamini–Hochberg over every candidate tested, then the effect-size criterion.
 
-    A CIH channel has q <= alpha, a positive held-out channel induction score, a held-out softmax
-    effect of at least ``min_effect`` (it moves the head's attention, not just its scores), and is
-    present at ``min_queries`` held-out targets or more.
+    A confirmed induction channel has q <= alpha, a held-out lift (CI minus the null's CI) of at
+    least ``min_lift``, a held-out softmax effect of at least ``min_effect`` (it moves the head's
+    attention, not just its scores), and is present at ``min_queries`` held-out targets or more.
     """
     table = table.copy()
     table["q_value"] = benjamini_hochberg(table["p_value"].to_numpy()) if len(table) else []
-    table["is_cih"] = ((table["q_value"] <= cfg.alpha) & (table["channel_induction_heldout"] > 0)
+    table["is_cih"] = ((table["q_value"] <= cfg.alpha) & (table["lift_heldout"] >= cfg.min_lift)
                        & (table["softmax_effect"] >= cfg.min_effect) & (table["n_targets"] >= cfg.min_queries))
     return table

@@ -5,13 +5,19 @@ hypotheses, metrics, feature cards); :meth:`Study.write` writes, to ``results/<m
 
 * ``heads.csv``: every head's induction / previous-token / duplicate-token scores and ``is_tih``;
 * ``channels.csv``: every candidate channel tested, with discovery and held-out statistics,
-  BH q-values over all of them, and ``is_cih``;
+  BH q-values over all of them, ``is_cih``, both features' sink / token shares and the confirmed
+  channels' kind (sink, token, conceptual; ``fra.analysis.kinds``);
+* ``features.csv``: the profile of every feature in ``channels.csv`` (firing rate, sink and token shares);
 * ``head_attention.csv``: each resolvable head's attention to the induction target per probe kind;
-* ``hypotheses.csv``: per resolvable head, TIH score, confirmed channels and the best one (H1/H2);
+* ``hypotheses.csv``: per resolvable head, TIH score, confirmed channels by probe and kind, and the best (H1/H2);
+* ``controls.csv`` / ``causal.csv`` (with ``checks``): the negative controls' tested channels
+  (``fra.analysis.controls``) and each confirmed channel's causal effect (``fra.analysis.causal``);
 * ``channel_features.json``: a card (top-activating tokens with contexts; a Neuronpedia link for
   gpt2-small-res-jb SAEs) for every feature that appears in ``channels.csv``;
-* ``metrics.json``: counts, H1/H2 answers, the engine's exactness residual and term shares on the
-  probes and, for the planted world, recall / false discoveries.
+* ``metrics.json``: counts, H1/H2 answers, control counts, causal summary, the engine's exactness
+  residual and term shares on the probes and, for the planted world, recall / false discoveries.
+
+Sink channels are reported but never counted as induction channels.
 """
 
 from __future__ import annotations
@@ -25,9 +31,12 @@ from sae_lens import SAE
 from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
+from fra.analysis.causal import causal_effects
 from fra.analysis.channels import confirm, search
-from fra.analysis.features import feature_cards, neuronpedia_base
-from fra.analysis.heads import bos_id, head_scores, token_pool
+from fra.analysis.controls import control_counts, run_controls
+from fra.analysis.features import cards_from_acts, neuronpedia_base, sae_acts, token_strings
+from fra.analysis.heads import bos_id, head_scores, special_ids, token_pool
+from fra.analysis.kinds import CROSS_TOKEN, classify, feature_profiles
 from fra.analysis.probes import Probes, concept_templates, repeated_random, repeated_text
 from fra.analysis.schema import CHANNELS
 from fra.config import HeadScoreConfig, InductionConfig, Params
@@ -68,41 +77,55 @@ def tih_scores(model: HookedTransformer, cfg: HeadScoreConfig, tih_threshold: fl
     return heads
 
 
-def hypotheses(heads: pd.DataFrame, channels: pd.DataFrame, layers: list[int]) -> pd.DataFrame:
-    """One row per resolvable head: TIH score, confirmed channels per probe kind, and the best channel.
+def counted(channels: pd.DataFrame) -> pd.Series:
+    """Confirmed induction channels: ``is_cih`` and not a sink channel."""
+    return channels["is_cih"] & (channels["kind"] != "sink")
 
-    ``n_cih`` and the best channel leave out the planted-world control probe.
+
+def hypotheses(heads: pd.DataFrame, channels: pd.DataFrame, layers: list[int]) -> pd.DataFrame:
+    """One row per resolvable head: TIH score, confirmed channels per probe kind and kind, and the best channel.
+
+    ``n_cih_<probe>`` counts non-sink confirmed channels per probe; ``n_sink`` the sink channels;
+    ``n_token`` / ``n_conceptual`` distinct non-sink (a, b) pairs confirmed on exact repeats / on
+    cross-token probes. ``n_cih``, ``n_conceptual`` and the best channel leave out the planted-world control.
     """
     rows = heads[heads["layer"].isin(layers)][["layer", "head", "induction", "is_tih"]].copy()
-    confirmed = channels[channels["is_cih"]]
+    confirmed = channels[counted(channels)]
     counts = confirmed.groupby(["layer", "head", "probe"]).size().unstack(fill_value=0)
     counts.columns = [f"n_cih_{p}" for p in counts.columns]
     rows = rows.merge(counts.reset_index(), on=["layer", "head"], how="left")
-    n_cols = [c for c in rows.columns if c.startswith("n_cih_")]
+    real = confirmed[confirmed["probe"] != CONTROL_PROBE]  # the control measures false discoveries
+    sinks = channels[channels["is_cih"] & (channels["kind"] == "sink") & (channels["probe"] != CONTROL_PROBE)]
+    for name, sel in (("n_cih", real), ("n_sink", sinks), ("n_token", real[~real["probe"].isin(CROSS_TOKEN)]),
+                      ("n_conceptual", real[real["probe"].isin(CROSS_TOKEN)])):
+        n = sel.drop_duplicates(["layer", "head", "query_feature", "key_feature"]) if name in ("n_token", "n_conceptual") else sel
+        rows = rows.merge(n.groupby(["layer", "head"]).size().rename(name).reset_index(), on=["layer", "head"], how="left")
+    n_cols = [c for c in rows.columns if c.startswith("n_")]
     rows[n_cols] = rows[n_cols].fillna(0).astype(int)
-    real = [c for c in n_cols if c != f"n_cih_{CONTROL_PROBE}"]  # the control measures false discoveries
-    rows["n_cih"] = rows[real].sum(axis=1) if real else 0
-    confirmed = confirmed[confirmed["probe"] != CONTROL_PROBE]
-    best = (confirmed.sort_values(["q_value", "channel_induction_heldout"], ascending=[True, False])
-            .groupby(["layer", "head"]).head(1)[["layer", "head", "probe", "group", "query_feature", "key_feature",
-                                                 "channel_induction_heldout", "softmax_effect", "q_value"]])
+    best = (real.sort_values(["q_value", "lift_heldout"], ascending=[True, False])
+            .groupby(["layer", "head"]).head(1)[["layer", "head", "probe", "group", "query_feature", "key_feature", "kind",
+                                                 "lift_heldout", "softmax_effect", "q_value"]])
     best = best.rename(columns={c: f"best_{c}" for c in best.columns if c not in ("layer", "head")})
     return rows.merge(best, on=["layer", "head"], how="left")
 
 
 def answers(hyp: pd.DataFrame) -> dict:
-    """H1: every TIH has a confirmed channel on exact repeats. H2: some non-TIH head has one."""
+    """H1: every TIH has a confirmed non-sink channel on exact repeats. H2: some non-TIH head has one on a
+    real probe. Each also counts the heads with a conceptual channel."""
     exact = f"n_cih_{EXACT_PROBE}"
     tih, other = hyp[hyp["is_tih"]], hyp[~hyp["is_tih"]]
     n_exact = tih[exact] if exact in tih else pd.Series(0, index=tih.index)
     return {
         "H1": {
             "n_tih": len(tih), "n_tih_with_cih": int((n_exact > 0).sum()),
+            "n_tih_with_conceptual": int((tih["n_conceptual"] > 0).sum()),
             "answer": "untestable (no TIH in the resolved layers)" if tih.empty else ("yes" if (n_exact > 0).all() else "no"),
         },
         "H2": {
             "n_non_tih": len(other), "n_non_tih_with_cih": int((other["n_cih"] > 0).sum()),
-            "answer": "yes" if (other["n_cih"] > 0).any() else "no",
+            "n_non_tih_with_conceptual": int((other["n_conceptual"] > 0).sum()),
+            "answer": "untestable (every resolved head is a TIH)" if other.empty
+                      else ("yes" if (other["n_cih"] > 0).any() else "no"),
         },
     }
 
@@ -113,16 +136,22 @@ class Study:
 
     heads: pd.DataFrame
     channels: pd.DataFrame
+    features: pd.DataFrame
     head_attention: pd.DataFrame
     hypotheses: pd.DataFrame
     metrics: dict
     cards: dict
+    controls: pd.DataFrame | None = None
+    causal: pd.DataFrame | None = None
+    calibration: pd.DataFrame | None = None  # planted world: the criterion's curve (``fra.world.truth``)
 
     def write(self, out: Path) -> None:
-        """All six files into ``out`` together (:func:`fra.io.atomic_files`)."""
+        """All files into ``out`` together (:func:`fra.io.atomic_files`)."""
         with atomic_files(out) as tmp:
-            for name in ("heads", "channels", "head_attention", "hypotheses"):
-                getattr(self, name).to_csv(tmp / f"{name}.csv", index=False, float_format="%.6g")
+            for name in ("heads", "channels", "features", "head_attention", "hypotheses", "controls", "causal",
+                         "calibration"):
+                if getattr(self, name) is not None:
+                    getattr(self, name).to_csv(tmp / f"{name}.csv", index=False, float_format="%.6g")
             write_json(tmp / "channel_features.json", self.cards)
             write_json(tmp / "metrics.json", self.metrics)
 
@@ -142,43 +171,72 @@ def search_all(model: HookedTransformer, saes: dict[int, SAE], probes: list[tupl
 
 def summary(channels: pd.DataFrame, hyp: pd.DataFrame, exactness: dict, layers: list[int], params: Params) -> dict:
     """Counts, criteria, the H1/H2 answers and the decomposition's exactness: ``metrics.json``."""
+    c = params.channels
+    confirmed = channels[channels["is_cih"]]
     return {
-        "n_channels_tested": len(channels), "n_cih": int(channels["is_cih"].sum()),
+        "n_channels_tested": len(channels), "n_cih": int(counted(channels).sum()),
+        "n_sink": int((confirmed["kind"] == "sink").sum()),
         "tested_by_probe": channels.groupby("probe").size().to_dict(),
-        "cih_by_probe": channels.groupby("probe")["is_cih"].sum().astype(int).to_dict(),
+        "cih_by_probe": channels[counted(channels)].groupby("probe").size().to_dict(),
+        "kinds": confirmed.groupby(["probe", "kind"]).size().unstack(fill_value=0).to_dict(orient="index"),
         "layers_resolved": layers, "tih_threshold": params.induction.tih_threshold,
-        "alpha": params.channels.alpha, "min_support": params.channels.min_support,
-        "min_queries": params.channels.min_queries, "min_effect": params.channels.min_effect, **answers(hyp),
+        "criterion": {"alpha": c.alpha, "min_lift": c.min_lift, "min_effect": c.min_effect, "min_queries": c.min_queries,
+                      "min_support": c.min_support, "sink_share": c.sink_share},
+        **answers(hyp),
         "exactness": exactness,
         "max_residual": max(e["max_residual"] for per in exactness.values() for e in per.values()),
     }
 
 
-def run(model: HookedTransformer, saes: dict[int, SAE], params: Params, probes: list[tuple[Probes, Probes]],
-        corpus: torch.Tensor | None = None, sae_spec: str = "") -> Study:
-    """Head scores, channel search on every probe kind, FDR, hypothesis tables and feature cards.
+def causal_summary(causal: pd.DataFrame) -> dict:
+    """How many confirmed channels move the output, and the median attention and log-prob drops."""
+    return {"n_channels": len(causal), "n_moves_output": int(causal["moves_output"].sum()),
+            "median_attention_drop": float(causal["attention_drop"].median()) if len(causal) else None,
+            "median_logprob_drop": float(causal["logprob_drop"].median()) if len(causal) else None,
+            "max_attention_mismatch": float((causal["attention_drop"] - causal["softmax_effect"]).abs().max())
+            if len(causal) else None}
 
-    Feature cards come from ``corpus`` (token ids ``[seq, pos]``), else from the first discovery probes.
+
+def run(model: HookedTransformer, saes: dict[int, SAE], params: Params, probes: list[tuple[Probes, Probes]],
+        corpus: torch.Tensor | None = None, sae_spec: str = "", checks: bool = True) -> Study:
+    """Head scores, channel search on every probe kind, FDR, channel kinds, hypothesis tables and feature cards;
+    with ``checks`` also the negative controls and the causal test.
+
+    Feature profiles and cards come from ``corpus`` (token ids ``[seq, pos]``), else from the first discovery probes.
     """
     heads = tih_scores(model, params.heads, params.induction.tih_threshold)
     tested, attention, exactness = search_all(model, saes, probes, params)
-    channels = confirm(tested, params.channels)[CHANNELS.names]  # the table's one schema, in file order
+    confirmed = confirm(tested, params.channels)
+    corpus = probes[0][0].tokens if corpus is None else corpus
+    profiles, cards, l0 = feature_study(model, saes, confirmed, corpus, sae_spec)
+    channels = classify(confirmed, profiles, params.channels)[CHANNELS.names]  # the table's one schema, in file order
     hyp = hypotheses(heads, channels, sorted(saes))
     metrics = summary(channels, hyp, exactness, sorted(saes), params)
-    cards = channel_feature_cards(model, saes, channels, probes[0][0].tokens if corpus is None else corpus, sae_spec)
-    return Study(heads, channels, attention, hyp, metrics, cards)
+    metrics["sae_l0_on_corpus"] = {f"L{layer}": round(v, 3) for layer, v in l0.items()}
+    study = Study(heads, channels, profiles, attention, hyp, metrics, cards)
+    if checks:
+        study.controls = run_controls(model, saes, probes, params, l0)
+        study.causal = causal_effects(model, saes, channels, probes, params.channels, params.engine)
+        metrics["controls"] = control_counts(study.controls, params.controls.kinds)
+        metrics["causal"] = causal_summary(study.causal)
+    return study
 
 
-def channel_feature_cards(model: HookedTransformer, saes: dict[int, SAE], channels: pd.DataFrame, corpus: torch.Tensor,
-                          sae_spec: str = "") -> dict:
-    """Cards of every feature in ``channels`` (query and key side), per layer, from ``corpus``."""
-    out = {}
+def feature_study(model: HookedTransformer, saes: dict[int, SAE], channels: pd.DataFrame, corpus: torch.Tensor,
+                  sae_spec: str = "") -> tuple[pd.DataFrame, dict, dict[int, float]]:
+    """Profiles (``fra.analysis.kinds``) and cards of every feature in ``channels``, per layer, from ``corpus``,
+    and each SAE's mean number of active features there (its L0)."""
+    profiles, cards, l0 = [], {}, {}
+    strs = token_strings(model, corpus)
     for layer, sae in sorted(saes.items()):
         rows = channels[channels["layer"] == layer]
         feats = sorted(set(rows["query_feature"].astype(int)) | set(rows["key_feature"].astype(int)))
+        f = sae_acts(model, sae, corpus)
+        l0[layer] = float((f > 0).sum(-1).float().mean())
+        f = f[..., feats]
+        profiles.append(feature_profiles(f, corpus, feats, special_ids(model)).assign(layer=layer))
         base = neuronpedia_base(sae, sae_spec)
-        out[f"L{layer}"] = {
-            str(f): {"top": top, "neuronpedia": f"{base}{f}" if base else None}
-            for f, top in feature_cards(model, sae, corpus, feats).items()
-        }
-    return out
+        cards[f"L{layer}"] = {str(a): {"top": top, "neuronpedia": f"{base}{a}" if base else None}
+                              for a, top in cards_from_acts(f, strs, feats).items()}
+    table = pd.concat(profiles, ignore_index=True)
+    return table[["layer"] + [c for c in table.columns if c != "layer"]], cards, l0

@@ -46,12 +46,22 @@ CHANNELS = Table("channels.csv", {
     "p_discovery": "discovery one-sided permutation p-value of the channel's sum at the targets",
     "support_heldout": "support on held-out probes",
     "channel_induction_heldout": "held-out channel induction score CI, in [-1, 1]",
-    "null_channel_induction_heldout": "held-out CI expected under the null (target redrawn among the causal keys)",
+    "null_channel_induction_heldout": "held-out CI expected under the null (target redrawn among the causal keys after BOS, "
+                                      "the target included)",
+    "lift_heldout": "effect size: held-out CI minus the null's CI",
     "softmax_effect": "held-out mean drop of attention to the target when the channel is removed from the scores",
     "p_value": "held-out one-sided permutation p-value",
-    "n_targets": "held-out queries where the channel is nonzero at the target",
+    "n_targets": "held-out queries where the channel is nonzero at the target (>= min_queries on discovery too)",
     "n_queries": "held-out queries where the channel is nonzero on some causal key",
     "q_value": "Benjamini-Hochberg q-value over every channel tested",
-    "is_cih": "confirmed: q <= alpha, held-out CI > 0, softmax effect >= min_effect, >= min_queries targets",
+    "is_cih": "confirmed induction channel: q <= alpha, held-out lift >= min_lift, softmax effect >= min_effect, "
+              ">= min_queries held-out targets",
+    "query_sink_share": "share of the query feature's activation on BOS / position 0 / special tokens (corpus)",
+    "key_sink_share": "the same for the key feature",
+    "query_token_share": "share of the query feature's activation on its most frequent current token (corpus)",
+    "key_token_share": "share of the key feature's activation on its most frequent previous token (corpus)",
+    "kind": "confirmed channels only: sink (a feature with sink share >= sink_share), conceptual (confirmed where the "
+            "earlier occurrence is another token of the concept) or token (confirmed on exact repeats)",
 })
-TESTED = CHANNELS.names[:-2]  # the search's columns; ``confirm`` adds q_value and is_cih
+TESTED = CHANNELS.names[:CHANNELS.names.index("q_value")]  # the search's columns; ``confirm`` adds q_value and is_cih
+CONFIRMED = CHANNELS.names[:CHANNELS.names.index("query_sink_share")]  # after ``confirm``; ``classify`` adds the rest

@@ -58,6 +58,25 @@ class FRA:
     q_block: int = 16
     block_mib: int = 1024
     truncation: dict[str, float] = field(default_factory=dict)  # share of |pair score| removed
+    key_ids: Int[Tensor, "batch pos K"] | None = None  # key-side slots' features when they differ (shuffled keys)
+
+    @property
+    def k_ids(self) -> Int[Tensor, "batch pos K"]:
+        """The SAE feature of each key-side slot (``feature_ids`` unless the keys were shuffled)."""
+        return self.feature_ids if self.key_ids is None else self.key_ids
+
+    def with_shuffled_keys(self, generator: torch.Generator) -> "FRA":
+        """A negative control: key-side feature slots permuted across positions 1.. within each sequence.
+
+        Each key position j takes the features (and their projected vectors) of position pi(j); BOS and the
+        query side stay. The pair terms then no longer sum to the model's scores: use it only as a null.
+        """
+        B, P = self.feature_ids.shape[:2]
+        perm = torch.cat([torch.zeros(B, 1, dtype=torch.long),
+                          1 + torch.argsort(torch.rand(B, P - 1, generator=generator), dim=1)], 1).to(self.k.feat.device)
+        rows = torch.arange(B, device=perm.device)[:, None]
+        k = Side(feat=self.k.feat[rows, perm], dense=self.k.dense)
+        return dataclasses.replace(self, k=k, key_ids=self.k_ids[rows, perm])
 
     @property
     def n_pos(self) -> int:
@@ -173,7 +192,7 @@ class FRA:
             cols["query"].append(i + i0)
             cols["key"].append(j)
             cols["query_feature"].append(self.feature_ids[b, i + i0, sa])
-            cols["key_feature"].append(self.feature_ids[b, j, sb])
+            cols["key_feature"].append(self.k_ids[b, j, sb])
             cols["value"].append(vals[b, h, i, j, sa, sb])
         return {c: torch.cat(v) for c, v in cols.items()}
 
@@ -182,17 +201,16 @@ class FRA:
 
         Zero where a_m is not active at i or b_m not at j; entries above the diagonal are not masked.
         """
-        ids = self.feature_ids
+        ids, kids = self.feature_ids, self.k_ids
         with torch.inference_mode():
             Qa = torch.einsum("bpkm,bpke->bmpe", (ids[..., None] == a.to(ids.device)).float(), self.q.feat[:, :, :, slot])
-            Kb = torch.einsum("bpkm,bpke->bmpe", (ids[..., None] == b.to(ids.device)).float(), self.k.feat[:, :, :, slot])
+            Kb = torch.einsum("bpkm,bpke->bmpe", (kids[..., None] == b.to(ids.device)).float(), self.k.feat[:, :, :, slot])
             return torch.einsum("bmie,bmje->bmij", Qa, Kb) / self.attn_scale
 
     def channel_pairs(self, slot: int, a: int, b: int) -> tuple[Int[Tensor, "m_q 3"], Int[Tensor, "m_k 3"], Float[Tensor, "m_q m_k"]]:
         """Every occurrence of query feature ``a`` and key feature ``b`` as ``(seq, pos, slot)`` rows, and
         ``FRA[i, j, a, b]`` between them (zero across sequences and for j > i)."""
-        ids = self.feature_ids
-        qa, kb = (ids == a).nonzero(), (ids == b).nonzero()
+        qa, kb = (self.feature_ids == a).nonzero(), (self.k_ids == b).nonzero()
         with torch.inference_mode():
             qv = self.q.feat[qa[:, 0], qa[:, 1], qa[:, 2], slot]  # [m_q, d_head]
             kv = self.k.feat[kb[:, 0], kb[:, 1], kb[:, 2], slot]  # [m_k, d_head]
@@ -206,14 +224,14 @@ class FRA:
         Returns per channel (a, b): ``total`` (signed sum), ``abs_total``, ``n_pairs`` (pairs where it
         is nonzero) and its largest-|value| pair (``query``, ``key``, ``value``).
         """
-        ids = self.feature_ids[batch].cpu()
-        d = int(ids.max()) + 1
+        ids, kids = self.feature_ids[batch].cpu(), self.k_ids[batch].cpu()
+        d = int(max(ids.max(), kids.max())) + 1
         keys, total, abs_total, count, best_val, best_q, best_k = ([] for _ in range(7))
         for i0, _, vals in self.pair_blocks():
             v = vals[batch, slot].cpu()  # [I, J, K, K]
             i, j, sa, sb = torch.nonzero(v, as_tuple=True)
             val = v[i, j, sa, sb]
-            uniq, inv, (t, at, c) = segment_sums(ids[i + i0, sa] * d + ids[j, sb], val, val.abs(), torch.ones_like(val))
+            uniq, inv, (t, at, c) = segment_sums(ids[i + i0, sa] * d + kids[j, sb], val, val.abs(), torch.ones_like(val))
             keys.append(uniq), total.append(t), abs_total.append(at), count.append(c)
             first = first_largest(inv, val, len(uniq))
             best_val.append(val[first]), best_q.append(i[first] + i0), best_k.append(j[first])

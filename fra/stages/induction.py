@@ -15,7 +15,7 @@ from fra.io import output_dir, read_json
 from fra.models import load_model
 from fra.saes import load_saes
 from fra.world.probes import world_probes
-from fra.world.truth import planted_recall
+from fra.world.truth import calibration, planted_recall
 
 NAME = "induction"
 HELP = "token induction heads vs conceptual induction channels, with statistics"
@@ -29,6 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ground-truth", default=None, help="planted-world ground truth: adds concept probes and recall")
     p.add_argument("--corpus", default=None, help="token ids (.npy, [seq, pos]) for the feature cards")
     p.add_argument("--corpus-sequences", type=int, default=256, help="sequences of --corpus to use")
+    p.add_argument("--no-checks", action="store_true", help="skip the negative controls and the causal test")
     p.add_argument("--out", required=True, help="results directory, e.g. results/toy")
 
 
@@ -64,14 +65,19 @@ def run(args: argparse.Namespace) -> int:
     if world is not None:
         probes += list(zip(world_probes(world, cfg.n_discovery, seed=cfg.seed * 2),
                            world_probes(world, cfg.n_heldout, seed=cfg.seed * 2 + 1)))
-    study = run_study(model, saes, params, probes, corpus, args.saes)
+    study = run_study(model, saes, params, probes, corpus, args.saes, checks=not args.no_checks)
     if world is not None:
         study.metrics["planted"] = planted_recall(study.channels, world)
+        study.calibration = calibration(study.channels, world, params.channels)
     study.write(out)
     m = study.metrics
-    print(f"{m['n_channels_tested']} channels tested, {m['n_cih']} confirmed (BH at {m['alpha']})")
+    print(f"{m['n_channels_tested']} channels tested, {m['n_cih']} confirmed (BH at {m['criterion']['alpha']}, lift >= {m['criterion']['min_lift']})")
     print(f"H1 {m['H1']['answer']}: {m['H1']['n_tih_with_cih']}/{m['H1']['n_tih']} TIH with a confirmed channel")
     print(f"H2 {m['H2']['answer']}: {m['H2']['n_non_tih_with_cih']}/{m['H2']['n_non_tih']} non-TIH heads with one")
+    for kind, c in m.get("controls", {}).items():
+        print(f"control {kind}: {c['n_confirmed']} of {c['n_tested']} channels confirmed")
+    if "causal" in m:
+        print(f"causal: {m['causal']['n_moves_output']}/{m['causal']['n_channels']} confirmed channels move the output")
     if "planted" in m:
         p = m["planted"]
         print(f"planted: recall {p['recall_conceptual']:.2f}, false discoveries {p['false_discovery_token_only']:.2f}")

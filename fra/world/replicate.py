@@ -60,7 +60,7 @@ def replicate(params: Params, world_seed: int, train_seed: int) -> dict:
         saes = load_saes(tmp, None, model)
         probes = probe_sets(model, cfg, corpus, templates=False) + list(zip(
             world_probes(world, cfg.n_discovery, seed=cfg.seed * 2), world_probes(world, cfg.n_heldout, seed=cfg.seed * 2 + 1)))
-        study = run(model, saes, params, probes, corpus)
+        study = run(model, saes, params, probes, corpus, checks=False)
     planted = planted_recall(study.channels, world)
     return {**row, "sae_variance_explained": min(s["variance_explained"] for s in summary.values()),
             "recall_conceptual": planted["recall_conceptual"], "n_conceptual": planted["n_conceptual"],

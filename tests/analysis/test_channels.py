@@ -90,10 +90,12 @@ def test_random_model_yields_no_confirmed_channels():
 
 
 def test_confirm_applies_bh_and_requires_a_real_effect():
-    table = pd.DataFrame({"p_value": [1e-6, 1e-6, 1e-6, 0.04, 0.9], "softmax_effect": [0.1, -0.1, 0.005, 0.1, 0.1],
-                          "channel_induction_heldout": [0.5, 0.5, 0.5, 0.5, 0.5], "n_targets": [9, 9, 9, 9, 9]})
-    out = confirm(table, ChannelConfig(alpha=0.05, min_effect=0.01, min_queries=5))
-    np.testing.assert_allclose(out["q_value"], [5e-6 / 3] * 3 + [0.05, 0.9])
-    assert out["is_cih"].tolist() == [True, False, False, True, False]  # tiny effect: not confirmed
+    table = pd.DataFrame({"p_value": [1e-6, 1e-6, 1e-6, 0.04, 0.9, 1e-9], "softmax_effect": [0.1, -0.1, 0.005, 0.1, 0.1, 0.1],
+                          "lift_heldout": [0.5, 0.5, 0.5, 0.5, 0.5, 0.05], "n_targets": [9] * 6})
+    out = confirm(table, ChannelConfig(alpha=0.05, min_effect=0.01, min_queries=5, min_lift=0.2))
+    np.testing.assert_allclose(out["q_value"], [6e-6 / 4] * 3 + [0.048, 0.9, 6e-9])
+    # tiny softmax effect, or a lift below min_lift however small p is: not confirmed
+    assert out["is_cih"].tolist() == [True, False, False, True, False, False]
+    assert confirm(table, ChannelConfig(min_lift=0.01))["is_cih"].iloc[5]
     table.loc[0, "n_targets"] = 2
     assert not confirm(table, ChannelConfig(min_queries=5))["is_cih"][0]  # too few held-out targets
