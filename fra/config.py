@@ -314,7 +314,7 @@ class ChannelConfig:
     min_queries: int = 5  # induction targets where a candidate must be present, on discovery and held-out probes
     max_candidates: int = 20  # per (probe group, layer, head), best support first
     min_effect: float = 0.01  # held-out attention to the target a confirmed channel must move
-    min_lift: float = 0.2  # effect size: held-out CI minus the null's CI
+    min_lift: float = 0.2  # effect size: held-out CI minus the null's CI (in [-2, 2])
     sink_share: float = 0.5  # a feature with this share of its activation on BOS / special tokens is a sink
     alpha: float = 0.05  # Benjamini-Hochberg false discovery rate
     batch_size: int = 16  # probe sequences resolved at once
@@ -324,7 +324,7 @@ class ChannelConfig:
         require(self.min_queries >= 1, "channels.min_queries", f"must be >= 1, got {self.min_queries}")
         require(self.max_candidates >= 1, "channels.max_candidates", f"must be >= 1, got {self.max_candidates}")
         require(0 <= self.min_effect < 1, "channels.min_effect", f"must be in [0, 1), got {self.min_effect}")
-        require(0 <= self.min_lift < 1, "channels.min_lift", f"must be in [0, 1), got {self.min_lift}")
+        require(0 <= self.min_lift < 2, "channels.min_lift", f"must be in [0, 2), got {self.min_lift}")
         require(0 < self.sink_share <= 1, "channels.sink_share", f"must be in (0, 1], got {self.sink_share}")
         require(0 < self.alpha < 1, "channels.alpha", f"must be in (0, 1), got {self.alpha}")
         require(self.batch_size >= 1, "channels.batch_size", f"must be >= 1, got {self.batch_size}")
@@ -334,8 +334,11 @@ class ChannelConfig:
 class ControlConfig:
     """Negative controls run through the same channel search (``fra.analysis.controls``)."""
 
-    kinds: tuple[Literal["random_sae", "shuffled_keys"], ...] = ("random_sae", "shuffled_keys")
+    kinds: tuple[Literal["random_sae", "shuffled_keys"], ...] = ("random_sae", "shuffled_keys")  # [] runs none
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        require(len(set(self.kinds)) == len(self.kinds), "controls.kinds", f"lists a control twice: {list(self.kinds)}")
 
 
 @dataclass(frozen=True)

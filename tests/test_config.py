@@ -23,6 +23,11 @@ def test_repository_params_load():
         ({"engine": {"block_mib": 0}}, "engine.block_mib"),
         ({"profile": {"language_models": ["gpt2"]}}, "profile.language_models[0]"),  # no offline profile for it
         ({"lm_saes": {"layers": [17, 17]}}, "lm_saes.layers"),
+        ({"channels": {"min_lift": 2.5}}, "channels.min_lift"),
+        ({"controls": {"kinds": ["random_sae", "random_sae"]}}, "controls.kinds"),
+        ({"channels": {"sink_share": 0}}, "channels.sink_share"),
+        ({"controls": {"kinds": ["random"]}}, "controls.kinds[0]"),
+        ({"controls": {"seeds": 1}}, "controls.seeds"),
         ({"lm_saes": {"k": 0}}, "lm_saes.k"),  # the shared SAE checks name their own section
         ({"lm_saes": {"sections": 1}}, "lm_saes.sections"),
         ({"toy_saes": {"cache_batch_size": 0}}, "toy_saes.cache_batch_size"),

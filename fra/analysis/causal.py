@@ -6,7 +6,8 @@ model runs on to its logits. At the induction queries where the channel is prese
 softmax effect) we report the mean drop in the head's attention to the target -- which must equal
 the softmax effect computed from the decomposition -- and the mean drop in log-probability of the
 induction token (the token at the target, which the repeat continues with), with its standard
-error. A channel *moves the output* when that drop exceeds twice its standard error.
+error and a one-sided z-test of a positive mean drop; a channel *moves the output* when its
+Benjamini–Hochberg q-value over all channels tested is at most ``alpha``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from sae_lens import SAE
 from transformer_lens import HookedTransformer
 
 from fra.analysis.probes import Probes
+from fra.analysis.stats import benjamini_hochberg, z_pvalue
 from fra.config import ChannelConfig, EngineConfig
 from fra.engine import resolve
 
@@ -50,7 +52,8 @@ def _logp(logits: torch.Tensor, s: torch.Tensor, q: torch.Tensor, y: torch.Tenso
 
 def causal_effects(model: HookedTransformer, saes: dict[int, SAE], channels: pd.DataFrame,
                    probes: list[tuple[Probes, Probes]], cfg: ChannelConfig, engine: EngineConfig) -> pd.DataFrame:
-    """One row per confirmed channel: attention and log-probability drops when it is removed (module docstring)."""
+    """One row per confirmed channel of ``channels``: attention and log-probability drops when it is removed
+    (module docstring)."""
     confirmed = channels[channels["is_cih"]].reset_index(drop=True)
     drops = {n: ([], []) for n in range(len(confirmed))}  # per channel: attention drops, log-prob drops per query
     for _, held in probes:
@@ -85,7 +88,10 @@ def causal_effects(model: HookedTransformer, saes: dict[int, SAE], channels: pd.
     out["softmax_effect"] = confirmed["softmax_effect"].to_numpy()
     out["logprob_drop"] = [x.mean() if len(x) else np.nan for x in lp]
     out["logprob_drop_se"] = [x.std(ddof=1) / np.sqrt(len(x)) if len(x) > 1 else np.nan for x in lp]
-    out["moves_output"] = out["logprob_drop"] > 2 * out["logprob_drop_se"]
+    out["p_output"] = [z_pvalue(m, 0.0, se * se) if len(x) > 1 else 1.0
+                       for m, se, x in zip(out["logprob_drop"], out["logprob_drop_se"], lp)]
+    out["q_output"] = benjamini_hochberg(out["p_output"].to_numpy()) if len(out) else []
+    out["moves_output"] = out["q_output"] <= cfg.alpha
     return out
 
 

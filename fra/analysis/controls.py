@@ -34,7 +34,7 @@ def run_controls(model: HookedTransformer, saes: dict[int, SAE], probes: list[tu
                  l0: dict[int, float]) -> pd.DataFrame:
     """Every control's tested channels with q-values and ``is_cih``, one ``control`` column first."""
     tables = []
-    for kind in tqdm(params.controls.kinds, desc="negative controls"):
+    for kind in tqdm(params.controls.kinds, desc="negative controls"):  # at least one (the caller checks)
         used = control_saes(saes, l0, params.controls.seed) if kind == "random_sae" else saes
         shuffle = params.controls.seed if kind == "shuffled_keys" else None
         found = [search(model, used, d, h, params.channels, params.engine, shuffle).table for d, h in probes]

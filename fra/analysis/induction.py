@@ -78,8 +78,8 @@ def tih_scores(model: HookedTransformer, cfg: HeadScoreConfig, tih_threshold: fl
 
 
 def counted(channels: pd.DataFrame) -> pd.Series:
-    """Confirmed induction channels: ``is_cih`` and not a sink channel."""
-    return channels["is_cih"] & (channels["kind"] != "sink")
+    """The confirmed induction channels H1/H2 count: ``is_cih``, not a sink channel, not on the planted-world control."""
+    return channels["is_cih"] & (channels["kind"] != "sink") & (channels["probe"] != CONTROL_PROBE)
 
 
 def hypotheses(heads: pd.DataFrame, channels: pd.DataFrame, layers: list[int]) -> pd.DataFrame:
@@ -90,16 +90,17 @@ def hypotheses(heads: pd.DataFrame, channels: pd.DataFrame, layers: list[int]) -
     cross-token probes. ``n_cih``, ``n_conceptual`` and the best channel leave out the planted-world control.
     """
     rows = heads[heads["layer"].isin(layers)][["layer", "head", "induction", "is_tih"]].copy()
-    confirmed = channels[counted(channels)]
-    counts = confirmed.groupby(["layer", "head", "probe"]).size().unstack(fill_value=0)
+    non_sink = channels[channels["is_cih"] & (channels["kind"] != "sink")]  # per probe, the control included
+    counts = non_sink.groupby(["layer", "head", "probe"]).size().unstack(fill_value=0)
     counts.columns = [f"n_cih_{p}" for p in counts.columns]
     rows = rows.merge(counts.reset_index(), on=["layer", "head"], how="left")
-    real = confirmed[confirmed["probe"] != CONTROL_PROBE]  # the control measures false discoveries
+    real = channels[counted(channels)]  # the control measures false discoveries
     sinks = channels[channels["is_cih"] & (channels["kind"] == "sink") & (channels["probe"] != CONTROL_PROBE)]
-    for name, sel in (("n_cih", real), ("n_sink", sinks), ("n_token", real[~real["probe"].isin(CROSS_TOKEN)]),
-                      ("n_conceptual", real[real["probe"].isin(CROSS_TOKEN)])):
-        n = sel.drop_duplicates(["layer", "head", "query_feature", "key_feature"]) if name in ("n_token", "n_conceptual") else sel
-        rows = rows.merge(n.groupby(["layer", "head"]).size().rename(name).reset_index(), on=["layer", "head"], how="left")
+    cross = real["probe"].isin(CROSS_TOKEN)
+    pairs = ["layer", "head", "query_feature", "key_feature"]
+    for name, sel in (("n_cih", real), ("n_sink", sinks), ("n_token", real[~cross].drop_duplicates(pairs)),
+                      ("n_conceptual", real[cross].drop_duplicates(pairs))):
+        rows = rows.merge(sel.groupby(["layer", "head"]).size().rename(name).reset_index(), on=["layer", "head"], how="left")
     n_cols = [c for c in rows.columns if c.startswith("n_")]
     rows[n_cols] = rows[n_cols].fillna(0).astype(int)
     best = (real.sort_values(["q_value", "lift_heldout"], ascending=[True, False])
@@ -175,7 +176,9 @@ def summary(channels: pd.DataFrame, hyp: pd.DataFrame, exactness: dict, layers: 
     confirmed = channels[channels["is_cih"]]
     return {
         "n_channels_tested": len(channels), "n_cih": int(counted(channels).sum()),
+        "n_confirmed_any": len(confirmed),  # sinks and the control probe included, as the negative controls count
         "n_sink": int((confirmed["kind"] == "sink").sum()),
+        "n_control_confirmed": int((confirmed["probe"] == CONTROL_PROBE).sum()),
         "tested_by_probe": channels.groupby("probe").size().to_dict(),
         "cih_by_probe": channels[counted(channels)].groupby("probe").size().to_dict(),
         "kinds": confirmed.groupby(["probe", "kind"]).size().unstack(fill_value=0).to_dict(orient="index"),
@@ -189,7 +192,7 @@ def summary(channels: pd.DataFrame, hyp: pd.DataFrame, exactness: dict, layers: 
 
 
 def causal_summary(causal: pd.DataFrame) -> dict:
-    """How many confirmed channels move the output, and the median attention and log-prob drops."""
+    """How many counted channels move the output (BH over the channels), and the median attention and log-prob drops."""
     return {"n_channels": len(causal), "n_moves_output": int(causal["moves_output"].sum()),
             "median_attention_drop": float(causal["attention_drop"].median()) if len(causal) else None,
             "median_logprob_drop": float(causal["logprob_drop"].median()) if len(causal) else None,
@@ -214,10 +217,11 @@ def run(model: HookedTransformer, saes: dict[int, SAE], params: Params, probes: 
     metrics = summary(channels, hyp, exactness, sorted(saes), params)
     metrics["sae_l0_on_corpus"] = {f"L{layer}": round(v, 3) for layer, v in l0.items()}
     study = Study(heads, channels, profiles, attention, hyp, metrics, cards)
-    if checks:
+    if checks and params.controls.kinds:
         study.controls = run_controls(model, saes, probes, params, l0)
-        study.causal = causal_effects(model, saes, channels, probes, params.channels, params.engine)
         metrics["controls"] = control_counts(study.controls, params.controls.kinds)
+    if checks:
+        study.causal = causal_effects(model, saes, channels[counted(channels)], probes, params.channels, params.engine)
         metrics["causal"] = causal_summary(study.causal)
     return study
 

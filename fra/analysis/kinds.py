@@ -3,8 +3,10 @@
 Each feature of a channel is profiled on a corpus by where its activation mass falls:
 
 * sink share: on position 0 / BOS / special tokens (features that only mark the sequence start);
-* token share: on its most frequent token -- the current token for a query feature, the previous
-  token for a key feature (an induction key is found through the token before it).
+* token share: on the one token that carries most of it -- the current token for a query feature,
+  the previous token for a key feature (an induction key is found through the token before it).
+  Near 1 the feature is a token-identity feature; the shares are reported, the kind below does not
+  use them.
 
 A confirmed channel is a *sink* channel when either feature's sink share is at least
 ``sink_share``; otherwise *conceptual* when it was confirmed on a probe whose earlier occurrence is

@@ -58,10 +58,9 @@ CHANNELS = Table("channels.csv", {
               ">= min_queries held-out targets",
     "query_sink_share": "share of the query feature's activation on BOS / position 0 / special tokens (corpus)",
     "key_sink_share": "the same for the key feature",
-    "query_token_share": "share of the query feature's activation on its most frequent current token (corpus)",
-    "key_token_share": "share of the key feature's activation on its most frequent previous token (corpus)",
+    "query_token_share": "share of the query feature's activation on the current token that carries most of it (corpus)",
+    "key_token_share": "share of the key feature's activation on the previous token that carries most of it (corpus)",
     "kind": "confirmed channels only: sink (a feature with sink share >= sink_share), conceptual (confirmed where the "
             "earlier occurrence is another token of the concept) or token (confirmed on exact repeats)",
 })
 TESTED = CHANNELS.names[:CHANNELS.names.index("q_value")]  # the search's columns; ``confirm`` adds q_value and is_cih
-CONFIRMED = CHANNELS.names[:CHANNELS.names.index("query_sink_share")]  # after ``confirm``; ``classify`` adds the rest

@@ -68,8 +68,9 @@ class FRA:
     def with_shuffled_keys(self, generator: torch.Generator) -> "FRA":
         """A negative control: key-side feature slots permuted across positions 1.. within each sequence.
 
-        Each key position j takes the features (and their projected vectors) of position pi(j); BOS and the
-        query side stay. The pair terms then no longer sum to the model's scores: use it only as a null.
+        Each key position j takes the features (``key_ids``) and projected vectors of position pi(j), rotation
+        included; BOS, the query side, ``feature_ids`` and ``feature_acts`` (the query side's) stay. The pair
+        terms then no longer sum to the model's scores: use it only as a null.
         """
         B, P = self.feature_ids.shape[:2]
         perm = torch.cat([torch.zeros(B, 1, dtype=torch.long),

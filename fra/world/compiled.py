@@ -52,6 +52,7 @@ from fra.world.corpus import BOS, token_classes, token_names, world_tokenizer
 LAYER = 1  # the layer the SAE resolves
 PREVIOUS_TOKEN_HEAD = (0, 0)
 EXPECTED = {(1, 0): "token", (1, 1): "conceptual", (1, 2): "none"}  # induction kind of each layer-1 head
+EXPECTED_TIH = {(1, 0): True, (1, 1): False, (1, 2): False}  # which of them is a token induction head
 EXPECTED_CHANNEL = {(1, 0): ("token", "prev_token"), (1, 1): ("class", "prev_class")}  # (query, key) subspaces
 SUBSPACES = ("token", "class", "prev_token", "prev_class", "pos", "out")
 LAM, BETA, GAMMA = 40.0, 12.0, 12.0  # previous-token sharpness, layer-1 match score, unembedding gain
@@ -165,14 +166,21 @@ def _basis_sae(d_model: int, d_sae: int) -> JumpReLUSAE:
     return sae.eval()
 
 
-def observed_kind(row) -> str:
-    """A head's induction kind from its ``hypotheses.csv`` row: conceptual, token or none (sinks never count)."""
-    return "conceptual" if row["n_conceptual"] > 0 else "token" if row["n_cih"] > 0 else "none"
+def observed_kind(row, n_confirmed: int) -> str:
+    """A head's induction kind from its ``hypotheses.csv`` row: conceptual, token, or none when no channel of
+    any kind (sinks and the control included, ``n_confirmed``) was confirmed; ``other`` otherwise."""
+    if row["n_conceptual"] > 0:
+        return "conceptual"
+    return "token" if row["n_cih"] > 0 else "none" if n_confirmed == 0 else "other"
 
 
-def verdict(hypotheses: pd.DataFrame) -> dict:
-    """Expected vs observed kind of every layer-1 head, and whether all match (``ok``)."""
-    heads = {f"L{layer}H{head}": {"expected": kind, "observed": observed_kind(
-        hypotheses[(hypotheses["layer"] == layer) & (hypotheses["head"] == head)].iloc[0])}
-        for (layer, head), kind in EXPECTED.items()}
-    return {"heads": heads, "ok": all(h["expected"] == h["observed"] for h in heads.values())}
+def verdict(hypotheses: pd.DataFrame, channels: pd.DataFrame) -> dict:
+    """Expected vs observed kind and TIH status of every layer-1 head, and whether all match (``ok``)."""
+    heads = {}
+    for (layer, head), kind in EXPECTED.items():
+        row = hypotheses[(hypotheses["layer"] == layer) & (hypotheses["head"] == head)].iloc[0]
+        n = int((channels["is_cih"] & (channels["layer"] == layer) & (channels["head"] == head)).sum())
+        heads[f"L{layer}H{head}"] = {"expected": kind, "observed": observed_kind(row, n),
+                                     "expected_tih": EXPECTED_TIH[(layer, head)], "is_tih": bool(row["is_tih"])}
+    ok = all(h["expected"] == h["observed"] and h["expected_tih"] == h["is_tih"] for h in heads.values())
+    return {"heads": heads, "ok": ok}

@@ -16,11 +16,12 @@ import pandas as pd
 import pytest
 
 from fra.analysis.channels import confirm
-from fra.analysis.induction import EXACT_PROBE, answers, hypotheses
+from fra.analysis.induction import EXACT_PROBE, hypotheses, summary
+from fra.analysis.kinds import classify
 from fra.world.truth import planted_recall
 from fra.analysis.schema import CHANNELS
 from fra.analysis.schema import TESTED as COLUMNS
-from fra.config import ChannelConfig, WorldConfig
+from fra.config import ChannelConfig, Params, WorldConfig
 from fra.report.build import build
 from fra.stages.toy_seeds import pooled
 from tests.report.conftest import write_results
@@ -29,6 +30,7 @@ PAPER = Path(__file__).parents[2] / "paper"
 WORLD = WorldConfig(n_classes=8, class_size=3, n_filler=16, n_conceptual=4, seq_len=48, segment_min=4,
                     segment_max=8, gap_max=6, lead_max=2)
 ALPHA = 0.05
+CRITERION = ChannelConfig(alpha=ALPHA, min_effect=0.01)
 TERMS = {"feat·feat": 0.55, "feat·b_dec": 0.05, "feat·error": 0.1, "feat·bias": 0.04, "feat·pos": 0.06,
          "b_dec·feat": 0.03, "error·feat": 0.07, "error·error": 0.02, "bias·bias": 0.01, "pos·pos": 0.07}
 
@@ -36,8 +38,36 @@ TERMS = {"feat·feat": 0.55, "feat·b_dec": 0.05, "feat·error": 0.1, "feat·bia
 def channel(probe, group, head, a, b, p, effect, ci):
     return {"probe": probe, "group": group, "layer": 1, "head": head, "query_feature": a, "key_feature": b,
             "support": 0.1, "channel_induction_discovery": ci + 0.05, "p_discovery": p / 2, "support_heldout": 0.09,
-            "channel_induction_heldout": ci, "null_channel_induction_heldout": 0.02, "softmax_effect": effect,
-            "p_value": p, "n_targets": 100, "n_queries": 120}
+            "channel_induction_heldout": ci, "null_channel_induction_heldout": 0.02, "lift_heldout": ci - 0.02,
+            "softmax_effect": effect, "p_value": p, "n_targets": 100, "n_queries": 120}
+
+
+def profiles(raw: pd.DataFrame, sinks: tuple[int, ...] = ()) -> pd.DataFrame:
+    """Feature profiles as ``fra induction`` writes them (features.csv); ``sinks`` fire mostly on BOS."""
+    feats = raw.drop_duplicates(["layer", "query_feature"])[["layer", "query_feature"]].rename(
+        columns={"query_feature": "feature"})
+    feats = pd.concat([feats, raw[["layer", "key_feature"]].rename(columns={"key_feature": "feature"})]).drop_duplicates()
+    return feats.assign(firing_rate=0.05, sink_share=[0.9 if f in sinks else 0.01 for f in feats.feature],
+                        token_share=0.4, prev_token_share=0.3)
+
+
+def study_tables(raw: pd.DataFrame, heads: pd.DataFrame, layers: list[int], exactness: dict, sinks=()) -> tuple:
+    """channels, features, hypotheses and metrics through the pipeline's own confirm / classify / summary."""
+    feats = profiles(raw, sinks)
+    channels = classify(confirm(raw, CRITERION), feats, CRITERION)[CHANNELS.names]
+    hyp = hypotheses(heads, channels, layers)
+    metrics = summary(channels, hyp, exactness, layers, Params(channels=CRITERION))
+    confirmed = channels[channels.is_cih]
+    causal = confirmed[["probe", "group", "layer", "head", "query_feature", "key_feature"]].assign(
+        n_queries=50, attention_drop=confirmed.softmax_effect.to_numpy(), softmax_effect=confirmed.softmax_effect.to_numpy(),
+        logprob_drop=[0.9, 0.001, 0.3][:len(confirmed)] + [0.2] * max(0, len(confirmed) - 3), logprob_drop_se=0.01)
+    causal["moves_output"] = causal.logprob_drop > 3 * causal.logprob_drop_se
+    metrics["controls"] = {"random_sae": {"n_tested": 4, "n_confirmed": 0, "confirmed_by_probe": {}},
+                           "shuffled_keys": {"n_tested": 6, "n_confirmed": 0, "confirmed_by_probe": {}}}
+    metrics["causal"] = {"n_channels": len(causal), "n_moves_output": int(causal.moves_output.sum()),
+                         "median_attention_drop": float(causal.attention_drop.median()),
+                         "median_logprob_drop": float(causal.logprob_drop.median()), "max_attention_mismatch": 1e-7}
+    return channels, feats, hyp, metrics, causal
 
 
 def toy_results(ground_truth_ok: bool = False) -> dict[str, tuple[str, str]]:
@@ -60,25 +90,20 @@ def toy_results(ground_truth_ok: bool = False) -> dict[str, tuple[str, str]]:
         channel("concept_repeat", "class01", 1, 12, 8, 1e-5, -0.02, 0.5),  # negative effect: not confirmed
         channel("concept_control", "class04", 3, 4, 8, 0.3, 0.0, -0.1),
     ], columns=COLUMNS)
-    channels = confirm(raw, ChannelConfig(alpha=ALPHA, min_effect=0.01))
-    hyp = hypotheses(heads, channels, [1])
+    exactness = {"L1": {probe: {"max_residual": 2.4e-6 if probe == "random_repeat" else 1.1e-6, "max_abs_score": 9.5,
+                                "shares": TERMS, "share_with_error": 0.19, "mean_active_features": 7.8}
+                        for probe in ("random_repeat", "text_repeat", "token_repeat", "concept_repeat", "concept_control")}}
+    channels, feats, hyp, metrics, causal = study_tables(raw, heads, [1], exactness)
+    metrics["planted"] = planted_recall(channels, WORLD)
+    calibration = pd.DataFrame({"min_lift": [0.0, 0.1, 0.2, 0.3], "recall_conceptual": [0.5, 0.25, 0.25, 0.25],
+                                "false_discovery_token_only": [0.25, 0.0, 0.0, 0.0], "n_confirmed": [5, 3, 3, 3],
+                                "frozen": [False, False, True, False]})
     attention = pd.DataFrame([
         {"probe": probe, "group": group, "layer": 1, "head": h,
          "attention_to_target": (0.8 if h < 2 else 0.1) * (0.5 if probe.startswith("concept") else 1.0)}
         for probe, groups in (("random_repeat", ["all"]), ("text_repeat", ["all"]), ("token_repeat", ["all"]),
                               ("concept_repeat", ["class00", "class01"]), ("concept_control", ["class04"]))
         for group in groups for h in range(4)])
-    exactness = {"L1": {probe: {"max_residual": 2.4e-6 if probe == "random_repeat" else 1.1e-6, "max_abs_score": 9.5,
-                                "shares": TERMS, "share_with_error": 0.19, "mean_active_features": 7.8}
-                        for probe in ("random_repeat", "text_repeat", "token_repeat", "concept_repeat", "concept_control")}}
-    metrics = {
-        "n_channels_tested": len(channels), "n_cih": int(channels.is_cih.sum()),
-        "tested_by_probe": channels.groupby("probe").size().to_dict(),
-        "cih_by_probe": channels.groupby("probe")["is_cih"].sum().astype(int).to_dict(),
-        "layers_resolved": [1], "tih_threshold": 0.4, "alpha": ALPHA, "min_support": 0.02, "min_queries": 5,
-        "min_effect": 0.01, **answers(hyp),
-        "exactness": exactness, "max_residual": 2.4e-6, "planted": planted_recall(channels, WORLD),
-    }
     features = sorted(set(channels.query_feature) | set(channels.key_feature))
     cards = {"L1": {str(f): {"top": [[2.5, ["c00m1", "f03", "*odd*"], "c00m2", ["f04"]], [1.25, [], "f07", []]],
                              "neuronpedia": None} for f in features}}
@@ -118,8 +143,26 @@ def toy_results(ground_truth_ok: bool = False) -> dict[str, tuple[str, str]]:
         "results/toy/hypotheses.csv": ("toy_induction", csv(hyp)),
         "results/toy/channel_features.json": ("toy_induction", json.dumps(cards)),
         "results/toy/metrics.json": ("toy_induction", json.dumps(metrics)),
+        "results/toy/causal.csv": ("toy_induction", csv(causal)),
+        "results/toy/calibration.csv": ("toy_induction", csv(calibration)),
         "results/toy/explorer/channels.html": ("toy_explore", "<html>channels</html>"),
-    }
+    } | compiled_results(heads, exactness)
+
+
+def compiled_results(toy_heads: pd.DataFrame, exactness: dict) -> dict[str, tuple[str, str]]:
+    """The compiled model: L1H0 token induction, L1H1 concept-only, L1H2 none, as ``fra compiled`` writes them."""
+    heads = toy_heads[toy_heads["head"] < 3].copy()
+    heads["induction"] = np.where((heads.layer == 1) & (heads["head"] == 0), 0.997, 0.0)
+    heads["is_tih"] = heads.induction >= 0.4
+    raw = pd.DataFrame([channel("random_repeat", "all", 0, 1, 54, 1e-9, 0.99, 0.9),
+                        channel("concept_repeat", "class00", 1, 50, 60, 1e-9, 0.5, 0.8)], columns=COLUMNS)
+    _, _, hyp, metrics, causal = study_tables(raw, heads, [1], exactness)
+    metrics["verdict"] = {"ok": True, "heads": {f"L1H{h}": {"expected": k, "observed": k, "expected_tih": h == 0,
+                                                            "is_tih": h == 0}
+                                                for h, k in enumerate(("token", "conceptual", "none"))}}
+    csv = lambda df: df.to_csv(index=False, float_format="%.6g")  # noqa: E731
+    return {"results/compiled/metrics.json": ("compiled", json.dumps(metrics)),
+            "results/compiled/hypotheses.csv": ("compiled", csv(hyp))}
 
 
 def lm_results() -> dict[str, tuple[str, str]]:
@@ -133,18 +176,15 @@ def lm_results() -> dict[str, tuple[str, str]]:
         {**channel("random_repeat", "all", 2, 7, 70, 1e-8, 0.3, 0.8), "layer": 18},  # the TIH: confirmed
         {**channel("concept_templates", "numbers", 0, 3, 33, 1e-6, 0.04, 0.5), "layer": 17},  # non-TIH: confirmed
         {**channel("text_repeat", "all", 1, 4, 40, 0.4, 0.0, 0.1), "layer": 17},
+        {**channel("random_repeat", "all", 1, 0, 0, 1e-9, 0.2, 0.5), "layer": 17},  # a sink channel: not counted
     ], columns=COLUMNS)
-    channels = confirm(raw, ChannelConfig(alpha=ALPHA, min_effect=0.01))
-    hyp = hypotheses(heads, channels, [17, 18])
     attention = pd.DataFrame([{"probe": probe, "group": "all", "layer": layer, "head": h, "attention_to_target": 0.3}
                               for probe in ("random_repeat", "text_repeat", "concept_templates")
                               for layer in (17, 18) for h in range(3)])
     exactness = {f"L{layer}": {probe: {"max_residual": 3e-5, "max_abs_score": 31.0, "shares": TERMS,
                                        "share_with_error": 0.3, "mean_active_features": 30.5}
                                for probe in ("random_repeat", "text_repeat", "concept_templates")} for layer in (17, 18)}
-    metrics = {"n_channels_tested": 3, "n_cih": int(channels.is_cih.sum()), "layers_resolved": [17, 18],
-               "tih_threshold": 0.4, "alpha": ALPHA, "min_support": 0.02, "min_queries": 5, "min_effect": 0.01,
-               **answers(hyp), "exactness": exactness, "max_residual": 3e-5}
+    channels, feats, hyp, metrics, causal = study_tables(raw, heads, [17, 18], exactness, sinks=(0,))
     source = {"documents": {"train": 30, "heldout": 4}, "tokens_before_cap": {"train": 900000, "heldout": 90000},
               "sequences": {"train": 390, "heldout": 39},
               "dedup": {"paragraphs": 1000, "dropped_paragraphs": 12, "dropped_chars": 800}}
@@ -167,6 +207,7 @@ def lm_results() -> dict[str, tuple[str, str]]:
         "results/smollm2/hypotheses.csv": ("lm_induction@smollm2", csv(hyp)),
         "results/smollm2/channel_features.json": ("lm_induction@smollm2", json.dumps(cards)),
         "results/smollm2/metrics.json": ("lm_induction@smollm2", json.dumps(metrics)),
+        "results/smollm2/causal.csv": ("lm_induction@smollm2", csv(causal)),
     }
 
 
@@ -198,30 +239,35 @@ def test_hypotheses_are_stated_and_answered_the_right_way_round(paper):
     page = text(html)
     assert "H1. Does every token induction head have at least one confirmed CIH channel" in page
     assert "H2. Do some heads that are not token induction heads have confirmed CIH channels" in page
-    assert ("H1: no — 1 of 2 token induction heads have a confirmed CIH channel on exact repeats. H2: yes — 1 of 2 "
-            "heads that are not token induction heads have one") in page
+    assert ("H1: no — 1 of 2 token induction heads have a confirmed (non-sink) CIH channel on exact repeats, 0 a "
+            "conceptual one. H2: yes — 1 of 2 heads that are not token induction heads have one, 1 a conceptual one") in page
     assert "every TIH has a confirmed CIH channel on exact repeats (random_repeat) | TIH" not in page  # a table, not text
     assert re.search(r"<td[^>]*>H1</td>\s*<td[^>]*>every TIH has a confirmed CIH channel", html)
-    assert "H2 confirmations in detail (min_effect = 0.01) — L1H2: 1 channel(s) on concept_repeat" in page
+    assert "H2 confirmations in detail (min_lift = 0.2, min_effect = 0.01) — L1H2: 1 channel(s) on concept_repeat" in page
     assert re.search(r"<td[^>]*>H2</td>\s*<td[^>]*>some non-TIH head has a confirmed CIH channel", html)
 
 
 def test_method_parameters_exactness_and_planted_world_come_from_the_results(paper):
     _, _, html = paper
     page = text(html)
-    assert "α = 0.05, min_support = 0.02, min_queries = 5, min_effect = 0.01, and tih_threshold = 0.4" in page
+    assert ("α = 0.05, min_lift = 0.2, min_effect = 0.01, min_queries = 5, min_support = 0.02, sink_share = 0.5 and "
+            "tih_threshold = 0.4") in page
     assert "the largest residual over all layers and probe kinds is 2.4e-06" in page
     assert "Ground-truth check: failed (ground_truth_ok = False)" in page and "cannot validate the method" in page
     assert "recall 0.25, target ≥ 0.8: not met" in page and "false-discovery rate 0, target ≤ 0.1: met" in page
     assert "explain 0.66 of the variance of their input, with an L0 (mean active features per token) of 7.8" in page
     assert "results/engine/exactness.json" not in html
-    assert "0 are present at fewer than min_queries = 5 held-out induction targets" in page
+    assert "min_queries = 5 induction targets on both the discovery and the held-out probes" in page
+    assert "the smallest min_lift on a 0.05 grid without false discoveries is 0.1" in page
+    assert "the pipeline classifies every head as built" in page and "random_sae 0 of 4" in page
 
 
 def test_results_sections_tables_figures_cards_and_absent_models(paper):
     root, built, html = paper
     page = text(html)
-    assert "7 candidate channels of the planted-concept toy model were tested and 3 confirmed" in page
+    assert ("7 candidate channels of the planted-concept toy model were tested and 3 confirmed as induction channels; "
+            "0 more passed the criterion but are sink channels") in page
+    assert "2 of the 3 confirmed channels of the planted-concept toy model lower the log-probability" in page
     assert "planted-world label current:c00" in page and "c00m2" in page and "\\*odd\\*" not in page
     assert 'href="../../results/toy/explorer/channels.html"' in html
     assert "<code>results/gpt2/heads.csv</code>" in html
@@ -231,12 +277,13 @@ def test_results_sections_tables_figures_cards_and_absent_models(paper):
     assert "<code>results/toy_ablation/metrics.json</code>" in html
     manifest = json.loads(built.manifest.read_text())
     assert {f["label"] for f in manifest["figures"]} == {
-        "fig-exactness", "fig-toy-training", "fig-toy-heads", "fig-toy-ci", "fig-toy-attention",
-        "fig-smollm2-heads", "fig-smollm2-ci", "fig-smollm2-attention"}
+        "fig-exactness", "fig-toy-training", "fig-toy-heads", "fig-toy-ci", "fig-toy-attention", "fig-toy-calibration",
+        "fig-toy-causal", "fig-smollm2-heads", "fig-smollm2-ci", "fig-smollm2-attention", "fig-smollm2-causal"}
     assert {t["label"] for t in manifest["tables"]} >= {
         "tbl-exactness", "tbl-toy-training", "tbl-toy-train-heads", "tbl-toy-saes", "tbl-toy-planted", "tbl-toy-heads",
         "tbl-toy-hypotheses", "tbl-toy-hypotheses-heads", "tbl-toy-probes", "tbl-toy-channels", "tbl-error-share",
-        "tbl-smollm2-corpus", "tbl-smollm2-saes", "tbl-smollm2-heads", "tbl-smollm2-hypotheses", "tbl-smollm2-channels"}
+        "tbl-smollm2-corpus", "tbl-smollm2-saes", "tbl-smollm2-heads", "tbl-smollm2-hypotheses", "tbl-smollm2-channels",
+        "tbl-compiled", "tbl-toy-controls", "tbl-smollm2-controls"}
     assert {f["path"] for f in manifest["files"]} == set(toy_results() | lm_results())
     assert manifest["commit"] == "none"  # a repository without commits
     assert (root / "paper/_build/index.pdf").read_bytes()[:5] == b"%PDF-"
@@ -249,6 +296,7 @@ def test_language_model_section_reads_its_corpus_saes_and_template_probes(paper)
     assert "explain 0.71 of the variance of held-out attention inputs" in page and "took 640 s on cpu" in page
     assert "H1: yes" in page and "1 of 1 token induction heads" in page  # L18H2 on exact repeats
     assert "L17H0: 1 channel(s) on concept_templates" in page  # H2 through the templated concept probes
+    assert "4 candidate channels of SmolLM2-135M were tested and 2 confirmed as induction channels; 1 more passed" in page
     assert "concept repeats (concept_templates)" in page
     assert "L18 feature 6 (fires on 1% of held-out tokens)" in page
 

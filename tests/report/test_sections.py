@@ -83,27 +83,30 @@ def test_feature_kinds_label_live_features_only():
 
 
 def hyp_table(rows) -> pd.DataFrame:
-    cols = ["layer", "head", "induction", "is_tih", "n_cih_random_repeat", "n_cih_concept_repeat", "n_cih", "best_probe",
-            "best_group", "best_query_feature", "best_key_feature", "best_channel_induction_heldout"]
+    cols = ["layer", "head", "induction", "is_tih", "n_cih_random_repeat", "n_cih_concept_repeat", "n_cih", "n_token",
+            "n_conceptual", "n_sink", "best_probe", "best_group", "best_query_feature", "best_key_feature", "best_kind",
+            "best_lift_heldout"]
     return pd.DataFrame(rows, columns=cols)
 
 
 HYP = hyp_table([
-    (1, 0, 0.9, True, 1, 0, 1, "random_repeat", "all", 5, 17, 0.71),
-    (1, 1, 0.8, True, 0, 0, 0, np.nan, np.nan, np.nan, np.nan, np.nan),
-    (1, 2, 0.1, False, 0, 2, 2, "concept_repeat", "class00", 12, 41, 0.4),
-    (1, 3, 0.0, False, 0, 0, 0, np.nan, np.nan, np.nan, np.nan, np.nan),
+    (1, 0, 0.9, True, 1, 0, 1, 1, 0, 0, "random_repeat", "all", 5, 17, "token", 0.71),
+    (1, 1, 0.8, True, 0, 0, 0, 0, 0, 1, np.nan, np.nan, np.nan, np.nan, np.nan, np.nan),
+    (1, 2, 0.1, False, 0, 2, 2, 0, 2, 0, "concept_repeat", "class00", 12, 41, "conceptual", 0.4),
+    (1, 3, 0.0, False, 0, 0, 0, 0, 0, 0, np.nan, np.nan, np.nan, np.nan, np.nan, np.nan),
 ])
 
 
 def test_hypotheses_are_read_from_metrics_not_recomputed():
     metrics = answers(HYP)
     sentence, table = s.hypotheses_summary(metrics)
-    assert sentence == ("**H1: no** — 1 of 2 token induction heads have a confirmed CIH channel on exact repeats. "
-                        "**H2: yes** — 1 of 2 heads that are not token induction heads have one")
-    assert table[["", "n", "with confirmed channel", "answer"]].values.tolist() == [
-        ["H1", 2, 1, "no"], ["H2", 2, 1, "yes"]]
-    metrics["H1"] = {"n_tih": 7, "n_tih_with_cih": 7, "answer": "untestable (no TIH)"}  # what the file says wins
+    assert sentence == ("**H1: no** — 1 of 2 token induction heads have a confirmed (non-sink) CIH channel on exact "
+                        "repeats, 0 a conceptual one. **H2: yes** — 1 of 2 heads that are not token induction heads "
+                        "have one, 1 a conceptual one")
+    assert table[["", "n", "with confirmed channel", "with conceptual channel", "answer"]].values.tolist() == [
+        ["H1", 2, 1, 0, "no"], ["H2", 2, 1, 1, "yes"]]
+    metrics["H1"] = {"n_tih": 7, "n_tih_with_cih": 7, "n_tih_with_conceptual": 3,
+                     "answer": "untestable (no TIH)"}  # what the file says wins
     sentence, table = s.hypotheses_summary(metrics)
     assert sentence.startswith(r"**H1: untestable \(no TIH\)** — 7 of 7") and table.n.tolist() == [7, 2]
 
@@ -115,52 +118,63 @@ def channels_table(rows) -> pd.DataFrame:
 
 CHANNEL_ROWS = channels_table([
     {"probe": "concept_repeat", "group": "class00", "layer": 1, "head": 2, "query_feature": 12, "key_feature": 41,
-     "softmax_effect": 0.05, "n_targets": 30, "is_cih": True, "q_value": 1e-20, "channel_induction_heldout": 0.4},
+     "softmax_effect": 0.05, "n_targets": 30, "is_cih": True, "q_value": 1e-20, "channel_induction_heldout": 0.4,
+     "lift_heldout": 0.35, "kind": "conceptual"},
     {"probe": "concept_repeat", "group": "class01", "layer": 1, "head": 2, "query_feature": 12, "key_feature": 8,
-     "softmax_effect": 0.2, "n_targets": 3, "is_cih": True, "q_value": 0.01, "channel_induction_heldout": 0.5},
+     "softmax_effect": 0.2, "n_targets": 6, "is_cih": True, "q_value": 0.01, "channel_induction_heldout": 0.5,
+     "lift_heldout": 0.45, "kind": "conceptual"},
     {"probe": "random_repeat", "group": "all", "layer": 1, "head": 0, "query_feature": 5, "key_feature": 17,
-     "softmax_effect": 0.2, "n_targets": 100, "is_cih": True, "q_value": 0.001, "channel_induction_heldout": 0.71},
+     "softmax_effect": 0.2, "n_targets": 100, "is_cih": True, "q_value": 0.001, "channel_induction_heldout": 0.71,
+     "lift_heldout": 0.66, "kind": "token"},
+    {"probe": "random_repeat", "group": "all", "layer": 1, "head": 1, "query_feature": 0, "key_feature": 0,
+     "softmax_effect": 0.2, "n_targets": 100, "is_cih": True, "q_value": 0.001, "channel_induction_heldout": 0.3,
+     "lift_heldout": 0.25, "kind": "sink"},
     {"probe": "random_repeat", "group": "all", "layer": 1, "head": 3, "query_feature": 1, "key_feature": 2,
-     "softmax_effect": 0.3, "n_targets": 100, "is_cih": False, "q_value": 0.5, "channel_induction_heldout": -0.2},
+     "softmax_effect": 0.3, "n_targets": 100, "is_cih": False, "q_value": 0.5, "channel_induction_heldout": -0.2,
+     "lift_heldout": -0.25, "kind": ""},
 ])
 
 
 def test_h2_details_cover_confirmed_channels_of_non_tih_heads_only():
     assert s.h2_details(HYP, CHANNEL_ROWS) == [
-        "L1H2: 2 channel(s) on concept_repeat, held-out softmax effect between 0.05 and 0.2, present at between 3 "
-        "and 30 held-out induction targets each"]
+        "L1H2: 2 channel(s) on concept_repeat (conceptual), held-out lift between 0.35 and 0.45, softmax effect "
+        "between 0.05 and 0.2, present at between 6 and 30 held-out induction targets each"]
 
 
 def test_per_head_table_orders_probe_counts_and_names_the_best_channel():
     show, kinds = s.per_head_table(HYP)
     assert kinds == ["random_repeat", "concept_repeat"]
     assert show["confirmed per probe kind"].tolist() == ["1 / 0", "0 / 0", "0 / 2", "0 / 0"]
-    assert show["best channel"].tolist() == ["5→17, random, CI 0.71", "–", "12→41, concept class00, CI 0.4", "–"]
+    assert show["best channel"].tolist() == ["5→17, random, token, lift 0.71", "–",
+                                             "12→41, concept class00, conceptual, lift 0.4", "–"]
+    assert show[["token", "conceptual", "sink"]].values.tolist() == [[1, 0, 0], [0, 0, 1], [0, 2, 0], [0, 0, 0]]
     short, _ = s.per_head_table(HYP, limit=3)  # beyond the limit: TIH and heads with a channel only
     assert short["head"].tolist() == ["L1H0", "L1H1", "L1H2"]
 
 
 def test_channel_counts_and_top_table():
     counts = s.probe_counts(CHANNEL_ROWS)
-    assert counts.values.tolist() == [["random_repeat", 1, 2, 1, pytest.approx(0.255)],
-                                      ["concept_repeat", 2, 2, 2, 0.45]]
+    assert counts.values.tolist() == [["random_repeat", 1, 3, 1, 1, pytest.approx(0.25)],
+                                      ["concept_repeat", 2, 2, 2, 0, 0.4]]
     top = s.top_channels(CHANNEL_ROWS[CHANNEL_ROWS.is_cih])
     assert top[["head", "probe", "q→k", "q"]].values.tolist() == [
         ["L1H2", "concept class00", "12→41", "< 1e-16"], ["L1H2", "concept class01", "12→8", "0.01"],
-        ["L1H0", "random", "5→17", "0.001"]]
+        ["L1H0", "random", "5→17", "0.001"], ["L1H1", "random", "0→0", "0.001"]]
 
 
 def test_few_targets_counts_tiny_q_values_and_thin_channels():
-    text = s.few_targets_sentence("the toy", CHANNEL_ROWS, {"min_queries": 5}, [PROV])
-    assert text.startswith("For the toy, 1 of the 3 confirmed channels have $q$ < 1e-16, and 1 are present at fewer "
-                           "than `min_queries` = 5 held-out induction targets (as few as 3)")
-    assert s.few_targets_sentence("x", CHANNEL_ROWS.assign(is_cih=False), {"min_queries": 5}, [PROV]) == ""
+    metrics = {"criterion": {"min_queries": 5}}
+    text = s.few_targets_sentence("the toy", CHANNEL_ROWS, metrics, [PROV])
+    assert text.startswith("For the toy, 1 of the 3 confirmed channels have $q$ < 1e-16")  # the sink channel left out
+    assert "`min_queries` = 5 induction targets on both the discovery and the held-out probes (here at least 6" in text
+    assert s.few_targets_sentence("x", CHANNEL_ROWS.assign(is_cih=False), metrics, [PROV]) == ""
 
 
 def test_hypotheses_part_shows_what_metrics_json_records(tmp_path, monkeypatch):
     """A paper section on a results folder: H1/H2 from metrics.json even where hypotheses.csv would differ."""
-    metrics = {**answers(HYP), "min_effect": 0.01}
-    metrics["H2"] = {"n_non_tih": 2, "n_non_tih_with_cih": 2, "answer": "yes"}  # not what HYP gives (1 of 2)
+    metrics = {**answers(HYP), "criterion": {"min_effect": 0.01, "min_lift": 0.2}}
+    metrics["H2"] = {"n_non_tih": 2, "n_non_tih_with_cih": 2, "n_non_tih_with_conceptual": 2,
+                     "answer": "yes"}  # not what HYP gives (1 of 2)
     write_results(tmp_path, {"results/toy/hypotheses.csv": ("toy_induction", HYP.to_csv(index=False)),
                              "results/toy/channels.csv": ("toy_induction", CHANNEL_ROWS.to_csv(index=False)),
                              "results/toy/metrics.json": ("toy_induction", json.dumps(metrics))})
@@ -168,7 +182,7 @@ def test_hypotheses_part_shows_what_metrics_json_records(tmp_path, monkeypatch):
     md = s.hypotheses_part("toy", s.MODELS["toy"], metrics, PROV)
     assert "Over the 4 resolvable heads of the planted-concept toy model: **H1: no** — 1 of 2" in md
     assert "**H2: yes** — 2 of 2 heads that are not token induction heads have one" in md
-    assert "The H2 confirmations in detail (`min_effect` = 0.01) — L1H2: 2 channel(s)" in md
+    assert "The H2 confirmations in detail (`min_lift` = 0.2, `min_effect` = 0.01) — L1H2: 2 channel(s)" in md
     assert "{#tbl-toy-hypotheses}" in md and "{#tbl-toy-hypotheses-heads}" in md
     assert "file `results/toy/channels.csv`" in md
 
@@ -190,3 +204,42 @@ def test_seeds_section_reports_the_table_and_pooled_rates(tmp_path, monkeypatch)
     assert "finds 9 of 12 conceptual classes (recall 0.75" in md and "1 of 20 token-only control classes" in md
     assert "{#tbl-toy-seeds}" in md and "file `results/toy/seeds.csv`" in md
     assert "| 22 " in md and "–" in md  # the failing seed has no recall
+
+
+def test_calibration_section_reads_the_curve_and_the_frozen_value(tmp_path, monkeypatch):
+    cal = pd.DataFrame({"min_lift": [0.0, 0.05, 0.1, 0.15], "recall_conceptual": [1.0, 1.0, 1.0, 0.9],
+                        "false_discovery_token_only": [0.4, 0.1, 0.0, 0.0], "n_confirmed": [9, 8, 7, 6],
+                        "frozen": [False, False, False, True]})
+    write_results(tmp_path, {"results/toy/calibration.csv": ("toy_induction", cal.to_csv(index=False))})
+    monkeypatch.setenv(ROOT_ENV, str(tmp_path))
+    md = s.calibration_section()
+    assert "the smallest `min_lift` on a 0.05 grid without false discoveries is 0.1" in md
+    assert "the frozen `min_lift` = 0.15 (dashed, a margin of 0.05 above it) gives recall 0.9 and false discoveries 0" in md
+    assert "{#fig-toy-calibration" in md
+
+
+def test_compiled_section_and_checks_part(tmp_path, monkeypatch):
+    hyp = HYP.assign(layer=1)
+    metrics = {**answers(HYP), "n_channels_tested": 10, "n_cih": 4, "n_confirmed_any": 5,
+               "verdict": {"ok": True, "heads": {
+                   "L1H0": {"expected": "token", "observed": "token", "expected_tih": True, "is_tih": True},
+                   "L1H2": {"expected": "conceptual", "observed": "conceptual", "expected_tih": False, "is_tih": False}}},
+               "controls": {"random_sae": {"n_tested": 0, "n_confirmed": 0}, "shuffled_keys": {"n_tested": 5, "n_confirmed": 1}},
+               "causal": {"n_channels": 2, "n_moves_output": 1, "median_attention_drop": 0.5, "median_logprob_drop": 1.25,
+                          "max_attention_mismatch": 1e-7}}
+    causal = pd.DataFrame({"probe": ["random_repeat", "concept_repeat"], "layer": [1, 1], "head": [0, 2],
+                           "attention_drop": [0.8, 0.2], "logprob_drop": [2.0, 0.001], "moves_output": [True, False]})
+    files = {"results/compiled/metrics.json": ("compiled", json.dumps(metrics)),
+             "results/compiled/hypotheses.csv": ("compiled", hyp.to_csv(index=False)),
+             "results/toy/metrics.json": ("toy_induction", json.dumps(metrics)),
+             "results/toy/causal.csv": ("toy_induction", causal.to_csv(index=False))}
+    write_results(tmp_path, files)
+    monkeypatch.setenv(ROOT_ENV, str(tmp_path))
+    md = s.compiled_section()
+    assert "classifies every head as built" in md and "`random_sae` 0 of 0; `shuffled_keys` 1 of 5" in md
+    assert "| L1H2 | 0.1 | no / no |" in md and "{#tbl-compiled}" in md
+    md = s.checks_part("toy", s.MODELS["toy"], metrics)
+    assert "| real SAE | 10 | 5 |" in md and "| real SAE, key features shuffled | 5 | 1 |" in md
+    assert "No candidate of random SAE (same d_sae, L0, hook) reached `min_support`" in md
+    assert "1 of the 2 confirmed channels of the planted-concept toy model lower the log-probability" in md
+    assert "(@fig-toy-causal)" in md and "by at most 1e-07" in md

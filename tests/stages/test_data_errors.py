@@ -1,4 +1,4 @@
-"""Corpus, training and head-score stages: bad paths are refused before any work."""
+"""Corpus, training, head-score and compiled-model stages: bad paths are refused before any work."""
 
 import pytest
 
@@ -18,6 +18,8 @@ from tests.stages.conftest import refuses
     (["lm-saes", "--corpus", "{d}/none", "--out", "{d}/s", "--results", "{f}"], "--results .* is a file"),
     (["heads", "--model", "{d}/none", "--out", "{d}"], "--out .* is a folder"),
     (["heads", "--model", "fix/nope", "--out", "{d}/h.csv"], "model `fix/nope`: no such folder"),
+    (["compiled", "--out", "{f}"], "--out .* is a file"),
+    (["compiled", "--out", "{d}/c", "--params", "{d}/none.yaml"], "not found"),
 ])
 def test_bad_paths(tmp_path, capsys, argv, match):
     (tmp_path / "f").write_text("x")
