@@ -862,7 +862,8 @@ def compiled_section(model: str = "compiled") -> str:
         rows.append({"head": name, "induction": r.induction, "TIH (built / found)": f"{yes_no(v['expected_tih'])} / "
                      f"{yes_no(r.is_tih)}", "token channels": int(r.n_token), "conceptual channels": int(r.n_conceptual),
                      "kind built": v["expected"], "kind found": v["observed"]})
-    controls = "; ".join(f"`{k}` {c['n_confirmed']} of {c['n_tested']}" for k, c in m["controls"].items())
+    controls = " and ".join(f"{c['n_confirmed']} of the {c['n_tested']} channels `{k}` tested"
+                            for k, c in m["controls"].items())
     c = m["causal"]
     return "\n".join([
         "A model with hand-set weights tests the criterion where the answer is known by construction "
@@ -873,7 +874,7 @@ def compiled_section(model: str = "compiled") -> str:
         "another member of the query's class, and nothing on an exact repeat, so it is no TIH), and head 2 a "
         f"duplicate-token head without induction. With the frozen criterion the pipeline classifies "
         f"{'every head as built' if m['verdict']['ok'] else 'the heads NOT as built'} (@tbl-compiled): "
-        f"H1 {esc(m['H1']['answer'])}, H2 {esc(m['H2']['answer'])}. The negative controls confirm {controls} channels; "
+        f"H1 {esc(m['H1']['answer'])}, H2 {esc(m['H2']['answer'])}. The negative controls confirm {controls}; "
         f"removing each confirmed channel in a real forward pass drops the head's attention to the target by a median "
         f"{fmt(c['median_attention_drop'])} and the induction token's log-probability by a median "
         f"{fmt(c['median_logprob_drop'])} nats ({c['n_moves_output']} of {c['n_channels']} move the output).",

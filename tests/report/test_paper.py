@@ -259,7 +259,7 @@ def test_method_parameters_exactness_and_planted_world_come_from_the_results(pap
     assert "results/engine/exactness.json" not in html
     assert "min_queries = 5 induction targets on both the discovery and the held-out probes" in page
     assert "the smallest min_lift on a 0.05 grid without false discoveries is 0.1" in page
-    assert "the pipeline classifies every head as built" in page and "random_sae 0 of 4" in page
+    assert "the pipeline classifies every head as built" in page and "0 of the 4 channels random_sae tested" in page
 
 
 def test_results_sections_tables_figures_cards_and_absent_models(paper):

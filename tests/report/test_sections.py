@@ -236,7 +236,7 @@ def test_compiled_section_and_checks_part(tmp_path, monkeypatch):
     write_results(tmp_path, files)
     monkeypatch.setenv(ROOT_ENV, str(tmp_path))
     md = s.compiled_section()
-    assert "classifies every head as built" in md and "`random_sae` 0 of 0; `shuffled_keys` 1 of 5" in md
+    assert "classifies every head as built" in md and "confirm 0 of the 0 channels `random_sae` tested and 1 of the 5 channels `shuffled_keys` tested" in md
     assert "| L1H2 | 0.1 | no / no |" in md and "{#tbl-compiled}" in md
     md = s.checks_part("toy", s.MODELS["toy"], metrics)
     assert "| real SAE | 10 | 5 |" in md and "| real SAE, key features shuffled | 5 | 1 |" in md
