@@ -564,7 +564,9 @@ def top_channels(confirmed: pd.DataFrame) -> pd.DataFrame:
         "head": [head_name(l, h) for l, h in zip(confirmed.layer, confirmed["head"])],
         "probe": [SHORT.get(p, p) + ("" if g == "all" else f" {g}") for p, g in zip(confirmed.probe, confirmed.group)],
         "q→k": [f"{int(a)}→{int(b)}" for a, b in zip(confirmed.query_feature, confirmed.key_feature)],
-        "kind": confirmed.kind, "support": confirmed.support_heldout, "CI": confirmed.channel_induction_heldout,
+        "kind": confirmed.kind, "token share q / k": [f"{fmt(a, 2)} / {fmt(b, 2)}" for a, b in zip(
+            confirmed.query_token_share, confirmed.key_token_share)],
+        "support": confirmed.support_heldout, "CI": confirmed.channel_induction_heldout,
         "null CI": confirmed.null_channel_induction_heldout, "lift": confirmed.lift_heldout,
         "effect": confirmed.softmax_effect, "targets": confirmed.n_targets, "q": confirmed.q_value.map(small)})
 
@@ -603,9 +605,10 @@ def channels_part(model: str, spec: dict, metrics: dict) -> str:
     top = confirmed.head(8)
     out.append(table(top_channels(top), f"tbl-{model}-channels", f"The confirmed channels of {spec['name']} with "
                      "the highest held-out lift: probe kind (random, text, token, concept = "
-                     "`*_repeat`, control = `concept_control`) and group, query feature→key feature, kind, then on "
-                     "the held-out probes support, CI, its null mean, lift, softmax effect, number of induction "
-                     "targets where the channel is present, and q.", prov, digits=2))
+                     "`*_repeat`, control = `concept_control`) and group, query feature→key feature, kind, the "
+                     "token shares of the query feature (current token) and key feature (previous token; near 1: a "
+                     "token-identity feature), then on the held-out probes support, CI, its null mean, lift, softmax "
+                     "effect, number of induction targets where the channel is present, and q.", prov, digits=2))
     cards_path = f"results/{model}/channel_features.json"
     if available(cards_path):
         cards, cprov = read_json(cards_path)

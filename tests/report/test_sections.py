@@ -157,6 +157,7 @@ def test_channel_counts_and_top_table():
     assert counts.values.tolist() == [["random_repeat", 1, 3, 1, 1, pytest.approx(0.25)],
                                       ["concept_repeat", 2, 2, 2, 0, 0.4]]
     top = s.top_channels(CHANNEL_ROWS[CHANNEL_ROWS.is_cih])
+    assert top["token share q / k"].iloc[0] == "0.1 / 0.1"
     assert top[["head", "probe", "q→k", "q"]].values.tolist() == [
         ["L1H2", "concept class00", "12→41", "< 1e-16"], ["L1H2", "concept class01", "12→8", "0.01"],
         ["L1H0", "random", "5→17", "0.001"], ["L1H1", "random", "0→0", "0.001"]]
