@@ -18,6 +18,7 @@ import torch
 from sae_lens import SAE
 from transformer_lens import HookedTransformer
 
+from fra.analysis.channels import is_present
 from fra.analysis.probes import Probes
 from fra.analysis.stats import benjamini_hochberg, z_pvalue
 from fra.config import ChannelConfig, EngineConfig
@@ -26,23 +27,24 @@ from fra.engine import resolve
 KEYS = ["probe", "group", "layer", "head", "query_feature", "key_feature"]
 
 
-def _run(model: HookedTransformer, tokens, layer: int, head: int | None = None, C: torch.Tensor | None = None):
-    """Logits and layer ``layer``'s attention pattern, with ``C`` removed from ``head``'s scores."""
+def _run(model: HookedTransformer, tokens, layers: list[int], ablate: tuple[int, int, torch.Tensor] | None = None):
+    """Logits and the attention patterns of ``layers``; ``ablate = (layer, head, C)`` removes C from that head's scores."""
     saved = {}
 
-    def ablate(scores, hook):
+    def remove(scores, hook):
+        _, head, C = ablate
         scores[:, head] = scores[:, head] - C.to(scores.device)
         return scores
 
     def keep(pattern, hook):
-        saved["pattern"] = pattern
+        saved[hook.layer()] = pattern.cpu()
 
-    hooks = [(f"blocks.{layer}.attn.hook_pattern", keep)]
-    if C is not None:
-        hooks.insert(0, (f"blocks.{layer}.attn.hook_attn_scores", ablate))
+    hooks = [(f"blocks.{layer}.attn.hook_pattern", keep) for layer in layers]
+    if ablate is not None:
+        hooks.insert(0, (f"blocks.{ablate[0]}.attn.hook_attn_scores", remove))
     with torch.inference_mode():
         logits = model.run_with_hooks(tokens, fwd_hooks=hooks)
-    return logits, saved["pattern"].cpu()
+    return logits, saved
 
 
 def _logp(logits: torch.Tensor, s: torch.Tensor, q: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -63,8 +65,9 @@ def causal_effects(model: HookedTransformer, saes: dict[int, SAE], channels: pd.
         for tokens, seq, query, target, group in held.batches(cfg.batch_size):
             tokens = tokens.to(model.cfg.device)
             answer = tokens.cpu()[seq, target]
+            base_logits, base_pats = _run(model, tokens, sorted(mine["layer"].unique()))  # one clean pass per batch
             for layer, rows in mine.groupby("layer"):
-                base_logits, base_pat = _run(model, tokens, layer)
+                base_pat = base_pats[layer]
                 fra = resolve(model, saes[layer], tokens, layer, cfg=engine)
                 for n, row in rows.iterrows():
                     at = torch.from_numpy(group == row["group"])
@@ -73,10 +76,11 @@ def causal_effects(model: HookedTransformer, saes: dict[int, SAE], channels: pd.
                     h = int(row["head"])
                     C = fra.channel(h, torch.tensor([int(row["query_feature"])]), torch.tensor([int(row["key_feature"])]))[:, 0]
                     s, q, t, y = seq[at], query[at], target[at], answer[at]
-                    present = _present(C.cpu(), s, q)
+                    present = is_present(C.cpu()[s, q], q)
                     if not present.any():
                         continue
-                    logits, pat = _run(model, tokens, layer, h, C)
+                    logits, pats = _run(model, tokens, [layer], (layer, h, C))
+                    pat = pats[layer]
                     s, q, t, y = s[present], q[present], t[present], y[present]
                     drops[n][0].append((base_pat[s, h, q, t] - pat[s, h, q, t]).numpy())
                     drops[n][1].append((_logp(base_logits, s, q, y) - _logp(logits, s, q, y)).numpy())
@@ -93,10 +97,3 @@ def causal_effects(model: HookedTransformer, saes: dict[int, SAE], channels: pd.
     out["q_output"] = benjamini_hochberg(out["p_output"].to_numpy()) if len(out) else []
     out["moves_output"] = out["q_output"] <= cfg.alpha
     return out
-
-
-def _present(C: torch.Tensor, s: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-    """Whether the channel is nonzero on some causal key of each query."""
-    rows = C[s, q]  # [n, key]
-    causal = torch.arange(C.shape[-1])[None] <= q[:, None]
-    return ((rows != 0) & causal).any(-1)

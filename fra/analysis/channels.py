@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import torch
-from jaxtyping import Float, Int
+from jaxtyping import Bool, Float, Int
 from sae_lens import SAE
 from torch import Tensor
 from transformer_lens import HookedTransformer
@@ -119,6 +119,12 @@ def candidates(channels: pd.DataFrame, cfg: ChannelConfig) -> pd.DataFrame:
     return keep.groupby(["group", "layer", "head"], sort=False).head(cfg.max_candidates).reset_index(drop=True)
 
 
+def is_present(C: Float[Tensor, "query *channel key"], query: Int[Tensor, " query"]) -> Bool[Tensor, "query *channel"]:
+    """Where a channel is *present*: its row for each query is nonzero on some causal key (j <= query)."""
+    causal = torch.arange(C.shape[-1], device=C.device) <= query.to(C.device).view(-1, *[1] * (C.ndim - 1))
+    return ((C != 0) & causal).any(-1)
+
+
 SUMS = ("obs", "abs_t", "mass_t", "n_t", "abs_all", "null_mean", "null_var", "log_floor", "effect", "n_present")
 
 
@@ -143,7 +149,7 @@ def channel_sums(
     M = C.shape[1]
     at_t = C.gather(-1, target[:, None, None].expand(-1, M, 1))[..., 0]  # [n, M]
     on_t = (at_t != 0).float()
-    present = (C != 0).any(-1).float()  # [n, M]
+    present = is_present(C, query).float()  # [n, M]
     base = scores.softmax(-1).gather(-1, target[:, None])  # [n, 1]
     ablated = (scores[:, None] - C).softmax(-1).gather(-1, target[:, None, None].expand(-1, M, 1))[..., 0]
     moments = np.array([null_moments(C[:, m], target, pool) for m in range(M)]).reshape(M, 3)

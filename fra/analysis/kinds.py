@@ -51,6 +51,11 @@ def feature_profiles(f: Float[Tensor, "seq pos feats"], tokens: Int[Tensor, "seq
         })
 
 
+def is_sink(channels: pd.DataFrame, cfg: ChannelConfig) -> pd.Series:
+    """Channels (with :func:`classify`'s share columns) that have a feature of sink share >= ``sink_share``."""
+    return (channels["query_sink_share"] >= cfg.sink_share) | (channels["key_sink_share"] >= cfg.sink_share)
+
+
 def classify(channels: pd.DataFrame, profiles: pd.DataFrame, cfg: ChannelConfig) -> pd.DataFrame:
     """``channels`` with both features' sink and token shares and, for confirmed ones, their kind.
 
@@ -62,7 +67,6 @@ def classify(channels: pd.DataFrame, profiles: pd.DataFrame, cfg: ChannelConfig)
         idx = pd.MultiIndex.from_arrays([out["layer"], out[f"{side}_feature"]])
         out[f"{side}_sink_share"] = by["sink_share"].reindex(idx).to_numpy()
         out[f"{side}_token_share"] = by[share].reindex(idx).to_numpy()
-    sink = (out["query_sink_share"] >= cfg.sink_share) | (out["key_sink_share"] >= cfg.sink_share)
-    kind = np.where(sink, "sink", np.where(out["probe"].isin(CROSS_TOKEN), "conceptual", "token"))
+    kind = np.where(is_sink(out, cfg), "sink", np.where(out["probe"].isin(CROSS_TOKEN), "conceptual", "token"))
     out["kind"] = np.where(out["is_cih"], kind, "")
     return out

@@ -8,6 +8,7 @@ import dataclasses
 import pandas as pd
 
 from fra.analysis.channels import confirm
+from fra.analysis.kinds import is_sink
 from fra.config import ChannelConfig, WorldConfig
 from fra.world.probes import token_only_classes
 
@@ -33,7 +34,7 @@ def planted_recall(channels: pd.DataFrame, world: WorldConfig) -> dict:
 def calibration(channels: pd.DataFrame, world: WorldConfig, cfg: ChannelConfig) -> pd.DataFrame:
     """Planted recall and false discoveries of ``channels`` re-confirmed at every ``min_lift`` of :data:`LIFT_GRID`
     (the other thresholds as in ``cfg``): the curve the frozen ``min_lift`` was read from."""
-    sink = (channels["query_sink_share"] >= cfg.sink_share) | (channels["key_sink_share"] >= cfg.sink_share)
+    sink = is_sink(channels, cfg)
     rows = []
     for lift in LIFT_GRID:
         again = confirm(channels.drop(columns=["q_value", "is_cih"]), dataclasses.replace(cfg, min_lift=lift))
