@@ -8,6 +8,7 @@ import sys
 from fra.errors import FRAError
 from fra.stages import (
     bench,
+    bench_channels,
     compiled,
     explore,
     explore_dataset,
@@ -26,7 +27,7 @@ from fra.stages import (
 
 # In pipeline order: load -> resolve -> score -> test -> report, then the tools beside it.
 STAGES = [toy_data, toy_train, toy_saes, toy_seeds, compiled, text_corpus, lm_saes, resolve, heads, induction, explore, explore_dataset,
-          paper, bench, smollm2_check]
+          paper, bench, bench_channels, smollm2_check]
 
 
 def build_parser() -> argparse.ArgumentParser:

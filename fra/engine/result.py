@@ -97,23 +97,39 @@ class FRA:
         return torch.ones(P, P, dtype=torch.bool, device=self.tokens.device).tril()
 
     def pair_blocks(self, q_block: int | None = None) -> Iterator[tuple[int, int, Tensor]]:
-        """Yield ``(i0, i1, values)`` with ``values[b, h, i - i0, j, a_slot, b_slot]`` for keys j < i1.
+        """Yield ``(i0, i1, values)`` with ``values[b, h, i - i0, j, a_slot, b_slot]`` for every head and keys j < i1.
 
-        Entries with j > i (non-causal) and empty slots are zero.
+        As :meth:`head_blocks` with all heads in every block (so one block may exceed ``block_mib`` when one
+        query position of all heads does). Entries with j > i (non-causal) and empty slots are zero.
+        """
+        for _, i0, i1, vals in self.head_blocks(q_block, split_heads=False):
+            yield i0, i1, vals
+
+    def head_blocks(self, q_block: int | None = None, split_heads: bool = True) -> Iterator[tuple[slice, int, int, Tensor]]:
+        """Yield ``(heads, i0, i1, values)`` with ``values[b, h - heads.start, i - i0, j, a_slot, b_slot]`` for the
+        head slots ``heads`` and keys j < i1, every sequence of the batch in each block.
+
+        A block holds ``batch * heads * queries * pos * K^2`` values: all heads and up to ``q_block`` queries, fewer
+        queries (down to one), then (``split_heads``) fewer heads while it would exceed ``block_mib``; so a block
+        stays under it unless one query of one head does. Entries with j > i and empty slots are zero.
         """
         kf = self.k.feat.permute(0, 3, 4, 1, 2)  # [batch, head, d_head, pos, K]
         B, H, E, P, K = kf.shape
-        row_bytes = 4 * B * H * P * K * K  # one query position's block
-        step = max(1, min(q_block or self.q_block, (self.block_mib << 20) // max(row_bytes, 1)))
+        budget = self.block_mib << 20
+        row = kf.element_size() * B * P * K * K  # one query position of one head
+        n_heads = max(1, min(H, budget // row)) if split_heads else H
+        step = max(1, min(q_block or self.q_block, budget // (row * n_heads)))
         with torch.inference_mode():
-            for i0 in range(0, P, step):
-                i1 = min(i0 + step, P)
-                qf = self.q.feat[:, i0:i1].permute(0, 3, 1, 2, 4).reshape(B, H, (i1 - i0) * K, E)
-                vals = (qf / self.attn_scale) @ kf[..., :i1, :].reshape(B, H, E, i1 * K)
-                vals = vals.view(B, H, i1 - i0, K, i1, K)
-                future = ~self.causal_mask()[i0:i1, i0:i1]  # only the diagonal block has j > i
-                vals[:, :, :, :, i0:i1].masked_fill_(future[None, None, :, None, :, None], 0.0)
-                yield i0, i1, vals.permute(0, 1, 2, 4, 3, 5)
+            for h0 in range(0, H, n_heads):
+                hs = slice(h0, min(h0 + n_heads, H))
+                for i0 in range(0, P, step):
+                    i1 = min(i0 + step, P)
+                    qf = self.q.feat[:, i0:i1, :, hs].permute(0, 3, 1, 2, 4).reshape(B, -1, (i1 - i0) * K, E)
+                    vals = (qf / self.attn_scale) @ kf[:, hs, :, :i1].reshape(B, -1, E, i1 * K)
+                    vals = vals.view(B, -1, i1 - i0, K, i1, K)
+                    future = ~self.causal_mask()[i0:i1, i0:i1]  # only the diagonal block has j > i
+                    vals[:, :, :, :, i0:i1].masked_fill_(future[None, None, :, None, :, None], 0.0)
+                    yield hs, i0, i1, vals.permute(0, 1, 2, 4, 3, 5)
 
     def pair_sum(self) -> Float[Tensor, "batch head pos pos"]:
         """``sum_{a,b} FRA[i, j, a, b]``, summed from the pair values themselves."""
@@ -132,11 +148,17 @@ class FRA:
                 if (nq, nk) != ("feat", "feat"):
                     yield f"{nq}·{nk}", vq, vk
 
-    def terms(self) -> dict[str, Float[Tensor, "batch head pos pos"]]:
-        """Every term of the score on the causal triangle: feature pairs and the dense remainders."""
+    def terms(self, from_pairs: bool = True) -> dict[str, Float[Tensor, "batch head pos pos"]]:
+        """Every term of the score on the causal triangle: feature pairs and the dense remainders.
+
+        ``from_pairs=False`` sums the feature pairs by bilinearity, ``(sum_a q_a) . (sum_b k_b)``, without
+        forming the pair blocks (equal to :meth:`pair_sum` up to rounding; tests check it).
+        """
         mask = self.causal_mask()
-        out = {FEATURE_PAIRS: self.pair_sum()}
         with torch.inference_mode():
+            pairs = self.pair_sum() if from_pairs else torch.einsum(
+                "bihe,bjhe->bhij", self.q.feat.sum(2), self.k.feat.sum(2)) / self.attn_scale * mask
+            out = {FEATURE_PAIRS: pairs}
             for name, vq, vk in self._component_pairs():
                 out[name] = torch.einsum("bihe,bjhe->bhij", vq, vk) / self.attn_scale * mask
         return out
@@ -151,9 +173,10 @@ class FRA:
         with torch.inference_mode():
             return {name: (vq[b, i] * vk[b, j]).sum(-1) / self.attn_scale for name, vq, vk in self._component_pairs()}
 
-    def exactness(self) -> dict:
-        """Residual against the model's scores, and each term's share of the |score| decomposition."""
-        terms = self.terms()
+    def exactness(self, from_pairs: bool = True) -> dict:
+        """Residual against the model's scores, and each term's share of the |score| decomposition
+        (``from_pairs``: see :meth:`terms`)."""
+        terms = self.terms(from_pairs)
         mask = self.causal_mask()
         mags = {n: float(t.abs().sum()) for n, t in terms.items()}
         norm = sum(mags.values()) or 1.0
@@ -204,9 +227,26 @@ class FRA:
         """
         ids, kids = self.feature_ids, self.k_ids
         with torch.inference_mode():
-            Qa = torch.einsum("bpkm,bpke->bmpe", (ids[..., None] == a.to(ids.device)).float(), self.q.feat[:, :, :, slot])
-            Kb = torch.einsum("bpkm,bpke->bmpe", (kids[..., None] == b.to(ids.device)).float(), self.k.feat[:, :, :, slot])
+            dtype = self.q.feat.dtype
+            Qa = torch.einsum("bpkm,bpke->bmpe", (ids[..., None] == a.to(ids.device)).to(dtype), self.q.feat[:, :, :, slot])
+            Kb = torch.einsum("bpkm,bpke->bmpe", (kids[..., None] == b.to(ids.device)).to(dtype), self.k.feat[:, :, :, slot])
             return torch.einsum("bmie,bmje->bmij", Qa, Kb) / self.attn_scale
+
+    def channel_rows(self, slot: int, seq: Int[Tensor, " n"], query: Int[Tensor, " n"], a: Int[Tensor, " M"],
+                     b: Int[Tensor, " M"]) -> tuple[Int[Tensor, " R"], Int[Tensor, " R"], Float[Tensor, "R pos"]]:
+        """The rows ``C_m[seq_n, query_n, :]`` of :meth:`channel` where they can be nonzero: one per (n, m) with
+        query feature ``a_m`` active at ``(seq_n, query_n)``. Returns ``(n, m, rows)``; never forms a ``[pos, pos]`` map.
+        A feature holds at most one slot per position (``fra.engine.resolver.active_features``), so rows are distinct.
+        """
+        ids, kids = self.feature_ids, self.k_ids
+        dev = ids.device
+        seq, query = seq.to(dev), query.to(dev)
+        with torch.inference_mode():
+            n, k, m = torch.nonzero(ids[seq, query][:, :, None] == a.to(dev)[None, None], as_tuple=True)
+            qv = self.q.feat[seq[n], query[n], k, slot]  # [R, d_head]
+            Kb = torch.einsum("bpkm,bpke->bmpe", (kids[..., None] == b.to(dev)).to(qv.dtype), self.k.feat[:, :, :, slot])
+            rows = torch.einsum("re,rpe->rp", qv, Kb[seq[n], m]) / self.attn_scale
+        return n, m, rows
 
     def channel_pairs(self, slot: int, a: int, b: int) -> tuple[Int[Tensor, "m_q 3"], Int[Tensor, "m_k 3"], Float[Tensor, "m_q m_k"]]:
         """Every occurrence of query feature ``a`` and key feature ``b`` as ``(seq, pos, slot)`` rows, and

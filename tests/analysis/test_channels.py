@@ -3,9 +3,10 @@ import pandas as pd
 import pytest
 import torch
 
-from fra.analysis.channels import candidates, channel_sums, confirm, discover, evaluate, search
+from fra.analysis.cache import ProbeCache
+from fra.analysis.channels import candidates, channel_sums, confirm, discover, evaluate, row_sums, search
 from fra.analysis.probes import repeated_random
-from fra.config import ChannelConfig, EngineConfig
+from fra.config import ChannelConfig, EngineConfig, ParallelConfig
 from fra.engine import FEATURE_PAIRS, resolve
 from tests.conftest import make_model, make_sae
 
@@ -46,9 +47,10 @@ def test_evaluate_matches_brute_force_from_entries():
     model, sae = make_model(n_ctx=64), make_sae()
     probes = repeated_random(np.arange(1, 50), 0, 3, 4, 8, seed=0)
     cfg, engine = ChannelConfig(min_support=0.003, min_queries=1, batch_size=2), EngineConfig()
-    found, _, _ = discover(model, sae, 1, probes, cfg, engine)
+    cache = ProbeCache(model, {1: sae}, cfg.batch_size)
+    found, _, _ = discover(sae, 1, probes, engine, cache)
     cands = candidates(found, cfg).head(4)
-    got = evaluate(model, sae, 1, probes, cands, cfg, engine)
+    got = evaluate(sae, 1, probes, cands, engine, cache)
     fra = resolve(model, sae, probes.tokens, 1)
     L = probes.tokens.shape[1]
     e = fra.entries()
@@ -75,6 +77,52 @@ def test_evaluate_matches_brute_force_from_entries():
         assert c["softmax_effect"] == pytest.approx(float(effect), rel=1e-3, abs=1e-7)
         assert c["n_queries"] == int(present.sum())
     assert (got["support"] >= 0.003 * 0.5).all()
+
+
+@pytest.mark.parametrize("positions", ["standard", "rotary", "shortformer"])
+@pytest.mark.parametrize("shuffle", [None, 3])
+def test_rows_path_equals_the_dense_reference(positions, shuffle):
+    """The fast path (rows where the query feature is active) gives the dense path's table (every [pos, pos] map)."""
+    model, sae = make_model(n_ctx=64, positions=positions, seed=1), make_sae(seed=1)
+    probes = repeated_random(np.arange(1, 50), 0, 6, 4, 10, seed=2)
+    cfg, engine = ChannelConfig(min_support=0.003, min_queries=1, batch_size=4), EngineConfig()
+    cache = ProbeCache(model, {1: sae}, cfg.batch_size)
+    cands = candidates(discover(sae, 1, probes, engine, cache, shuffle)[0], cfg)
+    assert len(cands) >= 20
+    fast = evaluate(sae, 1, probes, cands, engine, cache, shuffle)
+    dense = evaluate(sae, 1, probes, cands, engine, cache, shuffle, dense=True)
+    assert fast[["n_targets", "n_queries"]].equals(dense[["n_targets", "n_queries"]])
+    pd.testing.assert_frame_equal(fast, dense, check_exact=False, rtol=1e-5, atol=1e-7)
+
+
+def test_row_sums_equal_channel_sums_on_random_maps():
+    gen = torch.Generator().manual_seed(4)
+    query = torch.arange(P - 6, P)
+    target = torch.randint(1, P - 7, (6,), generator=gen)
+    C = torch.randn(6, 3, P, generator=gen) * (torch.rand(6, 3, 1, generator=gen) > 0.4)  # some rows all zero
+    C[:, 2] = C[:, 2].round()  # ties in the pool
+    mass = torch.rand(6, generator=gen)
+    dense = channel_sums(C, query, target, _scores(6), mass)
+    n, m = torch.nonzero(C.abs().sum(-1) > 0, as_tuple=True)
+    rows = row_sums(C[n, m], m, 3, query[n], target[n], _scores(6)[n], mass[n])
+    for name, value in dense.items():
+        np.testing.assert_allclose(rows[name], value, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_search_sharded_on_ray_gives_the_local_tables():
+    """One shard per layer on a local Ray instance with 2 workers reduces to the local path's tables."""
+    model = make_model(n_ctx=64, seed=5)
+    saes = {layer: make_sae(f"blocks.{layer}.hook_resid_pre", seed=layer) for layer in (0, 1)}
+    disc, held = (repeated_random(np.arange(1, 50), 0, 4, 4, 8, seed=s) for s in (0, 1))
+    cfg = ChannelConfig(min_support=0.003, min_queries=1, batch_size=2)
+    local = search(model, saes, disc, held, cfg, EngineConfig())
+    ray = search(model, saes, disc, held, cfg, EngineConfig(), parallel=ParallelConfig(backend="ray", workers=2))
+    assert len(local.table) > 0 and set(local.table["layer"]) == {0, 1}
+    pd.testing.assert_frame_equal(ray.table, local.table)
+    pd.testing.assert_frame_equal(ray.attention, local.attention)
+    assert ray.exactness.keys() == local.exactness.keys()
+    for layer, e in local.exactness.items():
+        assert ray.exactness[layer]["max_residual"] == pytest.approx(e["max_residual"], abs=1e-6)
 
 
 def test_random_model_yields_no_confirmed_channels():

@@ -7,10 +7,9 @@ import pandas as pd
 import pytest
 import torch
 
+from fra.analysis import causal
 from fra.analysis.causal import causal_effects
 from fra.analysis.induction import answers, hypotheses, probe_sets, run
-from fra.world.probes import world_probes
-from fra.world.truth import planted_recall
 from fra.analysis.schema import CHANNELS
 from fra.analysis.stats import benjamini_hochberg
 from fra.cli import main
@@ -23,11 +22,15 @@ from fra.config import (
     ToyTrainConfig,
     WorldConfig,
 )
+from fra.engine.inputs import read_layers
 from fra.models import save_hooked
 from fra.saes import load_sae
 from fra.saes.training import train_layers
 from fra.world.corpus import generate, ground_truth
+from fra.world.probes import world_probes
 from fra.world.train import build_model, train
+from fra.world.truth import planted_recall
+from tests.conftest import make_model, make_sae
 
 WORLD = WorldConfig(n_classes=8, class_size=3, n_filler=16, n_conceptual=4, seq_len=48, segment_min=4, segment_max=8,
                     gap_max=6, lead_max=2)
@@ -162,3 +165,19 @@ def test_causal_attention_drop_is_the_softmax_effect(study, tiny):
     assert len(causal) >= 5
     np.testing.assert_allclose(causal["attention_drop"], causal["softmax_effect"], atol=1e-5)
     assert causal["logprob_drop"].notna().all()
+
+
+@pytest.mark.parametrize("arch", ["toy", "standard", "rotary"])
+def test_ablated_pass_from_the_cached_layer_equals_the_full_pass(tiny, arch):
+    """Running the ablated model from layer L's cached residual (a subset of sequences) is the full forward pass."""
+    model, sae = tiny[:2] if arch == "toy" else (make_model("RMS" if arch == "rotary" else "LN", arch, n_ctx=64), make_sae())
+    tokens = world_probes(WORLD, 4, seed=5)[1].tokens % model.cfg.d_vocab  # concept repeats (toy: shortformer)
+    inputs = read_layers(model, {1: sae}, tokens)[1]
+    P = tokens.shape[1]
+    C = torch.randn(len(tokens), P, P, generator=torch.Generator().manual_seed(0))
+    used = torch.tensor([0, 2])
+    ablate = (1, model.cfg.n_heads - 1, C[used])
+    full, pats = causal._run(model, tokens[used], [1], ablate)
+    part, pats_part = causal._run(model, tokens[used], [1], ablate, causal._subset(inputs, used))
+    torch.testing.assert_close(part, full, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(pats_part[1], pats[1], rtol=1e-5, atol=1e-6)

@@ -1,14 +1,43 @@
 import re
 
+import pytest
+
+import fra.engine.bench
+import fra.stages.bench
 from fra.cli import main
 
+TINY = ["bench", "--d-model", "64", "--d-sae", "512", "--n-heads", "4", "--n-tokens", "16", "--k-active", "32",
+        "--ref-pairs", "20", "--device", "cpu"]
 
-def test_bench_runs_and_engine_equals_reference(capsys):
-    args = ["bench", "--d-model", "64", "--d-sae", "512", "--n-heads", "4", "--n-tokens", "16",
-            "--k-active", "8", "--ref-pairs", "20", "--device", "cpu"]
-    assert main(args) == 0
+
+def test_bench_sweeps_batches_and_engine_equals_reference(capsys, monkeypatch):
+    monkeypatch.setattr(fra.engine.bench, "free_mib", lambda device: 16)  # so `auto` is a small batch
+    assert main([*TINY, "--batch", "1", "5", "auto", "--block-mib", "1"]) == 0
     out = capsys.readouterr().out
-    diff = float(re.search(r"max \|engine - reference\| = (\S+) on 20 pairs", out).group(1))
-    assert diff < 1e-5
-    assert re.search(r"ratio engine/reference \d+x", out) and re.search(r"ratio engine/cached reference \d+x", out)
-    assert "K=8 active features" in out and "GFLOP/s" in out
+    fits = int(re.search(r"batch that fits: (\d+) \(.*half of 16 MiB free\)", out).group(1))
+    assert "K=32 active features" in out and re.search(r"plain matmul 2048\^3 \(float32\): \S+ GFLOP/s", out)
+    labels = ["1", "5", f"{fits} (auto)"] if fits not in (1, 5) else ["1", "5"]
+    for label in labels:
+        assert re.search(rf"batch {re.escape(label)}: engine \S+ s .* -> \S+ sequences/s, \d+ head-pairs/s; "
+                         rf"ratio engine/reference \d+x, ratio engine/cached reference \d+x", out)
+        assert re.search(rf"batch {re.escape(label)}: pair blocks \S+ GFLOP/s = \d+% of the plain matmul", out)
+        assert re.search(rf"\n +{re.escape(label)} +\S+ +\S+ +\d+ +\S+ +\d+%", out)  # its row of the sweep table
+    for diff in re.findall(r"max \|engine - reference\| = (\S+) on 20 pairs", out):
+        assert float(diff) < 1e-5
+    assert len(re.findall(r"identical results", out)) == len(labels)
+    assert re.search(r"batch 5: identical results: .* pairs of sequences 0, (\d+, )?4 ", out)  # the last one checked
+    assert re.search(r"batch 5: pair blocks .* blocks of up to [123] heads x 1 queries .* budget 1 MiB\)", out)  # heads split
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--batch", "0"], "argument --batch: expected an integer >= 1 or `auto`, got '0'"),
+    (["--batch", "1", "eight"], "argument --batch: expected an integer >= 1 or `auto`, got 'eight'"),
+    (["--batch", "8", "1", "8"], "--batch lists 8 more than once"),
+    (["--batch", "auto", "auto"], "--batch lists auto more than once"),
+    (["--batch"], "argument --batch: expected at least one argument"),
+    (["--block-mib", "-1"], "argument --block-mib: expected an integer >= 1 or `auto`, got '-1'"),
+])
+def test_bad_batches_are_refused_before_any_work(capsys, monkeypatch, flags, message):
+    monkeypatch.setattr(fra.stages.bench, "bench", lambda **kw: pytest.fail("the benchmark started"))
+    assert main([*TINY, *flags]) == 2
+    assert message in capsys.readouterr().err

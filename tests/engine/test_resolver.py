@@ -3,7 +3,9 @@ import torch
 
 from fra.config import EngineConfig
 from fra.engine import FEATURE_PAIRS, resolve
+from fra.engine.inputs import read_layers
 from fra.engine.reference import analyze_feature_attention_interactions, reference_inputs
+from fra.errors import FRAError
 from tests.conftest import make_model, make_sae
 
 ARCHS = [("LN", "standard", None), ("LNPre", "standard", None), (None, "standard", None),
@@ -137,3 +139,38 @@ def test_float64_model_is_accumulated_in_float64():
     fra = resolve(model, sae, torch.randint(0, 50, (2, 12)), 1)
     assert fra.pair_sum().dtype == torch.float64
     assert fra.residual() < 1e-11  # float32 accumulation would leave ~1e-6
+
+
+@pytest.mark.parametrize("norm, positions, n_kv, hook", CASES)
+def test_one_pass_for_many_layers_resolves_the_same(norm, positions, n_kv, hook):
+    """Inputs read for layers 0 and 1 in one pass (read_layers) resolve as the per-layer pass does."""
+    model = make_model(norm, positions, 0, n_kv)
+    saes = {layer: make_sae(f"blocks.{layer}.{hook}", seed=layer) for layer in (0, 1)}
+    tokens = torch.randint(0, 50, (3, 10), generator=torch.Generator().manual_seed(0))
+    inputs = read_layers(model, saes, tokens)
+    for layer, sae in saes.items():
+        a, b = resolve(model, sae, tokens, layer), resolve(model, sae, tokens, layer, inputs=inputs[layer])
+        torch.testing.assert_close(b.scores, a.scores, rtol=0, atol=0)
+        torch.testing.assert_close(b.q.feat, a.q.feat, rtol=0, atol=0)
+        fast, slow = b.terms(from_pairs=False), b.terms()
+        assert fast.keys() == slow.keys()
+        for name in fast:  # feature pairs by bilinearity = summed from the pair blocks
+            torch.testing.assert_close(fast[name], slow[name], rtol=1e-4, atol=1e-4)
+    with pytest.raises(FRAError, match="read_layers"):
+        resolve(model, saes[0], tokens, 1, inputs=inputs[1])  # layer 0's SAE on layer 1's inputs
+
+
+@pytest.mark.parametrize("positions", ["standard", "rotary"])
+def test_channel_rows_are_the_channel_maps_rows(positions):
+    model, sae = make_model("LN", positions, 2), make_sae(seed=2)
+    fra = resolve(model, sae, torch.randint(0, 50, (3, 12), generator=torch.Generator().manual_seed(1)), 1)
+    seq, query = torch.tensor([0, 1, 2, 2, 1]), torch.tensor([11, 5, 9, 3, 11])
+    ids = fra.feature_ids[seq, query]
+    a = torch.cat([ids[ids >= 0][:6], torch.tensor([95])])  # active somewhere, plus one nowhere active
+    b = fra.feature_ids[0, 4, :7]
+    n, m, rows = fra.channel_rows(1, seq, query, a, b)
+    full = fra.channel(1, a, b)[seq, :, query]  # [n, M, key]
+    torch.testing.assert_close(rows, full[n, m], rtol=1e-5, atol=1e-6)
+    left_out = torch.ones(full.shape[:2], dtype=torch.bool)
+    left_out[n, m] = False
+    assert (full[left_out] == 0).all() and len(n) > 0

@@ -211,10 +211,53 @@ def lm_results() -> dict[str, tuple[str, str]]:
     }
 
 
+def gpt2_results() -> dict[str, tuple[str, str]]:
+    """GPT-2 small through the profile's stages: released SAEs (no ``train_seconds``) on 3 of its layers, every
+    head of those layers resolved (36 heads: the per-head grid), L1H5 a TIH with an exact-repeat channel, L2H7 not."""
+    layers = [0, 1, 2]
+    heads = pd.DataFrame([(layer, head) for layer in layers for head in range(12)], columns=["layer", "head"])
+    tih = ((heads.layer == 1) & (heads["head"] == 5)) | ((heads.layer == 2) & (heads["head"] == 2))
+    heads["induction"] = np.where(tih, 0.8, 0.03)
+    heads["induction_min"], heads["previous_token"], heads["duplicate_token"] = heads.induction - 0.1, 0.02, 0.01
+    heads["positional_control"] = 0.002
+    heads["is_tih"] = heads.induction >= 0.4
+    raw = pd.DataFrame([
+        {**channel("random_repeat", "all", 5, 11, 110, 1e-8, 0.3, 0.8), "layer": 1},
+        {**channel("concept_templates", "names", 7, 21, 210, 1e-6, 0.05, 0.6), "layer": 2},
+        {**channel("text_repeat", "all", 3, 4, 40, 0.4, 0.0, 0.1), "layer": 0},
+    ], columns=COLUMNS)
+    probes = ("random_repeat", "text_repeat", "concept_templates")
+    attention = pd.DataFrame([{"probe": probe, "group": "all", "layer": layer, "head": h, "attention_to_target": 0.2}
+                              for probe in probes for layer in layers for h in range(12)])
+    exactness = {f"L{layer}": {probe: {"max_residual": 5e-5, "max_abs_score": 20.0, "shares": TERMS,
+                                       "share_with_error": 0.25, "mean_active_features": 40.0}
+                               for probe in probes} for layer in layers}
+    channels, _, hyp, metrics, causal = study_tables(raw, heads, layers, exactness)
+    saes = {f"L{layer}": {"hook_name": f"blocks.{layer}.hook_resid_pre", "d_sae": 24576, "l0": 40.0 + layer,
+                          "variance_explained": 0.92, "dead_fraction": 0.001, "n_tokens": 25400,
+                          "freq_quantiles": {"0.5": 0.0008}} for layer in layers}
+    saes["run"] = {"device": "cuda", "seconds": 80.0, "pretrained": "gpt2-small-res-jb", "eval_sequences": 200,
+                   "seq_len": 128}
+    cards = {f"L{layer}": {str(f): {"top": [[4.0, ["A"], " name", []]], "neuronpedia": None} for f in (4, 11, 21, 40, 110, 210)}
+             for layer in layers}
+    csv = lambda df: df.to_csv(index=False, float_format="%.6g")  # noqa: E731
+    stage = "lm_induction@gpt2-small"
+    return {
+        "results/gpt2-small/saes.json": ("lm_saes@gpt2-small", json.dumps(saes)),
+        "results/gpt2-small/heads.csv": (stage, csv(heads)),
+        "results/gpt2-small/channels.csv": (stage, csv(channels)),
+        "results/gpt2-small/head_attention.csv": (stage, csv(attention)),
+        "results/gpt2-small/hypotheses.csv": (stage, csv(hyp)),
+        "results/gpt2-small/channel_features.json": (stage, json.dumps(cards)),
+        "results/gpt2-small/metrics.json": (stage, json.dumps(metrics)),
+        "results/gpt2-small/causal.csv": (stage, csv(causal)),
+    }
+
+
 @pytest.fixture(scope="module")
 def paper(tmp_path_factory):
     root = tmp_path_factory.mktemp("repo")
-    write_results(root, toy_results() | lm_results())
+    write_results(root, toy_results() | lm_results() | gpt2_results())
     shutil.copytree(PAPER, root / "paper", ignore=shutil.ignore_patterns("_build", ".fra-build", "_figures"))
     subprocess.run(["git", "-C", str(root), "init", "-q"], check=True)
     built = build(root / "paper", root / "paper/_build", route="offline")
@@ -270,21 +313,21 @@ def test_results_sections_tables_figures_cards_and_absent_models(paper):
     assert "2 of the 3 confirmed channels of the planted-concept toy model lower the log-probability" in page
     assert "planted-world label current:c00" in page and "c00m2" in page and "\\*odd\\*" not in page
     assert 'href="../../results/toy/explorer/channels.html"' in html
-    assert "<code>results/gpt2/heads.csv</code>" in html
-    assert "fra induction --model gpt2-small --saes gpt2-small-res-jb" in page
-    assert page.count("Results not available") == 2  # GPT-2 and the toy ablation (no fixture)
+    assert page.count("Results not available") == 1  # the toy ablation (no fixture)
     assert "1 of 2 pass the ground-truth check" in page and "finds 4 of 4 conceptual classes" in page
     assert "<code>results/toy_ablation/metrics.json</code>" in html
     manifest = json.loads(built.manifest.read_text())
     assert {f["label"] for f in manifest["figures"]} == {
         "fig-exactness", "fig-toy-training", "fig-toy-heads", "fig-toy-ci", "fig-toy-attention", "fig-toy-calibration",
-        "fig-toy-causal", "fig-smollm2-heads", "fig-smollm2-ci", "fig-smollm2-attention", "fig-smollm2-causal"}
+        "fig-toy-causal", "fig-smollm2-heads", "fig-smollm2-ci", "fig-smollm2-attention", "fig-smollm2-causal",
+        "fig-gpt2-small-heads", "fig-gpt2-small-hypotheses-grid", "fig-gpt2-small-ci", "fig-gpt2-small-attention",
+        "fig-gpt2-small-causal"}
     assert {t["label"] for t in manifest["tables"]} >= {
         "tbl-exactness", "tbl-toy-training", "tbl-toy-train-heads", "tbl-toy-saes", "tbl-toy-planted", "tbl-toy-heads",
         "tbl-toy-hypotheses", "tbl-toy-hypotheses-heads", "tbl-toy-probes", "tbl-toy-channels", "tbl-error-share",
         "tbl-smollm2-corpus", "tbl-smollm2-saes", "tbl-smollm2-heads", "tbl-smollm2-hypotheses", "tbl-smollm2-channels",
         "tbl-compiled", "tbl-toy-controls", "tbl-smollm2-controls"}
-    assert {f["path"] for f in manifest["files"]} == set(toy_results() | lm_results())
+    assert {f["path"] for f in manifest["files"]} == set(toy_results() | lm_results() | gpt2_results())
     assert manifest["commit"] == "none"  # a repository without commits
     assert (root / "paper/_build/index.pdf").read_bytes()[:5] == b"%PDF-"
 
@@ -299,6 +342,26 @@ def test_language_model_section_reads_its_corpus_saes_and_template_probes(paper)
     assert "4 candidate channels of SmolLM2-135M were tested and 2 confirmed as induction channels; 1 more passed" in page
     assert "concept repeats (concept_templates)" in page
     assert "L18 feature 6 (fires on 1% of held-out tokens)" in page
+
+
+def test_gpt2_section_shows_released_saes_and_every_head(paper):
+    _, built, html = paper
+    page = text(html)
+    assert "GPT-2 small" in page and "The SAEs of GPT-2 small" not in page  # no corpus.json in the fixture
+    assert "Its 3 SAEs, one per layer (0, 1, 2; read at blocks.L.hook_resid_pre;" in page
+    assert "They are released SAEs (gpt2-small-res-jb), copied and evaluated here, not trained." in page
+    assert re.search(r"<td[^>]*>2</td>\s*<td[^>]*>24,576</td>(\s*<td[^>]*>[^<]*</td>){4}\s*<td[^>]*>released</td>", html)
+    assert ("Over the 36 resolvable heads of GPT-2 small, every head of 3 layer(s) (0, 1, 2), 2 token induction heads "
+            "and 34 others: H1: no — 1 of 2") in page
+    assert "H2: yes — 1 of 34 heads that are not token induction heads have one" in page
+    tables = {t["label"] for t in json.loads(built.manifest.read_text())["tables"]}
+    assert {"tbl-gpt2-small-saes", "tbl-gpt2-small-hypotheses", "tbl-gpt2-small-hypotheses-heads"} <= tables
+    assert "tbl-smollm2-hypotheses-heads" in tables  # 6 heads: the full table, no grid
+
+
+def test_the_paper_text_cross_references_no_model_result_statically():
+    """Language-model results are optional: their figures and tables are referred to only by generated text."""
+    assert not re.search(r"@(fig|tbl)-(smollm2|gpt2)", (PAPER / "index.qmd").read_text())
 
 
 def test_table_headers_with_a_pipe_stay_one_column():

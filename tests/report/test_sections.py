@@ -148,8 +148,6 @@ def test_per_head_table_orders_probe_counts_and_names_the_best_channel():
     assert show["best channel"].tolist() == ["5→17, random, token, lift 0.71", "–",
                                              "12→41, concept class00, conceptual, lift 0.4", "–"]
     assert show[["token", "conceptual", "sink"]].values.tolist() == [[1, 0, 0], [0, 0, 1], [0, 2, 0], [0, 0, 0]]
-    short, _ = s.per_head_table(HYP, limit=3)  # beyond the limit: TIH and heads with a channel only
-    assert short["head"].tolist() == ["L1H0", "L1H1", "L1H2"]
 
 
 def test_channel_counts_and_top_table():
@@ -181,7 +179,9 @@ def test_hypotheses_part_shows_what_metrics_json_records(tmp_path, monkeypatch):
                              "results/toy/metrics.json": ("toy_induction", json.dumps(metrics))})
     monkeypatch.setenv(ROOT_ENV, str(tmp_path))
     md = s.hypotheses_part("toy", s.MODELS["toy"], metrics, PROV)
-    assert "Over the 4 resolvable heads of the planted-concept toy model: **H1: no** — 1 of 2" in md
+    assert ("Over the 4 resolvable heads of the planted-concept toy model, every head of 1 layer(s) (1), 2 token "
+            "induction heads and 2 others: **H1: no** — 1 of 2") in md
+    assert "head by head in @tbl-toy-hypotheses-heads)" in md and "fig-toy-hypotheses-grid" not in md
     assert "**H2: yes** — 2 of 2 heads that are not token induction heads have one" in md
     assert "The H2 confirmations in detail (`min_lift` = 0.2, `min_effect` = 0.01) — L1H2: 2 channel(s)" in md
     assert "{#tbl-toy-hypotheses}" in md and "{#tbl-toy-hypotheses-heads}" in md
@@ -244,3 +244,94 @@ def test_compiled_section_and_checks_part(tmp_path, monkeypatch):
     assert "No candidate of random SAE (same d_sae, L0, hook) reached `min_support`" in md
     assert "1 of the 2 confirmed channels of the planted-concept toy model lower the log-probability" in md
     assert "(@fig-toy-causal)" in md and "by at most 1e-07" in md
+
+
+def wide_hyp(layers=(3, 7, 12), heads=9) -> pd.DataFrame:
+    """``hypotheses.csv`` of ``len(layers)`` × ``heads`` heads: a TIH per layer (head 4), one with an exact-repeat
+    channel (L7H4), a TIH without (L3H4, L12H4), and a non-TIH head with two concept channels (L12H1)."""
+    rows = []
+    for layer in layers:
+        for head in range(heads):
+            tih, exact = head == 4, (layer, head) == (7, 4)
+            concept = 2 if (layer, head) == (12, 1) else 0
+            rows.append((layer, head, 0.8 if tih else 0.05, tih, int(exact), concept, int(exact) + concept,
+                         int(exact), concept, 0, *(("random_repeat", "all", 5, 17, "token", 0.5) if exact else
+                         ("concept_repeat", "class00", 12, 41, "conceptual", 0.4) if concept else (np.nan,) * 6)))
+    return hyp_table(rows)
+
+
+def test_many_heads_get_a_grid_and_a_table_of_the_heads_with_a_channel(tmp_path, monkeypatch):
+    hyp = wide_hyp()
+    metrics = answers(hyp)
+    write_results(tmp_path, {"results/gpt2-small/hypotheses.csv": ("lm_induction@gpt2-small", hyp.to_csv(index=False))})
+    monkeypatch.setenv(ROOT_ENV, str(tmp_path))
+    monkeypatch.chdir(tmp_path)  # figures go to ./_figures
+    md = s.hypotheses_part("gpt2-small", s.MODELS["gpt2-small"], metrics, PROV)
+    assert ("Over the 27 resolvable heads of GPT-2 small, every head of 3 layer(s) (3, 7, 12), 3 token induction heads "
+            "and 24 others: **H1: no** — 1 of 3") in md
+    assert "head by head in @fig-gpt2-small-hypotheses-grid and @tbl-gpt2-small-hypotheses-heads)" in md
+    assert "{#fig-gpt2-small-hypotheses-grid" in md and (tmp_path / "_figures/fig-gpt2-small-hypotheses-grid.png").exists()
+    rows = [line for line in md.splitlines() if line.startswith("| L")]
+    assert [r.split(" | ")[0] for r in rows] == ["| L7H4", "| L12H1"]  # heads with a counted channel only
+    assert "per resolvable head with a counted channel of GPT-2 small" in md
+    none = hyp.assign(n_cih=0, n_cih_random_repeat=0, n_cih_concept_repeat=0, n_token=0, n_conceptual=0)
+    write_results(tmp_path, {"results/gpt2-small/hypotheses.csv": ("lm_induction@gpt2-small", none.to_csv(index=False))})
+    md = s.hypotheses_part("gpt2-small", s.MODELS["gpt2-small"], answers(none), PROV)
+    assert "in @fig-gpt2-small-hypotheses-grid; no resolvable head has a counted channel)" in md
+    assert "tbl-gpt2-small-hypotheses-heads" not in md
+
+
+def test_heads_grid_numbers_counted_channels_and_outlines_tih():
+    fig = s.heads_grid(wide_hyp())
+    ax = fig.axes[0]
+    texts = {(round(t.get_position()[0] - 0.5), round(t.get_position()[1] - 0.5)): t.get_text() for t in ax.texts
+             if t.get_text()}
+    assert texts == {(4, 0): "0", (4, 1): "1*", (1, 2): "2", (4, 2): "0"}  # (head, row of layer): TIH always numbered
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["3", "7", "12"] and len(ax.patches) == 3
+    s.plt.close(fig)
+
+
+SAE = {"hook_name": "blocks.{}.hook_resid_pre", "d_sae": 24576, "l0": 31.5, "variance_explained": 0.9,
+       "dead_fraction": 0.01, "n_tokens": 25400, "freq_quantiles": {"0.5": 0.001}}
+
+
+def copied_saes(layers=(2, 10, 0)) -> dict:
+    """saes.json as ``fra lm-saes`` writes it for released SAEs: no ``train_seconds``, ``run.pretrained``."""
+    saes = {f"L{layer}": {**SAE, "hook_name": SAE["hook_name"].format(layer), "l0": 20.0 + layer}
+            for layer in layers}
+    return saes | {"run": {"device": "cuda", "seconds": 95.0, "pretrained": "gpt2-small-res-jb", "eval_sequences": 200,
+                           "seq_len": 128}}
+
+
+def test_sae_rows_follow_the_layers_and_mark_released_saes():
+    df = s.sae_rows(copied_saes())
+    assert df.layer.tolist() == [0, 2, 10] and df.L0.tolist() == [20.0, 22.0, 30.0]
+    assert df["training (s)"].tolist() == ["released"] * 3 and df["median firing rate"].tolist() == [0.001] * 3
+    trained = {"L17": {**SAE, "train_seconds": 112.3}, "L6": {**SAE, "train_seconds": 99.0}}
+    assert s.sae_rows(trained)[["layer", "training (s)"]].values.tolist() == [[6, 99.0], [17, 112.3]]
+
+
+def test_lm_saes_part_for_released_saes(tmp_path, monkeypatch):
+    cards = {f"L{layer}": {str(f): {"freq": 0.01, "top": [[3.0, ["a"], " b", []]]} for f in range(6)}
+             for layer in range(5)}
+    write_results(tmp_path, {"results/gpt2-small/saes.json": ("lm_saes@gpt2-small", json.dumps(copied_saes())),
+                             "results/gpt2-small/feature_cards.json": ("lm_saes@gpt2-small", json.dumps(cards))})
+    monkeypatch.setenv(ROOT_ENV, str(tmp_path))
+    md = s.lm_saes_part("gpt2-small", s.MODELS["gpt2-small"])
+    assert ("Its 3 SAEs, one per layer (0, 2, 10; read at `blocks.L.hook_resid_pre`; @tbl-gpt2-small-saes), explain "
+            "0.9 of the variance") in md and "an L0 of between 20 and 30" in md
+    assert "They are released SAEs (`gpt2-small-res-jb`), copied and evaluated here, not trained. The stage took 95 s on cuda" in md
+    assert "| 10 | 24,576 | 30 | 0.9 | 0.01 | 0.001 | released |" in md
+    assert "training time (released: copied, not trained)." in md and "file `results/gpt2-small/saes.json`" in md
+    assert "The first 3 of the randomly drawn feature cards" in md and md.count("- **L") == 15  # 16 lines at most
+
+
+def test_an_optional_model_appears_only_with_results(tmp_path, monkeypatch):
+    write_results(tmp_path, {})
+    monkeypatch.setenv(ROOT_ENV, str(tmp_path))
+    spec = s.MODELS["gpt2-small"]
+    assert s.model_results("gpt2-small", spec) == ""
+    assert "Results not available" in s.model_results("smollm2", s.MODELS["smollm2"])  # the default profile's model
+    write_results(tmp_path, {"results/gpt2-small/saes.json": ("lm_saes@gpt2-small", json.dumps(copied_saes()))})
+    md = s.model_results("gpt2-small", spec)
+    assert md.startswith("\n## GPT-2 small\n") and "`results/gpt2-small/heads.csv`" in md and spec["why"] in md
