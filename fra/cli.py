@@ -10,7 +10,10 @@ from fra.stages import (
     bench,
     bench_channels,
     compiled,
+    cot,
+    cot_traces,
     explore,
+    explore_cot,
     explore_dataset,
     heads,
     induction,
@@ -26,8 +29,8 @@ from fra.stages import (
 )
 
 # In pipeline order: load -> resolve -> score -> test -> report, then the tools beside it.
-STAGES = [toy_data, toy_train, toy_saes, toy_seeds, compiled, text_corpus, lm_saes, resolve, heads, induction, explore, explore_dataset,
-          paper, bench, bench_channels, smollm2_check]
+STAGES = [toy_data, toy_train, toy_saes, toy_seeds, compiled, text_corpus, lm_saes, resolve, heads, induction, cot_traces, cot,
+          explore, explore_dataset, explore_cot, paper, bench, bench_channels, smollm2_check]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -384,6 +384,27 @@ class ParallelConfig:
 
 
 @dataclass(frozen=True)
+class CotConfig:
+    """The chain-of-thought study (``fra.cot``): teacher-forced reasoning-gym traces, receiver heads, suppression."""
+
+    seed: int = 0
+    dataset: Literal["gsm_symbolic"] = "gsm_symbolic"  # reasoning-gym dataset; its metadata["answer_cot"] is the trace
+    n_problems: int = 32  # traces kept; split by problem into discovery and held-out halves
+    max_tokens: int = 256  # problems whose tokenized trace is longer are skipped
+    proximity: int = 1  # vertical scores ignore the nearest `proximity` later sentences (thought-anchors: 4 on ~100)
+    n_receivers: int = 20  # receiver heads: the highest mean kurtosis of vertical scores on discovery traces
+    n_resolved: int = 4  # top receiver heads in layers with an SAE, resolved into feature-pair channels
+    n_anchors: int = 2  # anchor sentences per trace: the highest mean vertical score under the receiver heads
+    max_candidates: int = 20  # channels per resolved head tested on held-out traces
+
+    def __post_init__(self) -> None:
+        for key in ("n_problems", "max_tokens", "n_receivers", "n_resolved", "n_anchors", "max_candidates"):
+            require(getattr(self, key) >= 1, f"cot.{key}", f"must be >= 1, got {getattr(self, key)}")
+        require(self.n_problems >= 4, "cot.n_problems", f"needs >= 4 traces (two per split), got {self.n_problems}")
+        require(self.proximity >= 0, "cot.proximity", f"must be >= 0, got {self.proximity}")
+
+
+@dataclass(frozen=True)
 class Params:
     """The whole of params.yaml."""
 
@@ -402,6 +423,7 @@ class Params:
     channels: ChannelConfig = field(default_factory=ChannelConfig)
     controls: ControlConfig = field(default_factory=ControlConfig)
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
+    cot: CotConfig = field(default_factory=CotConfig)
 
     def __post_init__(self) -> None:
         for model, pretrained in self.pretrained_saes.items():

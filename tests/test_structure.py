@@ -2,6 +2,7 @@
 
 import ast
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ ROOT = Path(__file__).parents[1]
 # explorers / report -> stages -> cli.
 LAYERS = [
     ("fra", "fra.errors", "fra.io", "fra.config", "fra.devices", "fra.repro", "fra.parallel"),
-    ("fra.models",), ("fra.saes",), ("fra.engine",), ("fra.analysis",), ("fra.world", "fra.text"),
+    ("fra.models",), ("fra.saes",), ("fra.engine",), ("fra.analysis",), ("fra.world", "fra.text", "fra.cot"),
     ("fra.explore", "fra.report"), ("fra.stages",), ("fra.cli",),
 ]
 
@@ -110,6 +111,12 @@ def test_every_command_is_one_stage_module():
         assert s.NAME.replace("-", "_") == s.__name__.removeprefix("fra.stages.")
 
 
+PACKAGE_DATA = {  # files the modules of a package read at run time (pyproject.toml's package-data)
+    "fra.explore": ["fra/explore/static"],
+    "fra.report": ["fra/report/crossref.lua", "fra/report/paper.css"],
+}
+
+
 def stage_code_deps() -> dict[str, tuple[set[str], set[str]]]:
     """Per DVC stage: the fra files its commands import (transitively) and the fra files dvc.yaml lists."""
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
@@ -121,7 +128,9 @@ def stage_code_deps() -> dict[str, tuple[set[str], set[str]]]:
         if "paper" in commands:  # the paper's code cells run fra code too
             roots |= {m for qmd in (ROOT / "paper").glob("*.qmd") for m in imports("paper", "\n".join(
                 re.findall(r"^```\{python\}\n(.*?)^```", qmd.read_text(), flags=re.S | re.M)))}
-        need = {str(module_path(m).relative_to(ROOT)) for m in closure(*roots)}
+        modules = closure(*roots)
+        need = {str(module_path(m).relative_to(ROOT)) for m in modules}
+        need |= {f for package, files in PACKAGE_DATA.items() if any(m.startswith(package) for m in modules) for f in files}
         listed = {d for d in stage.get("deps") or [] if isinstance(d, str) and d.startswith("fra")}
         out[name] = (need, listed)
     return out
@@ -134,3 +143,12 @@ def test_dvc_stage_depends_on_exactly_its_code(stage):
     assert need, f"stage {stage} runs no fra command"
     missing, extra = sorted(need - listed), sorted(listed - need)
     assert not missing and not extra, f"dvc.yaml stage {stage}: add {missing}, remove {extra}"
+
+
+def test_package_data_is_a_dependency_of_the_stages_that_read_it():
+    """Every file pyproject.toml ships as package data is in PACKAGE_DATA, so editing a page template reruns its stages."""
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    for package, patterns in data.items():
+        shipped = {p for pattern in patterns for p in (ROOT / Path(*package.split("."))).glob(pattern)}
+        covered = {p for f in PACKAGE_DATA[package] for p in ([ROOT / f] if (ROOT / f).is_file() else (ROOT / f).rglob("*"))}
+        assert shipped and shipped <= covered, f"{package}: {sorted(map(str, shipped - covered))} missing from PACKAGE_DATA"

@@ -4,7 +4,9 @@ Discovery, held-out evaluation, the negative controls and the causal test all re
 probe batches; :class:`ProbeCache` runs the model once per batch (to the deepest layer, reading
 every layer's SAE input, LN scale and scores together, :func:`fra.engine.inputs.read_layers`) and
 hands the same inputs to each of them. Memory (kept on the model's device for the whole study): per
-probe sequence and layer ``pos * d_model + n_heads * pos^2`` floats.
+probe sequence and layer ``pos * d_model + n_heads * pos^2`` floats. :meth:`ProbeCache.resolved` also
+keeps the resolved batches of the last (SAE, layer, probe set) asked for, so a search's discovery and
+its evaluation on the discovery probes resolve each batch once.
 """
 
 from __future__ import annotations
@@ -12,28 +14,36 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import numpy as np
+import torch
 from jaxtyping import Int
 from sae_lens import SAE
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
 from fra.analysis.probes import Probes
+from fra.config import EngineConfig
+from fra.engine import FRA, resolve
 from fra.engine.inputs import AttentionInputs, read_layers
 from fra.errors import FRAError
 
 Batch = tuple[Int[Tensor, "seq pos"], Tensor, Tensor, Tensor, np.ndarray]  # tokens, seq, query, target, group
+Resolved = tuple[FRA, Tensor, Tensor, Tensor, np.ndarray]  # FRA, seq, query, target, group
 
 
 class ProbeCache:
     """Attention inputs of ``saes``' layers for every batch of ``batch_size`` sequences of each probe set seen.
 
     ``keep=False`` keeps nothing: every call runs the model again, one pass per batch and layer (the path
-    before this cache, kept for :mod:`fra.analysis.bench`).
+    before this cache, kept for :mod:`fra.analysis.bench`); ``keep_resolved=False`` keeps the model passes
+    but resolves every batch on every call.
     """
 
-    def __init__(self, model: HookedTransformer, saes: dict[int, SAE], batch_size: int, keep: bool = True):
+    def __init__(self, model: HookedTransformer, saes: dict[int, SAE], batch_size: int, keep: bool = True,
+                 keep_resolved: bool = True):
         self.model, self.saes, self.batch_size, self.keep = model, saes, batch_size, keep
+        self.keep_resolved = keep and keep_resolved
         self._store: dict[int, tuple[Probes, list[dict[int, AttentionInputs]]]] = {}
+        self._resolved: tuple[tuple, list[Resolved]] = ((), [])
 
     def check(self, batch_size: int, saes: dict[int, SAE]) -> None:
         """Refuse a cache built for another batch size (batches, and the shuffled-keys control, would differ) or layers."""
@@ -52,3 +62,29 @@ class ProbeCache:
             self._store[key] = (probes, [read_layers(self.model, self.saes, batch[0])
                                          for batch in probes.batches(self.batch_size)])
         yield from zip(probes.batches(self.batch_size), self._store[key][1])
+
+    def resolved(self, sae: SAE, layer: int, probes: Probes, engine: EngineConfig,
+                 shuffle_seed: int | None = None) -> Iterator[Resolved]:
+        """``(FRA, seq, query, target, group)`` for every batch of ``probes`` resolved at ``layer`` by ``sae``.
+
+        ``shuffle_seed`` shuffles each batch's keys (:meth:`fra.engine.FRA.with_shuffled_keys`, one permutation per
+        batch index, wherever it is resolved). The batches of the last call that ran to its end are kept (unless
+        ``keep_resolved`` is false), so asking again for the same SAE, layer, probes, engine and seed resolves nothing.
+        """
+        key = (sae, layer, probes, engine, shuffle_seed)
+        held_key = self._resolved[0]
+        if self.keep_resolved and len(held_key) == len(key) and all(
+                a is b if isinstance(a, (SAE, Probes)) else a == b for a, b in zip(held_key, key)):
+            yield from self._resolved[1]
+            return
+        self._resolved = ((), [])  # one probe set's batches held at a time
+        out = []
+        for n, ((tokens, seq, query, target, group), inputs) in enumerate(self.batches(probes)):
+            fra = resolve(self.model, sae, tokens, layer, cfg=engine, inputs=inputs[layer])
+            if shuffle_seed is not None:
+                fra = fra.with_shuffled_keys(torch.Generator().manual_seed(shuffle_seed * 1_000_003 + n))
+            if self.keep_resolved:
+                out.append((fra, seq, query, target, group))
+            yield fra, seq, query, target, group
+        if self.keep_resolved:
+            self._resolved = (key, out)

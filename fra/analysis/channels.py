@@ -46,19 +46,9 @@ from fra.analysis.probes import Probes
 from fra.analysis.schema import TESTED
 from fra.analysis.stats import benjamini_hochberg, log_pvalue_floor, null_moments, z_pvalue
 from fra.config import ChannelConfig, EngineConfig, ParallelConfig
-from fra.engine import resolve
 from fra.engine.result import segment_sums
 from fra.errors import FRAError
 from fra.parallel import map_shards
-
-
-def _batches(sae: SAE, layer: int, probes: Probes, cache: ProbeCache, engine: EngineConfig,
-             shuffle_seed: int | None = None):
-    for n, ((tokens, seq, query, target, group), inputs) in enumerate(cache.batches(probes)):
-        fra = resolve(cache.model, sae, tokens, layer, cfg=engine, inputs=inputs[layer])
-        if shuffle_seed is not None:  # the same permutation for a batch wherever it is resolved
-            fra = fra.with_shuffled_keys(torch.Generator().manual_seed(shuffle_seed * 1_000_003 + n))
-        yield fra, seq, query, target, group
 
 
 def _target_mass(fra, seq, query, target) -> tuple[torch.Tensor, torch.Tensor]:
@@ -69,12 +59,16 @@ def _target_mass(fra, seq, query, target) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def discover(sae: SAE, layer: int, probes: Probes, engine: EngineConfig, cache: ProbeCache,
-             shuffle_seed: int | None = None, dense: bool = False) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    """Support of every channel with a nonzero contribution at an induction target, per group and head.
+             shuffle_seed: int | None = None, dense: bool = False,
+             cfg: ChannelConfig | None = None) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Support of every channel with a nonzero contribution at an induction target, per group and head
+    (with ``cfg``, only the channels that pass its ``min_support`` and ``min_queries``: those :func:`candidates` can pick).
 
     Also returns each head's mean attention to the target per group, and the decomposition's
     exactness (:meth:`fra.engine.FRA.exactness`) on the first batch: feature pairs summed by
-    bilinearity, or from every pair block when ``dense``.
+    bilinearity, or from every pair block when ``dense``. Channels are keyed by (group, a, b) with one
+    column per head, over the active slot pairs only; ``dense`` keys every (group, head, a, b) entry of
+    the padded ``[K, K]`` slot grid (the reference path; the same table up to rounding).
     """
     groups = probes.groups
     index = {g: n for n, g in enumerate(groups)}
@@ -82,30 +76,49 @@ def discover(sae: SAE, layer: int, probes: Probes, engine: EngineConfig, cache: 
     attn, n_q = torch.zeros(len(groups), H), torch.zeros(len(groups))
     keys, sums, abss, masses, counts = [], [], [], [], []
     exactness = None
-    for fra, seq, query, target, group in _batches(sae, layer, probes, cache, engine, shuffle_seed):
+    for fra, seq, query, target, group in cache.resolved(sae, layer, probes, engine, shuffle_seed):
         exactness = exactness or fra.exactness(from_pairs=dense)
         g = torch.tensor([index[x] for x in group])
         vals, mass = _target_mass(fra, seq, query, target)
         pattern = fra.scores[seq, :, query].softmax(-1).cpu()  # [n, head, key]
         attn.index_add_(0, g, pattern.gather(-1, target[:, None, None].expand(-1, H, 1))[..., 0])
         n_q.index_add_(0, g, torch.ones(len(g)))
-        n, hh, sa, sb = torch.nonzero(vals, as_tuple=True)
-        a = fra.feature_ids.cpu()[seq[n], query[n], sa]
-        b = fra.k_ids.cpu()[seq[n], target[n], sb]
-        key = ((g[n] * H + hh) * d + a) * d + b
-        v = vals[n, hh, sa, sb]
-        uniq, _, parts = segment_sums(key, v, v.abs(), mass[n, hh], torch.ones_like(v))
+        q_ids, k_ids = fra.feature_ids.cpu()[seq, query], fra.k_ids.cpu()[seq, target]  # [n, K]
+        if dense:
+            n, hh, sa, sb = torch.nonzero(vals, as_tuple=True)
+            key = ((g[n] * H + hh) * d + q_ids[n, sa]) * d + k_ids[n, sb]
+            v, m = vals[n, hh, sa, sb], mass[n, hh]
+        else:  # one key per active (query slot, key slot) pair, all heads at once
+            n, sa, sb = torch.nonzero((q_ids[:, :, None] >= 0) & (k_ids[:, None, :] >= 0), as_tuple=True)
+            key = (g[n] * d + q_ids[n, sa]) * d + k_ids[n, sb]
+            v, m = vals[n, :, sa, sb], mass[n]  # [pairs, head]
+        on = (v != 0).to(v.dtype)
+        uniq, _, parts = segment_sums(key, v, v.abs(), m * on, on)
         keys.append(uniq)
         for out, x in zip((sums, abss, masses, counts), parts):
             out.append(x)
     key, _, (total, absolute, present_mass, n_present) = segment_sums(
         torch.cat(keys), *(torch.cat(x) for x in (sums, abss, masses, counts)))
-    g, rest = key // (H * d * d), key % (H * d * d)
-    h, rest = rest // (d * d), rest % (d * d)
+    if dense:
+        g, rest = key // (H * d * d), key % (H * d * d)
+        h, rest = rest // (d * d), rest % (d * d)
+    else:  # [key, head] -> the reference's rows: (group, head, a, b) order, entries with a nonzero value only
+        keep = n_present > 0
+        if cfg is not None:  # filtered before the rows are formed (the same filter as below)
+            keep &= (absolute / present_mass >= cfg.min_support) & (n_present >= cfg.min_queries)
+        u, h = torch.nonzero(keep, as_tuple=True)
+        g, rest = key[u] // (d * d), key[u] % (d * d)
+        u_order = torch.from_numpy(np.lexsort((rest.numpy(), h.numpy(), g.numpy())))
+        u, h, g, rest = u[u_order], h[u_order], g[u_order], rest[u_order]
+        total, absolute, present_mass, n_present = (x[u, h] for x in (total, absolute, present_mass, n_present))
+    support = absolute / present_mass
+    if cfg is not None:
+        keep = (support >= cfg.min_support) & (n_present >= cfg.min_queries)
+        g, h, rest, total, support, n_present = (x[keep] for x in (g, h, rest, total, support, n_present))
     channels = pd.DataFrame({
         "group": np.array(groups)[g.numpy()], "layer": layer, "head": h.numpy(),
         "query_feature": (rest // d).numpy(), "key_feature": (rest % d).numpy(),
-        "target_sum": total.numpy(), "support": (absolute / present_mass).numpy(),
+        "target_sum": total.numpy(), "support": support.numpy(),
         "n_targets": n_present.long().numpy(),
     })
     heads = pd.DataFrame({
@@ -213,7 +226,7 @@ def evaluate(sae: SAE, layer: int, probes: Probes, cands: pd.DataFrame, engine: 
     cands = cands[cands["layer"] == layer].reset_index(drop=True)
     acc = {k: np.zeros(len(cands)) for k in SUMS}
     by_group_head = cands.groupby(["group", "head"]).groups
-    for fra, seq, query, target, group in _batches(sae, layer, probes, cache, engine, shuffle_seed):
+    for fra, seq, query, target, group in cache.resolved(sae, layer, probes, engine, shuffle_seed):
         _, mass = _target_mass(fra, seq, query, target)
         for (grp, head), rows in by_group_head.items():
             sel = torch.from_numpy(group == grp)
@@ -259,7 +272,7 @@ def _search_layer(shared: tuple, layer: int) -> tuple[pd.DataFrame | None, pd.Da
     model, saes, discovery, heldout, cfg, engine, seeds, cache, dense = shared
     sae = saes[layer]
     cache = cache or ProbeCache(model, {layer: sae}, cfg.batch_size)  # a Ray worker runs its own model passes
-    found, attn, exactness = discover(sae, layer, discovery, engine, cache, seeds[0], dense)
+    found, attn, exactness = discover(sae, layer, discovery, engine, cache, seeds[0], dense, cfg)
     cands = candidates(found, cfg)
     if cands.empty:
         return None, attn, exactness

@@ -71,6 +71,27 @@ def keep_masks(f_act: Tensor, cfg: EngineConfig) -> dict[str, Tensor]:
     return masks
 
 
+class Rotation:
+    """RoPE as the model applies it (``attn.apply_rotary``), also for feature rows at explicit positions."""
+
+    def __init__(self, model: HookedTransformer, layer: int, n_pos: int):
+        self.attn = model.blocks[layer].attn
+        cfg = model.cfg
+        self.on = cfg.positional_embedding_type == "rotary"
+        # rows at explicit positions read the cached tables, as apply_rotary does for positions it need not extend
+        self.rows_ok = self.on and not cfg.use_dynamic_ntk_rope and n_pos <= self.attn.rotary_cos.shape[0]
+
+    def dense(self, v: Float[Tensor, "batch pos head d_head"]) -> Float[Tensor, "batch pos head d_head"]:
+        return self.attn.apply_rotary(v) if self.on else v
+
+    def rows(self, x: Float[Tensor, "n head d_head"], pos: Int[Tensor, " n"]) -> Float[Tensor, "n head d_head"]:
+        """Row n rotated to position ``pos[n]``: apply_rotary's arithmetic, element by element."""
+        r = self.attn.cfg.rotary_dim
+        x_rot = x[..., :r]
+        cos, sin = self.attn.rotary_cos[pos][:, None], self.attn.rotary_sin[pos][:, None]
+        return torch.cat([x_rot * cos + self.attn.rotate_every_two(x_rot) * sin, x[..., r:]], dim=-1)
+
+
 def _side(
     inputs: AttentionInputs,
     sae: SAE,
@@ -78,23 +99,33 @@ def _side(
     W: Float[Tensor, "head d_model d_head"],
     b: Float[Tensor, "head d_head"],
     dense_sae: dict[str, Float[Tensor, "batch pos d_model"]],
-    rotate,
+    rotation: Rotation,
 ) -> Side:
-    """Project every component of one side (query or key) through W, scale and rotate it."""
+    """Project every component of one side (query or key) through W, scale and rotate it.
+
+    Feature vectors are formed (and rotated) for the occupied slots only; empty slots stay zero.
+    """
 
     def P(v: Tensor) -> Tensor:
         return v - v.mean(-1, keepdim=True) if inputs.center else v
 
     s = inputs.scale
     ids = feats.ids
-    uniq, inverse = torch.unique(ids.clamp(min=0), return_inverse=True)
+    B, Pn, K = ids.shape
+    H, E = W.shape[0], W.shape[-1]
+    bi, pi, ki = torch.nonzero(ids >= 0, as_tuple=True)
+    uniq, inverse = torch.unique(ids[bi, pi, ki], return_inverse=True)
     U = torch.einsum("nd,hde->nhe", P(sae.W_dec[uniq]), W)  # [n_unique, head, d_head]
-    feat = U[inverse] * (feats.acts / s[..., None])[..., None, None]  # [batch, pos, K, head, d_head]
+    rows = U[inverse] * (feats.acts[bi, pi, ki] / s[bi, pi])[:, None, None]  # [occupied slots, head, d_head]
+    feat = U.new_zeros(B, Pn, K, H, E)
+    if rotation.rows_ok:
+        feat[bi, pi, ki] = rotation.rows(rows, pi)
+    else:  # no RoPE, or positions apply_rotary must extend: every slot through it
+        feat[bi, pi, ki] = rows
+        feat = rotation.dense(feat.reshape(B, Pn, K * H, E)).reshape(B, Pn, K, H, E)
     dense = {name: torch.einsum("bpd,hde->bphe", P(v) / s[..., None], W) for name, v in dense_sae.items()}
-    B, Pn = s.shape
     dense["bias"] = b.expand(B, Pn, *b.shape).clone()
-    feat, dense = rotate(feat, dense)
-    return Side(feat=feat, dense=dense)
+    return Side(feat=feat, dense={n: rotation.dense(v) for n, v in dense.items()})
 
 
 def resolve(
@@ -122,22 +153,19 @@ def resolve(
         f_act = sae.encode(inputs.sae_in)  # [batch, pos, d_sae]
         masks = keep_masks(f_act, cfg)
         every = active_features(f_act, f_act != 0)
-        recon = torch.einsum("bpk,bpkd->bpd", every.acts, sae.W_dec[every.ids.clamp(min=0)]) + sae.b_dec
+        bi, pi, ki = torch.nonzero(every.ids >= 0, as_tuple=True)  # the occupied slots only
+        recon = torch.zeros_like(inputs.sae_in).index_put_(
+            (bi, pi), every.acts[bi, pi, ki, None] * sae.W_dec[every.ids[bi, pi, ki]], accumulate=True) + sae.b_dec
         dense_sae = {"b_dec": sae.b_dec.expand_as(inputs.sae_in), "error": inputs.sae_in - recon}
-        kept = active_features(f_act, masks["combined"])
+        kept = active_features(f_act, masks["combined"]) if len(masks) > 1 else every  # no truncation: every active feature
         if len(masks) > 1:
             dense_sae["dropped"] = torch.einsum("bpk,bpkd->bpd", *_dropped(f_act, masks["combined"], every, sae))
 
-        def rotate(feat: Tensor, dense: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
-            if model.cfg.positional_embedding_type != "rotary":
-                return feat, dense
-            B, Pn, K, H, E = feat.shape
-            feat = attn.apply_rotary(feat.reshape(B, Pn, K * H, E)).reshape(B, Pn, K, H, E)
-            return feat, {n: attn.apply_rotary(v) for n, v in dense.items()}
+        rotation = Rotation(model, layer, inputs.tokens.shape[1])
 
         W_Q, b_Q, W_K, b_K = qk_weights(model, layer, heads)
-        q = _side(inputs, sae, kept, W_Q, b_Q, dense_sae, rotate)
-        k = _side(inputs, sae, kept, W_K, b_K, dense_sae, rotate)
+        q = _side(inputs, sae, kept, W_Q, b_Q, dense_sae, rotation)
+        k = _side(inputs, sae, kept, W_K, b_K, dense_sae, rotation)
         if inputs.pos_embed is not None:  # shortformer: p_i enters after ln1, through the raw W_Q/W_K
             q.dense["pos"] = torch.einsum("bpd,hde->bphe", inputs.pos_embed, attn.W_Q[list(heads)])
             k.dense["pos"] = torch.einsum("bpd,hde->bphe", inputs.pos_embed, attn.W_K[list(heads)])
@@ -158,7 +186,7 @@ def resolve(
         block_mib=cfg.block_mib,
     )
     if len(masks) > 1:
-        result.truncation = _removed_shares(inputs, sae, every, masks, model, layer, heads, cfg, rotate)
+        result.truncation = _removed_shares(inputs, sae, every, masks, model, layer, heads, cfg, rotation)
     return result
 
 
@@ -168,12 +196,12 @@ def _dropped(f_act: Tensor, keep: Tensor, every: ActiveFeatures, sae: SAE) -> tu
     return every.acts * ~kept_slot, sae.W_dec[every.ids.clamp(min=0)]
 
 
-def _removed_shares(inputs, sae, every, masks, model, layer, heads, cfg, rotate) -> dict[str, float]:
+def _removed_shares(inputs, sae, every, masks, model, layer, heads, cfg, rotation) -> dict[str, float]:
     """Share of the untruncated sum of |FRA[i, j, a, b]| that each truncation option removes."""
     W_Q, b_Q, W_K, b_K = qk_weights(model, layer, heads)
     with torch.inference_mode():
-        q = _side(inputs, sae, every, W_Q, b_Q, {}, rotate)
-        k = _side(inputs, sae, every, W_K, b_K, {}, rotate)
+        q = _side(inputs, sae, every, W_Q, b_Q, {}, rotation)
+        k = _side(inputs, sae, every, W_K, b_K, {}, rotation)
         full = FRA(
             tokens=inputs.tokens, layer=layer, heads=heads, feature_ids=every.ids, feature_acts=every.acts,
             q=q, k=k, attn_scale=1.0, scores=inputs.scores, scale=inputs.scale, q_block=cfg.q_block, block_mib=cfg.block_mib,

@@ -21,9 +21,10 @@ FEATURE_PAIRS = "feat·feat"
 
 
 def segment_sums(key: Int[Tensor, " n"], *values: Tensor) -> tuple[Tensor, Tensor, list[Tensor]]:
-    """Distinct keys, each entry's index into them, and the sum of every ``values`` tensor per key."""
+    """Distinct keys, each entry's index into them, and the sum of every ``values`` tensor (``[n, ...]``) per key."""
     uniq, inv = torch.unique(key, return_inverse=True)
-    return uniq, inv, [torch.zeros(len(uniq), dtype=v.dtype, device=v.device).index_add_(0, inv, v) for v in values]
+    return uniq, inv, [torch.zeros(len(uniq), *v.shape[1:], dtype=v.dtype, device=v.device).index_add_(0, inv, v)
+                       for v in values]
 
 
 def first_largest(inv: Int[Tensor, " n"], value: Float[Tensor, " n"], n_keys: int) -> Int[Tensor, " n_keys"]:

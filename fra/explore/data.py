@@ -11,20 +11,31 @@ A 256-token text with 12 heads has ~395k (head, query, key) pairs, so the page e
 * per head, the ``top_channels`` channels by sum |value| over the listed channels of the pairs with
   detail (``channel_table`` over all pairs is too slow for a page), and a coefficient per listed channel so that the page forms a channel's whole [query, key] map exactly:
   ``FRA[i, j, a, b] = c_ab * w_ia * w_jb`` when positions are not rotary (not separable for RoPE:
-  the map then shows the embedded pairs only).
+  the map then shows the embedded pairs only);
+* guided entry: per head its scores from ``fra induction``'s ``heads.csv`` (when given), the start head
+  (``--start-head``, else the layer's strongest induction head, else the first) and its start pair;
+* the features whose activation in the text sits mostly at BOS (``sink_features``: the page can hide
+  the channels keyed on them).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+from pathlib import Path
 
+import pandas as pd
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from fra.config import ChannelConfig
 from fra.engine.result import FEATURE_PAIRS, FRA, segment_sums
+from fra.errors import FRAError
 from fra.explore.encode import packed
+from fra.io import read_json
 
+SINK_SHARE = ChannelConfig().sink_share  # a feature with this share of its activation at BOS is a sink (0.5)
 EMPTY_SLOT = 65535  # the page's sentinel is the slot dtype's maximum (``empty_slot`` in the payload)
 
 
@@ -100,14 +111,123 @@ def top_channels(ids: Tensor, qk: Tensor, sa: Tensor, sb: Tensor, val: Tensor, t
     return rows
 
 
+HEAD_COLUMNS = ["layer", "head", "induction"]  # of heads.csv; previous_token and is_tih are shown when present
+
+
+def read_heads(path: str | Path, layer: int, n_heads: int, flag: str = "--heads") -> dict[int, dict]:
+    """Per head of ``layer``: ``{induction, previous_token, is_tih}`` from a ``heads.csv`` of ``fra induction``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FRAError(f"{flag} {path} does not exist; pass the heads.csv written by `fra induction`")
+    try:
+        df = pd.read_csv(path)
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise FRAError(f"{flag} {path} is not a readable CSV ({exc}); pass the heads.csv written by `fra induction`") from exc
+    missing = [c for c in HEAD_COLUMNS if c not in df.columns]
+    if missing:
+        raise FRAError(f"{flag} {path} lacks column(s) {missing}; a heads.csv needs {HEAD_COLUMNS} "
+                       "(and shows previous_token, is_tih when present)")
+    try:
+        rows = df[pd.to_numeric(df["layer"], errors="raise") == layer]
+        heads = pd.to_numeric(rows["head"], errors="raise").astype(int)
+        induction = pd.to_numeric(rows["induction"], errors="raise").astype(float)
+        prev = pd.to_numeric(rows["previous_token"], errors="raise").astype(float) if "previous_token" in rows else None
+    except (ValueError, TypeError) as exc:
+        raise FRAError(f"{flag} {path} has non-numeric layer, head or score values ({exc})") from exc
+    if rows.empty:
+        raise FRAError(f"{flag} {path} has no rows for layer {layer} (layers: {sorted(set(df['layer'].tolist()))})")
+    bad = sorted(h for h in heads.tolist() if not 0 <= h < n_heads)
+    if bad:
+        raise FRAError(f"{flag} {path} names head(s) {bad} of layer {layer}; the model has heads 0..{n_heads - 1}")
+    tih = rows["is_tih"].astype(str).str.lower().isin(["true", "1"]) if "is_tih" in rows else None
+
+    def finite(x) -> float | None:
+        return float(x) if math.isfinite(float(x)) else None
+
+    out = {}
+    for n, h in enumerate(heads.tolist()):
+        out[h] = {"induction": finite(induction.iloc[n]),
+                  "previous_token": None if prev is None else finite(prev.iloc[n]),
+                  "is_tih": None if tih is None else bool(tih.iloc[n])}
+    return out
+
+
+def feature_label(card: dict) -> str | None:
+    """A toy SAE card's planted-world label: its kind and where its activation mass sits (None for dead features).
+
+    ``current:c11`` reads "current:c11 · 92% of its activation on current tokens of class c11 (previous: filler 3%)".
+    """
+    kind, cur, prev = card["kind"], card["current_class"], card["previous_class"]
+    if kind == "dead":
+        return None
+    if kind == "mixed":
+        return f"mixed · current token class {cur[0]} {cur[1]:.0%}, previous token class {prev[0]} {prev[1]:.0%}"
+    side = kind.split(":")[0]
+    main, other = (cur, prev) if side == "current" else (prev, cur)
+    return (f"{kind} · {main[1]:.0%} of its activation on {side} tokens of class {main[0]} "
+            f"({'previous' if side == 'current' else 'current'}: {other[0]} {other[1]:.0%})")
+
+
+def read_labels(path: str | Path, layer: int, flag: str = "--labels") -> dict[int, str]:
+    """Feature -> label from a ``feature_cards.json`` of the toy SAE stage (``{"L<layer>": [card, ...]}``)."""
+    cards = read_json(path, flag)
+    if not isinstance(cards, dict) or not all(isinstance(v, list) for v in cards.values()):
+        raise FRAError(f'{flag} {path} is not a feature_cards.json ({{"L<layer>": [card, ...]}}, as the toy SAE stage writes)')
+    if f"L{layer}" not in cards:
+        raise FRAError(f"{flag} {path} has no cards for layer {layer} (it has {sorted(cards)})")
+    labels = {}
+    for card in cards[f"L{layer}"]:
+        try:
+            label = feature_label(card)
+            feature = int(card["feature"])
+        except (KeyError, TypeError, IndexError, ValueError, AttributeError) as exc:
+            raise FRAError(f"{flag} {path}: a card of L{layer} lacks feature, kind, current_class or previous_class "
+                           f"({type(exc).__name__}: {exc}); regenerate it with the toy SAE stage") from exc
+        if label:
+            labels[feature] = label
+    return labels
+
+
+def sink_features(ids: Int[Tensor, "pos K"], acts: Float[Tensor, "pos K"], share: float = SINK_SHARE) -> list[int]:
+    """Features with at least ``share`` of their activation in the text at BOS (position 0): every feature
+    active only at BOS, and those mostly there (a sink, as ``channels.sink_share`` defines it on the corpus).
+
+    The page's "hide BOS/sink channels" drops every channel whose *key* feature is one of them: such a
+    channel mostly scores the BOS key, so it says how much a query sinks, not what it looks up.
+    """
+    live = ids >= 0
+    if not live.any():
+        return []
+    total = torch.zeros(int(ids.max()) + 1).index_add_(0, ids[live].long(), acts[live].float().clamp(min=0))
+    at_bos = torch.zeros_like(total).index_add_(0, ids[0][live[0]].long(), acts[0][live[0]].float().clamp(min=0))
+    return torch.nonzero((total > 0) & (at_bos >= share * total)).flatten().tolist()
+
+
+def start_of(attn: Float[Tensor, "head pos pos"], pairs: Int[Tensor, "n 3"], slot: int) -> tuple[int, int]:
+    """The (query, key) pair of head ``slot`` with the highest attention among the pairs with detail whose
+    key is not BOS (position 0); the last query and its strongest key when every such pair keys BOS."""
+    mine = pairs[(pairs[:, 0] == slot) & (pairs[:, 2] > 0)]
+    if len(mine) == 0:
+        i = attn.shape[1] - 1
+        return i, int(attn[slot, i].argmax())
+    n = int(attn[slot, mine[:, 1], mine[:, 2]].argmax())
+    return int(mine[n, 1]), int(mine[n, 2])
+
+
 def single_payload(
     fra: FRA,
     str_tokens: list[str],
     detail: Detail = Detail(),
     separable: bool = True,
     batch: int = 0,
+    head_scores: dict[int, dict] | None = None,
+    start_head: int | None = None,
 ) -> dict:
-    """Everything the single-text page shows, for sequence ``batch`` of ``fra``."""
+    """Everything the single-text page shows, for sequence ``batch`` of ``fra``.
+
+    ``head_scores``: per head (of ``fra.heads``) its ``read_heads`` scores; ``start_head``: the head the page
+    opens on (default: the highest induction score in ``head_scores``, else the first head).
+    """
     P, H = fra.n_pos, len(fra.heads)
     ids = fra.feature_ids[batch].cpu()  # [pos, K]
     w = fra.feature_acts[batch].cpu() / fra.scale[batch].cpu()[:, None]  # [pos, K]
@@ -132,6 +252,16 @@ def single_payload(
                 coef.setdefault((slot, *key), cv)
         top.append(top_channels(ids, mine, a_, b_, v_, detail.top_channels))
     exact = fra.exactness()
+    scores = [(head_scores or {}).get(h) for h in fra.heads]
+    if start_head is not None:
+        if start_head not in fra.heads:
+            raise FRAError(f"start head {start_head} is not among the resolved heads {list(fra.heads)}")
+        slot, why = fra.heads.index(start_head), "chosen"
+    elif ranked := [(s["induction"], -n) for n, s in enumerate(scores) if s and s["induction"] is not None]:
+        slot, why = -max(ranked)[1], "induction"  # the first of equally strong heads
+    else:
+        slot, why = 0, "first"
+    q, k = start_of(attn, pairs, slot)
     keys = list(coef)
     slot_dtype, empty = ("uint8", 255) if ids.shape[1] < 255 else ("uint16", EMPTY_SLOT)
     sa, sb = (torch.cat(x).masked_fill(torch.cat(x) == EMPTY_SLOT, empty) for x in (sa, sb))
@@ -159,4 +289,7 @@ def single_payload(
             "h": packed([k[0] for k in keys], "uint8"), "a": packed([k[1] for k in keys], "int32"),
             "b": packed([k[2] for k in keys], "int32"), "c": packed([coef[k] for k in keys], "float32"),
         },
+        "head_scores": scores if head_scores is not None else None,  # per head slot: {induction, previous_token, is_tih}
+        "start": {"h": slot, "q": q, "k": k, "why": why},  # why: chosen (--start-head), induction, first
+        "sink_features": sink_features(ids, fra.feature_acts[batch].cpu()),  # key features of BOS/sink channels
     }

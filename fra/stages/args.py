@@ -5,6 +5,11 @@ from __future__ import annotations
 import argparse
 import math
 
+import numpy as np
+import torch
+
+from fra.errors import FRAError
+
 
 def _number(kind, text: str):
     try:
@@ -43,3 +48,14 @@ def share(text: str) -> float:
 
 
 positive = at_least(1)
+
+
+def token_ids(path: str, n: int, flag: str) -> torch.Tensor:
+    """The first ``n`` sequences of a ``.npy`` array of token ids ``[seq, pos]`` named by ``flag``."""
+    try:
+        ids = np.load(path)
+    except (OSError, ValueError) as exc:
+        raise FRAError(f"{flag} {path} is not a readable .npy array ({exc}); pass token ids [seq, pos]") from exc
+    if ids.ndim != 2 or not np.issubdtype(ids.dtype, np.integer):
+        raise FRAError(f"{flag} {path} holds a {ids.dtype} array of shape {ids.shape}; expected token ids [seq, pos]")
+    return torch.from_numpy(ids.astype(np.int64))[:n]

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
-import torch
-
 from fra.analysis.induction import probe_sets
 from fra.analysis.induction import run as run_study
 from fra.config import load_params
@@ -14,6 +11,7 @@ from fra.errors import FRAError
 from fra.io import output_dir, read_json
 from fra.models import load_model
 from fra.saes import load_saes
+from fra.stages.args import token_ids
 from fra.world.probes import world_probes
 from fra.world.truth import calibration, planted_recall
 
@@ -33,16 +31,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="results directory, e.g. results/toy")
 
 
-def _corpus(path: str, n: int) -> torch.Tensor:
-    try:
-        ids = np.load(path)
-    except (OSError, ValueError) as exc:
-        raise FRAError(f"--corpus {path} is not a readable .npy array ({exc}); pass token ids [seq, pos]") from exc
-    if ids.ndim != 2 or not np.issubdtype(ids.dtype, np.integer):
-        raise FRAError(f"--corpus {path} holds a {ids.dtype} array of shape {ids.shape}; expected token ids [seq, pos]")
-    return torch.from_numpy(ids.astype(np.int64))[:n]
-
-
 def run(args: argparse.Namespace) -> int:
     if args.corpus_sequences < 1:
         raise FRAError(f"--corpus-sequences must be >= 1, got {args.corpus_sequences}")
@@ -55,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         if not isinstance(truth, dict) or truth.get("d_vocab") != world.d_vocab or truth.get("n_conceptual") != world.n_conceptual:
             raise FRAError(f"--ground-truth {args.ground_truth} does not match params.yaml's world section; "
                            "rerun `dvc repro toy_data`")
-    corpus = _corpus(args.corpus, args.corpus_sequences) if args.corpus else None
+    corpus = token_ids(args.corpus, args.corpus_sequences, "--corpus") if args.corpus else None
     model = load_model(args.model, params.engine.device)
     if corpus is not None and int(corpus.max()) >= model.cfg.d_vocab:
         raise FRAError(f"--corpus {args.corpus} holds token ids beyond the model's vocabulary ({model.cfg.d_vocab})")

@@ -16,7 +16,7 @@ def test_bench_channels_times_both_paths_and_they_agree(capsys):
     out = capsys.readouterr().out
     n = int(re.search(r"(\d+) candidate channels \(4 per head\)", out).group(1))
     assert 0 < n <= 16
-    assert re.search(r"statistics, inputs cached: dense path +\S+ s, fast path +\S+ s -> ratio \S+x", out)
+    assert re.search(r"statistics, model passes cached: dense path +\S+ s, fast path +\S+ s -> ratio \S+x", out)
     assert re.search(r"end to end: before the cache +\S+ s, fast path with one pass per batch +\S+ s .* -> ratio \S+x", out)
     diff = float(re.search(r"candidates and decisions identical; max relative difference (\S+)", out).group(1))
     assert diff < 1e-4

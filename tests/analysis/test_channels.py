@@ -147,3 +147,39 @@ def test_confirm_applies_bh_and_requires_a_real_effect():
     assert confirm(table, ChannelConfig(min_lift=0.01))["is_cih"].iloc[5]
     table.loc[0, "n_targets"] = 2
     assert not confirm(table, ChannelConfig(min_queries=5))["is_cih"][0]  # too few held-out targets
+
+
+@pytest.mark.parametrize("positions", ["standard", "rotary", "shortformer"])
+@pytest.mark.parametrize("shuffle", [None, 3])
+def test_discovery_by_slot_pairs_equals_the_dense_reference(positions, shuffle):
+    """Discovery keyed by (group, a, b) over active slot pairs gives the per-(group, head, a, b) reference table."""
+    model, sae = make_model(n_ctx=64, positions=positions, seed=1), make_sae(seed=1)
+    probes = repeated_random(np.arange(1, 50), 0, 6, 4, 10, seed=2)
+    cache = ProbeCache(model, {1: sae}, 4)
+    fast, fast_attn, _ = discover(sae, 1, probes, EngineConfig(), cache, shuffle)
+    dense, dense_attn, _ = discover(sae, 1, probes, EngineConfig(), cache, shuffle, dense=True)
+    assert len(fast) > 100 and set(fast["head"]) == set(range(model.cfg.n_heads))
+    keys = ["group", "layer", "head", "query_feature", "key_feature", "n_targets"]
+    assert fast[keys].equals(dense[keys])
+    pd.testing.assert_frame_equal(fast, dense, check_exact=False, rtol=1e-6, atol=1e-9)
+    pd.testing.assert_frame_equal(fast_attn, dense_attn)
+    cfg = ChannelConfig(min_support=0.003, min_queries=2)  # the filter discovery applies before forming rows
+    kept = discover(sae, 1, probes, EngineConfig(), cache, shuffle, cfg=cfg)[0]
+    assert 0 < len(kept) < len(fast)
+    pd.testing.assert_frame_equal(candidates(kept, cfg), candidates(dense, cfg), check_exact=False, rtol=1e-6, atol=1e-9)
+
+
+def test_probe_cache_resolves_each_batch_once_per_probe_set():
+    model, sae = make_model(n_ctx=64, seed=1), make_sae(seed=1)
+    probes, other = (repeated_random(np.arange(1, 50), 0, 4, 4, 8, seed=s) for s in (0, 1))
+    cache = ProbeCache(model, {1: sae}, 2)
+    first = [f for f, *_ in cache.resolved(sae, 1, probes, EngineConfig())]
+    kept = [f for f, *_ in cache.resolved(sae, 1, probes, EngineConfig())]
+    assert len(kept) == 2 and all(k is f for k, f in zip(kept, first))  # the same objects: nothing resolved again
+    shuffled = [f for f, *_ in cache.resolved(sae, 1, probes, EngineConfig(), shuffle_seed=3)]
+    assert all(s is not f and s.key_ids is not None for s, f in zip(shuffled, first))
+    again = [f for f, *_ in cache.resolved(sae, 1, other, EngineConfig())]
+    assert all(a is not f for a, f in zip(again, first))
+    fresh = ProbeCache(model, {1: sae}, 2, keep=False)
+    one, two = ([f for f, *_ in fresh.resolved(sae, 1, probes, EngineConfig())] for _ in range(2))
+    assert all(a is not b and torch.equal(a.scores, b.scores) for a, b in zip(one, two))

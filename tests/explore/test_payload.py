@@ -8,7 +8,8 @@ import torch
 
 from fra.analysis.features import feature_cards, neuronpedia_base, sae_acts
 from fra.engine import FEATURE_PAIRS, resolve
-from fra.explore.data import Detail, attention, select_pairs, single_payload
+from fra.errors import FRAError
+from fra.explore.data import Detail, attention, read_heads, read_labels, select_pairs, single_payload, sink_features, start_of
 from fra.explore.encode import DTYPES
 from tests.conftest import make_model, make_sae
 
@@ -133,3 +134,115 @@ def test_neuronpedia_links_only_for_gpt2_res_jb(np_id, hook, spec, want):
     if np_id:
         sae.cfg.metadata.neuronpedia_id = np_id
     assert neuronpedia_base(sae, spec) == want
+
+
+def test_start_head_is_the_strongest_induction_head(built):
+    _, _, tokens, fra, p, _ = built
+    assert p["start"]["h"] == 0 and p["start"]["why"] == "first" and p["head_scores"] is None
+    strs = [str(t) for t in tokens[0].tolist()]
+    scores = {0: {"induction": 0.1, "previous_token": 0.5, "is_tih": False}, 2: {"induction": 0.9, "previous_token": 0.0,
+              "is_tih": True}, 3: {"induction": None, "previous_token": None, "is_tih": None}}
+    q = single_payload(fra, strs, Detail(max_keys=3, top_n=5), head_scores=scores)
+    assert q["start"]["h"] == 2 and q["start"]["why"] == "induction"
+    assert q["head_scores"] == [scores.get(h) for h in fra.heads]
+    attn = attention(fra)
+    pairs = select_pairs(attn, Detail(max_keys=3))
+    mine = pairs[(pairs[:, 0] == 2) & (pairs[:, 2] > 0)]
+    assert q["start"]["k"] > 0 and float(attn[2, q["start"]["q"], q["start"]["k"]]) == float(attn[2, mine[:, 1], mine[:, 2]].max())
+    chosen = single_payload(fra, strs, Detail(max_keys=3, top_n=5), head_scores=scores, start_head=1)
+    assert chosen["start"]["h"] == 1 and chosen["start"]["why"] == "chosen"
+    with pytest.raises(FRAError, match="start head 7 is not among"):
+        single_payload(fra, strs, Detail(max_keys=3), start_head=7)
+
+
+def test_start_pair_skips_bos_keys():
+    attn = torch.tensor([[[1.0, 0, 0], [0.9, 0.1, 0], [0.5, 0.2, 0.3]]])
+    pairs = select_pairs(attn, Detail(max_keys=0, mass=1.0))
+    assert start_of(attn, pairs, 0) == (2, 2)  # 0.3 beats 0.2 and 0.1; the BOS keys (0.9, 0.5, 1.0) do not count
+    only_bos = select_pairs(attn, Detail(max_keys=1))
+    assert start_of(attn, only_bos, 0) == (2, 0)  # every listed pair keys BOS: the last query's strongest key
+
+
+def test_sink_features_sit_mostly_at_bos():
+    ids = torch.tensor([[3, 5, -1], [5, 7, -1], [7, 8, 9], [9, -1, -1]])
+    acts = torch.tensor([[1.0, 2.0, 0], [1.0, 1.0, 0], [1.0, 1.0, 1.0], [1.0, 0, 0]])
+    assert sink_features(ids, acts) == [3, 5]  # 3: only at BOS; 5: 2 of its 3 there; 7, 8, 9: never at BOS
+    acts[1, 0] = 2.5
+    assert sink_features(ids, acts) == [3]  # 5 now has 2 of 4.5 at BOS
+    assert sink_features(ids, acts, share=0.4) == [3, 5]
+    assert sink_features(torch.full((2, 2), -1), torch.zeros(2, 2)) == []
+
+
+def heads_csv(path, rows, columns="layer,head,induction,previous_token,is_tih"):
+    path.write_text(columns + "\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def test_read_heads(tmp_path):
+    path = heads_csv(tmp_path / "heads.csv", ["0,0,0.01,0.7,False", "1,0,0.8,0.02,True", "1,1,0.3,,False"])
+    assert read_heads(path, 1, 4) == {0: {"induction": 0.8, "previous_token": 0.02, "is_tih": True},
+                                      1: {"induction": 0.3, "previous_token": None, "is_tih": False}}
+    short = heads_csv(tmp_path / "short.csv", ["1,2,0.5"], "layer,head,induction")
+    assert read_heads(short, 1, 4) == {2: {"induction": 0.5, "previous_token": None, "is_tih": None}}
+
+
+@pytest.mark.parametrize("case, match", [
+    ("missing", "does not exist"),
+    ("columns", r"lacks column\(s\) \['induction'\]"),
+    ("layer", r"no rows for layer 1 \(layers: \[0\]\)"),
+    ("head", r"names head\(s\) \[9\] of layer 1; the model has heads 0..3"),
+    ("text", "non-numeric"),
+    ("empty", "not a readable CSV"),
+])
+def test_read_heads_refuses(tmp_path, case, match):
+    path = tmp_path / "heads.csv"
+    if case == "columns":
+        heads_csv(path, ["1,0"], "layer,head")
+    elif case == "layer":
+        heads_csv(path, ["0,0,0.1,0.2,False"])
+    elif case == "head":
+        heads_csv(path, ["1,9,0.1,0.2,False"])
+    elif case == "text":
+        heads_csv(path, ["1,x,0.1,0.2,False"])
+    elif case == "empty":
+        path.write_text("")
+    with pytest.raises(FRAError, match=match):
+        read_heads(path, 1, 4)
+
+
+def card(a, kind, cur=("c11", 0.92), prev=("filler", 0.03)):
+    return {"feature": a, "kind": kind, "current_class": list(cur), "previous_class": list(prev)}
+
+
+def test_read_labels(tmp_path):
+    import json
+
+    path = tmp_path / "feature_cards.json"
+    path.write_text(json.dumps({"L1": [card(0, "dead"), card(1, "current:c11"), card(2, "previous:c03", ("filler", 0.2), ("c03", 0.71)),
+                                       card(3, "mixed", ("c01", 0.4), ("c02", 0.3))]}))
+    assert read_labels(path, 1) == {
+        1: "current:c11 · 92% of its activation on current tokens of class c11 (previous: filler 3%)",
+        2: "previous:c03 · 71% of its activation on previous tokens of class c03 (current: filler 20%)",
+        3: "mixed · current token class c01 40%, previous token class c02 30%",
+    }
+    with pytest.raises(FRAError, match=r"has no cards for layer 0 \(it has \['L1'\]\)"):
+        read_labels(path, 0)
+    with pytest.raises(FRAError, match="does not exist"):
+        read_labels(tmp_path / "none.json", 1)
+    path.write_text(json.dumps({"L1": [{"feature": 1}]}))
+    with pytest.raises(FRAError, match="lacks feature, kind"):
+        read_labels(path, 1)
+    path.write_text(json.dumps([1, 2]))
+    with pytest.raises(FRAError, match="is not a feature_cards.json"):
+        read_labels(path, 1)
+
+
+def test_toy_feature_cards_give_labels():
+    """The pipeline's own results/toy/feature_cards.json, where present, labels its live features."""
+    from pathlib import Path
+
+    path = Path("results/toy/feature_cards.json")
+    if not path.exists():
+        pytest.skip("results/toy/feature_cards.json is built by `dvc repro toy_saes`")
+    labels = read_labels(path, 1)
+    assert labels and all(" · " in v for v in labels.values())

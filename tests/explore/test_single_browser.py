@@ -54,7 +54,13 @@ def test_page_loads_offline_without_errors(page):
     assert pg.errors() == []
     assert pg.js("document.querySelectorAll('#tokens .tok').length") == len(payload["tokens"])
     assert "·cat" in pg.text("#tokens") and "⏎" in pg.text("#tokens")  # whitespace is visible
-    assert "Click a query token" in pg.text("#keys")
+    start = payload["start"]  # no head scores: the first head, at its strongest pair past BOS
+    assert start["why"] == "first" and start["h"] == 0 and start["k"] > 0
+    assert pg.js("[fraExplorer.state.h, fraExplorer.state.i, fraExplorer.state.j]") == [0, start["q"], start["k"]]
+    assert "Attention of query" in pg.text("#keys-title") and "Top" in pg.text("#pair")
+    assert "the first head" in pg.text("#guide")
+    assert "cards from this text only" in pg.text("#cards-from")
+    assert pg.js("[...document.querySelectorAll('#head option')].map(o => o.textContent)") == [f"L1.H{h}" for h in range(4)]
 
 
 def test_click_query_key_channel_shows_engine_values(page, tmp_path_factory):
@@ -142,3 +148,208 @@ def test_responsive_for_256_tokens_and_12_heads(browser, tmp_path_factory, recor
     record_property("explorer_256x12", report)
     pg.screenshot(tmp_path_factory.getbasetemp() / "big.png")
     assert pg.errors() == [] and "Top" in pg.text("#pair")
+
+
+# ---- guided entry, corpus cards, the address and the keyboard
+
+SCORES = {0: {"induction": 0.12, "previous_token": 0.51, "is_tih": False},
+          1: {"induction": 0.31, "previous_token": 0.02, "is_tih": False},
+          2: {"induction": 0.92, "previous_token": 0.05, "is_tih": True},
+          3: {"induction": 0.4, "previous_token": None, "is_tih": None}}
+
+
+def fire_at_bos_only(model, sae, tokens, a: int = 0, act: float = 4.0) -> None:
+    """Make feature ``a`` of ``sae`` fire at BOS only on ``tokens`` (its encoder reads the BOS residual's direction)."""
+    hook = sae.cfg.metadata.hook_name
+    _, cache = model.run_with_cache(tokens, names_filter=hook)
+    x = cache[hook][0] - sae.b_dec
+    with torch.no_grad():
+        u = x[0] / x[0].norm()
+        proj = x @ u
+        assert proj[0] > proj[1:].max()
+        thr = (proj[0] + proj[1:].max()) / 2
+        sae.W_enc[:, a] = u * act / (proj[0] - thr)
+        sae.b_enc[a] = -thr * act / (proj[0] - thr)
+
+
+@pytest.fixture(scope="module")
+def guided(browser, tmp_path_factory):
+    """A page with head scores (head 2 the strongest induction head), corpus cards, labels, a BOS-only feature (0)."""
+    model = make_model(d_vocab=50257, n_ctx=64)
+    model.set_tokenizer(gpt2_tokenizer())
+    sae = make_sae()
+    tokens = tokenize(model, TEXT)
+    fire_at_bos_only(model, sae, tokens)
+    corpus = torch.randint(0, 50257, (6, 20), generator=torch.Generator().manual_seed(3))
+    labels = {a: f"label of {a}" for a in range(0, 96, 2)}
+    html, payload = single_page(model, sae, tokens, 1, Detail(max_keys=3), card_tokens=corpus, labels=labels,
+                                names={"model": "tiny", "sae": "random", "corpus": "c.npy"}, head_scores=SCORES)
+    path = tmp_path_factory.mktemp("guided") / "guided.html"
+    path.write_text(html)
+    return {"payload": payload, "path": path, "model": model, "sae": sae, "corpus": corpus, "labels": labels,
+            "page": browser.page(path.as_uri())}
+
+
+def view(pg):
+    return pg.js("[fraExplorer.state.h, fraExplorer.state.i, fraExplorer.state.j]")
+
+
+def press(pg, key: str, times: int = 1):
+    code = {"ArrowLeft": 37, "ArrowUp": 38, "ArrowRight": 39, "ArrowDown": 40}[key]
+    for _ in range(times):
+        for kind in ("keyDown", "keyUp"):
+            pg.call("Input.dispatchKeyEvent", type=kind, key=key, code=key, windowsVirtualKeyCode=code, nativeVirtualKeyCode=code)
+
+
+def listed(payload, h, i, j):
+    return pair_detail(payload, h, i, j)[1]
+
+
+def test_opens_on_the_strongest_induction_head(guided):
+    from tests.explore.test_payload import unpack
+
+    pg, payload = guided["page"], guided["payload"]
+    options = pg.js("[...document.querySelectorAll('#head option')].map(o => o.textContent)")
+    assert options == ["L1.H0 · induction 0.12 · prev-token 0.51", "L1.H1 · induction 0.31 · prev-token 0.02",
+                       "L1.H2 · induction 0.92 · prev-token 0.05 · TIH", "L1.H3 · induction 0.40"]
+    start = payload["start"]
+    assert start["h"] == 2 and start["why"] == "induction"
+    assert view(pg) == [2, start["q"], start["k"]] and pg.js("document.getElementById('head').value") == "2"
+    # the start pair: the highest attention among head 2's pairs with detail whose key is not BOS
+    attn = unpack(payload["attn"]).astype(float) / 65535
+    h, i, j = (unpack(payload["pairs"][c]).astype(int) for c in "hij")
+    att = {(a, b): attn[2, a * (a + 1) // 2 + b] for a, b in zip(i[(h == 2) & (j > 0)], j[(h == 2) & (j > 0)])}
+    assert start["k"] > 0 and att[(start["q"], start["k"])] == max(att.values())
+    assert pg.js("location.hash") == f"#h=2&q={start['q']}&k={start['k']}"
+    assert "L1.H2, the layer's strongest induction head (induction 0.92)" in pg.text("#guide")
+    assert "Top" in pg.text("#pair") and pg.errors() == []
+
+
+def test_cards_come_from_the_corpus_with_labels(guided):
+    from fra.analysis.features import feature_cards
+
+    pg, payload = guided["page"], guided["payload"]
+    assert pg.text("#cards-from") == "top activations in 6 sequences of 20 tokens of c.npy"
+    shown = sorted(int(a) for a in payload["cards"])
+    want = feature_cards(guided["model"], guided["sae"], guided["corpus"], shown, n_top=4)
+    assert {a: [e[0] for e in v] for a, v in payload["cards"].items()} == {a: [e[0] for e in v] for a, v in want.items()}
+    assert payload["labels"] == {a: guided["labels"][a] for a in shown if a in guided["labels"]}
+    a, b = next((a, b) for a, b, _ in listed(payload, *view(pg)) if a % 2 == 0)  # a labelled query feature
+    pg.js(f"fraExplorer.update(() => {{ fraExplorer.state.ch = {{a: {a}, b: {b}}}; }})")
+    assert pg.text("#cards .cardbox .label") == f"label of {a}"
+    assert pg.js("document.querySelectorAll('#cards .cardbox')[0].querySelectorAll('li').length") == len(payload["cards"][a])
+    assert pg.errors() == []
+
+
+def hash_of(payload, h, i, j=None, ch=None):
+    """The address the page should write: c is the channel's 1-based rank at the pair, else a=..&b=.."""
+    out = f"#h={h}&q={i}" + ("" if j is None else f"&k={j}")
+    if ch:
+        at = listed(payload, h, i, j) if j is not None and (h, i, j) in pairs_of(payload) else []
+        ranks = [n for n, (a, b, _) in enumerate(at) if (a, b) == tuple(ch)]
+        out += f"&c={ranks[0] + 1}" if ranks else f"&a={ch[0]}&b={ch[1]}"
+    return out
+
+
+def test_the_address_opens_a_view_and_follows_clicks(browser, guided):
+    payload, path = guided["payload"], guided["path"]
+    h = 1
+    i, j = max((i, j) for hh, i, j in pairs_of(payload) if hh == h and i > 5 and len(listed(payload, h, i, j)) >= 2)
+    a, b = listed(payload, h, i, j)[1][:2]
+    pg = browser.page(path.as_uri() + f"#h={h}&q={i}&k={j}&c=2")
+    assert view(pg) == [h, i, j] and pg.js("[fraExplorer.state.ch.a, fraExplorer.state.ch.b]") == [a, b]
+    assert pg.js("location.hash") == f"#h={h}&q={i}&k={j}&c=2"
+    assert pg.js("document.getElementById('head').value") == str(h) and pg.text("#pair").startswith(f"L1.H{h}")
+    assert pg.js("[...document.querySelectorAll('#channels tr.sel')].map(r => [+r.dataset.a, +r.dataset.b])") == [[a, b]]
+    assert f"query feature {a}" in pg.text("#cards") and f"key feature {b}" in pg.text("#cards")
+    n = pg.js("history.length")
+    pg.click('#tokens .tok[data-i="5"]')  # the channel stays selected (its map too)
+    assert pg.js("location.hash") == hash_of(payload, h, 5, None, (a, b)) == f"#h={h}&q=5&a={a}&b={b}"
+    assert pg.js("history.length") == n + 1  # a click pushes
+    pg.click('#keys .tok[data-j="2"]')
+    assert pg.js("location.hash") == hash_of(payload, h, 5, 2, (a, b)) and view(pg) == [h, 5, 2]
+    pg.js("history.back()")
+    pg.wait("fraExplorer.state.j === null")
+    assert view(pg) == [h, 5, None] and pg.js("location.hash") == f"#h={h}&q=5&a={a}&b={b}"
+    pg.js("history.back()")
+    pg.wait(f"fraExplorer.state.i === {i}")
+    assert view(pg) == [h, i, j] and pg.js("[fraExplorer.state.ch.a, fraExplorer.state.ch.b]") == [a, b]
+    assert "Top" in pg.text("#pair") and pg.js("document.querySelectorAll('#channels tr.sel').length") == 1
+    pg.js("history.forward()")
+    pg.wait("fraExplorer.state.i === 5")
+    assert view(pg) == [h, 5, None] and pg.js("[fraExplorer.state.ch.a, fraExplorer.state.ch.b]") == [a, b]
+    pg.js("const s = document.getElementById('head'); s.value = '3'; s.dispatchEvent(new Event('change'))")
+    assert pg.js("location.hash") == "#h=3&q=5" and pg.js("fraExplorer.state.ch") is None  # a new head drops the channel
+    pg.js("location.hash = '#h=0&q=9&k=4'")  # an edited address
+    pg.wait("fraExplorer.state.h === 0")
+    assert view(pg) == [0, 9, 4] and pg.js("document.getElementById('head').value") == "0"
+    pg.js("location.hash = '#h=9&q=999'")  # nonsense: back to the start view
+    pg.wait(f"fraExplorer.state.h === {payload['start']['h']}")
+    assert view(pg) == [payload["start"]["h"], payload["start"]["q"], payload["start"]["k"]]
+    assert pg.errors() == []
+
+
+def pairs_of(payload):
+    from tests.explore.test_payload import unpack
+
+    return set(zip(*(unpack(payload["pairs"][c]).astype(int).tolist() for c in "hij")))
+
+
+def test_arrow_keys_move_the_query_and_the_key(browser, guided):
+    pg = browser.page(guided["path"].as_uri() + "#h=0&q=10&k=4")
+    n = pg.js("history.length")
+    press(pg, "ArrowRight")
+    assert view(pg) == [0, 11, 4] and pg.js("location.hash") == "#h=0&q=11&k=4"
+    press(pg, "ArrowLeft", 2)
+    assert view(pg) == [0, 9, 4]
+    press(pg, "ArrowUp")
+    assert view(pg) == [0, 9, 3]
+    press(pg, "ArrowDown", 8)
+    assert view(pg) == [0, 9, 9]  # the key stays causal
+    press(pg, "ArrowLeft")
+    assert view(pg) == [0, 8, 8] and pg.js("location.hash") == "#h=0&q=8&k=8"
+    assert pg.js("history.length") == n  # keyboard moves replace the entry
+    assert "Attention of query" in pg.text("#keys-title") and pg.js("document.querySelector('#keys .tok.k').dataset.j") == "8"
+    pg.js("document.getElementById('hide-bos').focus()")
+    press(pg, "ArrowRight")
+    assert view(pg) == [0, 8, 8]  # not while a form control has the focus
+    pg.js("document.activeElement.blur()")
+    press(pg, "ArrowRight")
+    assert view(pg) == [0, 9, 8]
+    assert pg.errors() == []
+
+
+def test_hide_bos_sink_channels(browser, guided):
+    payload = guided["payload"]
+    bos = set(payload["sink_features"])
+    assert 0 in bos
+    cands = sorted((sum(b in bos for _, b, _ in listed(payload, h, i, j)), h, i, j) for h, i, j in pairs_of(payload) if j == 0)
+    hits, h, i, j = next(c for c in reversed(cands) if 0 < c[0] < len(listed(payload, *c[1:])))  # sink and other channels
+    pg = browser.page(guided["path"].as_uri() + f"#h={h}&q={i}&k={j}")
+    rows = "[...document.querySelectorAll('#channels tr.clickable')].map(r => +r.dataset.b)"
+    before = pg.js(rows)
+    assert before == [b for _, b, _ in listed(payload, h, i, j)]
+    pg.click("#hide-bos")
+    assert pg.js(rows) == [b for b in before if b not in bos]
+    assert f"({hits} BOS/sink channel" in pg.text("#pair")
+    terms, chans = pair_detail(payload, h, i, j)
+    other = pg.js("[...document.querySelectorAll('#channels tr')].at(-1).cells[2].textContent")
+    assert num(other) == pytest.approx(terms[FEATURE_PAIRS] - sum(v for _, b, v in chans if b not in bos), rel=5e-3, abs=1e-3)
+    assert not bos & set(pg.js("[...document.querySelectorAll('#top tr.clickable')].map(r => +r.dataset.b)"))
+    pg.click("#hide-bos")
+    assert pg.js(rows) == before
+    assert pg.errors() == []
+
+
+def test_no_network_requests(browser, guided):
+    pg = browser.page(guided["path"].as_uri())
+    pg.call("Network.enable")
+    start = len(browser.events)
+    pg.js("window.fraReady = false")
+    pg.call("Page.reload")
+    pg.wait("document.readyState === 'complete' && !!window.fraReady")
+    urls = [e["params"]["request"]["url"] for e in browser.events[start:]
+            if e.get("method") == "Network.requestWillBeSent" and e.get("sessionId") == pg.session]
+    assert any(u.startswith("file:") for u in urls)  # the page itself: requests are recorded
+    assert all(u.startswith(("file:", "data:", "about:")) for u in urls), urls
+    assert pg.errors() == []

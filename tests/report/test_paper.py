@@ -313,7 +313,8 @@ def test_results_sections_tables_figures_cards_and_absent_models(paper):
     assert "2 of the 3 confirmed channels of the planted-concept toy model lower the log-probability" in page
     assert "planted-world label current:c00" in page and "c00m2" in page and "\\*odd\\*" not in page
     assert 'href="../../results/toy/explorer/channels.html"' in html
-    assert page.count("Results not available") == 1  # the toy ablation (no fixture)
+    assert page.count("Results not available") == 2  # the toy ablation and the chain-of-thought study (no fixtures)
+    assert "<code>results/smollm2/cot/metrics.json</code>" in html
     assert "1 of 2 pass the ground-truth check" in page and "finds 4 of 4 conceptual classes" in page
     assert "<code>results/toy_ablation/metrics.json</code>" in html
     manifest = json.loads(built.manifest.read_text())

@@ -1,14 +1,17 @@
 """``fra explore`` and ``fra explore-dataset``: bad flags and outputs are refused before any work."""
 
+import json
+
+import numpy as np
 import pandas as pd
 import pytest
 
 from tests.stages.conftest import refuses
 
 
-def explore(saved, out, *flags):
+def explore(saved, out, *flags, text=("--text", "The cat sat")):
     return ["explore", "--model", str(saved / "gpt2"), "--sae", str(saved / "sae"), "--layer", "1",
-            "--text", "The cat sat", "-o", str(out), *flags]
+            *text, "-o", str(out), *flags]
 
 
 @pytest.mark.parametrize("flags, match", [
@@ -17,9 +20,74 @@ def explore(saved, out, *flags):
     (["--keys-per-query", "-1"], "argument --keys-per-query: must be >= 0"),
     (["--top-n", "0"], "argument --top-n: must be >= 1"),
     (["--layer", "5"], "layer 5 is out of range"),
+    (["--layer", "-1"], "argument --layer: must be >= 0"),
+    (["--start-head", "4"], r"--start-head 4 is out of range: the model has heads 0..3"),
+    (["--start-head", "-1"], "argument --start-head: must be >= 0"),
+    (["--corpus-sequences", "0"], "argument --corpus-sequences: must be >= 1"),
+    (["--text-file", "t.txt"], "argument --text-file: not allowed with argument --text"),
 ])
 def test_explore_bad_flags(saved, tmp_path, capsys, flags, match):
     refuses(explore(saved, tmp_path / "page.html", *flags), match, capsys, tmp_path)
+
+
+def test_explore_needs_a_text(saved, tmp_path, capsys):
+    refuses(explore(saved, tmp_path / "page.html", text=()), "one of the arguments --text --text-file is required",
+            capsys, tmp_path)
+
+
+@pytest.mark.parametrize("content, match", [
+    (None, "--text-file .* is not a readable UTF-8 text file"),
+    (b"\n\n", "--text-file .* is empty"),
+    (b"\xff\xfe\xfa", "is not a readable UTF-8 text file"),
+])
+def test_explore_bad_text_file(saved, tmp_path, capsys, content, match):
+    path = tmp_path / "text.txt"
+    if content is not None:
+        path.write_bytes(content)
+    refuses(explore(saved, tmp_path / "page.html", text=("--text-file", str(path))), match, capsys, tmp_path)
+
+
+@pytest.mark.parametrize("content, match", [
+    (None, "--corpus .* is not a readable .npy array"),
+    (b"garbage", "--corpus .* is not a readable .npy array"),
+    (np.zeros(5, dtype=np.int64), r"shape \(5,\); expected token ids"),
+    (np.full((2, 8), 60000, dtype=np.int64), "outside the model's vocabulary"),
+    (np.zeros((0, 8), dtype=np.int64), "is empty"),
+    (np.zeros((2, 40), dtype=np.int64), r"sequences of 40 tokens, longer than the model's context \(32\)"),
+])
+def test_explore_bad_corpus(saved, tmp_path, capsys, content, match):
+    path = tmp_path / "c.npy"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        np.save(path, content)
+    refuses(explore(saved, tmp_path / "page.html", "--corpus", str(path)), match, capsys, tmp_path)
+
+
+@pytest.mark.parametrize("content, match", [
+    (None, "--labels .* does not exist"),
+    ("{broken", "--labels .* is not valid JSON"),
+    (json.dumps({"L0": []}), r"has no cards for layer 1 \(it has \['L0'\]\)"),
+    (json.dumps({"L1": [{"feature": 3}]}), "lacks feature, kind, current_class or previous_class"),
+])
+def test_explore_bad_labels(saved, tmp_path, capsys, content, match):
+    path = tmp_path / "feature_cards.json"
+    if content is not None:
+        path.write_text(content)
+    refuses(explore(saved, tmp_path / "page.html", "--labels", str(path)), match, capsys, tmp_path)
+
+
+@pytest.mark.parametrize("content, match", [
+    (None, "--heads .* does not exist"),
+    ("layer,head\n1,0\n", r"lacks column\(s\) \['induction'\]"),
+    ("layer,head,induction\n0,0,0.5\n", "has no rows for layer 1"),
+    ("layer,head,induction\n1,7,0.5\n", r"names head\(s\) \[7\] of layer 1; the model has heads 0..3"),
+])
+def test_explore_bad_heads(saved, tmp_path, capsys, content, match):
+    path = tmp_path / "heads.csv"
+    if content is not None:
+        path.write_text(content)
+    refuses(explore(saved, tmp_path / "page.html", "--heads", str(path)), match, capsys, tmp_path)
 
 
 def test_explore_out_is_a_folder(saved, tmp_path, capsys):

@@ -1,0 +1,260 @@
+"""The chain-of-thought study: receiver heads, suppression, and receiver heads resolved into channels.
+
+:func:`run` composes the steps; :meth:`CotStudy.write` writes to ``results/<model>/cot/``:
+
+* ``sentences.csv``: every sentence of every trace with its kind, split, vertical score under the receiver
+  heads, whether it is an anchor (the ``cot.n_anchors`` highest of its trace) and its suppression effect;
+* ``receivers.csv``: every head's mean kurtosis of vertical scores (discovery, held-out, all), rank, whether
+  it is a receiver head, and, from the induction study, its induction score and ``is_tih``;
+* ``kinds.csv``: which sentence kinds the receiver heads receive (enrichment among the anchors);
+* ``pairs.csv``: per trace and sentence pair (i >= j) the receiver heads' mean sentence attention and the
+  suppression KL (NaN for i = j);
+* ``channels.csv``: candidate channels of the resolved receiver heads with held-out statistics, BH q-values,
+  ``confirmed``, the ablation shares and the overlap with the induction study's confirmed channels;
+* ``channel_features.json`` (feature cards), ``metrics.json`` (counts, stability, correlations) and
+  ``trace_view.json``: one held-out trace for the explorer (:func:`trace_view`).
+
+Receiver heads and anchors are chosen on discovery traces only where a statistic is tested: channel
+candidates come from discovery traces and are tested on held-out traces; the stability and the
+suppression correlation are reported on held-out traces, beside the all-head baseline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from sae_lens import SAE
+from tqdm.auto import tqdm
+from transformer_lens import HookedTransformer
+
+from fra.analysis.induction import feature_study
+from fra.config import ChannelConfig, CotConfig, EngineConfig
+from fra.cot import channels as ch
+from fra.cot.ablation import channel_ablation
+from fra.cot.anchors import kurtosis, patterns, receiver_kinds, receiver_table, sentence_attention, stability, vertical_scores
+from fra.cot.suppression import pooled_correlation, sentence_kl, token_kl
+from fra.cot.traces import Trace
+from fra.engine import resolve
+from fra.io import atomic_files, write_json
+
+N_ABLATED = 5  # candidates per resolved head ablated besides the confirmed ones (best discovery support first)
+
+
+@dataclass
+class CotStudy:
+    """Every table of the chain-of-thought study (module docstring)."""
+
+    sentences: pd.DataFrame
+    receivers: pd.DataFrame
+    kinds: pd.DataFrame
+    pairs: pd.DataFrame
+    channels: pd.DataFrame
+    cards: dict
+    metrics: dict
+    view: dict
+
+    def write(self, out: Path) -> None:
+        with atomic_files(out) as tmp:
+            for name in ("sentences", "receivers", "kinds", "pairs", "channels"):
+                getattr(self, name).to_csv(tmp / f"{name}.csv", index=False, float_format="%.6g")
+            write_json(tmp / "channel_features.json", self.cards)
+            write_json(tmp / "metrics.json", self.metrics)
+            write_json(tmp / "trace_view.json", self.view)
+
+
+def _top_finite(v: torch.Tensor, n: int) -> list[int]:
+    finite = torch.isfinite(v).nonzero().ravel()
+    return sorted(finite[v[finite].topk(min(n, len(finite))).indices].tolist())
+
+
+def attention_study(model: HookedTransformer, traces: list[Trace], cfg: CotConfig):
+    """Sentence attention of every head, receivers (discovery ranking), anchors and suppression per trace."""
+    maps, verticals = [], []
+    for t in tqdm(traces, desc="sentence attention"):
+        M = sentence_attention(patterns(model, t.tokens), t.sentence_of, len(t.sentences))  # [layer, head, S, S]
+        maps.append(M)
+        verticals.append(vertical_scores(M, cfg.proximity))
+    table = receiver_table(torch.stack([kurtosis(v) for v in verticals]), [t.split for t in traces])
+    recv = table.dropna(subset=["rank"]).sort_values("rank").head(cfg.n_receivers)
+    li, hi = torch.tensor(recv["layer"].to_numpy()), torch.tensor(recv["head"].to_numpy())
+    table["is_receiver"] = table.set_index(["layer", "head"]).index.isin(recv.set_index(["layer", "head"]).index)
+    recv_vertical = [v[li, hi].nanmean(0) for v in verticals]
+    anchors = [_top_finite(v, cfg.n_anchors) for v in recv_vertical]
+    D, KL = [], []
+    for t in tqdm(traces, desc="attention suppression"):
+        S = len(t.sentences)
+        D.append(token_kl(model, t.tokens, t.sentence_of, S, js=range(S - 1)))
+        KL.append(sentence_kl(D[-1], t.sentence_of, S))
+    return maps, table, recv, recv_vertical, anchors, D, KL
+
+
+def _tables(traces, maps, recv, recv_vertical, anchors, KL):
+    li, hi = torch.tensor(recv["layer"].to_numpy()), torch.tensor(recv["head"].to_numpy())
+    sent, pairs = [], []
+    for n, t in enumerate(traces):
+        M = maps[n][li, hi].nanmean(0)  # receivers' mean sentence attention [S, S]
+        effect = KL[n].nanmean(0) if len(t.sentences) > 1 else torch.full((len(t.sentences),), float("nan"))
+        for s, sentence in enumerate(t.sentences):
+            sent.append({"trace": n, "problem": t.problem, "split": t.split, "sentence": s, "kind": sentence.kind,
+                         "n_tokens": sentence.end - sentence.start, "vertical_score": float(recv_vertical[n][s]),
+                         "is_anchor": s in anchors[n], "suppression_kl": float(effect[s]), "text": sentence.text})
+        i, j = torch.tril_indices(len(t.sentences), len(t.sentences))
+        pairs.append(pd.DataFrame({"trace": n, "split": t.split, "i": i.numpy(), "j": j.numpy(),
+                                   "attention": M[i, j].numpy(), "kl": KL[n][i, j].numpy()}))
+    return pd.DataFrame(sent), pd.concat(pairs, ignore_index=True)
+
+
+def _correlations(traces, maps, recv, KL, proximity: int) -> dict:
+    """Receiver attention vs suppression KL (pooled over pairs i > j + proximity) on held-out and all traces, and the
+    same with every head's mean attention (the baseline a receiver ranking must beat)."""
+    li, hi = torch.tensor(recv["layer"].to_numpy()), torch.tensor(recv["head"].to_numpy())
+    out = {}
+    for split in ("heldout", "all"):
+        use = [n for n, t in enumerate(traces) if split == "all" or t.split == split]
+        out[split] = pooled_correlation([(maps[n][li, hi].nanmean(0), KL[n]) for n in use], proximity)
+        out[f"{split}_all_heads"] = pooled_correlation([(maps[n].flatten(0, 1).nanmean(0), KL[n]) for n in use], proximity)
+    return out
+
+
+def resolved_heads(table: pd.DataFrame, saes: dict[int, SAE], n: int) -> pd.DataFrame:
+    """The ``n`` best-ranked heads (discovery kurtosis) in layers with an SAE."""
+    return table[table["layer"].isin(list(saes))].dropna(subset=["rank"]).sort_values("rank").head(n)
+
+
+def channel_study(model, saes, traces, anchors, D, heads: pd.DataFrame, cfg: CotConfig, channel_cfg: ChannelConfig,
+                  engine: EngineConfig) -> pd.DataFrame:
+    """Candidates on discovery traces, held-out statistics, BH and the criterion, then channel ablation."""
+    rows = {n: ch.anchor_rows(t.sentence_of, len(t.sentences), anchors[n], cfg.proximity) for n, t in enumerate(traces)}
+    split = {s: [n for n, t in enumerate(traces) if t.split == s and len(rows[n].query)] for s in ("discovery", "heldout")}
+
+    def fra_of(n: int, layer: int, head: int):
+        return resolve(model, saes[layer], traces[n].tokens[None], layer, heads=(head,), cfg=engine)
+
+    parts = []
+    for layer, head in tqdm(list(zip(heads["layer"], heads["head"])), desc="receiver channels (discovery)"):
+        for n in split["discovery"]:
+            t = traces[n]
+            parts.append(ch.discover(fra_of(n, layer, head), rows[n], t.sentence_of, len(t.sentences)).assign(layer=layer, head=head))
+    cands = ch.candidates(ch.pooled_support(parts), channel_cfg, cfg.max_candidates) if parts else pd.DataFrame()
+    if cands.empty:
+        return pd.DataFrame(columns=["layer", "head", "query_feature", "key_feature", "confirmed"])
+    tested = []
+    for (layer, head), group in cands.groupby(["layer", "head"], sort=False):
+        a, b = torch.tensor(group["query_feature"].to_numpy()), torch.tensor(group["key_feature"].to_numpy())
+        acc = {k: np.zeros(len(group)) for k in ch.SUMS}
+        for n in split["heldout"]:
+            t = traces[n]
+            for k, v in ch.evaluate(fra_of(n, layer, head), rows[n], t.sentence_of, len(t.sentences), a, b).items():
+                acc[k] += v
+        tested.append(ch.statistics(group.reset_index(drop=True), acc))
+    table = ch.confirm(pd.concat(tested, ignore_index=True), channel_cfg)
+    return _ablate(model, traces, rows, split["heldout"], D, table, fra_of, cfg.proximity)
+
+
+def _ablate(model, traces, rows, heldout, D, table, fra_of, proximity: int) -> pd.DataFrame:
+    """Attention-to-anchor and suppression-KL shares lost when a channel is removed (confirmed + the first N_ABLATED)."""
+    table = table.copy()
+    first = table.groupby(["layer", "head"]).cumcount() < N_ABLATED
+    table["ablated"] = table["confirmed"] | first
+    lost_num, att_den, kl_num, kl_den = (np.zeros(len(table)) for _ in range(4))
+    for (layer, head), group in table[table["ablated"]].groupby(["layer", "head"]):
+        a, b = torch.tensor(group["query_feature"].to_numpy()), torch.tensor(group["key_feature"].to_numpy())
+        for n in heldout:
+            t, r = traces[n], rows[n]
+            C = fra_of(n, layer, head).channel(0, a, b)[0]  # [channel, pos, pos]
+            lost, base, kl = channel_ablation(model, t.tokens, layer, head, C, t.sentence_of, r)
+            lost_num[group.index] += lost.numpy()
+            att_den[group.index] += base
+            for j in sorted(set(r.anchor.tolist())):
+                later = t.sentence_of >= j + proximity + 1
+                kl_num[group.index] += kl[:, later].sum(1).numpy()
+                kl_den[group.index] += float(D[n][j, later].sum())
+    safe = lambda x: np.where(x > 0, x, np.nan)  # noqa: E731
+    table["attention_lost_share"] = np.where(table["ablated"], lost_num / safe(att_den), np.nan)
+    table["kl_share"] = np.where(table["ablated"], kl_num / safe(kl_den), np.nan)
+    return table
+
+
+def trace_view(model, saes, trace: Trace, n: int, M: torch.Tensor, recv: pd.DataFrame, vertical: torch.Tensor,
+               anchors: list[int], channels: pd.DataFrame, cards: dict, cfg: CotConfig, engine: EngineConfig) -> dict:
+    """One trace for the explorer: its sentences, every head's vertical scores, and for each resolved head every
+    tested channel's mean contribution to the scores of later queries (``i >= j + proximity + 1``) on each sentence j."""
+    S = len(trace.sentences)
+    heads_v = vertical_scores(M, cfg.proximity)  # [layer, head, S]
+    W = ch.key_means(trace.sentence_of, S)
+    later = trace.sentence_of[:, None] >= torch.arange(S)[None] + cfg.proximity + 1  # [query, key sentence]
+    resolved = []
+    for (layer, head), group in channels.groupby(["layer", "head"], sort=False):
+        a, b = torch.tensor(group["query_feature"].to_numpy()), torch.tensor(group["key_feature"].to_numpy())
+        fra = resolve(model, saes[layer], trace.tokens[None], layer, heads=(head,), cfg=engine)
+        C = fra.channel(0, a, b)[0].cpu() * torch.ones(len(trace.tokens), len(trace.tokens)).tril()  # [channel, q, k]
+        X = (C @ W) * later  # [channel, query, sentence]
+        by_sentence = X.sum(1) / later.sum(0).clamp(min=1)
+        resolved.append({"layer": int(layer), "head": int(head), "channels": [
+            {"query_feature": int(r.query_feature), "key_feature": int(r.key_feature), "confirmed": bool(r.confirmed),
+             "by_sentence": v.tolist()} for r, v in zip(group.itertuples(), by_sentence)]})
+    used = {f"L{r['layer']}": {f for c in r["channels"] for f in (c["query_feature"], c["key_feature"])} for r in resolved}
+    return {"trace": n, "problem": trace.problem, "split": trace.split, "proximity": cfg.proximity,
+            "n_layers": int(M.shape[0]), "n_heads": int(M.shape[1]),
+            "sentences": [{"text": s.text, "kind": s.kind, "anchor": j in anchors, "vertical": float(vertical[j])}
+                          for j, s in enumerate(trace.sentences)],
+            "vertical": heads_v.tolist(), "receivers": [[int(l), int(h)] for l, h in zip(recv["layer"], recv["head"])],
+            "resolved": resolved,
+            "cards": {layer: {str(f): cards.get(layer, {}).get(str(f)) for f in sorted(fs)} for layer, fs in used.items()}}
+
+
+def relation(channels: pd.DataFrame, receivers: pd.DataFrame, induction: pd.DataFrame | None) -> pd.DataFrame:
+    """Mark CoT channels whose query or key feature (or both, as a pair) is in a confirmed induction channel of the same layer."""
+    out = channels.copy()
+    for col in ("shares_query_feature", "shares_key_feature", "same_pair_as_induction"):
+        out[col] = False
+    if induction is None or out.empty:
+        return out
+    conf = induction[induction["is_cih"] & (induction["kind"] != "sink")]
+    for layer, rows in out.groupby("layer"):
+        mine = conf[conf["layer"] == layer]
+        feats = set(mine["query_feature"]) | set(mine["key_feature"])
+        pairs = set(zip(mine["query_feature"], mine["key_feature"]))
+        out.loc[rows.index, "shares_query_feature"] = rows["query_feature"].isin(feats)
+        out.loc[rows.index, "shares_key_feature"] = rows["key_feature"].isin(feats)
+        out.loc[rows.index, "same_pair_as_induction"] = [p in pairs for p in zip(rows["query_feature"], rows["key_feature"])]
+    return out
+
+
+def run(model: HookedTransformer, saes: dict[int, SAE], traces: list[Trace], cfg: CotConfig, channel_cfg: ChannelConfig,
+        engine: EngineConfig, corpus: torch.Tensor, heads: pd.DataFrame | None = None,
+        induction: pd.DataFrame | None = None, sae_spec: str = "") -> CotStudy:
+    """Every step of the study (module docstring); ``heads`` / ``induction``: the induction study's heads.csv / channels.csv."""
+    maps, table, recv, recv_vertical, anchors, D, KL = attention_study(model, traces, cfg)
+    if heads is not None:
+        table = table.merge(heads[["layer", "head", "induction", "is_tih"]], on=["layer", "head"], how="left")
+    sentences, pairs = _tables(traces, maps, recv, recv_vertical, anchors, KL)
+    kinds = receiver_kinds(recv_vertical, [[s.kind for s in t.sentences] for t in traces], cfg.n_anchors)
+    chosen = resolved_heads(table, saes, cfg.n_resolved)
+    channels = relation(channel_study(model, saes, traces, anchors, D, chosen, cfg, channel_cfg, engine), table, induction)
+    used = {layer: saes[layer] for layer in sorted(set(channels["layer"]))}
+    cards = feature_study(model, used, channels, corpus, sae_spec)[1] if used else {}
+    receivers = table[table["is_receiver"]]
+    confirmed = channels[channels["confirmed"]]
+    shown = min(n for n, t in enumerate(traces) if t.split == "heldout")
+    view = trace_view(model, saes, traces[shown], shown, maps[shown], recv, recv_vertical[shown], anchors[shown],
+                      channels, cards, cfg, engine)
+    metrics = {
+        "n_traces": len(traces), "splits": {s: sum(t.split == s for t in traces) for s in ("discovery", "heldout")},
+        "sentence_kinds": sentences["kind"].value_counts().to_dict(),
+        "receivers": [f"L{l}H{h}" for l, h in zip(recv["layer"], recv["head"])],
+        "stability": stability(table, cfg.n_receivers),
+        "suppression_correlation": _correlations(traces, maps, recv, KL, cfg.proximity),
+        "resolved_heads": [f"L{l}H{h}" for l, h in zip(chosen["layer"], chosen["head"])],
+        "resolved_are_receivers": [bool(x) for x in chosen["is_receiver"]],
+        "n_candidates": len(channels), "n_confirmed": len(confirmed),
+        "confirmed": [f"L{r.layer}H{r.head} {r.query_feature}x{r.key_feature}" for r in confirmed.itertuples()],
+        "receivers_tih": int(receivers["is_tih"].fillna(False).astype(bool).sum()) if "is_tih" in receivers else None,
+        "receivers_mean_induction": float(receivers["induction"].mean()) if "induction" in receivers else None,
+        "channels_sharing_an_induction_feature": int((channels["shares_query_feature"] | channels["shares_key_feature"]).sum()),
+    }
+    return CotStudy(sentences, table, kinds, pairs, channels, cards, metrics, view)
