@@ -24,12 +24,19 @@ from torch import Tensor
 from transformer_lens import HookedTransformer
 
 
+def forward(model: HookedTransformer, tokens: Int[Tensor, " pos"]
+            ) -> tuple[Float[Tensor, "pos vocab"], Float[Tensor, "layer head pos pos"]]:
+    """The logits and every head's attention pattern on one sequence (one forward pass), on the CPU."""
+    with torch.inference_mode():
+        logits, cache = model.run_with_cache(tokens[None].to(model.cfg.device),
+                                             names_filter=lambda n: n.endswith("hook_pattern"))
+        return logits[0].cpu(), torch.stack([cache[f"blocks.{l}.attn.hook_pattern"][0].cpu()
+                                             for l in range(model.cfg.n_layers)])
+
+
 def patterns(model: HookedTransformer, tokens: Int[Tensor, " pos"]) -> Float[Tensor, "layer head pos pos"]:
     """Every head's attention pattern on one sequence (one forward pass), on the CPU."""
-    with torch.inference_mode():
-        _, cache = model.run_with_cache(tokens[None].to(model.cfg.device),
-                                        names_filter=lambda n: n.endswith("hook_pattern"))
-        return torch.stack([cache[f"blocks.{l}.attn.hook_pattern"][0].cpu() for l in range(model.cfg.n_layers)])
+    return forward(model, tokens)[1]
 
 
 def one_hot(sentence_of: Int[Tensor, " pos"], n_sentences: int, dtype: torch.dtype = torch.float32

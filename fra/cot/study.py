@@ -21,6 +21,7 @@ suppression correlation are reported on held-out traces, beside the all-head bas
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +36,7 @@ from fra.analysis.induction import feature_study
 from fra.config import ChannelConfig, CotConfig, EngineConfig
 from fra.cot import channels as ch
 from fra.cot.ablation import channel_ablation
-from fra.cot.anchors import kurtosis, patterns, receiver_kinds, receiver_table, sentence_attention, stability, vertical_scores
+from fra.cot.anchors import forward, kurtosis, receiver_kinds, receiver_table, sentence_attention, stability, vertical_scores
 from fra.cot.suppression import pooled_correlation, sentence_kl, token_kl
 from fra.cot.traces import Trace
 from fra.engine import resolve
@@ -73,22 +74,21 @@ def _top_finite(v: torch.Tensor, n: int) -> list[int]:
 
 def attention_study(model: HookedTransformer, traces: list[Trace], cfg: CotConfig):
     """Sentence attention of every head, receivers (discovery ranking), anchors and suppression per trace."""
-    maps, verticals = [], []
-    for t in tqdm(traces, desc="sentence attention"):
-        M = sentence_attention(patterns(model, t.tokens), t.sentence_of, len(t.sentences))  # [layer, head, S, S]
+    maps, verticals, D, KL = [], [], [], []
+    for t in tqdm(traces, desc="sentence attention and suppression"):
+        S = len(t.sentences)
+        logits, pattern = forward(model, t.tokens)  # one clean pass: the patterns and the base of the suppression KL
+        M = sentence_attention(pattern, t.sentence_of, S)  # [layer, head, S, S]
         maps.append(M)
         verticals.append(vertical_scores(M, cfg.proximity))
+        D.append(token_kl(model, t.tokens, t.sentence_of, S, js=range(S - 1), base=logits))
+        KL.append(sentence_kl(D[-1], t.sentence_of, S))
     table = receiver_table(torch.stack([kurtosis(v) for v in verticals]), [t.split for t in traces])
     recv = table.dropna(subset=["rank"]).sort_values("rank").head(cfg.n_receivers)
     li, hi = torch.tensor(recv["layer"].to_numpy()), torch.tensor(recv["head"].to_numpy())
     table["is_receiver"] = table.set_index(["layer", "head"]).index.isin(recv.set_index(["layer", "head"]).index)
     recv_vertical = [v[li, hi].nanmean(0) for v in verticals]
     anchors = [_top_finite(v, cfg.n_anchors) for v in recv_vertical]
-    D, KL = [], []
-    for t in tqdm(traces, desc="attention suppression"):
-        S = len(t.sentences)
-        D.append(token_kl(model, t.tokens, t.sentence_of, S, js=range(S - 1)))
-        KL.append(sentence_kl(D[-1], t.sentence_of, S))
     return maps, table, recv, recv_vertical, anchors, D, KL
 
 
@@ -125,15 +125,12 @@ def resolved_heads(table: pd.DataFrame, saes: dict[int, SAE], n: int) -> pd.Data
     return table[table["layer"].isin(list(saes))].dropna(subset=["rank"]).sort_values("rank").head(n)
 
 
-def channel_study(model, saes, traces, anchors, D, heads: pd.DataFrame, cfg: CotConfig, channel_cfg: ChannelConfig,
-                  engine: EngineConfig) -> pd.DataFrame:
-    """Candidates on discovery traces, held-out statistics, BH and the criterion, then channel ablation."""
+def channel_study(model, traces, anchors, D, heads: pd.DataFrame, cfg: CotConfig, channel_cfg: ChannelConfig,
+                  fra_of) -> pd.DataFrame:
+    """Candidates on discovery traces, held-out statistics, BH and the criterion, then channel ablation
+    (``fra_of(trace, layer, head)``: the head resolved on one trace)."""
     rows = {n: ch.anchor_rows(t.sentence_of, len(t.sentences), anchors[n], cfg.proximity) for n, t in enumerate(traces)}
     split = {s: [n for n, t in enumerate(traces) if t.split == s and len(rows[n].query)] for s in ("discovery", "heldout")}
-
-    def fra_of(n: int, layer: int, head: int):
-        return resolve(model, saes[layer], traces[n].tokens[None], layer, heads=(head,), cfg=engine)
-
     parts = []
     for layer, head in tqdm(list(zip(heads["layer"], heads["head"])), desc="receiver channels (discovery)"):
         for n in split["discovery"]:
@@ -179,8 +176,8 @@ def _ablate(model, traces, rows, heldout, D, table, fra_of, proximity: int) -> p
     return table
 
 
-def trace_view(model, saes, trace: Trace, n: int, M: torch.Tensor, recv: pd.DataFrame, vertical: torch.Tensor,
-               anchors: list[int], channels: pd.DataFrame, cards: dict, cfg: CotConfig, engine: EngineConfig) -> dict:
+def trace_view(trace: Trace, n: int, M: torch.Tensor, recv: pd.DataFrame, vertical: torch.Tensor, anchors: list[int],
+               channels: pd.DataFrame, cards: dict, cfg: CotConfig, fra_of) -> dict:
     """One trace for the explorer: its sentences, every head's vertical scores, and for each resolved head every
     tested channel's mean contribution to the scores of later queries (``i >= j + proximity + 1``) on each sentence j."""
     S = len(trace.sentences)
@@ -190,8 +187,7 @@ def trace_view(model, saes, trace: Trace, n: int, M: torch.Tensor, recv: pd.Data
     resolved = []
     for (layer, head), group in channels.groupby(["layer", "head"], sort=False):
         a, b = torch.tensor(group["query_feature"].to_numpy()), torch.tensor(group["key_feature"].to_numpy())
-        fra = resolve(model, saes[layer], trace.tokens[None], layer, heads=(head,), cfg=engine)
-        C = fra.channel(0, a, b)[0].cpu() * torch.ones(len(trace.tokens), len(trace.tokens)).tril()  # [channel, q, k]
+        C = fra_of(n, layer, head).channel(0, a, b)[0].cpu() * torch.ones(len(trace.tokens), len(trace.tokens)).tril()  # [channel, q, k]
         X = (C @ W) * later  # [channel, query, sentence]
         by_sentence = X.sum(1) / later.sum(0).clamp(min=1)
         resolved.append({"layer": int(layer), "head": int(head), "channels": [
@@ -235,14 +231,19 @@ def run(model: HookedTransformer, saes: dict[int, SAE], traces: list[Trace], cfg
     sentences, pairs = _tables(traces, maps, recv, recv_vertical, anchors, KL)
     kinds = receiver_kinds(recv_vertical, [[s.kind for s in t.sentences] for t in traces], cfg.n_anchors)
     chosen = resolved_heads(table, saes, cfg.n_resolved)
-    channels = relation(channel_study(model, saes, traces, anchors, D, chosen, cfg, channel_cfg, engine), table, induction)
+
+    @functools.cache  # one head on one trace, resolved once for discovery, evaluation, ablation and the view
+    def fra_of(n: int, layer: int, head: int):
+        return resolve(model, saes[layer], traces[n].tokens[None], layer, heads=(head,), cfg=engine)
+
+    channels = relation(channel_study(model, traces, anchors, D, chosen, cfg, channel_cfg, fra_of), table, induction)
     used = {layer: saes[layer] for layer in sorted(set(channels["layer"]))}
     cards = feature_study(model, used, channels, corpus, sae_spec)[1] if used else {}
     receivers = table[table["is_receiver"]]
     confirmed = channels[channels["confirmed"]]
     shown = min(n for n, t in enumerate(traces) if t.split == "heldout")
-    view = trace_view(model, saes, traces[shown], shown, maps[shown], recv, recv_vertical[shown], anchors[shown],
-                      channels, cards, cfg, engine)
+    view = trace_view(traces[shown], shown, maps[shown], recv, recv_vertical[shown], anchors[shown], channels, cards, cfg,
+                      fra_of)
     metrics = {
         "n_traces": len(traces), "splits": {s: sum(t.split == s for t in traces) for s in ("discovery", "heldout")},
         "sentence_kinds": sentences["kind"].value_counts().to_dict(),

@@ -69,11 +69,13 @@ def kl_rows(base: Float[Tensor, "pos vocab"], logits: Float[Tensor, "batch pos v
 
 
 def token_kl(model: HookedTransformer, tokens: Int[Tensor, " pos"], sentence_of: Int[Tensor, " pos"],
-             n_sentences: int, batch_size: int = 8, js: Sequence[int] | None = None) -> Float[Tensor, "S pos"]:
+             n_sentences: int, batch_size: int = 8, js: Sequence[int] | None = None,
+             base: Float[Tensor, "pos vocab"] | None = None) -> Float[Tensor, "S pos"]:
     """``D[j, p]`` = KL(base || sentence ``j`` suppressed) of the next-token distributions at position ``p``.
 
     Rows of empty sentences, and of sentences not in ``js`` (default: all), are NaN. Up to ``batch_size``
-    sentences are suppressed per forward pass (the same tokens repeated, one mask per row).
+    sentences are suppressed per forward pass (the same tokens repeated, one mask per row). ``base``: the clean
+    pass's logits, when the caller has them.
     """
     device = model.cfg.device
     tokens, sentence_of = tokens.cpu(), sentence_of.cpu()
@@ -82,7 +84,7 @@ def token_kl(model: HookedTransformer, tokens: Int[Tensor, " pos"], sentence_of:
     js = [j for j in (range(n_sentences) if js is None else js) if present[j]]
     D = torch.full((n_sentences, len(tokens)), float("nan"), dtype=torch.float64)
     with torch.inference_mode():
-        base = model(tokens[None].to(device))[0]
+        base = model(tokens[None].to(device))[0] if base is None else base.to(device)
         for b in range(0, len(js), batch_size):
             chunk = js[b:b + batch_size]
             mask = suppression_masks(sentence_of, chunk, ends).to(device)[:, None]  # [b 1 q k]
