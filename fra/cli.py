@@ -33,12 +33,21 @@ STAGES = [toy_data, toy_train, toy_saes, toy_seeds, compiled, text_corpus, lm_sa
           explore, explore_dataset, explore_cot, paper, bench, bench_channels, smollm2_check]
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Each flag's default in ``--help``, except where there is none (required flags, None, an unset switch)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.required or action.default in (None, False):
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fra", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     for stage in STAGES:
         p = sub.add_parser(stage.NAME, help=stage.HELP, description=stage.HELP,
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                           formatter_class=HelpFormatter)
         stage.add_arguments(p)
         p.set_defaults(run=stage.run)
     return parser

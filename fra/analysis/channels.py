@@ -32,6 +32,7 @@ positions within each sequence (:meth:`fra.engine.FRA.with_shuffled_keys`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -41,7 +42,7 @@ from sae_lens import SAE
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
-from fra.analysis.cache import ProbeCache
+from fra.analysis.cache import ProbeCache, Resolved
 from fra.analysis.probes import Probes
 from fra.analysis.schema import TESTED
 from fra.analysis.stats import benjamini_hochberg, log_pvalue_floor, null_moments, z_pvalue
@@ -51,18 +52,75 @@ from fra.errors import FRAError
 from fra.parallel import map_shards
 
 
-def _target_mass(fra, seq, query, target) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pair values at the targets ``[n, head, K, K]`` and each query's total |score| there ``[n, head]``."""
-    vals = fra.pairs_at(seq, query, target)
-    rest = fra.remainder_at(seq, query, target)
-    return vals.cpu(), (vals.abs().sum((-2, -1)) + sum(r.abs() for r in rest.values())).cpu()
+def _target_mass(batch: Resolved) -> torch.Tensor:
+    """Pair values at the targets ``[n, head, K, K]``; each query's total |score| there (``[n, head]``) is kept in ``batch``."""
+    vals = batch.fra.pairs_at(batch.seq, batch.query, batch.target)
+    rest = batch.fra.remainder_at(batch.seq, batch.query, batch.target)
+    batch.mass = (vals.abs().sum((-2, -1)) + sum(r.abs() for r in rest.values())).cpu()
+    return vals.cpu()
+
+
+def _slot_sums(batches: list[Resolved], targets: list["_Targets"], min_count: int) -> tuple[Tensor, Tensor]:
+    """Per channel key (group, a, b) met at ``min_count`` or more targets: the sums over its active slot pairs of the
+    pair value, its |value|, the target's |score| mass where the value is nonzero, and that count, per head
+    ``[4, key, head]``. One sort of every key finds the frequent ones and where each entry adds."""
+    uniq, inverse, count = torch.unique(torch.cat([t.key for t in targets]), return_inverse=True, return_counts=True)
+    frequent = count >= min_count
+    row = torch.cumsum(frequent, 0) - 1  # each frequent key's row
+    out = None
+    for batch, t, inv in zip(batches, targets, torch.split(inverse, [len(t.key) for t in targets])):
+        vals = _target_mass(batch).permute(0, 2, 3, 1).contiguous()  # [n, K, K, head]: one entry's heads side by side
+        on = frequent[inv]
+        v = vals[t.n[on], t.sa[on], t.sb[on]]  # [pairs, head]
+        x = v.new_empty(len(v), 4, v.shape[1])  # value, |value|, mass where present, present
+        x[:, 0], x[:, 3] = v, v != 0
+        torch.abs(v, out=x[:, 1])
+        torch.mul(batch.mass[t.n[on]], x[:, 3], out=x[:, 2])
+        if out is None:
+            out = v.new_zeros(int(frequent.sum()), 4, v.shape[1])
+        out.index_add_(0, row[inv[on]], x)
+    return uniq[frequent], out.transpose(0, 1)
+
+
+def _entry_sums(batches: list[Resolved], targets: list["_Targets"], H: int, d: int) -> tuple[Tensor, list[Tensor]]:
+    """The reference of :func:`_slot_sums`: every nonzero (head, slot, slot) entry keyed by (group, head, a, b)."""
+    keys, parts = [], []
+    for batch, t in zip(batches, targets):
+        vals, mass = _target_mass(batch), batch.mass
+        n, hh, sa, sb = torch.nonzero(vals, as_tuple=True)
+        v, m = vals[n, hh, sa, sb], mass[n, hh]
+        uniq, _, sums = segment_sums(((t.g[n] * H + hh) * d + t.q_ids[n, sa]) * d + t.k_ids[n, sb], v, v.abs(), m,
+                                     torch.ones_like(v))
+        keys.append(uniq)
+        parts.append(sums)
+    key, _, sums = segment_sums(torch.cat(keys), *(torch.cat(x) for x in zip(*parts)))
+    return key, sums
+
+
+class _Targets(NamedTuple):
+    """A batch's induction targets: group of each, active feature ids at the query and at the target, and every
+    (target n, query slot sa, key slot sb) pair of active slots with its channel key ``(g * d + a) * d + b``."""
+
+    g: Tensor
+    q_ids: Tensor
+    k_ids: Tensor
+    n: Tensor
+    sa: Tensor
+    sb: Tensor
+    key: Tensor
+
+    @classmethod
+    def of(cls, g: Tensor, q_ids: Tensor, k_ids: Tensor, d: int) -> "_Targets":
+        n, sa, sb = torch.nonzero((q_ids[:, :, None] >= 0) & (k_ids[:, None, :] >= 0), as_tuple=True)
+        return cls(g, q_ids, k_ids, n, sa, sb, (g[n] * d + q_ids[n, sa]) * d + k_ids[n, sb])
 
 
 def discover(sae: SAE, layer: int, probes: Probes, engine: EngineConfig, cache: ProbeCache,
              shuffle_seed: int | None = None, dense: bool = False,
              cfg: ChannelConfig | None = None) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """Support of every channel with a nonzero contribution at an induction target, per group and head
-    (with ``cfg``, only the channels that pass its ``min_support`` and ``min_queries``: those :func:`candidates` can pick).
+    (with ``cfg``, only the channels :func:`candidates` picks: the ``max_candidates`` best that pass ``min_support``
+    and ``min_queries``).
 
     Also returns each head's mean attention to the target per group, and the decomposition's
     exactness (:meth:`fra.engine.FRA.exactness`) on the first batch: feature pairs summed by
@@ -74,38 +132,28 @@ def discover(sae: SAE, layer: int, probes: Probes, engine: EngineConfig, cache: 
     index = {g: n for n, g in enumerate(groups)}
     H, d = cache.model.cfg.n_heads, sae.cfg.d_sae
     attn, n_q = torch.zeros(len(groups), H), torch.zeros(len(groups))
-    keys, sums, abss, masses, counts = [], [], [], [], []
-    exactness = None
-    for fra, seq, query, target, group in cache.resolved(sae, layer, probes, engine, shuffle_seed):
-        exactness = exactness or fra.exactness(from_pairs=dense)
-        g = torch.tensor([index[x] for x in group])
-        vals, mass = _target_mass(fra, seq, query, target)
+    batches = list(cache.resolved(sae, layer, probes, engine, shuffle_seed))
+    targets = []
+    for batch in batches:
+        fra, seq, query, target = batch.fra, batch.seq, batch.query, batch.target
+        g = torch.tensor([index[x] for x in batch.group])
         pattern = fra.scores[seq, :, query].softmax(-1).cpu()  # [n, head, key]
         attn.index_add_(0, g, pattern.gather(-1, target[:, None, None].expand(-1, H, 1))[..., 0])
         n_q.index_add_(0, g, torch.ones(len(g)))
-        q_ids, k_ids = fra.feature_ids.cpu()[seq, query], fra.k_ids.cpu()[seq, target]  # [n, K]
-        if dense:
-            n, hh, sa, sb = torch.nonzero(vals, as_tuple=True)
-            key = ((g[n] * H + hh) * d + q_ids[n, sa]) * d + k_ids[n, sb]
-            v, m = vals[n, hh, sa, sb], mass[n, hh]
-        else:  # one key per active (query slot, key slot) pair, all heads at once
-            n, sa, sb = torch.nonzero((q_ids[:, :, None] >= 0) & (k_ids[:, None, :] >= 0), as_tuple=True)
-            key = (g[n] * d + q_ids[n, sa]) * d + k_ids[n, sb]
-            v, m = vals[n, :, sa, sb], mass[n]  # [pairs, head]
-        on = (v != 0).to(v.dtype)
-        uniq, _, parts = segment_sums(key, v, v.abs(), m * on, on)
-        keys.append(uniq)
-        for out, x in zip((sums, abss, masses, counts), parts):
-            out.append(x)
-    key, _, (total, absolute, present_mass, n_present) = segment_sums(
-        torch.cat(keys), *(torch.cat(x) for x in (sums, abss, masses, counts)))
+        targets.append(_Targets.of(g, fra.feature_ids.cpu()[seq, query], fra.k_ids.cpu()[seq, target], d))
+    if dense:
+        key, (total, absolute, present_mass, n_present) = _entry_sums(batches, targets, H, d)
+    else:  # a channel met at fewer targets than min_queries can never be a candidate
+        key, (total, absolute, present_mass, n_present) = _slot_sums(batches, targets, cfg.min_queries if cfg else 1)
+    exactness = batches[0].fra.exactness(from_pairs=dense) if batches else None
     if dense:
         g, rest = key // (H * d * d), key % (H * d * d)
         h, rest = rest // (d * d), rest % (d * d)
     else:  # [key, head] -> the reference's rows: (group, head, a, b) order, entries with a nonzero value only
         keep = n_present > 0
-        if cfg is not None:  # filtered before the rows are formed (the same filter as below)
+        if cfg is not None:  # the rows candidates() picks, chosen before any row is formed (the same choice as below)
             keep &= (absolute / present_mass >= cfg.min_support) & (n_present >= cfg.min_queries)
+            keep &= _best_per_column(key // (d * d), absolute / present_mass, keep, cfg.max_candidates)
         u, h = torch.nonzero(keep, as_tuple=True)
         g, rest = key[u] // (d * d), key[u] % (d * d)
         u_order = torch.from_numpy(np.lexsort((rest.numpy(), h.numpy(), g.numpy())))
@@ -114,6 +162,8 @@ def discover(sae: SAE, layer: int, probes: Probes, engine: EngineConfig, cache: 
     support = absolute / present_mass
     if cfg is not None:
         keep = (support >= cfg.min_support) & (n_present >= cfg.min_queries)
+        g, h, rest, total, support, n_present = (x[keep] for x in (g, h, rest, total, support, n_present))
+        keep = torch.from_numpy(_best(g.numpy(), h.numpy(), support.numpy(), cfg.max_candidates))
         g, h, rest, total, support, n_present = (x[keep] for x in (g, h, rest, total, support, n_present))
     channels = pd.DataFrame({
         "group": np.array(groups)[g.numpy()], "layer": layer, "head": h.numpy(),
@@ -128,11 +178,40 @@ def discover(sae: SAE, layer: int, probes: Probes, engine: EngineConfig, cache: 
     return channels, heads, exactness
 
 
+def _best_per_column(group: Int[Tensor, " key"], support: Float[Tensor, "key head"], ok: Bool[Tensor, "key head"],
+                     n: int) -> Bool[Tensor, "key head"]:
+    """The ``n`` entries of highest support per group (a run of keys) and head among ``ok``, ties to the earlier key:
+    :func:`_best` on the ``[key, head]`` table, without sorting it."""
+    out = torch.zeros_like(ok)
+    bounds = torch.searchsorted(group, torch.unique(group), right=True).tolist()
+    for lo, hi in zip([0, *bounds[:-1]], bounds):
+        s = torch.where(ok[lo:hi], support[lo:hi], -torch.inf)
+        k = min(n, hi - lo)
+        v = torch.topk(s, k, dim=0).values[-1]  # each head's k-th best
+        above, tie = s > v, (s == v) & ok[lo:hi]
+        need = k - above.sum(0)
+        if (tie.sum(0) > need).any():  # ties at the k-th value: the earlier keys first
+            tie &= tie.cumsum(0) <= need
+        out[lo:hi] = (above | tie) & ok[lo:hi]
+    return out
+
+
+def _best(g: np.ndarray, h: np.ndarray, support: np.ndarray, n: int) -> np.ndarray:
+    """Mask of the ``n`` rows of highest support per (g, h), ties to the earlier row (as :func:`candidates` picks them)."""
+    order = np.lexsort((np.arange(len(g)), -support, h, g))
+    gh = g[order] * (h.max(initial=0) + 1) + h[order]
+    start = np.r_[0, np.flatnonzero(np.diff(gh)) + 1]
+    rank = np.arange(len(g)) - np.repeat(start, np.diff(np.r_[start, len(g)]))
+    keep = np.zeros(len(g), dtype=bool)
+    keep[order[rank < n]] = True
+    return keep
+
+
 def candidates(channels: pd.DataFrame, cfg: ChannelConfig) -> pd.DataFrame:
     """Channels with support >= min_support at >= min_queries targets, the ``max_candidates`` best per
-    (group, layer, head)."""
+    (group, layer, head) (ties: the earlier row)."""
     keep = channels[(channels["support"] >= cfg.min_support) & (channels["n_targets"] >= cfg.min_queries)]
-    keep = keep.sort_values("support", ascending=False)
+    keep = keep.sort_values("support", ascending=False, kind="stable")
     return keep.groupby(["group", "layer", "head"], sort=False).head(cfg.max_candidates).reset_index(drop=True)
 
 
@@ -225,23 +304,26 @@ def evaluate(sae: SAE, layer: int, probes: Probes, cands: pd.DataFrame, engine: 
     """
     cands = cands[cands["layer"] == layer].reset_index(drop=True)
     acc = {k: np.zeros(len(cands)) for k in SUMS}
-    by_group_head = cands.groupby(["group", "head"]).groups
-    for fra, seq, query, target, group in cache.resolved(sae, layer, probes, engine, shuffle_seed):
-        _, mass = _target_mass(fra, seq, query, target)
-        for (grp, head), rows in by_group_head.items():
-            sel = torch.from_numpy(group == grp)
+    parts = cands.groupby(["group", "head"] if dense else "group").groups  # the rows path takes every head at once
+    for batch in cache.resolved(sae, layer, probes, engine, shuffle_seed):
+        fra, seq, query, target, group = batch.fra, batch.seq, batch.query, batch.target, batch.group
+        if batch.mass is None:  # kept from discovery on the discovery probes
+            _target_mass(batch)
+        mass = batch.mass
+        for part, rows in parts.items():
+            sel = torch.from_numpy(group == (part[0] if dense else part))
             if not sel.any():
                 continue
             s, q, t = seq[sel], query[sel], target[sel]
-            a = torch.tensor(cands.loc[rows, "query_feature"].to_numpy())
-            b = torch.tensor(cands.loc[rows, "key_feature"].to_numpy())
+            a, b, head = (torch.tensor(cands.loc[rows, c].to_numpy()) for c in ("query_feature", "key_feature", "head"))
             if dense:
-                C = fra.channel(head, a, b)[s, :, q]  # [n, M, key]
-                sums = channel_sums(C.cpu(), q, t, fra.scores[s, head, q].cpu(), mass[sel, head])
+                C = fra.channel(part[1], a, b)[s, :, q]  # [n, M, key]
+                sums = channel_sums(C.cpu(), q, t, fra.scores[s, part[1], q].cpu(), mass[sel, part[1]])
             else:
                 n, m, C = fra.channel_rows(head, s, q, a, b)
                 n, m = n.cpu(), m.cpu()
-                sums = row_sums(C.cpu(), m, len(rows), q[n], t[n], fra.scores[s[n], head, q[n]].cpu(), mass[sel, head][n])
+                h = head[m]
+                sums = row_sums(C.cpu(), m, len(rows), q[n], t[n], fra.scores[s[n], h, q[n]].cpu(), mass[sel][n, h])
             for name, value in sums.items():
                 acc[name][rows] += value
     out = cands[["group", "layer", "head", "query_feature", "key_feature"]].copy()

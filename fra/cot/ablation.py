@@ -20,9 +20,16 @@ from fra.cot.suppression import kl_rows
 
 def channel_ablation(model: HookedTransformer, tokens: Int[Tensor, " pos"], layer: int, head: int,
                      C: Float[Tensor, "channel pos pos"], sentence_of: Int[Tensor, " pos"], rows: AnchorRows,
+                     base: tuple[Float[Tensor, "pos vocab"], Float[Tensor, "pos pos"]],
+                     resid: Float[Tensor, "pos d_model"] | None = None,
                      ) -> tuple[Float[Tensor, " channel"], float, Float[Tensor, "channel pos"]]:
     """Per channel the head's attention to the anchors lost (summed over the rows), the clean pass's attention to
-    them (the same sum), and the per-token KL(base || ablated) of the next-token predictions."""
+    them (the same sum), and the per-token KL(base || ablated) of the next-token predictions.
+
+    ``base``: the clean pass's logits and this head's pattern (:func:`fra.cot.anchors.forward`, once per trace).
+    ``resid`` (the clean ``blocks.{layer}.hook_resid_pre``) starts the ablated pass at ``layer``: the layers below
+    do not see the ablation.
+    """
     saved = []
 
     def remove(scores, hook):
@@ -32,16 +39,14 @@ def channel_ablation(model: HookedTransformer, tokens: Int[Tensor, " pos"], laye
     def keep(pattern, hook):
         saved.append(pattern[:, head].cpu())
 
-    pattern_hook = (f"blocks.{layer}.attn.hook_pattern", keep)
     device = model.cfg.device
-    with torch.inference_mode():
-        with model.hooks(fwd_hooks=[pattern_hook]):
-            base = model(tokens[None].to(device))[0]
-        with model.hooks(fwd_hooks=[(f"blocks.{layer}.attn.hook_attn_scores", remove), pattern_hook]):
-            ablated = model(tokens[None].expand(len(C), -1).to(device))
-    (base_pattern,), ablated_pattern = saved[:1], saved[1]
+    x = tokens[None].expand(len(C), -1).to(device)
+    hooks = [(f"blocks.{layer}.attn.hook_attn_scores", remove), (f"blocks.{layer}.attn.hook_pattern", keep)]
+    with torch.inference_mode(), model.hooks(fwd_hooks=hooks):
+        ablated = model(x) if resid is None else model(resid[None].expand(len(C), -1, -1).to(device),
+                                                          start_at_layer=layer, tokens=x)
+    base_logits, base_pattern = base
     anchor_keys = (sentence_of[None] == rows.anchor[:, None]).float()  # [row, key]
-    base_attn = (base_pattern[0][rows.query] * anchor_keys).sum()
-    lost = base_attn - (ablated_pattern[:, rows.query] * anchor_keys).sum((1, 2))
-    kl = kl_rows(base, ablated)
-    return lost, float(base_attn), kl
+    base_attn = (base_pattern[rows.query] * anchor_keys).sum()
+    lost = base_attn - (saved[0][:, rows.query] * anchor_keys).sum((1, 2))
+    return lost, float(base_attn), kl_rows(base_logits, ablated)

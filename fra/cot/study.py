@@ -40,6 +40,8 @@ from fra.cot.anchors import forward, kurtosis, receiver_kinds, receiver_table, s
 from fra.cot.suppression import pooled_correlation, sentence_kl, token_kl
 from fra.cot.traces import Trace
 from fra.engine import resolve
+from fra.engine.inputs import read_layers
+from fra.engine.resolver import Projections
 from fra.io import atomic_files, write_json
 
 N_ABLATED = 5  # candidates per resolved head ablated besides the confirmed ones (best discovery support first)
@@ -126,9 +128,9 @@ def resolved_heads(table: pd.DataFrame, saes: dict[int, SAE], n: int) -> pd.Data
 
 
 def channel_study(model, traces, anchors, D, heads: pd.DataFrame, cfg: CotConfig, channel_cfg: ChannelConfig,
-                  fra_of) -> pd.DataFrame:
+                  fra_of, inputs_of) -> pd.DataFrame:
     """Candidates on discovery traces, held-out statistics, BH and the criterion, then channel ablation
-    (``fra_of(trace, layer, head)``: the head resolved on one trace)."""
+    (``fra_of(trace, layer, head)``: the head resolved on one trace; ``inputs_of(trace)``: its attention inputs)."""
     rows = {n: ch.anchor_rows(t.sentence_of, len(t.sentences), anchors[n], cfg.proximity) for n, t in enumerate(traces)}
     split = {s: [n for n, t in enumerate(traces) if t.split == s and len(rows[n].query)] for s in ("discovery", "heldout")}
     parts = []
@@ -149,21 +151,27 @@ def channel_study(model, traces, anchors, D, heads: pd.DataFrame, cfg: CotConfig
                 acc[k] += v
         tested.append(ch.statistics(group.reset_index(drop=True), acc))
     table = ch.confirm(pd.concat(tested, ignore_index=True), channel_cfg)
-    return _ablate(model, traces, rows, split["heldout"], D, table, fra_of, cfg.proximity)
+    return _ablate(model, traces, rows, split["heldout"], D, table, fra_of, inputs_of, cfg.proximity)
 
 
-def _ablate(model, traces, rows, heldout, D, table, fra_of, proximity: int) -> pd.DataFrame:
-    """Attention-to-anchor and suppression-KL shares lost when a channel is removed (confirmed + the first N_ABLATED)."""
+def _ablate(model, traces, rows, heldout, D, table, fra_of, inputs_of, proximity: int) -> pd.DataFrame:
+    """Attention-to-anchor and suppression-KL shares lost when a channel is removed (confirmed + the first N_ABLATED);
+    one clean pass per trace, each ablated pass from its head's layer."""
     table = table.copy()
     first = table.groupby(["layer", "head"]).cumcount() < N_ABLATED
     table["ablated"] = table["confirmed"] | first
     lost_num, att_den, kl_num, kl_den = (np.zeros(len(table)) for _ in range(4))
-    for (layer, head), group in table[table["ablated"]].groupby(["layer", "head"]):
-        a, b = torch.tensor(group["query_feature"].to_numpy()), torch.tensor(group["key_feature"].to_numpy())
-        for n in heldout:
-            t, r = traces[n], rows[n]
+    groups = list(table[table["ablated"]].groupby(["layer", "head"]))
+    for n in heldout if groups else []:
+        t, r = traces[n], rows[n]
+        logits, pattern = forward(model, t.tokens)
+        for (layer, head), group in groups:
+            a, b = torch.tensor(group["query_feature"].to_numpy()), torch.tensor(group["key_feature"].to_numpy())
             C = fra_of(n, layer, head).channel(0, a, b)[0]  # [channel, pos, pos]
-            lost, base, kl = channel_ablation(model, t.tokens, layer, head, C, t.sentence_of, r)
+            start = inputs_of(n)[layer]
+            resid = start.sae_in[0] if start.hook.endswith("hook_resid_pre") else None
+            lost, base, kl = channel_ablation(model, t.tokens, layer, head, C, t.sentence_of, r,
+                                              (logits, pattern[layer, head]), resid)
             lost_num[group.index] += lost.numpy()
             att_den[group.index] += base
             for j in sorted(set(r.anchor.tolist())):
@@ -231,12 +239,23 @@ def run(model: HookedTransformer, saes: dict[int, SAE], traces: list[Trace], cfg
     sentences, pairs = _tables(traces, maps, recv, recv_vertical, anchors, KL)
     kinds = receiver_kinds(recv_vertical, [[s.kind for s in t.sentences] for t in traces], cfg.n_anchors)
     chosen = resolved_heads(table, saes, cfg.n_resolved)
+    layers = {layer: saes[layer] for layer in sorted(set(chosen["layer"]))}
+
+    @functools.cache  # one model pass per trace for every resolved layer
+    def inputs_of(n: int):
+        return read_layers(model, layers, traces[n].tokens[None])
+
+    @functools.cache  # each feature projected once per head
+    def projections_of(layer: int, head: int):
+        return Projections(model, saes[layer], layer, (head,), inputs_of(0)[layer].center)
 
     @functools.cache  # one head on one trace, resolved once for discovery, evaluation, ablation and the view
     def fra_of(n: int, layer: int, head: int):
-        return resolve(model, saes[layer], traces[n].tokens[None], layer, heads=(head,), cfg=engine)
+        return resolve(model, saes[layer], traces[n].tokens[None], layer, heads=(head,), cfg=engine,
+                       inputs=inputs_of(n)[layer], projections=projections_of(layer, head))
 
-    channels = relation(channel_study(model, traces, anchors, D, chosen, cfg, channel_cfg, fra_of), table, induction)
+    channels = relation(channel_study(model, traces, anchors, D, chosen, cfg, channel_cfg, fra_of, inputs_of), table,
+                        induction)
     used = {layer: saes[layer] for layer in sorted(set(channels["layer"]))}
     cards = feature_study(model, used, channels, corpus, sae_spec)[1] if used else {}
     receivers = table[table["is_receiver"]]

@@ -58,13 +58,17 @@ def suppression_hooks(mask: Bool[Tensor, "batch 1 pos pos"], n_layers: int) -> l
 
 
 def kl_rows(base: Float[Tensor, "pos vocab"], logits: Float[Tensor, "batch pos vocab"]) -> Float[Tensor, "batch pos"]:
-    """``KL(softmax(base) || softmax(logits[b]))`` at each position, in float64, clipped at 0."""
+    """``KL(softmax(base) || softmax(logits[b]))`` at each position, in float64, clipped at 0.
+
+    ``KL = sum p log p - sum p x + logsumexp(x)`` for logits x (``sum p = 1``), so no row's log-softmax is formed.
+    """
     logp = F.log_softmax(base.double(), dim=-1)
     p = logp.exp()
+    neg_entropy = torch.where(p > 0, p * logp, 0.0).sum(-1)
     out = []
     for row in logits:  # one row at a time keeps the float64 copies to [pos, vocab]
-        logq = F.log_softmax(row.double(), dim=-1)
-        out.append(torch.where(p > 0, p * (logp - logq), 0.0).sum(-1))
+        x = row.double()
+        out.append(neg_entropy - (p * x).sum(-1) + torch.logsumexp(x, dim=-1))
     return torch.stack(out).clamp_min(0.0)
 
 

@@ -91,17 +91,18 @@ def _tokens(batch: int, n_tokens: int, device: str, seed: int = 0) -> Int[Tensor
 
 
 def _fitting_batch(model: HookedTransformer, sae: TopKSAE, n_tokens: int, cfg: EngineConfig, device: str) -> tuple[int, float, int]:
-    """Resolve 2 (the warm-up), 4 and 8 sequences, each then passing its pair blocks. Returns the batch whose resolve
-    fits in half the free memory, from the fixed part of the last two peaks and their growth per sequence (at least
-    what a result holds), that growth in MiB, and the free MiB."""
+    """Resolve 2 (the warm-up), 4 and 8 sequences, each then passing its pair blocks (which form its slot vectors).
+    Returns the batch whose resolve fits in half the free memory, from the fixed part of the last two peaks and their
+    growth per sequence (at least what a result holds per sequence), that growth in MiB, and the free MiB."""
     peaks, held = {}, 0.0
     for b in (2, 4, 8):
         base = _reset_peak(device)
         fra = resolve(model, sae, _tokens(b, n_tokens, device, seed=b), 0, cfg=cfg)
-        peaks[b] = _peak(device) - base
-        held = sum(t.numel() * t.element_size() for s in (fra.q, fra.k) for t in (s.feat, *s.dense.values())) / b
         for _ in fra.head_blocks():
             pass
+        peaks[b] = _peak(device) - base
+        held = sum(t.numel() * t.element_size() for s in (fra.q, fra.k)
+                   for t in (s.feat, s.ids, s.coef, *s.dense.values())) / b  # the projected dictionary U is fixed
         del fra, _
     per_seq = max((peaks[8] - peaks[4]) / 4, held)
     fixed = max(peaks[4] - 4 * per_seq, 0)

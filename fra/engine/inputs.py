@@ -59,7 +59,7 @@ def check_heads(model: HookedTransformer, heads: tuple[int, ...]) -> None:
 def check_tokens(model: HookedTransformer, tokens: Tensor) -> Int[Tensor, "batch pos"]:
     if tokens.ndim == 1:
         tokens = tokens[None]
-    if tokens.ndim != 2 or tokens.shape[1] == 0:
+    if tokens.ndim != 2 or 0 in tokens.shape:
         raise FRAError(f"tokens must be a non-empty [batch, pos] tensor, got shape {tuple(tokens.shape)}")
     if tokens.shape[1] > model.cfg.n_ctx:
         raise FRAError(f"{tokens.shape[1]} tokens exceed the model's context n_ctx={model.cfg.n_ctx}; shorten the text")

@@ -1,21 +1,26 @@
 """The resolved scores of one layer's heads, kept in factored form.
 
-``FRA[b, h, i, j, a, b']`` is never stored whole: it is formed block by block from per-position
-feature vectors. Peak memory of one block is ``4 * batch * heads * q_block * pos * K^2`` bytes
-(float32; K = most active features at one position; ``q_block`` shrinks, down to one query
-position, to keep a block under ``block_mib``), plus the factors
-(``2 * batch * pos * K * heads * d_head`` floats) and the dense terms (``batch * heads * pos^2`` each).
+``FRA[b, h, i, j, a, b']`` is never stored whole. Each side keeps, per position, its K active features and
+their coefficients ``f_ia / s_i`` over one projected dictionary (``P(d_a) W_Q`` and ``P(d_a) W_K``, a row per
+feature): a pair value is formed only when asked for, one query block at a time for whole maps. Peak memory
+of one block is ``itemsize * batch * heads * q_block * pos * K^2`` bytes (K = most active features at one
+position; fewer queries, then fewer heads keep a block under ``block_mib``); the slot vectors
+(``2 * batch * pos * K * heads * d_head`` values) are formed only by the paths that form every block. The
+dense terms take ``batch * pos * heads * d_head`` values each, the model's scores ``batch * heads * pos^2``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from typing import Iterator
 
 import torch
-from jaxtyping import Float, Int
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
+
+from fra.engine.rotation import Rotation
 
 FEATURE_PAIRS = "feat·feat"
 
@@ -34,12 +39,89 @@ def first_largest(inv: Int[Tensor, " n"], value: Float[Tensor, " n"], n_keys: in
     return torch.full((n_keys,), len(value), device=value.device).scatter_reduce_(0, inv[at], at, "amin")
 
 
-@dataclass
+@dataclass(eq=False)
 class Side:
-    """Query or key components, already through W_Q/W_K, scaled by 1/s and rotated."""
+    """Query or key components, already through W_Q/W_K, scaled by 1/s and rotated.
 
-    feat: Float[Tensor, "batch pos K head d_head"]  # f_ia P(d_a) W / s_i per kept feature slot
-    dense: dict[str, Float[Tensor, "batch pos head d_head"]]  # b_dec, error, bias, dropped, pos
+    Feature vectors stay factored: slot (b, p, k) holds ``coef[b, p, k] * U[:, ids[b, p, k]]`` rotated to position
+    p, with ``U`` the projected dictionary (``P(d_a) W`` per head and feature, shared by every batch) and
+    ``coef = f_ia / s_i``. :meth:`vectors` forms the slots of chosen positions, :attr:`summed` their sum per
+    position, and :attr:`feat` every slot (``[batch, pos, K, head, d_head]``, formed on first use).
+    ``source`` (the shuffled-keys control) makes position p take the slots of position ``source[b, p]``. ``known``
+    marks the rows of ``U`` that hold a projection (row 0 always does); ids outside it are never active.
+    """
+
+    U: Float[Tensor, "head d_sae d_head"]
+    known: Bool[Tensor, " d_sae"]
+    ids: Int[Tensor, "batch pos K"]
+    coef: Float[Tensor, "batch pos K"]
+    dense: dict[str, Float[Tensor, "batch pos head d_head"]]
+    rotation: Rotation
+    source: Int[Tensor, "batch pos"] | None = None
+
+    def head(self, slot: int) -> "Side":
+        """The components of the head in ``slot`` only."""
+        return dataclasses.replace(self, U=self.U[slot:slot + 1], dense={n: v[:, :, slot:slot + 1] for n, v in self.dense.items()})
+
+    def row(self, f: Int[Tensor, " M"]) -> Int[Tensor, " M"]:
+        """Rows of ``U`` for features ``f``: their own once projected, else row 0 (such a feature is active nowhere
+        here, so the row is only ever multiplied by 0)."""
+        f = f.to(self.ids.device)
+        return torch.where(self.known[f.clamp(0, len(self.known) - 1)] & (f >= 0) & (f < len(self.known)), f, 0)
+
+    def vectors(self, b: Int[Tensor, " n"], p: Int[Tensor, " n"], k: Int[Tensor, " n"] | None = None) -> Tensor:
+        """Head-major vectors of the slots at positions ``(b_n, p_n)``, ``[head, n, K, d_head]``, or of the slots
+        ``(b_n, p_n, k_n)``, ``[head, n, d_head]`` (zero for empty slots)."""
+        if self.source is not None:
+            p = self.source[b, p]
+        idx = (b, p) if k is None else (b, p, k)
+        f = self.ids[idx].clamp(min=0)
+        v = self.U.index_select(1, f.flatten()).view(self.U.shape[0], *f.shape, self.U.shape[2]).mul_(self.coef[idx][..., None])
+        return self.rotation.rows(v, p if k is not None else p[:, None]) if self.rotation.on else v
+
+    def amount(self, f: Int[Tensor, " M"]) -> Float[Tensor, "batch M pos"]:
+        """``coef`` of feature f_m at every position (zero where it is not active)."""
+        B, P, _ = self.ids.shape
+        ids, coef = self.ids, self.coef
+        if self.source is not None:
+            rows = torch.arange(B, device=ids.device)[:, None]
+            ids, coef = ids[rows, self.source], coef[rows, self.source]
+        distinct, inverse = torch.unique(f.to(ids.device), return_inverse=True)
+        column = torch.full((self.U.shape[1] + 1,), -1, dtype=torch.long, device=ids.device)
+        known = (distinct >= 0) & (distinct < self.U.shape[1])
+        column[distinct[known]] = torch.arange(len(distinct), device=ids.device)[known]
+        at = column[ids] + 1  # 0: not one of f (empty slots, id -1, read the last entry)
+        out = coef.new_zeros(B, P, len(distinct) + 1).scatter_add_(2, at, coef)[..., 1:]
+        return out.transpose(1, 2)[:, inverse]
+
+    def feature_rows(self, slot: int | Int[Tensor, " M"], f: Int[Tensor, " M"]) -> Float[Tensor, "batch M pos d_head"]:
+        """``coef * U[slot_m, f_m]`` at every position where feature f_m is active, rotated there (zero where it is
+        not); ``slot`` is one head slot for all, or one per feature."""
+        B, P, _ = self.ids.shape
+        dev = self.ids.device
+        u = self.U[slot if isinstance(slot, int) else slot.to(dev), self.row(f)]  # [M, d_head]
+        if not self.rotation.on:
+            return self.amount(f)[..., None] * u[None, :, None]
+        at = torch.arange(P, device=dev)[None] if self.source is None else self.source  # one row for every sequence
+        return self.amount(f)[..., None] * self.rotation.rows(u[None, :, None], at[:, None])
+
+    @functools.cached_property
+    def feat(self) -> Float[Tensor, "batch pos K head d_head"]:
+        B, P, K = self.ids.shape
+        v = (self.U[:, self.ids.clamp(min=0)] * self.coef[..., None]).permute(1, 2, 3, 0, 4).contiguous()
+        if self.rotation.on:  # each slot at its own position
+            v = self.rotation.dense(v.view(B, P, K * v.shape[3], -1)).view(v.shape)
+        return v if self.source is None else v[torch.arange(B, device=v.device)[:, None], self.source]
+
+    @functools.cached_property
+    def summed(self) -> Float[Tensor, "batch pos head d_head"]:
+        """``sum_k`` of the slot vectors at each position (a weighted gather per head, no slot tensor)."""
+        B, P, K = self.ids.shape
+        ids, coef = self.ids.clamp(min=0).reshape(-1, K), self.coef.reshape(-1, K)
+        v = torch.stack([torch.nn.functional.embedding_bag(ids, U, per_sample_weights=coef, mode="sum")
+                         for U in self.U], 1).view(B, P, len(self.U), -1)
+        v = self.rotation.dense(v)
+        return v if self.source is None else v[torch.arange(B, device=v.device)[:, None], self.source]
 
 
 @dataclass
@@ -75,10 +157,10 @@ class FRA:
         """
         B, P = self.feature_ids.shape[:2]
         perm = torch.cat([torch.zeros(B, 1, dtype=torch.long),
-                          1 + torch.argsort(torch.rand(B, P - 1, generator=generator), dim=1)], 1).to(self.k.feat.device)
+                          1 + torch.argsort(torch.rand(B, P - 1, generator=generator), dim=1)], 1).to(self.feature_ids.device)
         rows = torch.arange(B, device=perm.device)[:, None]
-        k = Side(feat=self.k.feat[rows, perm], dense=self.k.dense)
-        return dataclasses.replace(self, k=k, key_ids=self.k_ids[rows, perm])
+        source = perm if self.k.source is None else self.k.source[rows, perm]
+        return dataclasses.replace(self, k=dataclasses.replace(self.k, source=source), key_ids=self.k_ids[rows, perm])
 
     @property
     def n_pos(self) -> int:
@@ -87,10 +169,7 @@ class FRA:
     def head(self, slot: int) -> "FRA":
         """The same result restricted to the head in ``slot`` (so block passes cost one head)."""
 
-        def side(s: Side) -> Side:
-            return Side(feat=s.feat[:, :, :, slot:slot + 1], dense={n: v[:, :, slot:slot + 1] for n, v in s.dense.items()})
-
-        return dataclasses.replace(self, heads=(self.heads[slot],), q=side(self.q), k=side(self.k),
+        return dataclasses.replace(self, heads=(self.heads[slot],), q=self.q.head(slot), k=self.k.head(slot),
                                    scores=self.scores[:, slot:slot + 1])
 
     def causal_mask(self) -> Tensor:
@@ -142,8 +221,8 @@ class FRA:
 
     def _component_pairs(self):
         """``(name, query component, key component)`` for every term except feature x feature."""
-        q_all = {"feat": self.q.feat.sum(2), **self.q.dense}
-        k_all = {"feat": self.k.feat.sum(2), **self.k.dense}
+        q_all = {"feat": self.q.summed, **self.q.dense}
+        k_all = {"feat": self.k.summed, **self.k.dense}
         for nq, vq in q_all.items():
             for nk, vk in k_all.items():
                 if (nq, nk) != ("feat", "feat"):
@@ -158,7 +237,7 @@ class FRA:
         mask = self.causal_mask()
         with torch.inference_mode():
             pairs = self.pair_sum() if from_pairs else torch.einsum(
-                "bihe,bjhe->bhij", self.q.feat.sum(2), self.k.feat.sum(2)) / self.attn_scale * mask
+                "bihe,bjhe->bhij", self.q.summed, self.k.summed) / self.attn_scale * mask
             out = {FEATURE_PAIRS: pairs}
             for name, vq, vk in self._component_pairs():
                 out[name] = torch.einsum("bihe,bjhe->bhij", vq, vk) / self.attn_scale * mask
@@ -167,7 +246,9 @@ class FRA:
     def pairs_at(self, b: Tensor, i: Tensor, j: Tensor) -> Float[Tensor, "n head K K"]:
         """``FRA[b_n, h, i_n, j_n, a_slot, b_slot]`` for a list of (sequence, query, key) triples."""
         with torch.inference_mode():
-            return torch.einsum("nkhe,nlhe->nhkl", self.q.feat[b, i], self.k.feat[b, j]) / self.attn_scale
+            q, k = self.q.vectors(b, i), self.k.vectors(b, j)  # [head, n, K, d_head]
+            H, n, K, E = q.shape
+            return (q.reshape(H * n, K, E) @ k.reshape(H * n, K, E).transpose(1, 2)).view(H, n, K, K).transpose(0, 1) / self.attn_scale
 
     def remainder_at(self, b: Tensor, i: Tensor, j: Tensor) -> dict[str, Float[Tensor, "n head"]]:
         """Every dense term at a list of (sequence, query, key) triples."""
@@ -226,36 +307,37 @@ class FRA:
 
         Zero where a_m is not active at i or b_m not at j; entries above the diagonal are not masked.
         """
-        ids, kids = self.feature_ids, self.k_ids
         with torch.inference_mode():
-            dtype = self.q.feat.dtype
-            Qa = torch.einsum("bpkm,bpke->bmpe", (ids[..., None] == a.to(ids.device)).to(dtype), self.q.feat[:, :, :, slot])
-            Kb = torch.einsum("bpkm,bpke->bmpe", (kids[..., None] == b.to(ids.device)).to(dtype), self.k.feat[:, :, :, slot])
-            return torch.einsum("bmie,bmje->bmij", Qa, Kb) / self.attn_scale
+            return torch.einsum("bmie,bmje->bmij", self.q.feature_rows(slot, a), self.k.feature_rows(slot, b)) / self.attn_scale
 
-    def channel_rows(self, slot: int, seq: Int[Tensor, " n"], query: Int[Tensor, " n"], a: Int[Tensor, " M"],
-                     b: Int[Tensor, " M"]) -> tuple[Int[Tensor, " R"], Int[Tensor, " R"], Float[Tensor, "R pos"]]:
+    def channel_rows(self, slot: int | Int[Tensor, " M"], seq: Int[Tensor, " n"], query: Int[Tensor, " n"],
+                     a: Int[Tensor, " M"], b: Int[Tensor, " M"]) -> tuple[Int[Tensor, " R"], Int[Tensor, " R"], Float[Tensor, "R pos"]]:
         """The rows ``C_m[seq_n, query_n, :]`` of :meth:`channel` where they can be nonzero: one per (n, m) with
         query feature ``a_m`` active at ``(seq_n, query_n)``. Returns ``(n, m, rows)``; never forms a ``[pos, pos]`` map.
         A feature holds at most one slot per position (``fra.engine.resolver.active_features``), so rows are distinct.
+        ``slot`` is the head slot of every channel, or one per channel. Without rotary positions a row is one dot
+        product times the key feature's coefficients, ``C[q, j] = (q_a . U_b) coef_b(j)``.
         """
-        ids, kids = self.feature_ids, self.k_ids
-        dev = ids.device
-        seq, query = seq.to(dev), query.to(dev)
+        dev = self.feature_ids.device
+        seq, query, a, b = seq.to(dev), query.to(dev), a.to(dev), b.to(dev)
         with torch.inference_mode():
-            n, k, m = torch.nonzero(ids[seq, query][:, :, None] == a.to(dev)[None, None], as_tuple=True)
-            qv = self.q.feat[seq[n], query[n], k, slot]  # [R, d_head]
-            Kb = torch.einsum("bpkm,bpke->bmpe", (kids[..., None] == b.to(dev)).to(qv.dtype), self.k.feat[:, :, :, slot])
-            rows = torch.einsum("re,rpe->rp", qv, Kb[seq[n], m]) / self.attn_scale
-        return n, m, rows
+            n, k, m = torch.nonzero(self.feature_ids[seq, query][:, :, None] == a[None, None], as_tuple=True)
+            qv = self.q.vectors(seq[n], query[n], k)  # [head, R, d_head]
+            qv = qv[slot] if isinstance(slot, int) else qv[slot.to(dev)[m], torch.arange(len(m), device=dev)]
+            if self.k.rotation.on:
+                rows = torch.einsum("re,rpe->rp", qv, self.k.feature_rows(slot, b)[seq[n], m])
+            else:
+                u = self.k.U[slot if isinstance(slot, int) else slot.to(dev), self.k.row(b)]  # [M, d_head]
+                rows = (qv * u[m]).sum(-1, keepdim=True) * self.k.amount(b)[seq[n], m]
+        return n, m, rows / self.attn_scale
 
     def channel_pairs(self, slot: int, a: int, b: int) -> tuple[Int[Tensor, "m_q 3"], Int[Tensor, "m_k 3"], Float[Tensor, "m_q m_k"]]:
         """Every occurrence of query feature ``a`` and key feature ``b`` as ``(seq, pos, slot)`` rows, and
         ``FRA[i, j, a, b]`` between them (zero across sequences and for j > i)."""
         qa, kb = (self.feature_ids == a).nonzero(), (self.k_ids == b).nonzero()
         with torch.inference_mode():
-            qv = self.q.feat[qa[:, 0], qa[:, 1], qa[:, 2], slot]  # [m_q, d_head]
-            kv = self.k.feat[kb[:, 0], kb[:, 1], kb[:, 2], slot]  # [m_k, d_head]
+            qv = self.q.head(slot).vectors(qa[:, 0], qa[:, 1], qa[:, 2])[0]  # [m_q, d_head]
+            kv = self.k.head(slot).vectors(kb[:, 0], kb[:, 1], kb[:, 2])[0]  # [m_k, d_head]
             v = (qv @ kv.T) / self.attn_scale
             causal = (qa[:, None, 0] == kb[None, :, 0]) & (kb[None, :, 1] <= qa[:, None, 1])
             return qa, kb, torch.where(causal, v, torch.zeros_like(v))

@@ -1,7 +1,8 @@
 """Interactive, self-contained HTML explorers of FRA results.
 
-``single``: one text, one layer (tokens, attention, per-pair channels, channel maps, feature cards).
-``dataset``: one model's channel statistics (``channels.csv``) with example contexts per channel.
+``single``: one text, one layer (tokens, a zoomable attention pattern, per-pair channels, channel maps, feature cards).
+``dataset``: one model's channel statistics (``channels.csv``), one row per channel, with example contexts.
 ``cot``: one chain-of-thought trace (sentences, the heads that receive each, the channels that carry it).
-Pages embed their data and load nothing from the network.
+``cards`` and ``inputs``: feature cards and the pipeline outputs the pages read. Pages embed their data and load
+nothing from the network.
 """

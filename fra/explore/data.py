@@ -2,29 +2,33 @@
 
 A 256-token text with 12 heads has ~395k (head, query, key) pairs, so the page embeds:
 
-* the attention pattern of every head, lower triangle, as uint16 (``round(p * 65535)``);
-* per position, the kept features' ids and weights ``w = f / s`` (``[pos, K]``);
+* the attention pattern of every head, lower triangle, as float16 (~3 significant digits), and each row's
+  logsumexp of the scores, so that the page gives every pair's score as ``ln p + logsumexp``;
+* per position, its occupied slots' feature ids and weights ``w = f / s`` (``feat``: ``offset`` [pos + 1] into
+  ``ids`` and ``w``; slot s of position p is entry ``offset[p] + s``);
 * channel detail for the *selected* pairs only: per (head, query), the keys holding ``mass`` of the
-  query's attention, at most ``max_keys`` (0: every key). Per selected pair: every term of the score
-  (float32; they sum to the model's score) and the ``top_n`` largest-|value| feature pairs as
-  (query slot, key slot, value);
+  query's attention, at most ``max_keys`` (0: every key). Per selected pair: every term of the score that is
+  nonzero somewhere on the page (float16; they sum to the model's score, ``residual`` says how closely) and the
+  ``top_n`` largest-|value| feature pairs as (query slot, key slot, value);
 * per head, the ``top_channels`` channels by sum |value| over the listed channels of the pairs with
-  detail (``channel_table`` over all pairs is too slow for a page), and a coefficient per listed channel so that the page forms a channel's whole [query, key] map exactly:
+  detail (``channel_table`` over all pairs is too slow for a page), and a coefficient per listed channel so that
+  the page forms a channel's whole [query, key] map exactly:
   ``FRA[i, j, a, b] = c_ab * w_ia * w_jb`` when positions are not rotary (not separable for RoPE:
   the map then shows the embedded pairs only);
 * guided entry: per head its scores from ``fra induction``'s ``heads.csv`` (when given), the start head
   (``--start-head``, else the layer's strongest induction head, else the first) and its start pair;
 * the features whose activation in the text sits mostly at BOS (``sink_features``: the page can hide
   the channels keyed on them).
+
+:func:`single_payload` also returns the features of the listed channels: the ones a reader can select, which get
+feature cards (:mod:`fra.explore.cards`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
-from pathlib import Path
 
-import pandas as pd
+import numpy as np
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
@@ -32,8 +36,7 @@ from torch import Tensor
 from fra.config import ChannelConfig
 from fra.engine.result import FEATURE_PAIRS, FRA, segment_sums
 from fra.errors import FRAError
-from fra.explore.encode import packed
-from fra.io import read_json
+from fra.explore.encode import packed, unpacked
 
 SINK_SHARE = ChannelConfig().sink_share  # a feature with this share of its activation at BOS is a sink (0.5)
 EMPTY_SLOT = 65535  # the page's sentinel is the slot dtype's maximum (``empty_slot`` in the payload)
@@ -111,83 +114,6 @@ def top_channels(ids: Tensor, qk: Tensor, sa: Tensor, sb: Tensor, val: Tensor, t
     return rows
 
 
-HEAD_COLUMNS = ["layer", "head", "induction"]  # of heads.csv; previous_token and is_tih are shown when present
-
-
-def read_heads(path: str | Path, layer: int, n_heads: int, flag: str = "--heads") -> dict[int, dict]:
-    """Per head of ``layer``: ``{induction, previous_token, is_tih}`` from a ``heads.csv`` of ``fra induction``."""
-    path = Path(path)
-    if not path.is_file():
-        raise FRAError(f"{flag} {path} does not exist; pass the heads.csv written by `fra induction`")
-    try:
-        df = pd.read_csv(path)
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise FRAError(f"{flag} {path} is not a readable CSV ({exc}); pass the heads.csv written by `fra induction`") from exc
-    missing = [c for c in HEAD_COLUMNS if c not in df.columns]
-    if missing:
-        raise FRAError(f"{flag} {path} lacks column(s) {missing}; a heads.csv needs {HEAD_COLUMNS} "
-                       "(and shows previous_token, is_tih when present)")
-    try:
-        rows = df[pd.to_numeric(df["layer"], errors="raise") == layer]
-        heads = pd.to_numeric(rows["head"], errors="raise").astype(int)
-        induction = pd.to_numeric(rows["induction"], errors="raise").astype(float)
-        prev = pd.to_numeric(rows["previous_token"], errors="raise").astype(float) if "previous_token" in rows else None
-    except (ValueError, TypeError) as exc:
-        raise FRAError(f"{flag} {path} has non-numeric layer, head or score values ({exc})") from exc
-    if rows.empty:
-        raise FRAError(f"{flag} {path} has no rows for layer {layer} (layers: {sorted(set(df['layer'].tolist()))})")
-    bad = sorted(h for h in heads.tolist() if not 0 <= h < n_heads)
-    if bad:
-        raise FRAError(f"{flag} {path} names head(s) {bad} of layer {layer}; the model has heads 0..{n_heads - 1}")
-    tih = rows["is_tih"].astype(str).str.lower().isin(["true", "1"]) if "is_tih" in rows else None
-
-    def finite(x) -> float | None:
-        return float(x) if math.isfinite(float(x)) else None
-
-    out = {}
-    for n, h in enumerate(heads.tolist()):
-        out[h] = {"induction": finite(induction.iloc[n]),
-                  "previous_token": None if prev is None else finite(prev.iloc[n]),
-                  "is_tih": None if tih is None else bool(tih.iloc[n])}
-    return out
-
-
-def feature_label(card: dict) -> str | None:
-    """A toy SAE card's planted-world label: its kind and where its activation mass sits (None for dead features).
-
-    ``current:c11`` reads "current:c11 · 92% of its activation on current tokens of class c11 (previous: filler 3%)".
-    """
-    kind, cur, prev = card["kind"], card["current_class"], card["previous_class"]
-    if kind == "dead":
-        return None
-    if kind == "mixed":
-        return f"mixed · current token class {cur[0]} {cur[1]:.0%}, previous token class {prev[0]} {prev[1]:.0%}"
-    side = kind.split(":")[0]
-    main, other = (cur, prev) if side == "current" else (prev, cur)
-    return (f"{kind} · {main[1]:.0%} of its activation on {side} tokens of class {main[0]} "
-            f"({'previous' if side == 'current' else 'current'}: {other[0]} {other[1]:.0%})")
-
-
-def read_labels(path: str | Path, layer: int, flag: str = "--labels") -> dict[int, str]:
-    """Feature -> label from a ``feature_cards.json`` of the toy SAE stage (``{"L<layer>": [card, ...]}``)."""
-    cards = read_json(path, flag)
-    if not isinstance(cards, dict) or not all(isinstance(v, list) for v in cards.values()):
-        raise FRAError(f'{flag} {path} is not a feature_cards.json ({{"L<layer>": [card, ...]}}, as the toy SAE stage writes)')
-    if f"L{layer}" not in cards:
-        raise FRAError(f"{flag} {path} has no cards for layer {layer} (it has {sorted(cards)})")
-    labels = {}
-    for card in cards[f"L{layer}"]:
-        try:
-            label = feature_label(card)
-            feature = int(card["feature"])
-        except (KeyError, TypeError, IndexError, ValueError, AttributeError) as exc:
-            raise FRAError(f"{flag} {path}: a card of L{layer} lacks feature, kind, current_class or previous_class "
-                           f"({type(exc).__name__}: {exc}); regenerate it with the toy SAE stage") from exc
-        if label:
-            labels[feature] = label
-    return labels
-
-
 def sink_features(ids: Int[Tensor, "pos K"], acts: Float[Tensor, "pos K"], share: float = SINK_SHARE) -> list[int]:
     """Features with at least ``share`` of their activation in the text at BOS (position 0): every feature
     active only at BOS, and those mostly there (a sink, as ``channels.sink_share`` defines it on the corpus).
@@ -214,6 +140,27 @@ def start_of(attn: Float[Tensor, "head pos pos"], pairs: Int[Tensor, "n 3"], slo
     return int(mine[n, 1]), int(mine[n, 2])
 
 
+def feature_slots(ids: Int[Tensor, "pos K"], w: Float[Tensor, "pos K"]) -> dict:
+    """The occupied slots (a prefix of each position's K) as ``offset`` [pos + 1], ``ids`` and ``w``."""
+    n = (ids >= 0).sum(-1)
+    assert bool((ids >= 0).eq(torch.arange(ids.shape[1]) < n[:, None]).all()), "occupied slots must come first"
+    live = ids >= 0
+    wide = int(ids.max()) >= 65535
+    return {"offset": packed(torch.cat([torch.zeros(1, dtype=torch.long), n.cumsum(0)]), "int32"),
+            "ids": packed(ids[live], "int32" if wide else "uint16"), "w": packed(w[live], "float32")}
+
+
+def dense_slots(feat: dict) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`feature_slots` back to ``[pos, K]`` ids (-1: empty) and weights."""
+    off, ids, w = (unpacked(feat[k]) for k in ("offset", "ids", "w"))
+    n = np.diff(off)
+    K = max(int(n.max(initial=0)), 1)
+    rows, cols = np.repeat(np.arange(len(n)), n), np.arange(len(ids)) - np.repeat(off[:-1], n)
+    out_ids, out_w = np.full((len(n), K), -1, np.int64), np.zeros((len(n), K), np.float32)
+    out_ids[rows, cols], out_w[rows, cols] = ids, w
+    return out_ids, out_w
+
+
 def single_payload(
     fra: FRA,
     str_tokens: list[str],
@@ -222,8 +169,8 @@ def single_payload(
     batch: int = 0,
     head_scores: dict[int, dict] | None = None,
     start_head: int | None = None,
-) -> dict:
-    """Everything the single-text page shows, for sequence ``batch`` of ``fra``.
+) -> tuple[dict, list[int]]:
+    """Everything the single-text page shows, for sequence ``batch`` of ``fra``, and the listed channels' features.
 
     ``head_scores``: per head (of ``fra.heads``) its ``read_heads`` scores; ``start_head``: the head the page
     opens on (default: the highest induction score in ``head_scores``, else the first head).
@@ -236,6 +183,7 @@ def single_payload(
     pairs = select_pairs(attn, detail)
     names, terms, sa, sb, val, top = None, [], [], [], [], []
     coef: dict[tuple[int, int, int], float] = {}
+    listed: set[int] = set()
     for slot in range(H):
         mine = pairs[pairs[:, 0] == slot, 1:]
         t_, a_, b_, v_ = pair_detail(fra.head(slot), mine.to(fra.tokens.device), detail.top_n, batch)
@@ -243,15 +191,18 @@ def single_payload(
         terms.append(torch.stack([t_[n] for n in names], 1))
         sa.append(a_), sb.append(b_), val.append(v_)
         live = a_ != EMPTY_SLOT
+        row = torch.nonzero(live, as_tuple=True)[0]
+        listed |= set(ids[mine[row, 0], a_[live]].tolist()) | set(ids[mine[row, 1], b_[live]].tolist())
         if separable and live.any():  # c_ab = value / (w_ia w_jb), from the first pair listing the channel
-            row = torch.nonzero(live, as_tuple=True)[0]
             i, j = mine[row, 0], mine[row, 1]
             ca, cb = ids[i, a_[live]], ids[j, b_[live]]
             c = v_[live] / (w[i, a_[live]] * w[j, b_[live]])
             for key, cv in zip(zip(ca.tolist(), cb.tolist()), c.tolist()):
                 coef.setdefault((slot, *key), cv)
         top.append(top_channels(ids, mine, a_, b_, v_, detail.top_channels))
-    exact = fra.exactness()
+    terms = torch.cat(terms)
+    residual = (terms.sum(1) - fra.scores[batch].cpu()[pairs[:, 0], pairs[:, 1], pairs[:, 2]]).abs().max() if len(pairs) else 0.0
+    used = [0] + [t for t in range(1, len(names)) if terms[:, t].abs().max() > 0]  # all-zero terms (no bias, ...) are left out
     scores = [(head_scores or {}).get(h) for h in fra.heads]
     if start_head is not None:
         if start_head not in fra.heads:
@@ -269,17 +220,17 @@ def single_payload(
         "layer": fra.layer,
         "heads": list(fra.heads),
         "tokens": str_tokens,
-        "residual": exact["max_residual"],
-        "shares": exact["shares"],
+        "residual": float(residual),  # max |sum of the terms - the model's score| over the pairs with detail
+        "shares": fra.exactness(from_pairs=False)["shares"],  # of the |score| decomposition, whole text
         "detail": dataclasses.asdict(detail),
         "separable": separable,
-        "attn": packed((attn[:, tri[0], tri[1]] * 65535).round(), "uint16"),  # [head, P(P+1)/2]
-        "feat_ids": packed(ids, "int32"),
-        "feat_w": packed(w, "float32"),
-        "term_names": names,
+        "attn": packed(attn[:, tri[0], tri[1]], "float16"),  # [head, P(P+1)/2]
+        "lse": packed(torch.logsumexp(fra.scores[batch].float().cpu(), -1), "float32"),  # [head, P]
+        "feat": feature_slots(ids, w),
+        "term_names": [names[t] for t in used],
         "pairs": {
             "h": packed(pairs[:, 0], "uint8"), "i": packed(pairs[:, 1], "uint16"), "j": packed(pairs[:, 2], "uint16"),
-            "terms": packed(torch.cat(terms), "float16"),  # [n, n_terms]
+            "terms": packed(terms[:, used], "float16"),  # [n, n_terms]
             "slot_a": packed(sa, slot_dtype), "slot_b": packed(sb, slot_dtype),  # [n, top_n]
             "value": packed(torch.cat(val), "float16"),
         },
@@ -292,4 +243,4 @@ def single_payload(
         "head_scores": scores if head_scores is not None else None,  # per head slot: {induction, previous_token, is_tih}
         "start": {"h": slot, "q": q, "k": k, "why": why},  # why: chosen (--start-head), induction, first
         "sink_features": sink_features(ids, fra.feature_acts[batch].cpu()),  # key features of BOS/sink channels
-    }
+    }, sorted(listed)

@@ -1,8 +1,10 @@
-"""One model's channel statistics (``channels.csv``) as a sortable page with examples.
+"""One model's channel statistics (``channels.csv``) as a page: one row per channel (layer, head, query feature,
+key feature) with its probes grouped, column glossaries from :data:`fra.analysis.schema.CHANNELS`, example
+contexts, feature cards and links into the single-text page.
 
-Per head the page lists the top channels by support and by induction score (plus every channel
-flagged ``is_cih``), with every CSV column; each channel gets the corpus contexts where its
-contribution ``FRA[i, j, a, b]`` is largest in |value| (query and key context).
+Per head the page keeps the top channels by support and by induction score, and every confirmed one. Each
+channel gets the corpus contexts where its contribution ``FRA[i, j, a, b]`` is largest in |value|; for the
+strongest, the head's attention over the keys of that query (a one-query single-text view).
 """
 
 from __future__ import annotations
@@ -17,15 +19,31 @@ from sae_lens import SAE
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
-from fra.analysis.features import context
 from fra.analysis.schema import CHANNELS
 from fra.config import EngineConfig
-from fra.engine.resolver import resolve
+from fra.engine.inputs import read_layers
+from fra.engine.resolver import Projections, resolve
+from fra.engine.result import FRA
 from fra.errors import FRAError
+from fra.explore.data import dense_slots
+from fra.explore.encode import Strings, packed, rounded, unpacked
 
 REQUIRED = ["layer", "head", "query_feature", "key_feature", "support"]  # of CHANNELS
 INDUCTION = ["channel_induction_heldout", "channel_induction_discovery"]
-Channel = tuple[int, int, int]  # (head, query feature, key feature)
+KEY = ["layer", "head", "query_feature", "key_feature"]
+Channel = tuple[int, int, int, int]  # (layer, head, query feature, key feature)
+# Short headers for the page; each column's definition (the header's tooltip) is CHANNELS'.
+LABELS = {
+    "layer": "layer", "head": "head", "query_feature": "query f", "key_feature": "key f", "probe": "probe", "group": "group",
+    "support": "support", "channel_induction_discovery": "CI disc.",
+    "p_discovery": "p disc.", "support_heldout": "support h/o", "channel_induction_heldout": "CI",
+    "null_channel_induction_heldout": "CI null", "lift_heldout": "lift", "softmax_effect": "softmax effect",
+    "p_value": "p", "n_targets": "targets", "n_queries": "queries", "q_value": "q", "is_cih": "confirmed",
+    "query_sink_share": "q sink", "key_sink_share": "k sink", "query_token_share": "q token",
+    "key_token_share": "k token", "kind": "kind",
+}
+SHOWN = ["probe", "support", "channel_induction_heldout", "lift_heldout", "softmax_effect", "p_value", "q_value", "kind"]
+ASCENDING = ["p_discovery", "p_value", "q_value"]  # sorted smallest first
 
 
 def read_channels(path: str | Path) -> pd.DataFrame:
@@ -34,6 +52,13 @@ def read_channels(path: str | Path) -> pd.DataFrame:
     if not path.exists():
         raise FRAError(f"{path} does not exist; build it first (the channels stage writes results/<model>/channels.csv)")
     return CHANNELS.check(pd.read_csv(path), path, REQUIRED)
+
+
+def confirmed(df: pd.DataFrame) -> pd.Series:
+    """Rows with ``is_cih`` true (all false without the column)."""
+    if "is_cih" not in df.columns:
+        return pd.Series(False, index=df.index)
+    return df["is_cih"].astype(str).str.lower().isin(["true", "1"])
 
 
 def induction_score(df: pd.DataFrame) -> pd.Series:
@@ -45,60 +70,161 @@ def induction_score(df: pd.DataFrame) -> pd.Series:
     return score
 
 
-def shown_rows(df: pd.DataFrame, per_head: int) -> pd.DataFrame:
-    """Per (layer, head): the top ``per_head`` channels by support, by induction score, and all ``is_cih``."""
-    df = df.assign(_ind=induction_score(df))
+def best_first(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows ordered confirmed first, then by q-value, p-value (ascending) and support (descending)."""
+    keys = pd.DataFrame({"c": ~confirmed(df), "s": -df["support"]}, index=df.index)
+    for col in ("q_value", "p_value"):
+        keys[col] = df[col] if col in df.columns else 0.0
+    return df.loc[keys.sort_values(["c", "q_value", "p_value", "s"], kind="stable").index]
+
+
+def shown_channels(df: pd.DataFrame, per_head: int) -> pd.DataFrame:
+    """Every row (probe) of the channels kept: per (layer, head) the top ``per_head`` by support and by induction
+    score (a channel's best row counts) and every confirmed channel; rows best-first within each channel."""
+    by = df.assign(_ind=induction_score(df), _cih=confirmed(df)).groupby(KEY, sort=True)
+    best = pd.DataFrame({"support": by["support"].max(), "ind": by["_ind"].max(), "cih": by["_cih"].any()}).reset_index()
     keep = []
-    for _, g in df.groupby(["layer", "head"], sort=True):
-        keep += list(g.nlargest(per_head, "support").index) + list(g.dropna(subset="_ind").nlargest(per_head, "_ind").index)
-        if "is_cih" in g.columns:
-            keep += list(g.index[g["is_cih"].astype(str).str.lower().isin(["true", "1"])])
-    return df.loc[sorted(set(keep))].drop(columns="_ind")
+    for _, g in best.groupby(["layer", "head"], sort=True):
+        keep += list(g.nlargest(per_head, "support").index) + list(g.dropna(subset="ind").nlargest(per_head, "ind").index)
+        keep += list(g.index[g["cih"]])
+    chosen = best.loc[sorted(set(keep)), KEY]
+    rows = df.reset_index(drop=True).merge(chosen, on=KEY)
+    return best_first(rows).sort_values(KEY, kind="stable").reset_index(drop=True)
+
+
+class Occurrences:
+    """Each feature's occupied slots in a resolved batch as ``(seq, pos, slot)`` rows (sorted: by sequence) with
+    their query-side and key-side vectors of every head (``fra.q`` / ``fra.k`` ``.vectors``), formed once per feature."""
+
+    def __init__(self, fra: FRA):
+        self.fra, self.q, self.k = fra, {}, {}
+
+    def query(self, f: int) -> tuple[Tensor, Tensor | None]:
+        if f not in self.q:
+            r = (self.fra.feature_ids == f).nonzero()
+            self.q[f] = r, self.fra.q.vectors(r[:, 0], r[:, 1], r[:, 2]) if len(r) else None  # [head, m, d_head]
+        return self.q[f]
+
+    def key(self, f: int) -> tuple[Tensor, Tensor | None]:
+        if f not in self.k:
+            r = (self.fra.k_ids == f).nonzero()
+            self.k[f] = r, self.fra.k.vectors(r[:, 0], r[:, 1], r[:, 2]) if len(r) else None
+        return self.k[f]
+
+
+def strongest(occ: Occurrences, slot: int, a: int, b: int, n: int) -> list[tuple[float, int, int, int]]:
+    """Channel (a, b) of the head in ``slot``: for each query where it is nonzero its largest-|FRA[i, j, a, b]| key,
+    and of those the ``n`` strongest, as ``(value, seq, query, key)`` (seq within the batch). Works one sequence at a
+    time, so a feature active everywhere costs ``pos^2`` per sequence, not ``(batch * pos)^2``."""
+    (qr, qv), (kr, kv) = occ.query(a), occ.key(b)
+    if not len(qr) or not len(kr):
+        return []
+    qv, kv = qv[slot], kv[slot]
+    qseq, kseq = qr[:, 0].contiguous(), kr[:, 0].contiguous()
+    found = []
+    for s in sorted(set(qseq.unique().tolist()) & set(kseq.unique().tolist())):
+        q0, q1 = (int(x) for x in torch.searchsorted(qseq, torch.tensor([s, s + 1], device=qseq.device)))
+        k0, k1 = (int(x) for x in torch.searchsorted(kseq, torch.tensor([s, s + 1], device=kseq.device)))
+        v = qv[q0:q1] @ kv[k0:k1].T / occ.fra.attn_scale  # [m_q, m_k]
+        v = v.masked_fill(kr[k0:k1, 1][None, :] > qr[q0:q1, 1][:, None], 0.0)
+        best = v.abs().argmax(1)
+        val = v.gather(1, best[:, None])[:, 0]
+        live = val != 0
+        found.append(torch.stack([val[live], torch.full_like(val[live], s), qr[q0:q1, 1][live].to(val.dtype),
+                                  kr[k0:k1, 1][best[live]].to(val.dtype)], 1))
+    found = torch.cat(found) if found else torch.zeros(0, 4)
+    top = found[found[:, 0].abs().topk(min(n, len(found))).indices].tolist()
+    return [(v, int(s), int(i), int(j)) for v, s, i, j in top]
 
 
 def channel_examples(
     model: HookedTransformer,
-    sae: SAE,
+    saes: dict[int, SAE],
     tokens: Int[Tensor, "seq pos"],
-    layer: int,
     channels: list[Channel],
     n: int = 3,
-    batch_size: int = 8,
+    batch_size: int = 16,
     cfg: EngineConfig = EngineConfig(),
-) -> dict[Channel, list[tuple[float, int, int, int]]]:
-    """Per channel, up to ``n`` ``(value, seq, query, key)`` with the largest |FRA[i, j, a, b]| on ``tokens``.
-
-    Values come from :meth:`fra.engine.FRA.channel_pairs`, one small product per channel.
+) -> tuple[dict[Channel, list[tuple[float, int, int, int]]], dict[Channel, np.ndarray]]:
+    """Per channel, up to ``n`` examples ``(value, seq, query, key)`` on ``tokens``: the queries where its largest
+    |FRA[i, j, a, b]| is largest, each with that key (:func:`strongest`), and the head's attention at the strongest
+    one's query over keys ``0..query``. One model pass per batch reads every layer (:func:`fra.engine.inputs.read_layers`).
     """
-    heads = sorted({h for h, _, _ in channels})
     found: dict[Channel, list[tuple[float, int, int, int]]] = {c: [] for c in channels}
-    if not heads:
-        return found
+    rows: dict[Channel, np.ndarray] = {}
+    layers = sorted({c[0] for c in channels})
+    heads = {layer: tuple(sorted({c[1] for c in channels if c[0] == layer})) for layer in layers}
+    projections = {}  # per layer, each feature projected once for every batch
     for s0 in range(0, len(tokens), batch_size):
-        fra = resolve(model, sae, tokens[s0:s0 + batch_size], layer, tuple(heads), cfg)
-        for h, a, b in channels:
-            qa, kb, v = fra.channel_pairs(heads.index(h), a, b)  # (seq, pos, slot) rows, values [m_q, m_k]
-            if v.numel() == 0:
-                continue
-            top = v.abs().flatten().topk(min(n, v.numel())).indices
-            for r, c in zip((top // v.shape[1]).tolist(), (top % v.shape[1]).tolist()):
-                if v[r, c] != 0:
-                    found[(h, a, b)].append((float(v[r, c]), s0 + int(qa[r, 0]), int(qa[r, 1]), int(kb[c, 1])))
-            found[(h, a, b)] = sorted(found[(h, a, b)], key=lambda e: -abs(e[0]))[:n]
-    return found
+        batch = tokens[s0:s0 + batch_size]
+        inputs = read_layers(model, {layer: saes[layer] for layer in layers}, batch)
+        for layer in layers:
+            mine = [c for c in channels if c[0] == layer]
+            if layer not in projections:
+                projections[layer] = Projections(model, saes[layer], layer, heads[layer], inputs[layer].center)
+            fra = resolve(model, saes[layer], batch, layer, heads[layer], cfg, inputs=inputs[layer],
+                          projections=projections[layer])
+            occ = Occurrences(fra)
+            with torch.inference_mode():
+                for c in mine:
+                    new = [(v, s0 + s, i, j) for v, s, i, j in strongest(occ, heads[layer].index(c[1]), c[2], c[3], n)]
+                    merged = sorted(found[c] + new, key=lambda e: -abs(e[0]))[:n]
+                    if new and merged[0] is new[0]:  # a new strongest example: keep the head's attention at its query
+                        _, s, i, _ = new[0]
+                        rows[c] = torch.softmax(fra.scores[s - s0, heads[layer].index(c[1]), i, :i + 1].float(), -1).cpu().numpy()
+                    found[c] = merged
+    return found, rows
 
 
-def dataset_payload(df: pd.DataFrame, examples: dict[tuple[int, Channel], list] | None, strs: list[list[str]] | None,
-                    name: str, before: int = 8, after: int = 2) -> dict:
-    """Rows (all columns), and per row its examples ``[value, distance, key context, query context]``."""
-    rows = df.astype(object).where(df.notna(), None).values.tolist()
-    ex = {}
+def text_page_links(page: dict, channels: list[Channel]) -> dict[Channel, tuple[int, int, int]]:
+    """Per channel of the single-text page's layer that the page lists at some pair: that page's head, query and
+    key where it is strongest (its payload from :func:`fra.explore.encode.read_payload`)."""
+    pr, heads = page["pairs"], page["heads"]
+    ids, _ = dense_slots(page["feat"])
+    h, i, j = (unpacked(pr[c]).astype(int) for c in "hij")
+    sa, sb, val = unpacked(pr["slot_a"]), unpacked(pr["slot_b"]), unpacked(pr["value"]).astype(np.float32)
+    n, r = np.nonzero(sa != page["empty_slot"])
+    a, b = ids[i[n], sa[n, r]], ids[j[n], sb[n, r]]
+    order = np.argsort(-np.abs(val[n, r]), kind="stable")
+    best: dict[tuple[int, int, int], tuple[int, int, int]] = {}
+    for m in order:  # strongest first: keep the first pair of each channel
+        best.setdefault((heads[h[n[m]]], int(a[m]), int(b[m])), (heads[h[n[m]]], int(i[n[m]]), int(j[n[m]])))
+    return {c: best[c[1:]] for c in channels if c[0] == page["layer"] and c[1:] in best}
+
+
+def dataset_payload(rows: pd.DataFrame, name: str, examples: dict[Channel, list] | None = None,
+                    attn_rows: dict[Channel, np.ndarray] | None = None, strs: list[list[str]] | None = None,
+                    cards: tuple[dict, dict] | None = None, strings: Strings | None = None,
+                    text_page: tuple[str, dict[Channel, tuple[int, int, int]]] | None = None) -> dict:
+    """The page's data: ``rows`` (:func:`shown_channels`) with floats to 4 significant digits, ``channels``:
+    ``[layer, head, a, b, [row, ...]]`` (rows best-first), and per channel (by its index) its examples
+    ``[value, seq, query, key]``, the strongest one's attention row (uint8, ``round(p * 255)``) and its link into
+    the single-text page ``[head, query, key]``; the example sequences' tokens; ``cards`` = (cards, Neuronpedia
+    bases) from :func:`fra.explore.cards.pipeline_cards`."""
+    strings = strings or Strings()
+    cols = [c for c in rows.columns if c not in KEY]
+    table = [[rounded(v) if isinstance(v, float) else v for v in r] for r in rows[cols].astype(object).values.tolist()]
+    groups = rows.groupby(KEY, sort=True).indices
+    chans = [(int(la), int(h), int(a), int(b)) for la, h, a, b in groups]
+    out = {
+        "model": name, "columns": cols, "rows": table,
+        "channels": [[*c, sorted(groups[c].tolist())] for c in chans],
+        "labels": {c: LABELS.get(c, c) for c in KEY + cols}, "glossary": {c: CHANNELS.columns.get(c, "") for c in KEY + cols},
+        "shown": [c for c in SHOWN if c in cols], "ascending": [c for c in ASCENDING if c in cols],
+        "examples": None, "cards": cards[0] if cards else {}, "neuronpedia": cards[1] if cards else {},
+    }
     if examples is not None:
-        for r, (layer, head, a, b) in enumerate(df[["layer", "head", "query_feature", "key_feature"]].itertuples(index=False)):
-            ex[r] = [[v, i - j, context(strs[s], j, before, after), context(strs[s], i, before, after)]
-                     for v, s, i, j in examples.get((int(layer), (int(head), int(a), int(b))), [])]
-    return {"model": name, "columns": list(df.columns), "rows": rows, "examples": ex if examples is not None else None,
-            "induction_columns": [c for c in INDUCTION if c in df.columns]}
+        used = sorted({s for c in chans for _, s, _, _ in examples.get(c, [])})
+        out["examples"] = {n: [[rounded(v), s, i, j] for v, s, i, j in examples.get(c, [])] for n, c in enumerate(chans)}
+        out["seqs"] = {s: strings.ids(strs[s]) for s in used}
+        held = [(n, attn_rows[c]) for n, c in enumerate(chans) if c in (attn_rows or {})]
+        out["attn"] = {"channel": [n for n, _ in held], "offset": np.cumsum([0] + [len(r) for _, r in held]).tolist(),
+                       "p": packed(np.round(np.concatenate([r for _, r in held] or [np.zeros(0)]) * 255), "uint8")}
+    if text_page:
+        href, links = text_page
+        out["text_page"] = {"href": href, "links": {n: list(links[c]) for n, c in enumerate(chans) if c in links}}
+    out["strings"] = strings.table
+    return out
 
 
 def load_corpus(path: str | Path, model: HookedTransformer, n_seqs: int, seq_len: int) -> Tensor:
@@ -120,4 +246,3 @@ def load_corpus(path: str | Path, model: HookedTransformer, n_seqs: int, seq_len
         raise FRAError(f"{path} has fewer than {body} tokens; use a longer text or a smaller --seq-len")
     bos = model.tokenizer.bos_token_id
     return torch.tensor([[bos, *c] for c in chunks])
-

@@ -1,22 +1,56 @@
-"""Embedding data in a page: typed arrays as base64, JSON safe inside ``<script>``, page assembly."""
+"""Embedding data in a page: typed arrays as base64, a shared token-string table, JSON safe inside ``<script>``,
+page assembly, and reading a built page's data back."""
 
 from __future__ import annotations
 
 import base64
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
 
+from fra.errors import FRAError
+
 STATIC = Path(__file__).parent / "static"
 DTYPES = {"uint8": "<u1", "uint16": "<u2", "int32": "<i4", "float32": "<f4", "float16": "<f2"}  # float16: decoded by the page
+DATA = re.compile(r'<script id="data" type="application/json">(.*?)</script>', re.S)
 
 
 def packed(a, dtype: str) -> dict:
     """A little-endian typed array the page decodes with ``arr()``: ``{dtype, shape, b64}``."""
     a = np.ascontiguousarray(np.asarray(a), dtype=DTYPES[dtype])
     return {"dtype": dtype, "shape": list(a.shape), "b64": base64.b64encode(a.tobytes()).decode("ascii")}
+
+
+def unpacked(o: dict) -> np.ndarray:
+    """The array of a :func:`packed` dict (float16 stays float16)."""
+    return np.frombuffer(base64.b64decode(o["b64"]), DTYPES[o["dtype"]]).reshape(o["shape"])
+
+
+class Strings:
+    """Distinct token strings, each stored once per page; the page reads ``STR[id]``."""
+
+    def __init__(self) -> None:
+        self.index: dict[str, int] = {}
+
+    def id(self, s: str) -> int:
+        return self.index.setdefault(s, len(self.index))
+
+    def ids(self, strs: list[str]) -> list[int]:
+        return [self.id(s) for s in strs]
+
+    @property
+    def table(self) -> list[str]:
+        return list(self.index)
+
+
+def rounded(x: float | None, digits: int = 4) -> float | None:
+    """``x`` to ``digits`` significant digits (None and non-finite values as None): pages show 3."""
+    if x is None or not math.isfinite(x):
+        return None
+    return float(f"{x:.{digits}g}")
 
 
 def clean(obj):
@@ -30,17 +64,32 @@ def clean(obj):
     return obj
 
 
-def page(name: str, title: str, payload: dict) -> str:
-    """Fill ``static/{name}.html`` with the shared CSS/JS, the page's JS and the JSON payload."""
+def page(name: str, title: str, payload: dict, scripts: tuple[str, ...] = ()) -> str:
+    """Fill ``static/{name}.html`` with the shared CSS/JS, ``scripts`` (other static JS files), the page's JS and
+    the JSON payload."""
     data = json.dumps(clean(payload), separators=(",", ":"), allow_nan=False).replace("<", "\\u003c")
     html = (STATIC / f"{name}.html").read_text()
     parts = {
         "TITLE": title.replace("&", "&amp;").replace("<", "&lt;"),
         "CSS": (STATIC / "common.css").read_text(),
-        "COMMON_JS": (STATIC / "common.js").read_text(),
+        "COMMON_JS": "\n".join((STATIC / f).read_text() for f in ("common.js", *scripts)),
         "JS": (STATIC / f"{name}.js").read_text(),
         "DATA": data,
     }
     for k, v in parts.items():
         html = html.replace(f"/*{k}*/", v)
     return html
+
+
+def read_payload(path: str | Path, flag: str) -> dict:
+    """The data embedded in a page this module built (``flag`` names the option in errors)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FRAError(f"{flag} {path} does not exist; build it first (fra explore)")
+    m = DATA.search(path.read_text(errors="replace"))
+    if m is None:
+        raise FRAError(f"{flag} {path} is not an explorer page built by fra (no embedded data)")
+    try:
+        return json.loads(m.group(1))
+    except json.JSONDecodeError as exc:
+        raise FRAError(f"{flag} {path} has unreadable embedded data ({exc}); rebuild it with fra explore") from exc

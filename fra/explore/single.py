@@ -6,11 +6,12 @@ import torch
 from sae_lens import SAE
 from transformer_lens import HookedTransformer
 
-from fra.analysis.features import cards_from_acts, layer_acts, neuronpedia_base, sae_layer, token_strings
+from fra.analysis.features import neuronpedia_base, token_strings
 from fra.config import EngineConfig
 from fra.engine.resolver import resolve
+from fra.explore.cards import corpus_cards
 from fra.explore.data import Detail, single_payload
-from fra.explore.encode import page
+from fra.explore.encode import Strings, page
 
 
 def single_page(
@@ -28,27 +29,24 @@ def single_page(
 ) -> tuple[str, dict]:
     """The page (HTML) and its payload for ``tokens`` ``[1, pos]``.
 
-    Feature cards (top activations) come from ``card_tokens`` ``[seq, pos]`` (a corpus; default: the text
-    itself, and the page says so); ``labels`` (feature -> text, e.g. from :func:`fra.explore.data.read_labels`)
-    are added to the cards; ``head_scores`` / ``start_head``: see :func:`fra.explore.data.single_payload`.
-    ``names``: ``model``, ``sae`` and ``corpus`` as shown in the header.
+    Feature cards (:mod:`fra.explore.cards`) of the listed channels' features come from ``card_tokens``
+    ``[seq, pos]`` (a corpus; default: the text itself, and the page says so), with ``labels`` (feature -> text,
+    e.g. from :func:`fra.explore.data.read_labels`); ``head_scores`` / ``start_head``: see
+    :func:`fra.explore.data.single_payload`. ``names``: ``model``, ``sae`` and ``corpus`` as shown in the header.
     """
     names = names or {}
     fra = resolve(model, sae, tokens, layer, None, cfg)
     str_tokens = token_strings(model, fra.tokens.cpu())[0]
-    payload = single_payload(fra, str_tokens, detail, model.cfg.positional_embedding_type != "rotary",
-                             head_scores=head_scores, start_head=start_head)
-    shown = sorted({int(a) for a in fra.feature_ids[0].unique().tolist() if a >= 0})
+    payload, feats = single_payload(fra, str_tokens, detail, model.cfg.positional_embedding_type != "rotary",
+                                    head_scores=head_scores, start_head=start_head)
     source = tokens if card_tokens is None else card_tokens
-    payload["cards"] = {}
-    if shown:  # only the shown features' activations: a corpus x d_sae array would not fit for large SAEs
-        acts = layer_acts(model, {sae_layer(sae): sae}, source, features={sae_layer(sae): shown})[0][sae_layer(sae)]
-        payload["cards"] = cards_from_acts(acts, token_strings(model, source), shown, n_top=4)
+    strings = Strings()
+    payload["cards"] = corpus_cards(model, sae, source, feats, labels or {}, strings)
+    payload["strings"] = strings.table
     payload["cards_from"] = ({"kind": "text"} if card_tokens is None else
                              {"kind": "corpus", "name": names.get("corpus", ""), "n_seqs": int(card_tokens.shape[0]),
                               "n_pos": int(card_tokens.shape[1])})
-    payload["labels"] = {a: labels[a] for a in shown if a in labels} if labels else {}
     payload["neuronpedia"] = neuronpedia_base(sae, names.get("sae", ""))
     payload["names"] = names
     title = f"FRA explorer: layer {layer}" + (f" of {names['model']}" if names.get("model") else "")
-    return page("single", title, payload), payload
+    return page("single", title, payload, scripts=("pattern.js",)), payload

@@ -26,13 +26,13 @@ def _corr(c: dict) -> str:
 def kurtosis_grid(receivers: pd.DataFrame) -> plt.Figure:
     """Layers × heads: mean kurtosis of vertical scores on discovery traces; receiver heads outlined."""
     grid = receivers.pivot(index="layer", columns="head", values="kurt_discovery")
-    fig, ax = plt.subplots(figsize=(6.5, 0.2 * len(grid) + 1.4))
+    fig, ax = plt.subplots(figsize=(6.5, 0.13 * len(grid) + 1.2))
     sns.heatmap(grid, cmap="viridis", linewidths=0.3, linecolor="white", cbar_kws={"label": "kurtosis (discovery)"}, ax=ax)
     rows, cols = list(grid.index), list(grid.columns)
     for r in receivers[receivers["is_receiver"]].itertuples():
         ax.add_patch(plt.Rectangle((cols.index(r.head), rows.index(r.layer)), 1, 1, fill=False, ec="red", lw=1.5))
     ax.set(xlabel="head", ylabel="layer")
-    ax.tick_params(axis="y", rotation=0, labelsize=7)
+    ax.tick_params(axis="y", rotation=0, labelsize=6.5)
     return fig
 
 
@@ -41,14 +41,14 @@ def trace_maps(pairs: pd.DataFrame, sentences: pd.DataFrame, trace: int) -> plt.
     mine, kinds = pairs[pairs["trace"] == trace], sentences[sentences["trace"] == trace]
     n = len(kinds)
     labels = [f"{s} {k}" + (" *" if a else "") for s, k, a in zip(kinds["sentence"], kinds["kind"], kinds["is_anchor"])]
-    fig, axes = plt.subplots(1, 2, figsize=(7, 3.6))
+    fig, axes = plt.subplots(1, 2, figsize=(7, 4.2))
     for ax, col, title in zip(axes, ("attention", "kl"), ("receiver attention", "suppression KL (nats)")):
         M = np.full((n, n), np.nan)
         M[mine["i"], mine["j"]] = mine[col]
         sns.heatmap(M, cmap="magma", square=True, ax=ax, cbar_kws={"shrink": 0.7}, xticklabels=labels,
                     yticklabels=labels if ax is axes[0] else False)
         ax.set(title=title, xlabel="key sentence j", ylabel="query sentence i" if ax is axes[0] else "")
-        ax.tick_params(labelsize=6)
+        ax.tick_params(labelsize=7)
     return fig
 
 
@@ -97,7 +97,8 @@ def cot_section(model: str = "smollm2") -> str:
     out.append(f"\nReceiver-head attention predicts the suppression effect on held-out traces with {_corr(h)}; the mean "
                f"attention of every head gives {_corr(ha)} (@fig-{model}-cot-suppression).")
     out.append(figure(suppression_scatter(pairs, 0), f"fig-{model}-cot-suppression",
-                      "Held-out sentence pairs: receiver heads' mean attention against the suppression KL.", pprov))
+                      "Held-out sentence pairs: receiver heads' mean attention against the suppression KL.", pprov,
+                      width="60%"))
     n_conf = int(channels["confirmed"].sum())
     out.append(f"\nResolved into feature pairs ({', '.join(m['resolved_heads'])}: the best-ranked heads in layers with an "
                f"SAE), {m['n_candidates']} candidate channels from discovery traces were tested on held-out traces; "

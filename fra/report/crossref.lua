@@ -1,8 +1,8 @@
 -- Quarto-style cross-references for the offline route: figures {#fig-x} and tables {#tbl-x},
 -- referenced as @fig-x ("Figure 1") or [-@fig-x] ("1"). HTML: captions get "Figure N:" and
 -- references become links. Typst numbers its figures itself, so references become native refs.
--- Typst also gets: callout divs as framed blocks, provenance spans in small type, and image
--- paths addressed from the Typst root (the paper folder). Runs before --citeproc.
+-- Typst also gets: callout divs as framed blocks (Quarto draws its own) and image paths addressed
+-- from the Typst root (the paper folder). Runs after the project's filters, before --citeproc.
 
 local typst = FORMAT:match("typst") ~= nil
 local names = { fig = "Figure", tbl = "Table" }
@@ -50,8 +50,8 @@ local function reference(cite)
   return out
 end
 
-local function wrap(open, el, close, raw)
-  return { raw("typst", open), el, raw("typst", close) }
+local function wrap(open, el, close)
+  return { pandoc.RawBlock("typst", open), el, pandoc.RawBlock("typst", close) }
 end
 
 return {
@@ -60,13 +60,10 @@ return {
   typst and {
     Div = function(el)
       if el.classes:find_if(function(c) return c:match("^callout") end) then
-        return wrap("#block(width: 100%, inset: 8pt, radius: 2pt, fill: luma(245), stroke: (left: 2pt + luma(150)))[",
-          el, "]", pandoc.RawBlock)
-      end
-    end,
-    Span = function(el)
-      if el.classes:includes("provenance") then
-        return wrap("#text(size: 0.8em, fill: luma(60))[", el, "]", pandoc.RawInline)
+        local warn = el.classes:includes("callout-warning")
+        local fill, edge = warn and "rgb(\"#fdf0e6\")" or "luma(245)", warn and "rgb(\"#c0562b\")" or "luma(150)"
+        return wrap("#block(width: 100%, inset: 8pt, radius: 2pt, fill: " .. fill .. ", stroke: (left: 2pt + "
+          .. edge .. "), breakable: false)[#set par(justify: false)", el, "]")
       end
     end,
     Image = function(el)

@@ -1,7 +1,7 @@
 """Run a document's python cells in one Jupyter kernel and turn their outputs into pandoc markdown.
 
-Quarto semantics the offline route keeps: the kernel's working directory is the document's
-folder; ``echo``/``eval``/``include``/``warning``/``output`` (``asis`` inserts printed text as
+Quarto semantics the offline route keeps: the kernel is the one ``jupyter:`` names (``kernel_name``);
+its working directory is the document's folder; ``echo``/``eval``/``include``/``warning``/``output`` (``asis`` inserts printed text as
 markdown); a cell labelled ``fig-*`` with ``fig-cap`` becomes a numbered figure and one labelled
 ``tbl-*`` with ``tbl-cap`` a numbered table. An error in any cell stops the build.
 """
@@ -12,6 +12,7 @@ import base64
 import re
 
 import nbformat
+from jupyter_client.kernelspec import NoSuchKernel
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
@@ -81,18 +82,31 @@ def _render(doc: Document, cell: Cell, opts: dict, outputs: list) -> list[str]:
     return parts
 
 
-def run(doc: Document, defaults: dict, timeout: int = 600) -> str:
-    """Execute ``doc``'s cells (cwd: its folder) and return the whole document as pandoc markdown."""
+def kernel_name(meta: dict) -> str:
+    """The Jupyter kernel of ``jupyter:`` (a name, or ``{kernelspec: {name: ...}}``) in _quarto.yml or the front matter."""
+    value = meta.get("jupyter")
+    if isinstance(value, dict):
+        value = (value.get("kernelspec") or {}).get("name")
+    if not isinstance(value, str) or not value:
+        raise FRAError(f"jupyter: {meta.get('jupyter')!r}; name the kernel both routes run the cells in "
+                       "(`jupyter: python3` in _quarto.yml)")
+    return value
+
+
+def run(doc: Document, defaults: dict, kernel: str, timeout: int = 600) -> str:
+    """Execute ``doc``'s cells in ``kernel`` (cwd: its folder) and return the whole document as pandoc markdown."""
     cells = [b for b in doc.blocks if isinstance(b, Cell)]
     options = {id(c): {**DEFAULTS, **defaults, **c.options} for c in cells}
     run_cells = [c for c in cells if options[id(c)]["eval"]]
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(c.source) for c in run_cells]
-    kernel = doc.meta.get("jupyter", "python3")
     client = NotebookClient(nb, kernel_name=kernel, timeout=timeout,
                             resources={"metadata": {"path": str(doc.path.parent)}})
     try:
         client.execute()
+    except NoSuchKernel:
+        raise FRAError(f"{doc.path.name}: no Jupyter kernel named {kernel!r} (`jupyter:`); install it (`python -m "
+                       f"ipykernel install --user --name {kernel}`) or name an installed one") from None
     except CellExecutionError:
         for cell, executed in zip(run_cells, nb.cells):
             for out in executed.outputs:

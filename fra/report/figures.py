@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+import numpy as np
 import seaborn as sns
 
 from fra.io import atomic_path
@@ -43,3 +44,26 @@ def figure(fig: plt.Figure, label: str, text: str, *sources: Provenance, width: 
     record({"kind": "figure", "label": label, "caption": text, "image": path.as_posix(),
             "sources": [s.__dict__ for s in sources]})
     return f"\n![{caption(text, sources)}]({path.as_posix()}){{#{label} width=\"{width}\"}}\n"
+
+
+def label_points(ax: plt.Axes, x, y, names: list[str], fontsize: float = 7, near: tuple = (0.2, 0.07)) -> None:
+    """Name points without overlapping labels: points closer than ``near`` (fractions of the axes' width and
+    height; labels are wide) share one label, three names a line, placed left of points in the right third."""
+    if not len(names):
+        return
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    ax.autoscale_view()
+    where = ax.transAxes.inverted().transform(ax.transData.transform(np.column_stack([x, y])))
+    groups: list[list[int]] = []
+    for i, (fx, fy) in enumerate(where):
+        group = next((g for g in groups if (np.abs(where[g[0]] - (fx, fy)) < near).all()), None)
+        if group:
+            group.append(i)
+        else:
+            groups.append([i])
+    for group in groups:
+        fx, fy = where[group[0]]
+        text = "\n".join(", ".join(names[i] for i in group[k:k + 3]) for k in range(0, len(group), 3))
+        right = fx > 2 / 3
+        ax.annotate(text, (x[group[0]], y[group[0]]), xytext=(-4 if right else 4, 3 if fy < 0.85 else -9),
+                    textcoords="offset points", ha="right" if right else "left", fontsize=fontsize, linespacing=1.0)

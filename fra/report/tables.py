@@ -28,16 +28,42 @@ def _cell(value: object, digits: int) -> str:
     return fmt(value, digits).replace("|", "\\|")
 
 
-def table(df: pd.DataFrame, label: str, text: str, *sources: Provenance, digits: int = 3) -> str:
-    """Markdown for ``df`` (index dropped) with caption ``text`` and the sources' provenance lines.
+WRAP = 28  # characters a cell may take before its column wraps at spaces
+PAD = 3  # characters of a column's width taken by the cell padding
+BREAK = "\u200b"  # zero-width space: where a header such as min_queries may break (after its underscores)
+LONG = 12  # rows from which a table breaks across pages where it stands (paper/paper.lua); shorter ones float
+
+
+def widths(header: list[str], rows: list[list[str]]) -> list[int]:
+    """Relative column widths: room for the longest word of the header and of any cell (words do not break),
+    and for whole cells up to ``WRAP`` characters."""
+    out = []
+    for i, head in enumerate(header):
+        cells = [r[i] for r in rows]
+        words = [len(w) for text in [head, *cells] for w in text.replace(BREAK, " ").split()]
+        out.append(max(max(words, default=1), min(max((len(c) for c in cells), default=1), WRAP)) + PAD)
+    return out
+
+
+def table(df: pd.DataFrame, label: str, text: str, *sources: Provenance, digits: int = 3,
+          note: str | None = None) -> str:
+    """Markdown for ``df`` (index dropped) with caption ``text`` and the sources' provenance lines (``note``: a
+    source that is no results file, e.g. dvc.lock itself).
 
     ``label`` must start with ``tbl-``; print the result in a cell with ``output: asis``.
     """
     if not label.startswith("tbl-"):
         raise ValueError(f"table label {label!r} must start with 'tbl-' for cross-references")
     numeric = [pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c]) for c in df.columns]
-    header = "| " + " | ".join(str(c).replace("|", "\\|") for c in df.columns) + " |"
-    rule = "|" + "|".join("--:" if n else ":--" for n in numeric) + "|"
-    rows = ["| " + " | ".join(_cell(v, digits) for v in row) + " |" for row in df.itertuples(index=False)]
-    record({"kind": "table", "label": label, "caption": text, "sources": [s.__dict__ for s in sources]})
-    return "\n" + "\n".join([header, rule, *rows]) + f"\n\n: {caption(text, sources)} {{#{label}}}\n"
+    names = [str(c).replace("|", "\\|").replace("_", "\\_" + BREAK) for c in df.columns]
+    cells = [[_cell(v, digits) for v in row] for row in df.itertuples(index=False)]
+    # pandoc reads relative widths from the dashes once a line is longer than its --columns (72): wide tables
+    # then fill the text width with these proportions instead of overlapping columns
+    rule = "|" + "|".join("-" * (w - 1) + ":" if n else ":" + "-" * (w - 1)
+                          for w, n in zip(widths(names, cells), numeric)) + "|"
+    header = "| " + " | ".join(names) + " |"
+    rows = ["| " + " | ".join(row) + " |" for row in cells]
+    record({"kind": "table", "label": label, "caption": text, "sources": [s.__dict__ for s in sources],
+            **({"note": note} if note else {})})
+    md = "\n".join([header, rule, *rows]) + f"\n\n: {caption(text, sources, note)} {{#{label}}}"
+    return f"\n::: {{.breakable}}\n{md}\n:::\n" if len(df) >= LONG else f"\n{md}\n"

@@ -22,6 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--k-active", type=positive, default=50, help="active SAE features per position (TopK)")
     p.add_argument("--max-candidates", type=positive, default=20, help="candidate channels per head")
     p.add_argument("--batch-size", type=positive, default=16, help="probe sequences resolved at once")
+    p.add_argument("--repeats", type=positive, default=3, help="timed runs of each path (the fastest counts)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
 
 
@@ -34,5 +35,5 @@ def run(args: argparse.Namespace) -> int:
         raise FRAError(f"--k-active {args.k_active} exceeds --d-sae {args.d_sae}")
     bench_channels(n_seqs=args.n_seqs, layer=args.layer, n_layers=args.n_layers, d_model=args.d_model,
                    n_heads=args.n_heads, d_sae=args.d_sae, k_active=args.k_active, max_candidates=args.max_candidates,
-                   batch_size=args.batch_size, device=args.device)
+                   batch_size=args.batch_size, repeats=args.repeats, device=args.device)
     return 0

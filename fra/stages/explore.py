@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import torch
+
 from fra.engine.inputs import tokenize
 from fra.errors import FRAError
-from fra.explore.data import Detail, read_heads, read_labels
+from fra.explore.data import Detail
+from fra.explore.inputs import heads_table, induction_layer, read_heads, read_labels
 from fra.explore.single import single_page
 from fra.io import output_file, write_text
 from fra.models import load_model
@@ -18,14 +21,29 @@ NAME = "explore"
 HELP = "write a self-contained HTML explorer of one text at one layer (all heads)"
 
 
+def layer_arg(text: str) -> int | str:
+    """A layer number, or ``auto``."""
+    return text if text == "auto" else at_least(0)(text)
+
+
+layer_arg.__name__ = "layer number or auto"
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="model directory or hub name (gpt2-small)")
-    p.add_argument("--sae", required=True, help="SAELens directory or hub release (gpt2-small-res-jb)")
-    p.add_argument("--layer", type=at_least(0), required=True,
-                   help="layer whose attention the page resolves, every head of it (the SAE must read this layer's input)")
+    p.add_argument("--sae", required=True, help="SAELens directory or hub release (gpt2-small-res-jb); {layer} is "
+                                               "filled in (models/toy/saes/L{layer})")
+    p.add_argument("--layer", type=layer_arg, required=True,
+                   help="layer whose attention the page resolves, every head of it (the SAE must read this layer's "
+                        "input); auto: of the layers with an SAE, the one with the most token induction heads in --heads, "
+                        "then the strongest induction head")
     text = p.add_mutually_exclusive_group(required=True)
-    text.add_argument("--text", help="the text to explore (the model's BOS is prepended); or --text-file")
-    text.add_argument("--text-file", help="read the text from this UTF-8 file (trailing newlines dropped); or --text")
+    text.add_argument("--text", help="the text to explore (the model's BOS is prepended)")
+    text.add_argument("--text-file", help="read the text from this UTF-8 file (trailing newlines dropped)")
+    text.add_argument("--sequence", type=at_least(0), help="explore sequence N of --corpus (its token ids as they are)")
+    p.add_argument("--repeat", action="store_true",
+                   help="follow the text with itself once more (BOS not repeated): the repeated-text probe, where "
+                        "induction heads attend to the token after the earlier occurrence")
     p.add_argument("-o", "--out", required=True, help="the HTML file to write")
     p.add_argument("--name", default=None,
                    help="model name in the page's title; without it, the --model folder's name or the hub name")
@@ -57,34 +75,63 @@ def read_text(path: str) -> str:
     return text
 
 
+def pick_layer(args: argparse.Namespace) -> int:
+    """``--layer``, resolving ``auto`` from ``--heads`` over the layers whose SAE exists."""
+    if args.layer != "auto":
+        return args.layer
+    if args.heads is None:
+        raise FRAError("--layer auto needs --heads (the heads.csv of `fra induction`) to find the induction heads")
+    local = "{layer}" in args.sae
+    if not local and Path(args.sae).exists():
+        raise FRAError(f"--layer auto needs an --sae per layer with {{layer}} in it (e.g. {args.sae}/L{{layer}}), "
+                       "or a hub release")
+    layers = sorted(set(heads_table(args.heads)["layer"]))
+    with_sae = [la for la in layers if Path(args.sae.format(layer=la)).is_dir()] if local else None
+    if with_sae == []:
+        raise FRAError(f"--layer auto: no SAE folder {args.sae} exists for the layers of --heads ({layers})")
+    return induction_layer(args.heads, with_sae)
+
+
 def run(args: argparse.Namespace) -> int:
     # every input is read and checked before the model runs
     out = output_file(args.out, "--out")
     text = args.text if args.text_file is None else read_text(args.text_file)
-    corpus = None if args.corpus is None else token_ids(args.corpus, args.corpus_sequences, "--corpus")
-    labels = None if args.labels is None else read_labels(args.labels, args.layer)
+    if args.sequence is not None and args.corpus is None:
+        raise FRAError("--sequence N takes sequence N of --corpus; pass --corpus (a .npy of token ids [seq, pos])")
+    every = None if args.corpus is None else token_ids(args.corpus, None, "--corpus")
+    if args.sequence is not None and args.sequence >= len(every):
+        raise FRAError(f"--sequence {args.sequence} is out of range: --corpus {args.corpus} has {len(every)} sequences")
+    corpus = None if every is None else every[:args.corpus_sequences]
+    layer = pick_layer(args)
+    labels = None if args.labels is None else read_labels(args.labels, layer)
     model = load_model(args.model, args.device)
     n_heads, n_layers = model.cfg.n_heads, model.cfg.n_layers
-    if args.layer >= n_layers:
-        raise FRAError(f"layer {args.layer} is out of range: the model has layers 0..{n_layers - 1}")
+    if layer >= n_layers:
+        raise FRAError(f"layer {layer} is out of range: the model has layers 0..{n_layers - 1}")
     if args.start_head is not None and args.start_head >= n_heads:
         raise FRAError(f"--start-head {args.start_head} is out of range: the model has heads 0..{n_heads - 1} per layer")
-    scores = None if args.heads is None else read_heads(args.heads, args.layer, n_heads)
-    if corpus is not None and (corpus.numel() == 0 or int(corpus.max()) >= model.cfg.d_vocab or int(corpus.min()) < 0):
+    scores = None if args.heads is None else read_heads(args.heads, layer, n_heads)
+    if corpus is not None and (corpus.numel() == 0 or int(every.max()) >= model.cfg.d_vocab or int(every.min()) < 0):
         raise FRAError(f"--corpus {args.corpus} is empty or holds token ids outside the model's vocabulary "
                        f"(0..{model.cfg.d_vocab - 1}); pass token ids of this model")
     if corpus is not None and corpus.shape[1] > model.cfg.n_ctx:
         raise FRAError(f"--corpus {args.corpus} has sequences of {corpus.shape[1]} tokens, longer than the model's "
                        f"context ({model.cfg.n_ctx}); cut them to at most {model.cfg.n_ctx} tokens")
-    sae = load_sae(args.sae, args.layer, args.device)
-    tokens = tokenize(model, text)
+    sae = load_sae(args.sae.format(layer=layer), layer, args.device)
+    tokens = tokenize(model, text) if args.sequence is None else every[args.sequence:args.sequence + 1]
+    if args.repeat:  # the text again, without its leading BOS
+        bos = getattr(model.tokenizer, "bos_token_id", None)
+        tokens = torch.cat([tokens, tokens[:, 1:] if bos is not None and int(tokens[0, 0]) == bos else tokens], dim=1)
+        if tokens.shape[1] > model.cfg.n_ctx:
+            raise FRAError(f"--repeat makes {tokens.shape[1]} tokens, more than the model's context ({model.cfg.n_ctx}); "
+                           "shorten the text to half of it")
     detail = Detail(max_keys=args.keys_per_query, mass=args.mass, top_n=args.top_n)
-    names = {"model": args.name or Path(args.model).name or str(args.model), "sae": str(args.sae),
+    names = {"model": args.name or Path(args.model).name or str(args.model), "sae": args.sae.format(layer=layer),
              **({"corpus": str(args.corpus)} if args.corpus else {})}
-    html, payload = single_page(model, sae, tokens, args.layer, detail, card_tokens=corpus, names=names, labels=labels,
+    html, payload = single_page(model, sae, tokens, layer, detail, card_tokens=corpus, names=names, labels=labels,
                                 head_scores=scores, start_head=args.start_head)
     write_text(out, html)
     start = payload["start"]
     print(f"wrote {args.out} ({len(html.encode()) / 1e6:.2f} MB, {tokens.shape[1]} tokens, {n_heads} heads; "
-          f"opens on L{args.layer}.H{payload['heads'][start['h']]}, query {start['q']} -> key {start['k']})")
+          f"opens on L{layer}.H{payload['heads'][start['h']]}, query {start['q']} -> key {start['k']})")
     return 0

@@ -79,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
     for layer, metrics, f in per_layer:  # one layer's features at a time
         summary[f"L{layer}"] = metrics
         metrics["freq_quantiles"], cards[f"L{layer}"] = sampled_cards(f, strs, cfg.n_cards, cfg.top_tokens, rng)
-    summary["run"] = {"device": device, "seconds": round(time.time() - start, 1),
+    print(f"{len(cards)} SAEs in {time.time() - start:.0f} s")
+    summary["run"] = {"device": device,
                       **({"pretrained": source} if source else {"train_sequences": len(train_tokens)}),
                       "eval_sequences": len(eval_tokens), "seq_len": eval_tokens.shape[1]}
     with atomic_files(results) as tmp:

@@ -34,7 +34,7 @@ def replicate(params: Params, world_seed: int, train_seed: int) -> dict:
     heldout = generate(world, world.n_heldout, seed=(world.seed, 1))
     model = build_model(world, recipe)
     final = train(model, data, heldout, recipe, curriculum_data(world, recipe))[-1]
-    seconds = time.time() - start
+    print(f"world {world_seed}, training seed {train_seed}: trained in {time.time() - start:.0f} s")
     heads = head_scores(model, params.heads)
     check = head_check(model, params.heads, heads)
     later = heads[heads.layer >= 1]
@@ -48,7 +48,6 @@ def replicate(params: Params, world_seed: int, train_seed: int) -> dict:
         "previous_token_head": f"L{int(partner.layer)}H{int(partner['head'])}",
         "previous_token_score": round(float(partner.previous_token), 4),
         "max_positional_control": check["max_positional_control"], "ground_truth_ok": check["ground_truth_ok"],
-        "train_seconds": round(seconds, 1),
     }
     if not check["ground_truth_ok"]:
         return row

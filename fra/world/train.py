@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
+from jaxtyping import Int
 from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
@@ -55,6 +57,41 @@ def curriculum_data(world: WorldConfig, cfg: ToyTrainConfig) -> WorldBatch | Non
     return generate(world, min(world.n_train, cfg.curriculum_steps * cfg.batch_size), seed=(world.seed, 2), kind="token")
 
 
+def fused(model: HookedTransformer) -> bool:
+    """Whether :func:`fused_loss` computes this model's loss: attention-only, LayerNorm, standard or shortformer
+    positions, plain causal attention (none of the options that change the scores or the heads' inputs)."""
+    cfg = model.cfg
+    plain = not (cfg.attn_types or cfg.use_split_qkv_input or cfg.use_attn_in or getattr(cfg, "use_qk_norm", False)
+                 or getattr(cfg, "attn_scores_soft_cap", -1.0) > 0 or cfg.use_local_attn or cfg.n_key_value_heads)
+    return (plain and cfg.attn_only and cfg.normalization_type == "LN" and cfg.attention_dir == "causal"
+            and cfg.positional_embedding_type in ("standard", "shortformer") and cfg.output_logits_soft_cap <= 0)
+
+
+def fused_loss(model: HookedTransformer, tokens: Int[torch.Tensor, "batch pos"]) -> torch.Tensor:
+    """``model(tokens, return_type="loss")`` for a :func:`fused` model, from the same parameters with fused kernels
+    (all heads' queries and keys in one matmul, ``scaled_dot_product_attention``): ~2x faster on a CPU, equal up to
+    rounding (tests compare the loss and every gradient with TransformerLens)."""
+    cfg = model.cfg
+    B, T = tokens.shape
+    x = model.embed.W_E[tokens]
+    pos = model.pos_embed.W_pos[:T]
+    if cfg.positional_embedding_type == "standard":
+        x = x + pos
+    for block in model.blocks:
+        attn = block.attn
+        H, d, E = attn.W_Q.shape
+        h = F.layer_norm(x, (d,), block.ln1.w, block.ln1.b, eps=cfg.eps)
+        qk_in = h + pos if cfg.positional_embedding_type == "shortformer" else h  # shortformer: positions after ln1
+        W_QK = torch.cat([attn.W_Q, attn.W_K]).permute(1, 0, 2).reshape(d, 2 * H * E)
+        qk = (qk_in @ W_QK + torch.cat([attn.b_Q, attn.b_K]).reshape(-1)).view(B, T, 2 * H, E).transpose(1, 2)
+        v = (h @ attn.W_V.permute(1, 0, 2).reshape(d, H * E) + attn.b_V.reshape(-1)).view(B, T, H, E).transpose(1, 2)
+        z = F.scaled_dot_product_attention(qk[:, :H], qk[:, H:], v, is_causal=True, scale=1 / attn.attn_scale)
+        x = x + z.transpose(1, 2).reshape(B, T, H * E) @ attn.W_O.reshape(H * E, d) + attn.b_O
+    x = F.layer_norm(x, (cfg.d_model,), model.ln_final.w, model.ln_final.b, eps=cfg.eps)
+    logits = x @ model.unembed.W_U + model.unembed.b_U
+    return F.cross_entropy(logits[:, :-1].flatten(0, 1), tokens[:, 1:].flatten())
+
+
 @torch.enable_grad()
 @deterministic()
 def train(model: HookedTransformer, train_data: WorldBatch, heldout: WorldBatch, cfg: ToyTrainConfig,
@@ -72,6 +109,7 @@ def train(model: HookedTransformer, train_data: WorldBatch, heldout: WorldBatch,
         return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
+    loss_of = fused_loss if fused(model) else lambda m, t: m(t, return_type="loss")
     gen = torch.Generator().manual_seed(cfg.seed)
     history = [{"step": 0, **evaluate(model, heldout)}]
     model.train()
@@ -79,7 +117,7 @@ def train(model: HookedTransformer, train_data: WorldBatch, heldout: WorldBatch,
     for step in bar:
         data = curriculum if curriculum is not None and step <= cfg.curriculum_steps else train_data
         idx = torch.randint(0, len(data.tokens), (cfg.batch_size,), generator=gen)
-        loss = model(data.tokens[idx], return_type="loss")
+        loss = loss_of(model, data.tokens[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

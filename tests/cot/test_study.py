@@ -9,6 +9,7 @@ import torch
 from fra.config import ChannelConfig, CotConfig, EngineConfig
 from fra.cot import channels as ch
 from fra.cot.ablation import channel_ablation
+from fra.cot.anchors import forward
 from fra.cot.study import run
 from fra.cot.traces import Sentence, Trace
 from fra.engine import resolve
@@ -35,10 +36,15 @@ def test_ablation_loses_exactly_the_decomposition_softmax_drop():
     found = ch.discover(fra, rows, sentence_of, S).sort_values("abs_t", ascending=False).head(3)
     a, b = torch.tensor(found["query_feature"].to_numpy()), torch.tensor(found["key_feature"].to_numpy())
     C = fra.channel(0, a, b)[0] * torch.ones(len(tokens), len(tokens)).tril()
-    lost, base, kl = channel_ablation(model, tokens, 1, 3, C, sentence_of, rows)
+    logits, pattern = forward(model, tokens)
+    lost, base, kl = channel_ablation(model, tokens, 1, 3, C, sentence_of, rows, (logits, pattern[1, 3]))
     sums = ch.evaluate(fra, rows, sentence_of, S, a, b)
     np.testing.assert_allclose(lost.numpy(), sums["effect"], rtol=1e-4, atol=1e-6)
     assert base > 0 and kl.shape == (3, len(tokens)) and (kl >= 0).all()
+    resid = model.run_with_cache(tokens[None])[1]["blocks.1.hook_resid_pre"][0]  # the pass from layer 1 on: the same
+    lost_from, base_from, kl_from = channel_ablation(model, tokens, 1, 3, C, sentence_of, rows, (logits, pattern[1, 3]), resid)
+    torch.testing.assert_close((lost_from, kl_from), (lost, kl), rtol=1e-5, atol=1e-7)
+    assert base_from == base
     for m in range(3):  # the model is causal: nothing changes before the first query the channel touches
         first = int((C[m] != 0).any(-1).nonzero().min())
         assert (kl[m, :first] < 1e-9).all() and kl[m, first:].max() > 1e-9

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fra.cot.suppression import (attention_vs_kl, pooled_correlation, sentence_ends, suppression_hooks,
+from fra.cot.suppression import (attention_vs_kl, kl_rows, pooled_correlation, sentence_ends, suppression_hooks,
                                  suppression_kl, suppression_masks, token_kl)
 from tests.conftest import make_model
 
@@ -111,3 +111,14 @@ def test_pooled_correlation():
     M = lower(6, 3)
     r = pooled_correlation(pairs + [(M, -M)])
     assert r["mean_spearman"] == pytest.approx(1 / 3) and r["n_traces"] == 3 and r["spearman"] < 1
+
+
+def test_kl_rows_equals_the_definition():
+    gen = torch.Generator().manual_seed(0)
+    base, logits = 3 * torch.randn(5, 40, generator=gen), 3 * torch.randn(3, 5, 40, generator=gen)
+    base[0, :10] = -1e4  # probabilities that underflow to 0 in float64
+    logp = torch.log_softmax(base.double(), -1)
+    want = torch.stack([torch.where(logp.exp() > 0, logp.exp() * (logp - torch.log_softmax(x.double(), -1)), 0.0).sum(-1)
+                        for x in logits])
+    torch.testing.assert_close(kl_rows(base, logits), want, rtol=1e-10, atol=1e-12)
+    assert kl_rows(base, base[None]).abs().max() < 1e-12

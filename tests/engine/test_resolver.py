@@ -174,3 +174,108 @@ def test_channel_rows_are_the_channel_maps_rows(positions):
     left_out = torch.ones(full.shape[:2], dtype=torch.bool)
     left_out[n, m] = False
     assert (full[left_out] == 0).all() and len(n) > 0
+
+
+@pytest.mark.parametrize("positions", ["standard", "rotary", "shortformer"])
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_factored_channel_maps_equal_the_pair_blocks(positions, shuffle):
+    """FRA.channel (from the factored dictionary, shuffled keys too) against the entries of the pair blocks."""
+    model, sae = make_model("LN", positions, 3), make_sae(seed=3)
+    fra = resolve(model, sae, torch.randint(0, 50, (2, 10), generator=torch.Generator().manual_seed(3)), 1)
+    if shuffle:
+        fra = fra.with_shuffled_keys(torch.Generator().manual_seed(0))
+    e = fra.entries()
+    on = e["head"] == 2
+    a, b = e["query_feature"][on][:40:8], e["key_feature"][on][:40:8]  # channels with entries, some sharing features
+    C = fra.channel(2, a, b) * torch.ones(10, 10).tril()
+    want = torch.zeros_like(C)
+    for m in range(len(a)):
+        hit = on & (e["query_feature"] == a[m]) & (e["key_feature"] == b[m])
+        want[e["batch"][hit], m, e["query"][hit], e["key"][hit]] = e["value"][hit]
+    torch.testing.assert_close(C, want, rtol=1e-5, atol=1e-6)
+    assert (want != 0).sum() >= len(a)
+
+
+def test_no_occurrence_gives_empty_rows_not_an_error(model, sae):
+    fra = resolve(model, sae, torch.randint(0, 50, (1, 6)), 1)
+    none = torch.zeros(0, dtype=torch.long)
+    assert fra.q.vectors(none, none).shape == (4, 0, fra.feature_ids.shape[-1], model.cfg.d_head)
+    qa, kb, v = fra.channel_pairs(1, sae.cfg.d_sae + 5, 0)  # a feature id no position holds
+    assert len(qa) == 0 and v.shape[0] == 0
+
+
+def test_sparse_code_matches_a_topk_reference_and_decodes_like_index_put():
+    from fra.engine.resolver import active_features, decode, keep_masks, select
+
+    gen = torch.Generator().manual_seed(0)
+    f_act = torch.randn(2, 5, 30, generator=gen).relu() * (torch.rand(2, 5, 30, generator=gen) < 0.3)
+    f_act[1, 2] = 0.0  # a position with no active feature
+    got = active_features(f_act)
+    K = int((f_act != 0).sum(-1).max())
+    vals, ids = f_act.abs().topk(K, dim=-1)  # the reference: largest first
+    assert torch.equal(got.ids, torch.where(vals > 0, ids, -1)) and torch.equal(got.acts, f_act.gather(-1, ids))
+    W_dec = torch.randn(30, 7, generator=gen)
+    b, p, k = torch.nonzero(got.ids >= 0, as_tuple=True)
+    want = torch.zeros(2, 5, 7).index_put_((b, p), got.acts[b, p, k, None] * W_dec[got.ids[b, p, k]], accumulate=True)
+    torch.testing.assert_close(decode(got, W_dec), want)
+    top = select(got, keep_masks(got, EngineConfig(top_k=2))["combined"])
+    assert top.ids.shape[-1] == 2 and torch.equal(top.ids, got.ids[..., :2])
+
+
+@pytest.mark.parametrize("positions, n_kv", [("standard", None), ("rotary", 2), ("shortformer", None)])
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_pairs_sums_and_amounts_equal_the_slot_tensor(positions, n_kv, shuffle):
+    """The lazily formed pair values, per-position sums and feature amounts against the materialised slots."""
+    model, sae = make_model("LN", positions, 4, n_kv), make_sae(seed=4)
+    fra = resolve(model, sae, torch.randint(0, 50, (2, 9), generator=torch.Generator().manual_seed(4)), 1)
+    if shuffle:
+        fra = fra.with_shuffled_keys(torch.Generator().manual_seed(2))
+    b, i, j = torch.tensor([0, 1, 1, 0]), torch.tensor([8, 4, 6, 0]), torch.tensor([3, 4, 0, 0])
+    want = torch.einsum("nkhe,nlhe->nhkl", fra.q.feat[b, i], fra.k.feat[b, j]) / fra.attn_scale
+    torch.testing.assert_close(fra.pairs_at(b, i, j), want, rtol=1e-5, atol=1e-6)
+    for side in (fra.q, fra.k):
+        torch.testing.assert_close(side.summed, side.feat.sum(2), rtol=1e-5, atol=1e-6)
+    f = torch.cat([fra.k_ids[0, 5, :2], torch.tensor([sae.cfg.d_sae + 3])])  # two active features and one outside
+    amount = fra.k.amount(f)
+    coef = fra.k.coef if fra.k.source is None else fra.k.coef[torch.arange(2)[:, None], fra.k.source]
+    for m in range(3):
+        torch.testing.assert_close(amount[:, m], (coef * (fra.k_ids == f[m])).sum(-1))
+    assert (amount[:, 2] == 0).all()
+
+
+def test_shared_features_and_projections_resolve_the_same_and_mismatches_are_refused():
+    from fra.engine.resolver import Projections, encode
+
+    model, sae = make_model("RMS", "rotary", 5, 2), make_sae(seed=5)
+    tokens = torch.randint(0, 50, (2, 10), generator=torch.Generator().manual_seed(5))
+    inputs = read_layers(model, {1: sae}, tokens)[1]
+    shared = Projections(model, sae, 1, (0, 1, 2, 3), inputs.center)
+    resolve(model, sae, tokens[:1], 1, projections=shared)  # fills part of the table first
+    again = resolve(model, sae, tokens, 1, inputs=inputs, features=encode(sae, inputs.sae_in), projections=shared)
+    fresh = resolve(model, sae, tokens, 1)
+    assert torch.equal(again.pair_sum(), fresh.pair_sum()) and torch.equal(again.feature_ids, fresh.feature_ids)
+    with pytest.raises(FRAError, match="heads \\(0, 1, 2, 3\\).*this call resolves layer 1, heads \\(1,\\)"):
+        resolve(model, sae, tokens, 1, heads=(1,), projections=shared)
+    with pytest.raises(FRAError, match="of another model or SAE"):
+        resolve(make_model("RMS", "rotary", 6, 2), sae, tokens, 1, projections=shared)
+    with pytest.raises(FRAError, match="encode these inputs"):
+        resolve(model, sae, tokens, 1, inputs=inputs, features=encode(sae, inputs.sae_in[:1]))
+    with pytest.raises(FRAError, match="non-empty"):
+        resolve(model, sae, tokens[:0], 1)
+
+
+@pytest.mark.parametrize("positions", ["standard", "rotary"])
+def test_rows_never_projected_are_never_read(positions):
+    """The projection tables are allocated uninitialised: whatever an unprojected row holds must not reach a value."""
+    model, sae = make_model("LN", positions, 6), make_sae(seed=6)
+    fra = resolve(model, sae, torch.randint(0, 50, (2, 8), generator=torch.Generator().manual_seed(6)), 1)
+    for side in (fra.q, fra.k):
+        assert side.known[0] and not side.known.all()
+        side.U[:, ~side.known] = float("nan")
+    never = torch.nonzero(~fra.q.known).flatten()[:3]
+    a = torch.cat([fra.feature_ids[0, 5, :2], never])
+    b = torch.cat([fra.feature_ids[0, 3, :2], never.flip(0)])
+    for values in (fra.channel(1, a, b), fra.channel_rows(1, torch.tensor([0, 1]), torch.tensor([5, 7]), a, b)[2],
+                   fra.pairs_at(torch.tensor([0, 1]), torch.tensor([5, 7]), torch.tensor([3, 0])), fra.q.summed, fra.k.summed):
+        assert torch.isfinite(values).all()
+    assert fra.residual() < 1e-4 and (fra.channel(1, never, never) == 0).all()

@@ -1,43 +1,41 @@
-"""The resolver's per-row RoPE equals the model's own apply_rotary, element for element."""
+"""The resolver's RoPE equals the model's own apply_rotary, element for element, and stays fixed per result."""
 
 import pytest
 import torch
 
-from fra.engine.resolver import Rotation
-from tests.conftest import make_model
+from fra.engine import resolve
+from fra.engine.rotation import Rotation
+from tests.conftest import make_model, make_sae
 
 
 @pytest.mark.parametrize("adjacent", [False, True])
-def test_rotation_of_rows_at_positions_equals_apply_rotary(adjacent):
+def test_rotation_at_positions_and_dense_equal_apply_rotary(adjacent):
     model = make_model(n_ctx=32, positions="rotary", seed=7)
     model.cfg.rotary_adjacent_pairs = adjacent
     rot = Rotation(model, 1, 20)
-    assert rot.on and rot.rows_ok
-    x = torch.randn(1, 20, 5, model.cfg.d_head)  # [batch, pos, rows per position, d_head]
+    x = torch.randn(2, 20, 5, model.cfg.d_head)  # [batch, pos, rows per position, d_head]
     full = model.blocks[1].attn.apply_rotary(x)
-    pos = torch.arange(20).repeat_interleave(5)
-    rows = rot.rows(x[0].reshape(100, 1, -1), pos).reshape(20, 5, -1)
-    assert torch.equal(rows, full[0])
+    rows = rot.rows(x[0].reshape(100, 1, -1), torch.arange(20).repeat_interleave(5)[:, None]).reshape(20, 5, -1)
+    assert torch.equal(rows, full[0]) and torch.equal(rot.dense(x), full)
 
 
-@pytest.mark.parametrize("rows_ok", [True, False])
-def test_resolver_rotates_occupied_rows_as_apply_rotary_does(monkeypatch, rows_ok):
-    """Rows at their positions, or every slot through apply_rotary (the fallback): the same factors and scores."""
-    from fra.engine import resolve
-    from fra.engine import resolver
-    from tests.conftest import make_sae
-
-    model, sae = make_model(n_ctx=32, positions="rotary", seed=8), make_sae(seed=8)
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_a_result_keeps_its_rotation_while_the_model_resolves_other_lengths(shuffle):
+    """Dynamic NTK rescales the model's tables for every input length: a result's lazily formed terms must not move."""
+    model, sae = make_model(n_ctx=64, positions="rotary", seed=8), make_sae(seed=8)
+    model.cfg.use_dynamic_ntk_rope, model.cfg.train_seq_length = True, 8
     tokens = torch.randint(1, 50, (2, 12), generator=torch.Generator().manual_seed(0))
-    reference = resolve(model, sae, tokens, 1)
-    init = resolver.Rotation.__init__
-
-    def forced(self, *args):
-        init(self, *args)
-        self.rows_ok = rows_ok
-
-    monkeypatch.setattr(resolver.Rotation, "__init__", forced)
     fra = resolve(model, sae, tokens, 1)
-    torch.testing.assert_close(fra.q.feat, reference.q.feat, rtol=1e-6, atol=1e-7)
-    torch.testing.assert_close(fra.k.feat, reference.k.feat, rtol=1e-6, atol=1e-7)
-    assert fra.residual() < 1e-4
+    if shuffle:
+        fra = fra.with_shuffled_keys(torch.Generator().manual_seed(1))
+    b, i, j = torch.tensor([0, 1, 1]), torch.tensor([11, 7, 3]), torch.tensor([2, 7, 0])
+    a, f = fra.feature_ids[0, 11, :3], fra.k_ids[0, 2, :3]
+    before = fra.pairs_at(b, i, j), fra.channel(1, a, f), fra.channel_rows(1, b, i, a, f)[2]
+    table = model.blocks[1].attn.rotary_cos[:12].clone()
+    resolve(model, sae, torch.randint(1, 50, (1, 40)), 1)  # another length: the model's tables change
+    assert not torch.equal(model.blocks[1].attn.rotary_cos[:12], table)
+    after = fra.pairs_at(b, i, j), fra.channel(1, a, f), fra.channel_rows(1, b, i, a, f)[2]
+    for x, y in zip(before, after):
+        assert torch.equal(x, y)
+    if not shuffle:
+        assert fra.residual() < 1e-4  # every lazily formed term still sums to the scores of its own pass

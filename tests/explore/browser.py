@@ -132,6 +132,7 @@ class Page:
                       " return [r.left + r.width / 2, r.top + r.height / 2]; })()")
         if box is None:
             raise CDPError(f"no element matches `{selector}`")
+        self.call("Page.bringToFront")  # a tab in the background paints no frames
         self.js("window.__t0 = performance.now()")
         for kind in ("mousePressed", "mouseReleased"):
             self.call("Input.dispatchMouseEvent", type=kind, x=box[0], y=box[1], button="left", clickCount=1)

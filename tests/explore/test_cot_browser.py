@@ -164,7 +164,7 @@ def test_click_sentence_heads_channels_cards(browser, built, tmp_path_factory):
         assert pg.js(f"[...document.querySelectorAll('{sel}')].map(r => r.cells[4].textContent === 'confirmed')") == \
             [c["confirmed"] for c in order]
     assert "score units" in pg.text("#channels-title")
-    # a channel's cards: top activations with the token bold, tokens joined as they are
+    # a channel's cards: top activations with the token bold, one box per token, whitespace visible
     first = '#channels .headblock[data-l="1"][data-h="2"] tr.channel'
     a, b = pg.js(f"[+document.querySelector('{first}').dataset.a, +document.querySelector('{first}').dataset.b]")
     pg.click(first)
@@ -172,7 +172,8 @@ def test_click_sentence_heads_channels_cards(browser, built, tmp_path_factory):
     cards = pg.text("#cards")
     assert f"query feature {a}" in cards and f"key feature {b}" in cards
     assert pg.js(f"document.querySelectorAll('#cards .cardbox[data-feature=\"{a}\"] li').length") == 3
-    assert pg.js("document.querySelector('#cards .ctx').textContent") == f" the bigcat{a} sat⏎"
+    assert pg.js("document.querySelector('#cards .ctx').textContent") == f"·the·bigcat{a}·sat⏎"
+    assert pg.js("[...document.querySelector('#cards .ctx').children].map(t => t.textContent)") == ["·the", "·big", f"cat{a}", "·sat", "⏎"]
     assert pg.js("document.querySelector('#cards .ctx .hit').textContent") == f"cat{a}"
     assert pg.js("getComputedStyle(document.querySelector('#cards .ctx .hit')).fontWeight") == "700"
     link = pg.js("[...document.querySelectorAll('#cards h3 a')].map(e => e.href)")

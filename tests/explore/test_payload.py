@@ -1,21 +1,22 @@
-"""The single-text payload against the engine: pairs, terms, top channels, channel maps, cards."""
-
-import base64
+"""The single-text payload against the engine: pairs, terms, scores, top channels, channel maps, cards."""
 
 import numpy as np
 import pytest
 import torch
 
-from fra.analysis.features import feature_cards, neuronpedia_base, sae_acts
+from fra.analysis.features import cards_from_acts, feature_cards, neuronpedia_base, sae_acts, token_strings
+from fra.analysis.heads import special_ids
+from fra.analysis.kinds import feature_profiles
 from fra.engine import FEATURE_PAIRS, resolve
 from fra.errors import FRAError
-from fra.explore.data import Detail, attention, read_heads, read_labels, select_pairs, single_payload, sink_features, start_of
-from fra.explore.encode import DTYPES
+from fra.explore.cards import PROFILE, corpus_cards
+from fra.explore.data import Detail, attention, dense_slots, select_pairs, single_payload, sink_features, start_of
+from fra.explore.encode import Strings, unpacked
 from tests.conftest import make_model, make_sae
 
 
 def unpack(o):
-    a = np.frombuffer(base64.b64decode(o["b64"]), DTYPES[o["dtype"]]).reshape(o["shape"])
+    a = unpacked(o)
     return a.astype(np.float32) if o["dtype"] == "float16" else a
 
 
@@ -43,8 +44,9 @@ def built(request):
     model, sae = make_model(norm=norm, positions=pos), make_sae()
     tokens = torch.randint(0, 50, (1, 14), generator=torch.Generator().manual_seed(1))
     fra = resolve(model, sae, tokens, 1)
-    payload = single_payload(fra, [str(t) for t in tokens[0].tolist()], Detail(max_keys=3, top_n=5),
-                             separable=pos != "rotary")
+    payload, feats = single_payload(fra, [str(t) for t in tokens[0].tolist()], Detail(max_keys=3, top_n=5),
+                                    separable=pos != "rotary")
+    payload["listed"] = feats
     return model, sae, tokens, fra, payload, fra.entries()
 
 
@@ -55,9 +57,46 @@ def test_pair_terms_sum_to_the_model_scores(built):
     assert p["term_names"][0] == FEATURE_PAIRS and terms.shape == (len(h), len(p["term_names"]))
     err = np.abs(terms.sum(1) - fra.scores[0, h, i, j].numpy())
     assert (err <= 1e-3 * np.abs(terms).sum(1) + 1e-4).all()  # float16 terms
-    attn = unpack(p["attn"]).astype(float) / 65535
+    assert 0 < p["residual"] < 1e-4  # the same check in float32, over the pairs with detail
+    every = fra.terms()
+    assert set(p["term_names"]) == {n for n, t in every.items() if t.abs().max() > 0}  # all-zero terms are left out
+    assert p["shares"] == pytest.approx(fra.exactness()["shares"], abs=1e-5)
+    attn = unpack(p["attn"]).astype(float)
     tri = torch.tril_indices(fra.n_pos, fra.n_pos)
-    np.testing.assert_allclose(attn, attention(fra)[:, tri[0], tri[1]].numpy(), atol=1e-5)
+    want = attention(fra)[:, tri[0], tri[1]].numpy()
+    np.testing.assert_allclose(attn, want, rtol=1e-3, atol=1e-7)  # float16
+
+
+def test_every_score_from_attention_and_logsumexp(built):
+    """The page's score of a pair without detail, ln p + logsumexp of the row, is the model's (float16 attention)."""
+    _, _, _, fra, p, _ = built
+    P = fra.n_pos
+    tri = torch.tril_indices(P, P)
+    attn, lse = unpack(p["attn"]).astype(float), unpack(p["lse"])
+    assert lse.shape == (len(fra.heads), P)
+    scores = fra.scores[0][:, tri[0], tri[1]].double().numpy()
+    live = attn > 1e-4
+    derived = np.log(np.where(live, attn, 1)) + lse[:, tri[0]]
+    np.testing.assert_allclose(derived[live], scores[live], atol=2e-3)
+
+
+def test_feature_slots_are_the_engines(built):
+    _, _, _, fra, p, _ = built
+    ids, w = dense_slots(p["feat"])
+    want = fra.feature_ids[0].numpy()
+    K = want.shape[1]
+    assert ids.shape[1] <= K and (want[:, ids.shape[1]:] == -1).all()
+    np.testing.assert_array_equal(ids, want[:, :ids.shape[1]])
+    np.testing.assert_allclose(w, (fra.feature_acts[0] / fra.scale[0][:, None]).numpy()[:, :ids.shape[1]], rtol=1e-6)
+
+
+def test_listed_features_are_those_of_the_listed_channels(built):
+    _, _, _, fra, p, _ = built
+    h, i, j = (unpack(p["pairs"][c]).astype(int) for c in "hij")
+    ids, sa, sb = dense_slots(p["feat"])[0], unpack(p["pairs"]["slot_a"]), unpack(p["pairs"]["slot_b"])
+    n, r = np.nonzero(sa != p["empty_slot"])
+    assert p["listed"] == sorted(set(ids[i[n], sa[n, r]].tolist()) | set(ids[j[n], sb[n, r]].tolist()))
+    assert {a for rows in p["top_channels"] for a, b, *_ in rows} <= set(p["listed"])
 
 
 def test_pair_channels_are_the_engines_largest(built):
@@ -82,7 +121,7 @@ def test_channel_coefficients_rebuild_whole_maps(built):
     if not p["separable"]:
         assert unpack(p["coef"]["c"]).size == 0
         return
-    ids, w = unpack(p["feat_ids"]), unpack(p["feat_w"])
+    ids, w = dense_slots(p["feat"])
     ch, ca, cb, cc = (unpack(p["coef"][c]) for c in "habc")
     assert len(cc) > 0
     for n in range(0, len(cc), max(1, len(cc) // 15)):
@@ -95,7 +134,7 @@ def test_channel_coefficients_rebuild_whole_maps(built):
 def test_top_channels_sum_the_listed_channels(built):
     _, _, _, fra, p, e = built
     h, i, j = (unpack(p["pairs"][c]).astype(int) for c in "hij")
-    ids = unpack(p["feat_ids"])
+    ids = dense_slots(p["feat"])[0]
     sa, sb, val = unpack(p["pairs"]["slot_a"]), unpack(p["pairs"]["slot_b"]), unpack(p["pairs"]["value"])
     for slot, rows in enumerate(p["top_channels"]):
         assert [r[3] for r in rows] == sorted((r[3] for r in rows), reverse=True)
@@ -142,14 +181,14 @@ def test_start_head_is_the_strongest_induction_head(built):
     strs = [str(t) for t in tokens[0].tolist()]
     scores = {0: {"induction": 0.1, "previous_token": 0.5, "is_tih": False}, 2: {"induction": 0.9, "previous_token": 0.0,
               "is_tih": True}, 3: {"induction": None, "previous_token": None, "is_tih": None}}
-    q = single_payload(fra, strs, Detail(max_keys=3, top_n=5), head_scores=scores)
+    q, _ = single_payload(fra, strs, Detail(max_keys=3, top_n=5), head_scores=scores)
     assert q["start"]["h"] == 2 and q["start"]["why"] == "induction"
     assert q["head_scores"] == [scores.get(h) for h in fra.heads]
     attn = attention(fra)
     pairs = select_pairs(attn, Detail(max_keys=3))
     mine = pairs[(pairs[:, 0] == 2) & (pairs[:, 2] > 0)]
     assert q["start"]["k"] > 0 and float(attn[2, q["start"]["q"], q["start"]["k"]]) == float(attn[2, mine[:, 1], mine[:, 2]].max())
-    chosen = single_payload(fra, strs, Detail(max_keys=3, top_n=5), head_scores=scores, start_head=1)
+    chosen, _ = single_payload(fra, strs, Detail(max_keys=3, top_n=5), head_scores=scores, start_head=1)
     assert chosen["start"]["h"] == 1 and chosen["start"]["why"] == "chosen"
     with pytest.raises(FRAError, match="start head 7 is not among"):
         single_payload(fra, strs, Detail(max_keys=3), start_head=7)
@@ -173,76 +212,21 @@ def test_sink_features_sit_mostly_at_bos():
     assert sink_features(torch.full((2, 2), -1), torch.zeros(2, 2)) == []
 
 
-def heads_csv(path, rows, columns="layer,head,induction,previous_token,is_tih"):
-    path.write_text(columns + "\n" + "\n".join(rows) + "\n")
-    return path
-
-
-def test_read_heads(tmp_path):
-    path = heads_csv(tmp_path / "heads.csv", ["0,0,0.01,0.7,False", "1,0,0.8,0.02,True", "1,1,0.3,,False"])
-    assert read_heads(path, 1, 4) == {0: {"induction": 0.8, "previous_token": 0.02, "is_tih": True},
-                                      1: {"induction": 0.3, "previous_token": None, "is_tih": False}}
-    short = heads_csv(tmp_path / "short.csv", ["1,2,0.5"], "layer,head,induction")
-    assert read_heads(short, 1, 4) == {2: {"induction": 0.5, "previous_token": None, "is_tih": None}}
-
-
-@pytest.mark.parametrize("case, match", [
-    ("missing", "does not exist"),
-    ("columns", r"lacks column\(s\) \['induction'\]"),
-    ("layer", r"no rows for layer 1 \(layers: \[0\]\)"),
-    ("head", r"names head\(s\) \[9\] of layer 1; the model has heads 0..3"),
-    ("text", "non-numeric"),
-    ("empty", "not a readable CSV"),
-])
-def test_read_heads_refuses(tmp_path, case, match):
-    path = tmp_path / "heads.csv"
-    if case == "columns":
-        heads_csv(path, ["1,0"], "layer,head")
-    elif case == "layer":
-        heads_csv(path, ["0,0,0.1,0.2,False"])
-    elif case == "head":
-        heads_csv(path, ["1,9,0.1,0.2,False"])
-    elif case == "text":
-        heads_csv(path, ["1,x,0.1,0.2,False"])
-    elif case == "empty":
-        path.write_text("")
-    with pytest.raises(FRAError, match=match):
-        read_heads(path, 1, 4)
-
-
-def card(a, kind, cur=("c11", 0.92), prev=("filler", 0.03)):
-    return {"feature": a, "kind": kind, "current_class": list(cur), "previous_class": list(prev)}
-
-
-def test_read_labels(tmp_path):
-    import json
-
-    path = tmp_path / "feature_cards.json"
-    path.write_text(json.dumps({"L1": [card(0, "dead"), card(1, "current:c11"), card(2, "previous:c03", ("filler", 0.2), ("c03", 0.71)),
-                                       card(3, "mixed", ("c01", 0.4), ("c02", 0.3))]}))
-    assert read_labels(path, 1) == {
-        1: "current:c11 · 92% of its activation on current tokens of class c11 (previous: filler 3%)",
-        2: "previous:c03 · 71% of its activation on previous tokens of class c03 (current: filler 20%)",
-        3: "mixed · current token class c01 40%, previous token class c02 30%",
-    }
-    with pytest.raises(FRAError, match=r"has no cards for layer 0 \(it has \['L1'\]\)"):
-        read_labels(path, 0)
-    with pytest.raises(FRAError, match="does not exist"):
-        read_labels(tmp_path / "none.json", 1)
-    path.write_text(json.dumps({"L1": [{"feature": 1}]}))
-    with pytest.raises(FRAError, match="lacks feature, kind"):
-        read_labels(path, 1)
-    path.write_text(json.dumps([1, 2]))
-    with pytest.raises(FRAError, match="is not a feature_cards.json"):
-        read_labels(path, 1)
-
-
-def test_toy_feature_cards_give_labels():
-    """The pipeline's own results/toy/feature_cards.json, where present, labels its live features."""
-    from pathlib import Path
-
-    path = Path("results/toy/feature_cards.json")
-    if not path.exists():
-        pytest.skip("results/toy/feature_cards.json is built by `dvc repro toy_saes`")
-    labels = read_labels(path, 1)
-    assert labels and all(" · " in v for v in labels.values())
+def test_corpus_cards_are_the_top_activations_with_the_pipelines_profile():
+    model, sae = make_model(), make_sae()
+    corpus = torch.randint(0, 50, (3, 12), generator=torch.Generator().manual_seed(2))
+    feats = [0, 5, 17, 40]
+    strings = Strings()
+    cards = corpus_cards(model, sae, corpus, feats, {5: "label five"}, strings, n_top=3)
+    acts = sae_acts(model, sae, corpus)[..., feats]
+    want = cards_from_acts(acts, token_strings(model, corpus), feats, 3)
+    prof = feature_profiles(acts, corpus, feats, special_ids(model)).set_index("feature")
+    table = strings.table
+    for a in feats:
+        c = cards[a]
+        assert [[act, [table[x] for x in left], table[tok], [table[x] for x in right]] for act, left, tok, right in c["top"]] == \
+            [[pytest.approx(act, rel=1e-3), left, tok, right] for act, left, tok, right in want[a]]
+        for k in PROFILE:
+            assert c[k] == (pytest.approx(prof.loc[a, k], rel=5e-3) if np.isfinite(prof.loc[a, k]) else None)
+    assert cards[5]["label"] == "label five" and "label" not in cards[0]
+    assert len(table) == len(set(table))  # each token string once

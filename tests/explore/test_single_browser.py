@@ -1,15 +1,13 @@
 """The single-text explorer in headless Chromium: clicks update the panels with the engine's numbers."""
 
-import json
 import re
 
 import pytest
 import torch
-from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from fra.engine import FEATURE_PAIRS
 from fra.engine.inputs import tokenize
-from fra.explore.data import Detail
+from fra.explore.data import Detail, dense_slots
 from fra.explore.single import single_page
 from fra.models import gpt2_tokenizer
 from tests.conftest import make_model, make_sae
@@ -42,7 +40,7 @@ def pair_detail(payload, h, i, j):
     hh, ii, jj = (unpack(payload["pairs"][c]).astype(int) for c in "hij")
     n = [r for r in range(len(hh)) if (hh[r], ii[r], jj[r]) == (h, i, j)][0]
     terms = dict(zip(payload["term_names"], unpack(payload["pairs"]["terms"])[n].tolist()))
-    ids = unpack(payload["feat_ids"])
+    ids = dense_slots(payload["feat"])[0]
     sa, sb, v = (unpack(payload["pairs"][c])[n] for c in ("slot_a", "slot_b", "value"))
     return terms, [(int(ids[i, a]), int(ids[j, b]), float(x)) for a, b, x in zip(sa, sb, v) if a != payload["empty_slot"]]
 
@@ -86,7 +84,7 @@ def test_click_query_key_channel_shows_engine_values(page, tmp_path_factory):
     assert "query feature" in pg.text("#map-title") and pg.js("getComputedStyle(map).display") == "block"
     cards = pg.text("#cards")
     assert f"query feature {a}" in cards and f"key feature {b}" in cards
-    assert pg.js(f"document.querySelector('#cards a').href") == f"https://www.neuronpedia.org/gpt2-small/1-res-jb/{a}"
+    assert pg.js("document.querySelector('#cards a').href") == f"https://www.neuronpedia.org/gpt2-small/1-res-jb/{a}"
     pg.screenshot(tmp_path_factory.getbasetemp() / "single.png")
     assert pg.errors() == []
 
@@ -95,9 +93,8 @@ def test_channel_map_matches_engine(page):
     pg, payload, _ = page
     slot, (a, b) = 2, pg.js("[fraExplorer.state.ch.a, fraExplorer.state.ch.b]")
     cells = pg.js(f"[...channelMap({slot}, {a}, {b}).vals.entries()]")
-    from tests.explore.test_payload import unpack
 
-    ids = unpack(payload["feat_ids"])
+    ids = dense_slots(payload["feat"])[0]
     P = len(payload["tokens"])
     want = {i * P + j for i in range(P) for j in range(i + 1) if (ids[i] == a).any() and (ids[j] == b).any()}
     assert {k for k, _ in cells} == want
@@ -106,48 +103,29 @@ def test_channel_map_matches_engine(page):
     assert at == pytest.approx(channels[0][2], rel=2e-3)
 
 
+def cell_xy(pg, i: int, j: int, grid: int = 0) -> tuple[float, float]:
+    """Viewport coordinates of the centre of cell (i, j) of a grid (0: the pattern, 1: the channel map)."""
+    return pg.js(f"(() => {{ const v = fraExplorer.view, g = v.grids[{grid}], r = g.canvas.getBoundingClientRect(), c = g.side() / v.n;"
+                 f" return [r.left + MARGIN + ({j} - v.c0 + .5) * c, r.top + MARGIN + ({i} - v.r0 + .5) * c]; }})()")
+
+
+def mouse(pg, kind: str, x: float, y: float, **extra) -> None:
+    pg.call("Input.dispatchMouseEvent", type=kind, x=x, y=y, **extra)
+
+
 def test_pattern_click_and_pair_without_detail(page):
     pg, payload, _ = page
     P = len(payload["tokens"])
-    pg.js(f"(() => {{ const r = pattern.getBoundingClientRect(); window.scrollTo(0, 0); }})()")
+    pg.js("window.scrollTo(0, 0)")
     # the last query's weakest key has no embedded detail (3 keys per query)
     j = pg.js(f"(() => {{ let b = 2, bj = 0; for (let j = 0; j < {P}; j++) {{ const p = att(2, {P - 1}, j); if (p < b) {{ b = p; bj = j; }} }} return bj; }})()")
     pg.js(f"fraExplorer.select({P - 1}, {j})")
     assert "only for the keys holding" in pg.text("#pair")
-    box = pg.js("(() => { const r = pattern.getBoundingClientRect(); return [r.left, r.top, r.width]; })()")
-    x, y = box[0] + box[2] * (1.5 / P), box[1] + box[2] * (5.5 / P)
+    assert "score ≈" in pg.text("#pair") and "score units" in pg.text("#pair")
+    x, y = cell_xy(pg, 5, 1)
     for kind in ("mousePressed", "mouseReleased"):
-        pg.call("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", clickCount=1)
+        mouse(pg, kind, x, y, button="left", clickCount=1)
     assert pg.js("[fraExplorer.state.i, fraExplorer.state.j]") == [5, 1]
-
-
-def test_responsive_for_256_tokens_and_12_heads(browser, tmp_path_factory, record_property):
-    """Builds the page for 256 tokens x 12 heads; reports its size and click-to-paint times (not asserted)."""
-    torch.manual_seed(0)
-    cfg = HookedTransformerConfig(n_layers=2, d_model=64, n_ctx=256, d_head=16, n_heads=12, d_vocab=50257, d_mlp=128,
-                                  act_fn="gelu", normalization_type="LN", seed=0)
-    model = HookedTransformer(cfg).eval()
-    model.set_tokenizer(gpt2_tokenizer())
-    sae = make_sae(d_in=64, d_sae=128)
-    sae.b_enc.sub_(0.6)  # ~50 active features per position, as in GPT-2 res-jb SAEs
-    tokens = torch.randint(0, 50257, (1, 256), generator=torch.Generator().manual_seed(0))
-    html, payload = single_page(model, sae, tokens, 1)
-    path = tmp_path_factory.mktemp("big") / "big.html"
-    path.write_text(html)
-    pg = browser.page(path.as_uri())
-    times = {
-        "head": pg.js("(() => { const t = performance.now(); const s = document.getElementById('head'); s.value = '7';"
-                      " s.dispatchEvent(new Event('change')); return performance.now() - t; })()"),
-        "query": pg.click('#tokens .tok[data-i="200"]'),
-        "key": pg.click("#keys .tok.has"),
-        "channel": pg.click("#channels tr.clickable"),
-    }
-    report = {"html_mb": round(len(html.encode()) / 1e6, 2), "K": payload["feat_ids"]["shape"][1],
-              "pairs_with_detail": payload["pairs"]["h"]["shape"][0], "click_to_paint_ms": {k: round(v, 1) for k, v in times.items()}}
-    print("\nexplorer 256 tokens x 12 heads:", json.dumps(report))
-    record_property("explorer_256x12", report)
-    pg.screenshot(tmp_path_factory.getbasetemp() / "big.png")
-    assert pg.errors() == [] and "Top" in pg.text("#pair")
 
 
 # ---- guided entry, corpus cards, the address and the keyboard
@@ -231,13 +209,16 @@ def test_cards_come_from_the_corpus_with_labels(guided):
     pg, payload = guided["page"], guided["payload"]
     assert pg.text("#cards-from") == "top activations in 6 sequences of 20 tokens of c.npy"
     shown = sorted(int(a) for a in payload["cards"])
+    every = {a for h, i, j in pairs_of(payload) for ab in listed(payload, h, i, j) for a in ab[:2]}
+    assert shown == sorted(every)  # the features of the listed channels, the ones a reader can select
     want = feature_cards(guided["model"], guided["sae"], guided["corpus"], shown, n_top=4)
-    assert {a: [e[0] for e in v] for a, v in payload["cards"].items()} == {a: [e[0] for e in v] for a, v in want.items()}
-    assert payload["labels"] == {a: guided["labels"][a] for a in shown if a in guided["labels"]}
+    assert {a: [e[0] for e in c["top"]] for a, c in payload["cards"].items()} == \
+        {a: [pytest.approx(e[0], rel=1e-3) for e in v] for a, v in want.items()}
+    assert {a: c.get("label") for a, c in payload["cards"].items()} == {a: guided["labels"].get(a) for a in shown}
     a, b = next((a, b) for a, b, _ in listed(payload, *view(pg)) if a % 2 == 0)  # a labelled query feature
     pg.js(f"fraExplorer.update(() => {{ fraExplorer.state.ch = {{a: {a}, b: {b}}}; }})")
     assert pg.text("#cards .cardbox .label") == f"label of {a}"
-    assert pg.js("document.querySelectorAll('#cards .cardbox')[0].querySelectorAll('li').length") == len(payload["cards"][a])
+    assert pg.js("document.querySelectorAll('#cards .cardbox')[0].querySelectorAll('li').length") == len(payload["cards"][a]["top"])
     assert pg.errors() == []
 
 
@@ -352,4 +333,129 @@ def test_no_network_requests(browser, guided):
             if e.get("method") == "Network.requestWillBeSent" and e.get("sessionId") == pg.session]
     assert any(u.startswith("file:") for u in urls)  # the page itself: requests are recorded
     assert all(u.startswith(("file:", "data:", "about:")) for u in urls), urls
+    assert pg.errors() == []
+
+
+# ---- the pattern at CircuitsVis level: tooltip, zoom and pan, colour bars, units; the layout
+
+def test_hover_tooltip_reads_attention_score_and_top_channel(browser, guided):
+    from tests.explore.test_payload import unpack
+
+    payload = guided["payload"]
+    pg = browser.page(guided["path"].as_uri() + "#h=2&q=20")
+    h, i, j = max((h, i, j) for h, i, j in pairs_of(payload) if h == 2 and i == 20 and listed(payload, h, i, j))
+    mouse(pg, "mouseMoved", *cell_xy(pg, i, j))
+    assert pg.js("getComputedStyle(document.getElementById('tip')).display") == "block"
+    assert pg.js("[+tip.dataset.i, +tip.dataset.j]") == [i, j]
+    tip = pg.text("#tip")
+    terms, chans = pair_detail(payload, h, i, j)
+    attn = unpack(payload["attn"]).astype(float)[h, i * (i + 1) // 2 + j]
+    assert num(tip.split("attention")[1]) == pytest.approx(attn, rel=5e-3)
+    assert num(tip.split("score")[1]) == pytest.approx(sum(terms.values()), rel=5e-3) and "(Σ terms)" in tip
+    a, b, v = chans[0]
+    assert f"top channel {a} × {b}: " in tip and num(tip.split(f"{a} × {b}:")[1]) == pytest.approx(v, rel=5e-3)
+    # a pair without detail: the score from the attention and the row's logsumexp, the model's own to float16
+    P = len(payload["tokens"])
+    k = next(k for k in range(P - 1) if (2, P - 1, k) not in pairs_of(payload))
+    mouse(pg, "mouseMoved", *cell_xy(pg, P - 1, k))
+    tip = pg.text("#tip")
+    assert "score ≈" in tip and "no channel detail at this pair" in tip
+    model, sae = guided["model"], guided["sae"]
+    from fra.engine import resolve
+    fra = resolve(model, sae, torch.tensor([[int(t) for t in tokens_of(guided)]]), 1)
+    assert num(tip.split("score ≈")[1]) == pytest.approx(float(fra.scores[0, 2, P - 1, k]), abs=2e-2)
+    mouse(pg, "mouseMoved", *cell_xy(pg, 3, 9))  # above the diagonal: no readout
+    assert pg.js("getComputedStyle(document.getElementById('tip')).display") == "none"
+    assert pg.errors() == []
+
+
+def tokens_of(guided):
+    from fra.engine.inputs import tokenize
+
+    return tokenize(guided["model"], TEXT)[0].tolist()
+
+
+def test_colour_bars_and_units_are_stated(guided):
+    pg = guided["page"]
+    assert "colour ∝ √attention" in pg.text("#pattern-bar")
+    assert pg.js("[...document.querySelectorAll('#pattern-bar .cticks span')].map(s => s.textContent)") == \
+        ["0", "0.01", "0.05", "0.1", "0.25", "0.5", "1"]
+    assert "score units: pre-softmax, as hook_attn_scores" in pg.text("#summary") and "exactness residual" in pg.text("#summary")
+    pg.click("#channels tr.clickable")
+    assert "FRA value of the channel (score units" in pg.text("#map-bar") and "linear" in pg.text("#map-bar")
+    assert "score units" in pg.text("#map-note")
+    assert pg.errors() == []
+
+
+def test_terms_start_collapsed_and_the_channels_are_above_the_fold(browser, guided):
+    payload = guided["payload"]
+    pg = browser.page(guided["path"].as_uri())  # 1440 x 900
+    st = payload["start"]
+    terms, _ = pair_detail(payload, st["h"], st["q"], st["k"])
+    nonzero = sum(v != 0 for v in terms.values())
+    assert pg.js("document.querySelectorAll('#terms tr').length") == 1 + 3
+    assert pg.js("document.querySelector('#channels tr.clickable').getBoundingClientRect().bottom") < 900
+    assert pg.text("#terms-more") == f"show all {nonzero} terms"
+    pg.click("#terms-more")
+    assert pg.js("document.querySelectorAll('#terms tr').length") == 1 + nonzero
+    shown = [num(t) for t in pg.js("[...document.querySelectorAll('#terms tr')].slice(1).map(r => r.cells[1].textContent)")]
+    assert shown == pytest.approx(sorted((v for v in terms.values() if v), key=abs, reverse=True), rel=5e-3)
+    pg.click("#terms-more")
+    assert pg.js("document.querySelectorAll('#terms tr').length") == 1 + 3
+    assert pg.errors() == []
+
+
+@pytest.fixture(scope="module")
+def long_page(browser, tmp_path_factory):
+    """300 tokens: at the whole-text view a cell is under 2 px."""
+    model = make_model(d_vocab=50257, n_ctx=320)
+    model.set_tokenizer(gpt2_tokenizer())
+    tokens = torch.randint(0, 50257, (1, 300), generator=torch.Generator().manual_seed(5))
+    html, payload = single_page(model, make_sae(), tokens, 1, Detail(max_keys=2))
+    path = tmp_path_factory.mktemp("long") / "long.html"
+    path.write_text(html)
+    return browser.page(path.as_uri() + "#h=1&q=250&k=40"), payload
+
+
+def test_zoom_and_pan_for_long_texts(long_page):
+    pg, payload = long_page
+    v = "[fraExplorer.view.n, fraExplorer.view.r0, fraExplorer.view.c0]"
+    assert pg.js(v) == [300, 0, 0] and "zoom in for token labels" in pg.text("#zoom-info")
+    for _ in range(3):
+        pg.click("#zoom-in")
+    n, r0, c0 = pg.js(v)
+    assert n == 38 and r0 <= 250 < r0 + n and c0 <= 40 < c0 + n  # zoomed around the selected pair
+    assert f"queries {r0}–{r0 + n - 1}, keys {c0}–{c0 + n - 1}" in pg.text("#zoom-info")
+    assert pg.js("fraExplorer.view.grids[0].side() / fraExplorer.view.n") >= 9  # token labels on the axes
+    x, y = cell_xy(pg, r0 + 5, c0 + 5)
+    mouse(pg, "mouseWheel", x, y, deltaX=0, deltaY=120)  # the wheel pans down
+    assert pg.js(v)[1] > r0 and pg.js(v)[0] == n
+    mouse(pg, "mouseWheel", x, y, deltaX=0, deltaY=-120, modifiers=2)  # ctrl + wheel zooms in around the cursor
+    assert pg.js(v)[0] == 19
+    press_at = cell_xy(pg, pg.js(v)[1] + 10, pg.js(v)[2] + 2)
+    mouse(pg, "mousePressed", *press_at, button="left", clickCount=1)
+    mouse(pg, "mouseMoved", press_at[0] + 60, press_at[1] + 60, button="left", buttons=1)  # a drag pans, never picks
+    mouse(pg, "mouseReleased", press_at[0] + 60, press_at[1] + 60, button="left", clickCount=1)
+    assert pg.js("[fraExplorer.state.i, fraExplorer.state.j]") == [250, 40]
+    pg.click("#zoom-fit")
+    assert pg.js(v) == [300, 0, 0]
+    pg.js("fraExplorer.update(() => { fraExplorer.state.i = 299; fraExplorer.state.j = 290; })")
+    pg.click("#zoom-in")
+    n, r0, c0 = pg.js(v)
+    assert n == 150 and r0 <= 299 < r0 + n and c0 <= 290 < c0 + n
+    assert pg.errors() == []
+
+
+def test_cards_show_token_boxes_density_and_neuronpedia(page):
+    pg, payload, _ = page
+    st = payload["start"]
+    pg.js(f"fraExplorer.update(() => Object.assign(fraExplorer.state, {{h: {st['h']}, i: {st['q']}, j: {st['k']}, ch: null}}))")
+    pg.click("#channels tr.clickable")
+    a = pg.js("fraExplorer.state.ch.a")
+    card = payload["cards"][a]
+    first = pg.js("document.querySelector('#cards .cardbox li .ctx').children.length")
+    _, left, _, right = card["top"][0]
+    assert first == len(left) + 1 + len(right)  # one box per token
+    assert f"density {100 * card['firing_rate']:.1f}%" in pg.text("#cards .cardbox .profile")
+    assert pg.js("document.querySelector('#cards .cardbox a.np').href") == f"https://www.neuronpedia.org/gpt2-small/1-res-jb/{a}"
     assert pg.errors() == []

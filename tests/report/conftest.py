@@ -1,4 +1,5 @@
-"""A small fixture project (results, dvc.lock, git commit, a paper) and its offline build, once per session."""
+"""A small fixture project (results, their stages' code, dvc.lock, a git commit, a paper) and its offline build,
+once per session."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ QUARTO = """\
 project:
   type: default
   output-dir: _build
+jupyter: python3
 execute:
   echo: false
   warning: false
@@ -53,12 +55,17 @@ The score is $s_{ij} = q_i \\cdot k_j / \\sqrt{d}$. @fig-heads plots the heads a
 import pandas as pd
 import matplotlib.pyplot as plt
 from fra.report.figures import figure, style
-from fra.report.markdown import absent
+from fra.report.markdown import absent, draft_notice
 from fra.report.provenance import available, provenance
 from fra.report.tables import fmt, table
 style()
 heads_prov = provenance("results/toy/heads.csv")
 heads = pd.read_csv(heads_prov.file)
+```
+
+```{python}
+#| output: asis
+print(draft_notice())
 ```
 
 ```{python}
@@ -80,7 +87,7 @@ print(f"Token-repeat accuracy is {fmt(pd.read_json(metrics.file, typ='series')['
 
 ```{python}
 #| output: asis
-print(absent("results/gpt2/heads.csv", "GPT-2 needs hub access.", "dvc repro heads@gpt2")
+print(absent("results/gpt2/heads.csv", "GPT-2 needs hub access.", "`dvc repro heads@gpt2`")
       if not available("results/gpt2/heads.csv") else "unexpected")
 ```
 
@@ -95,16 +102,33 @@ def md5(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
 
 
-def write_results(root: Path, files: dict[str, tuple[str, str]]) -> None:
-    """Write ``{path: (stage, text)}`` and a dvc.lock that records each file's md5 under its stage."""
+CODE = "code/stage.py"  # the code every fixture stage records as its dependency
+
+
+def write_results(root: Path, files: dict[str, tuple[str, str]], code: str = CODE) -> None:
+    """Write ``{path: (stage, text)}``, the stages' code file and a dvc.lock that records each file's md5 under its
+    stage, with the code file as the stage's dependency."""
+    (root / code).parent.mkdir(parents=True, exist_ok=True)
+    if not (root / code).exists():
+        (root / code).write_text("print('a stage')\n")
+    dep = {"path": code, "hash": "md5", "md5": md5(root / code), "size": (root / code).stat().st_size}
     stages: dict[str, dict] = {}
     for path, (stage, text) in files.items():
         (root / path).parent.mkdir(parents=True, exist_ok=True)
         (root / path).write_text(text)
         out = {"path": path, "hash": "md5", "md5": md5(root / path), "size": (root / path).stat().st_size}
-        stages.setdefault(stage, {"cmd": "fra something", "outs": []})["outs"].append(out)
+        stages.setdefault(stage, {"cmd": "fra something", "deps": [dep], "outs": []})["outs"].append(out)
     (root / "dvc.lock").write_text(yaml.safe_dump({"schema": "2.0", "stages": stages}, sort_keys=False))
     (root / "dvc.yaml").write_text("stages: {}\n")
+
+
+def commit(root: Path, message: str = "fixture") -> None:
+    """Commit everything in ``root`` (a git repository is created if there is none)."""
+    git = ["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@t"]
+    if not (root / ".git").exists():
+        subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", message], check=True)
 
 
 def make_project(root: Path) -> Path:
@@ -115,10 +139,8 @@ def make_project(root: Path) -> Path:
     (paper / "_quarto.yml").write_text(QUARTO)
     (paper / "references.bib").write_text(BIB)
     (paper / "index.qmd").write_text(PAPER)
-    git = ["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@t"]
-    subprocess.run([*git, "init", "-q"], check=True)
-    subprocess.run([*git, "add", "."], check=True)
-    subprocess.run([*git, "commit", "-q", "-m", "fixture"], check=True)
+    (paper / ".gitignore").write_text(".fra-build/\n_figures/\n")
+    commit(root)
     return root
 
 

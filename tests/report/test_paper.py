@@ -8,7 +8,6 @@ paper is tested against the columns and keys ``fra induction`` actually writes.
 import json
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +23,7 @@ from fra.analysis.schema import TESTED as COLUMNS
 from fra.config import ChannelConfig, Params, WorldConfig
 from fra.report.build import build
 from fra.stages.toy_seeds import pooled
-from tests.report.conftest import write_results
+from tests.report.conftest import commit, write_results
 
 PAPER = Path(__file__).parents[2] / "paper"
 WORLD = WorldConfig(n_classes=8, class_size=3, n_filler=16, n_conceptual=4, seq_len=48, segment_min=4,
@@ -118,12 +117,11 @@ def toy_results(ground_truth_ok: bool = False) -> dict[str, tuple[str, str]]:
              "ground_truth_ok": ground_truth_ok, "learned_world": False, "heads": check,
              "model": {"n_layers": 2, "n_heads": 4, "d_model": 128, "d_mlp": 0,
                        "positional_embedding_type": "shortformer"},
-             "train_seconds": 301.5,
              "history": [{"step": s, "heldout_loss": 3.0 - s / 1000, "acc_token_repeat": s / 3300,
                           "acc_concept_repeat": s / 4300, "acc_random": 0.02} for s in (0, 1500, 3000)]}
     saes = {"L1": {"hook_name": "blocks.1.hook_resid_pre", "d_sae": 1024, "l0": 7.8, "variance_explained": 0.66,
                    "dead_fraction": 0.95, "n_tokens": 64000,
-                   "feature_kinds": {"current": 10, "previous": 9, "mixed": 30, "dead": 975}, "train_seconds": 205.4}}
+                   "feature_kinds": {"current": 10, "previous": 9, "mixed": 30, "dead": 975}}}
     csv = lambda df: df.to_csv(index=False, float_format="%.6g")  # noqa: E731 (as fra induction writes them)
     seeds = pd.DataFrame({"world_seed": [21, 22], "train_seed": [21, 22], "acc_token_repeat": [0.98, 0.97],
                           "acc_concept_repeat": [0.97, 0.96], "best_induction_head": ["L1H0", "L1H2"],
@@ -191,8 +189,8 @@ def lm_results() -> dict[str, tuple[str, str]]:
     corpus = {"config": {"seq_len": 128}, "per_source": {"shakespeare": source, "python": source}}
     saes = {f"L{layer}": {"hook_name": f"blocks.{layer}.hook_resid_pre", "d_sae": 2304, "l0": 31.5,
                           "variance_explained": 0.71, "dead_fraction": 0.2, "n_tokens": 19812,
-                          "freq_quantiles": {"0.5": 0.004}, "train_seconds": 150.0} for layer in (17, 18)}
-    saes["run"] = {"device": "cpu", "seconds": 640.0, "train_sequences": 1560, "eval_sequences": 156, "seq_len": 128}
+                          "freq_quantiles": {"0.5": 0.004}} for layer in (17, 18)}
+    saes["run"] = {"device": "cpu", "train_sequences": 1560, "eval_sequences": 156, "seq_len": 128}
     sae_cards = {f"L{layer}": {str(f): {"freq": 0.01, "top": [[3.0, ["a"], " b", []]]} for f in (5, 6)} for layer in (17, 18)}
     cards = {f"L{layer}": {str(f): {"top": [[4.0, ["one", ","], " two", []]], "neuronpedia": None}
                            for f in (3, 4, 7, 33, 40, 70)} for layer in (17, 18)}
@@ -212,7 +210,7 @@ def lm_results() -> dict[str, tuple[str, str]]:
 
 
 def gpt2_results() -> dict[str, tuple[str, str]]:
-    """GPT-2 small through the profile's stages: released SAEs (no ``train_seconds``) on 3 of its layers, every
+    """GPT-2 small through the profile's stages: released SAEs on 3 of its layers, every
     head of those layers resolved (36 heads: the per-head grid), L1H5 a TIH with an exact-repeat channel, L2H7 not."""
     layers = [0, 1, 2]
     heads = pd.DataFrame([(layer, head) for layer in layers for head in range(12)], columns=["layer", "head"])
@@ -236,7 +234,7 @@ def gpt2_results() -> dict[str, tuple[str, str]]:
     saes = {f"L{layer}": {"hook_name": f"blocks.{layer}.hook_resid_pre", "d_sae": 24576, "l0": 40.0 + layer,
                           "variance_explained": 0.92, "dead_fraction": 0.001, "n_tokens": 25400,
                           "freq_quantiles": {"0.5": 0.0008}} for layer in layers}
-    saes["run"] = {"device": "cuda", "seconds": 80.0, "pretrained": "gpt2-small-res-jb", "eval_sequences": 200,
+    saes["run"] = {"device": "cuda", "pretrained": "gpt2-small-res-jb", "eval_sequences": 200,
                    "seq_len": 128}
     cards = {f"L{layer}": {str(f): {"top": [[4.0, ["A"], " name", []]], "neuronpedia": None} for f in (4, 11, 21, 40, 110, 210)}
              for layer in layers}
@@ -259,7 +257,7 @@ def paper(tmp_path_factory):
     root = tmp_path_factory.mktemp("repo")
     write_results(root, toy_results() | lm_results() | gpt2_results())
     shutil.copytree(PAPER, root / "paper", ignore=shutil.ignore_patterns("_build", ".fra-build", "_figures"))
-    subprocess.run(["git", "-C", str(root), "init", "-q"], check=True)
+    commit(root)
     built = build(root / "paper", root / "paper/_build", route="offline")
     return root, built, (root / "paper/_build/index.html").read_text()
 
@@ -293,8 +291,8 @@ def test_hypotheses_are_stated_and_answered_the_right_way_round(paper):
 def test_method_parameters_exactness_and_planted_world_come_from_the_results(paper):
     _, _, html = paper
     page = text(html)
-    assert ("α = 0.05, min_lift = 0.2, min_effect = 0.01, min_queries = 5, min_support = 0.02, sink_share = 0.5 and "
-            "tih_threshold = 0.4") in page
+    assert re.search(r"<td[^>]*>Toy model \(planted world\)</td>(\s*<td[^>]*>[^<]*</td>){7}\s*<td[^>]*>1</td>", html)
+    assert re.search(r"<th[^>]*>min_\u200bqueries</th>", html)  # a header breaks after its underscore
     assert "the largest residual over all layers and probe kinds is 2.4e-06" in page
     assert "Ground-truth check: failed (ground_truth_ok = False)" in page and "cannot validate the method" in page
     assert "recall 0.25, target ≥ 0.8: not met" in page and "false-discovery rate 0, target ≤ 0.1: met" in page
@@ -310,7 +308,10 @@ def test_results_sections_tables_figures_cards_and_absent_models(paper):
     page = text(html)
     assert ("7 candidate channels of the planted-concept toy model were tested and 3 confirmed as induction channels; "
             "0 more passed the criterion but are sink channels") in page
-    assert "2 of the 3 confirmed channels of the planted-concept toy model lower the log-probability" in page
+    assert ("lowers the log-probability of the induction token significantly (one-sided z-test over its queries, "
+            "Benjamini–Hochberg over channels at α) in 2 of 3 on Toy model (planted world); 2 of 3 on SmolLM2-135M; "
+            "1 of 2 on GPT-2 small") in page  # the compiled model's fixture has no causal.csv
+    assert "Over all models the negative controls confirm 0 of the 40 channels they test" in page
     assert "planted-world label current:c00" in page and "c00m2" in page and "\\*odd\\*" not in page
     assert 'href="../../results/toy/explorer/channels.html"' in html
     assert page.count("Results not available") == 2  # the toy ablation and the chain-of-thought study (no fixtures)
@@ -320,16 +321,17 @@ def test_results_sections_tables_figures_cards_and_absent_models(paper):
     manifest = json.loads(built.manifest.read_text())
     assert {f["label"] for f in manifest["figures"]} == {
         "fig-exactness", "fig-toy-training", "fig-toy-heads", "fig-toy-ci", "fig-toy-attention", "fig-toy-calibration",
-        "fig-toy-causal", "fig-smollm2-heads", "fig-smollm2-ci", "fig-smollm2-attention", "fig-smollm2-causal",
-        "fig-gpt2-small-heads", "fig-gpt2-small-hypotheses-grid", "fig-gpt2-small-ci", "fig-gpt2-small-attention",
-        "fig-gpt2-small-causal"}
+        "fig-causal", "fig-smollm2-heads", "fig-smollm2-ci", "fig-smollm2-attention", "fig-gpt2-small-heads",
+        "fig-gpt2-small-hypotheses-grid", "fig-gpt2-small-ci", "fig-gpt2-small-attention"}
     assert {t["label"] for t in manifest["tables"]} >= {
-        "tbl-exactness", "tbl-toy-training", "tbl-toy-train-heads", "tbl-toy-saes", "tbl-toy-planted", "tbl-toy-heads",
-        "tbl-toy-hypotheses", "tbl-toy-hypotheses-heads", "tbl-toy-probes", "tbl-toy-channels", "tbl-error-share",
-        "tbl-smollm2-corpus", "tbl-smollm2-saes", "tbl-smollm2-heads", "tbl-smollm2-hypotheses", "tbl-smollm2-channels",
-        "tbl-compiled", "tbl-toy-controls", "tbl-smollm2-controls"}
+        "tbl-parameters", "tbl-exactness", "tbl-toy-training", "tbl-toy-train-heads", "tbl-toy-saes", "tbl-toy-planted",
+        "tbl-toy-heads", "tbl-toy-hypotheses", "tbl-toy-hypotheses-heads", "tbl-toy-probes", "tbl-toy-channels",
+        "tbl-error-share", "tbl-smollm2-corpus", "tbl-smollm2-saes", "tbl-smollm2-heads", "tbl-smollm2-hypotheses",
+        "tbl-smollm2-channels", "tbl-compiled", "tbl-controls", "tbl-causal", "tbl-stages"}
     assert {f["path"] for f in manifest["files"]} == set(toy_results() | lm_results() | gpt2_results())
-    assert manifest["commit"] == "none"  # a repository without commits
+    assert manifest["clean"] and len(manifest["commit"]) == 40 and manifest["uncommitted_code"] == []
+    assert set(manifest["stages"]) == {stage for stage, _ in (toy_results() | lm_results() | gpt2_results()).values()}
+    assert set(manifest["sources"]) == {f"paper/{p.name}" for p in PAPER.iterdir() if p.is_file()}
     assert (root / "paper/_build/index.pdf").read_bytes()[:5] == b"%PDF-"
 
 
@@ -337,7 +339,7 @@ def test_language_model_section_reads_its_corpus_saes_and_template_probes(paper)
     _, _, html = paper
     page = text(html)
     assert "Corpus and SAEs" in page and "in sequences of 128 tokens" in page
-    assert "explain 0.71 of the variance of held-out attention inputs" in page and "took 640 s on cpu" in page
+    assert "explain 0.71 of the variance of held-out attention inputs" in page and "They were trained on cpu." in page
     assert "H1: yes" in page and "1 of 1 token induction heads" in page  # L18H2 on exact repeats
     assert "L17H0: 1 channel(s) on concept_templates" in page  # H2 through the templated concept probes
     assert "4 candidate channels of SmolLM2-135M were tested and 2 confirmed as induction channels; 1 more passed" in page
@@ -351,7 +353,7 @@ def test_gpt2_section_shows_released_saes_and_every_head(paper):
     assert "GPT-2 small" in page and "The SAEs of GPT-2 small" not in page  # no corpus.json in the fixture
     assert "Its 3 SAEs, one per layer (0, 1, 2; read at blocks.L.hook_resid_pre;" in page
     assert "They are released SAEs (gpt2-small-res-jb), copied and evaluated here, not trained." in page
-    assert re.search(r"<td[^>]*>2</td>\s*<td[^>]*>24,576</td>(\s*<td[^>]*>[^<]*</td>){4}\s*<td[^>]*>released</td>", html)
+    assert re.search(r"<td[^>]*>2</td>\s*<td[^>]*>24,576</td>(\s*<td[^>]*>[^<]*</td>){4}\s*</tr>", html)
     assert ("Over the 36 resolvable heads of GPT-2 small, every head of 3 layer(s) (0, 1, 2), 2 token induction heads "
             "and 34 others: H1: no — 1 of 2") in page
     assert "H2: yes — 1 of 34 heads that are not token induction heads have one" in page
@@ -369,5 +371,40 @@ def test_table_headers_with_a_pipe_stay_one_column():
     from fra.report.provenance import Provenance
     from fra.report.tables import table
 
-    md = table(pd.DataFrame({"max |x|": [1.5]}), "tbl-x", "T.", Provenance("results/a.csv", "s", "0" * 32, "none"))
-    assert "| max \\|x\\| |" in md and "|--:|" in md
+    md = table(pd.DataFrame({"max |x|": [1.5]}), "tbl-x", "T.", Provenance("results/a.csv", "s", "0" * 32, "none", "1"))
+    assert "| max \\|x\\| |" in md and "|-------:|" in md  # longest header word (5 characters, escaped) + padding
+
+
+def test_abstract_discussion_and_conclusion_state_the_findings(paper):
+    """The findings are generated from the results: counts and answers as the fixture tables give them (the HTML
+    has typographic quotes)."""
+    _, _, html = paper
+    page = text(html)
+    assert "terms sum to the model’s own scores to within 5e-05 (floating-point rounding)" in page
+    assert ("the search finds a channel for 1 of 4 planted concept classes with 0 false discoveries among 4 token-only "
+            "controls (on fresh seeds: recall 1") in page
+    assert "it classifies the heads of a hand-compiled model as built; two negative controls" in page
+    assert ("On SmolLM2-135M (every head of 2 layers, 1 token induction head), 1 of the 1 token induction heads have a "
+            "confirmed channel on repeated random tokens (H1: yes) and 0 on repeated text; 1 of 5 other heads have one "
+            "(H2: yes). 1 head has a conceptual channel, and removing a confirmed channel measurably lowers the induction "
+            "token’s probability for 2 of the 3 confirmed channels.") in page
+    assert "On GPT-2 small (every head of 3 layers, 2 token induction heads), 1 of the 2" in page
+    assert ("H1 and the probe (GPT-2 small). H1 is asked on repeats of random tokens, where 1 of the 2 token induction "
+            "heads have a confirmed channel; on repeats of ordinary text 0 do, so asked there H1 would be answered ‘no’") in page
+    assert "on random repeats than on text repeats in 0 of 2 resolved layers (mean 0.3 against 0.3)" in page
+    assert "That fits one explanation" not in page  # more channels on random tokens than on text: no SAE-mismatch story
+    assert ("On templated concept pairs (concept_templates) the token induction heads attend to the induction target "
+            "with mean attention 0.3") in page and "1 of the 1 candidate channels on these probes are confirmed" in page
+    assert "0 candidates of SmolLM2-135M meet every other condition and miss it by less than 0.05" in page
+    assert ("In SmolLM2-135M it finds conceptual channels in 1 head: 1 of 1 token induction heads resolve into a "
+            "confirmed channel on random repeats, and 1 other head does on some probe.") in page
+    assert "with no uncommitted code" in page and "Draft" not in page
+
+
+def test_the_conclusion_follows_the_planted_targets_and_the_probe_dependence(paper):
+    _, _, html = paper
+    page = text(html)
+    # the fixture's default seed misses the recall target (0.25 < 0.8), and GPT-2's H1 differs between the probes
+    assert "on planted ground truth it missed its own recall or false-discovery target" in page
+    assert ("Whether induction in SmolLM2-135M, GPT-2 small lives in single feature pairs depends on the probe that "
+            "asks") in page

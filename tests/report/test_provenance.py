@@ -2,8 +2,11 @@ import json
 import subprocess
 
 import pytest
+import yaml
 
 from fra.errors import FRAError
+from fra.report import provenance as prov_module
+from fra.report.lock import code_digest, dir_md5, listing_md5
 from fra.report.provenance import (
     RECORD_ENV,
     ROOT_ENV,
@@ -11,10 +14,12 @@ from fra.report.provenance import (
     md5sum,
     provenance,
     record,
+    sources,
     verify_manifest,
     write_manifest,
 )
-from tests.report.conftest import make_project
+from fra.report.tree import Tree, state
+from tests.report.conftest import CODE, commit, make_project
 
 HEADS = "results/toy/heads.csv"
 
@@ -23,14 +28,45 @@ HEADS = "results/toy/heads.csv"
 def project(tmp_path, monkeypatch):
     root = make_project(tmp_path)
     monkeypatch.setenv(ROOT_ENV, str(root))
+    monkeypatch.chdir(root / "paper")
+    prov_module.tree_state.cache_clear()
     return root
 
 
-def test_record_matches_lock_and_head(project):
+def head(root):
+    return subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+
+
+def test_record_matches_lock_code_and_head(project):
     prov = provenance(HEADS)
-    head = subprocess.run(["git", "-C", str(project), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
-    assert (prov.stage, prov.md5, prov.commit) == ("toy_heads", md5sum(project / HEADS), head)
-    assert f"stage `toy_heads`, file `{HEADS}`, md5 `{prov.md5}` (dvc.lock), commit `{head[:12]}`" == prov.line()
+    digest = code_digest({CODE: md5sum(project / CODE)})
+    assert (prov.stage, prov.md5, prov.commit, prov.code, prov.clean) == (
+        "toy_heads", md5sum(project / HEADS), head(project), digest, True)
+    assert prov.line() == (f"stage `toy_heads` (code `{digest[:8]}`), file `{HEADS}`, md5 `{prov.md5}`, "
+                           f"commit `{head(project)[:10]}`")
+
+
+def test_code_digest_is_md5sum_of_md5sum(project):
+    listing = subprocess.run(["md5sum", CODE], cwd=project, capture_output=True, text=True).stdout
+    assert code_digest({CODE: md5sum(project / CODE)}) == md5sum_text(listing)
+
+
+def md5sum_text(text: str) -> str:
+    return subprocess.run(["md5sum"], input=text, capture_output=True, text=True).stdout.split()[0]
+
+
+def test_directory_hash_is_dvcs(tmp_path):
+    build = pytest.importorskip("dvc_data.hashfile.build").build
+    from dvc.fs import LocalFileSystem
+    from dvc_data.hashfile.db import HashFileDB
+
+    (tmp_path / "d/sub").mkdir(parents=True)
+    (tmp_path / "d/x.txt").write_text("a\n")
+    (tmp_path / "d/sub/y.txt").write_text("b\n")
+    fs = LocalFileSystem()
+    expected = build(HashFileDB(fs, str(tmp_path / "odb")), str(tmp_path / "d"), fs, "md5")[2].hash_info.value
+    assert dir_md5(tmp_path / "d") == expected
+    assert listing_md5({"x.txt": md5sum(tmp_path / "d/x.txt")}) != expected
 
 
 def test_stale_file_names_both_hashes_and_the_fix(project):
@@ -41,6 +77,25 @@ def test_stale_file_names_both_hashes_and_the_fix(project):
     message = str(err.value)
     assert HEADS in message and expected in message and md5sum(project / HEADS) in message
     assert "dvc repro toy_heads" in message
+
+
+def lock(root) -> dict:
+    return yaml.safe_load((root / "dvc.lock").read_text())
+
+
+def test_a_stage_out_of_step_with_its_upstream_or_params_is_refused(project):
+    data = lock(project)
+    data["stages"]["toy_heads"]["deps"].append({"path": "results/toy/metrics.json", "md5": "0" * 32})
+    data["stages"]["toy_heads"]["params"] = {"params.yaml": {"heads": {"n": 3}}}
+    (project / "dvc.lock").write_text(yaml.safe_dump(data))
+    (project / "params.yaml").write_text("heads: {n: 4}\n")
+    with pytest.raises(FRAError) as err:
+        provenance(HEADS)
+    message = str(err.value)
+    assert "stage `toy_heads` is out of step with dvc.lock" in message
+    assert f"results/toy/metrics.json was {'0' * 32} when it ran; stage `toy_train` has since written" in message
+    assert "params.yaml heads is {'n': 4}, {'n': 3} when it ran" in message
+    assert "dvc repro toy_heads" in message and "dvc commit toy_heads" in message
 
 
 def test_missing_recorded_file(project):
@@ -72,15 +127,68 @@ def test_file_inside_a_directory_output(project):
     assert provenance(HEADS).stage == "toy"
 
 
-def test_manifest_verifies_and_catches_a_changed_file(project, tmp_path_factory, monkeypatch):
+def test_tree_state_splits_code_from_pipeline_outputs(project):
+    (project / HEADS).write_text("rewritten by the pipeline\n")
+    (project / "dvc.lock").write_text((project / "dvc.lock").read_text() + "\n")
+    (project / "notes.txt").write_text("untracked, outside the package and the paper: not code\n")
+    (project / "paper/new.qmd").write_text("untracked in the paper folder: code\n")
+    (project / CODE).write_text("changed\n")
+    tree = state(project, project / "paper")
+    assert tree.dirty == (CODE, "paper/new.qmd") and tree.outputs == ("dvc.lock", HEADS) and not tree.clean
+    assert Tree.from_json(tree.to_json()) == tree
+
+
+def manifest_of(project, tmp_path_factory, monkeypatch) -> tuple:
     records = tmp_path_factory.mktemp("records") / "records"
     monkeypatch.setenv(RECORD_ENV, str(records))
     provenance(HEADS)
     record({"kind": "figure", "label": "fig-x", "caption": "c", "sources": []})
     manifest = project / "paper/_build/provenance.json"
-    data = write_manifest(records, manifest, "offline")
+    data = write_manifest(records, manifest, "offline", state(project, project / "paper"),
+                          {"paper/index.qmd": md5sum(project / "paper/index.qmd")})
+    return manifest, data
+
+
+def test_manifest_verifies_and_catches_a_changed_file(project, tmp_path_factory, monkeypatch):
+    manifest, data = manifest_of(project, tmp_path_factory, monkeypatch)
     assert [f["path"] for f in data["files"]] == [HEADS] and data["figures"][0]["label"] == "fig-x"
-    assert len(verify_manifest(manifest)) == 1
+    assert list(data["stages"]) == ["toy_heads"] and data["clean"]
+    assert len(verify_manifest(manifest)) == 3  # the file, its stage, the paper sources
     (project / HEADS).write_text("changed\n")
     with pytest.raises(FRAError, match=f"{HEADS}: paper used"):
         verify_manifest(manifest)
+
+
+def test_verify_checks_the_code_against_the_cited_commit(project, tmp_path_factory, monkeypatch):
+    manifest, data = manifest_of(project, tmp_path_factory, monkeypatch)
+    data["stages"]["toy_heads"]["code"][CODE] = "f" * 32
+    data["sources"]["paper/index.qmd"] = "e" * 32
+    manifest.write_text(json.dumps(data))
+    with pytest.raises(FRAError) as err:
+        verify_manifest(manifest)
+    assert f"stage `toy_heads`: code differs: {CODE} (paper {'f' * 32}" in str(err.value)
+    assert f"paper sources differ from the cited commit: paper/index.qmd (paper {'e' * 32}" in str(err.value)
+    manifest.write_text(json.dumps({**data, "commit": "1" * 40}))
+    with pytest.raises(FRAError, match="cites commit 1111111111111111111111111111111111111111, which this repository"):
+        verify_manifest(manifest)
+    manifest.write_text(json.dumps({"files": []}))
+    with pytest.raises(FRAError, match="truncated, malformed or from an older"):
+        verify_manifest(manifest)
+
+
+def test_verify_passes_after_the_outputs_are_committed(project, tmp_path_factory, monkeypatch):
+    """The paper cites the commit its code was in; committing the built results and paper afterwards keeps it valid."""
+    manifest, _ = manifest_of(project, tmp_path_factory, monkeypatch)
+    cited = head(project)
+    commit(project, "results and paper")
+    assert head(project) != cited and len(verify_manifest(manifest)) == 3
+
+
+def test_paper_sources_are_the_paper_stages_code_deps(project):
+    (project / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"paper": {
+        "cmd": "fra paper", "deps": ["paper/index.qmd", CODE, "results", "results/toy/heads.csv"],
+        "outs": [{"paper/_build/provenance.json": {"cache": False}}]}}}))
+    found = sources(project, project / "paper", project / "paper/_build/provenance.json")
+    assert found == {"paper/index.qmd": md5sum(project / "paper/index.qmd"), CODE: md5sum(project / CODE)}
+    assert set(sources(project, project / "paper", project / "elsewhere.json")) == {  # no stage writes it
+        "paper/_quarto.yml", "paper/index.qmd", "paper/references.bib", "paper/.gitignore"}

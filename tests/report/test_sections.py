@@ -1,35 +1,37 @@
-"""The paper's section helpers (fra/report/sections.py) on hand-built inputs."""
+"""The paper's section helpers (fra/report/common, method, planted, hypotheses, results, checks) on hand-built
+inputs."""
 
 import json
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
 
 from fra.analysis.induction import CONTROL_PROBE, EXACT_PROBE, answers
 from fra.analysis.schema import CHANNELS
-from fra.report import sections as s
+from fra.report import checks, common, hypotheses, method, planted, results
 from fra.report.provenance import ROOT_ENV, Provenance
 from tests.report.conftest import write_results
 
-PROV = Provenance("results/toy/metrics.json", "toy_induction", "0" * 32, "none")
+PROV = Provenance("results/toy/metrics.json", "toy_induction", "0" * 32, "none", "1" * 32)
 
 
 def test_formatting_helpers():
-    assert s.head_name(1.0, 2) == "L1H2"
-    assert s.esc("*a*_[b](c)") == r"\*a\*\_\[b\]\(c\)"
-    assert s.esc("a\nb\tc") == "a⏎b⇥c" and s.esc("  ") == "␣"
-    assert s.span(0.5, 0.50001) == "0.5" and s.span(0.5, 0.75) == "between 0.5 and 0.75"
-    assert s.small(1e-20) == "< 1e-16" and s.small(0.0123) == "0.012"
-    assert (s.yes_no(True), s.yes_no(0)) == ("yes", "no")
-    assert s.files("toy", "a.csv", "b.json") == ["results/toy/a.csv", "results/toy/b.json"]
+    assert common.head_name(1.0, 2) == "L1H2"
+    assert common.esc("*a*_[b](c)") == r"\*a\*\_\[b\]\(c\)"
+    assert common.esc("a\nb\tc") == "a⏎b⇥c" and common.esc("  ") == "␣"
+    assert common.span(0.5, 0.50001) == "0.5" and common.span(0.5, 0.75) == "between 0.5 and 0.75"
+    assert common.small(1e-20) == "< 1e-16" and common.small(0.0123) == "0.012"
+    assert (common.yes_no(True), common.yes_no(0)) == ("yes", "no")
+    assert common.files("toy", "a.csv", "b.json") == ["results/toy/a.csv", "results/toy/b.json"]
 
 
 def test_probe_order_follows_the_probe_list_then_sorts_unknown_kinds():
-    assert s.probe_order(["zeta", "concept_repeat", "alpha", "random_repeat", "concept_repeat"]) == [
+    assert common.probe_order(["zeta", "concept_repeat", "alpha", "random_repeat", "concept_repeat"]) == [
         "random_repeat", "concept_repeat", "alpha", "zeta"]
-    assert s.EXACT == EXACT_PROBE and CONTROL_PROBE in s.PROBES  # the paper names the pipeline's probes
-    assert s.probe_list().splitlines()[0] == "- `random_repeat`: exact repeats of random tokens, `[BOS] r r`."
+    assert common.EXACT == EXACT_PROBE and CONTROL_PROBE in common.PROBES  # the paper names the pipeline's probes
+    assert method.probe_list().splitlines()[0] == "- `random_repeat`: exact repeats of random tokens, `[BOS] r r`."
 
 
 def exactness(shares_by_probe: dict[str, dict], **extra) -> dict:
@@ -40,18 +42,18 @@ def exactness(shares_by_probe: dict[str, dict], **extra) -> dict:
 
 def test_terms_are_grouped_and_summed_per_layer_and_probe():
     terms = ("feat·feat", "feat·error", "error·pos", "pos·feat", "dropped·feat", "bias·bias", "feat·b_dec")
-    assert [s.term_group(t) for t in terms] == ["feature pairs", "SAE error", "SAE error", "positional",
+    assert [method.term_group(t) for t in terms] == ["feature pairs", "SAE error", "SAE error", "positional",
                                                  "dropped features", "biases", "biases"]
     metrics = exactness({"random_repeat": ({"feat·feat": 0.6, "feat·error": 0.1, "error·feat": 0.05,
                                             "bias·bias": 0.25}, 0.15),
                          "text_repeat": ({"feat·feat": 0.4, "pos·pos": 0.6}, 0.0)})
-    rows = s.exactness_rows("toy", metrics).set_index("probe")
-    assert list(rows.columns) == ["model", "layer", "max residual", "max score", *s.GROUPS, "active features"]
+    rows = method.exactness_rows("toy", metrics).set_index("probe")
+    assert list(rows.columns) == ["model", "layer", "max residual", "max score", *method.GROUPS, "active features"]
     assert rows.loc["random_repeat", "SAE error"] == pytest.approx(0.15)
     assert rows.loc["random_repeat", "positional"] == 0 and rows.loc["text_repeat", "positional"] == 0.6
-    assert s.minmax(metrics, "feat·feat") == (0.4, 0.6) and s.minmax(metrics, None) == (0.0, 0.15)
-    assert s.minmax(metrics, "pos·pos") == (0.0, 0.6)  # a term a probe lacks counts as a share of 0
-    assert s.exactness_sentence("the toy", metrics) == (
+    assert method.minmax(metrics, "feat·feat") == (0.4, 0.6) and method.minmax(metrics, None) == (0.0, 0.15)
+    assert method.minmax(metrics, "pos·pos") == (0.0, 0.6)  # a term a probe lacks counts as a share of 0
+    assert method.exactness_sentence("the toy", metrics) == (
         "For the toy, the largest residual over all layers and probe kinds is 1e-06, against scores of magnitude up "
         "to 4. Feature pairs carry between 0.4 and 0.6 of Σ|term|, terms with the SAE error between 0 and 0.15.\n")
 
@@ -63,23 +65,23 @@ CARDS = {"L1": {"5": {"top": [[2.5, ["a", "b", "c", "d", "e", "f"], "tok", ["g"]
 
 
 def test_card_line_shows_label_contexts_and_link():
-    line = s.card_line(1, 5.0, CARDS, "query side", {(1, 5): "current:c00"})
+    line = common.card_line(1, 5.0, CARDS, "query side", {(1, 5): "current:c00"})
     assert line.startswith("- **L1 feature 5** (query side) — planted-world label *current\\:c00* — "
                            "top activations ")
     assert "2.5: … b c d e f **tok** g …" in line  # the last five tokens of the left context
     assert "1: **sp**" in line and "never shown" not in line  # three contexts at most
     assert line.endswith(" — [Neuronpedia](https://np/5)")
-    lm = s.card_line(1, 5, CARDS, "key side", {}, sep="")
+    lm = common.card_line(1, 5, CARDS, "key side", {}, sep="")
     assert "… x **y**" in lm and "planted-world" not in lm  # the token's own space stays outside the emphasis
-    assert s.card_line(1, 6, CARDS, "key side", {}) == (
+    assert common.card_line(1, 6, CARDS, "key side", {}) == (
         "- **L1 feature 6** (key side) — no activation in the card corpus")
-    assert "no activation" in s.card_line(3, 6, CARDS, "key side", {})  # a layer without cards
+    assert "no activation" in common.card_line(3, 6, CARDS, "key side", {})  # a layer without cards
 
 
 def test_feature_kinds_label_live_features_only():
     cards = {"L1": [{"feature": 3, "kind": "current:c00", "current_class": ["c00", 0.912], "previous_class": ["f", 0.4]},
                     {"feature": 4, "kind": "dead", "current_class": ["", 0], "previous_class": ["", 0]}]}
-    assert s.feature_kinds(cards) == {(1, 3): "current:c00; current token c00 (0.91), previous token f (0.4)"}
+    assert planted.feature_kinds(cards) == {(1, 3): "current:c00; current token c00 (0.91), previous token f (0.4)"}
 
 
 def hyp_table(rows) -> pd.DataFrame:
@@ -99,7 +101,7 @@ HYP = hyp_table([
 
 def test_hypotheses_are_read_from_metrics_not_recomputed():
     metrics = answers(HYP)
-    sentence, table = s.hypotheses_summary(metrics)
+    sentence, table = hypotheses.hypotheses_summary(metrics)
     assert sentence == ("**H1: no** — 1 of 2 token induction heads have a confirmed (non-sink) CIH channel on exact "
                         "repeats, 0 a conceptual one. **H2: yes** — 1 of 2 heads that are not token induction heads "
                         "have one, 1 a conceptual one")
@@ -107,7 +109,7 @@ def test_hypotheses_are_read_from_metrics_not_recomputed():
         ["H1", 2, 1, 0, "no"], ["H2", 2, 1, 1, "yes"]]
     metrics["H1"] = {"n_tih": 7, "n_tih_with_cih": 7, "n_tih_with_conceptual": 3,
                      "answer": "untestable (no TIH)"}  # what the file says wins
-    sentence, table = s.hypotheses_summary(metrics)
+    sentence, table = hypotheses.hypotheses_summary(metrics)
     assert sentence.startswith(r"**H1: untestable \(no TIH\)** — 7 of 7") and table.n.tolist() == [7, 2]
 
 
@@ -136,13 +138,13 @@ CHANNEL_ROWS = channels_table([
 
 
 def test_h2_details_cover_confirmed_channels_of_non_tih_heads_only():
-    assert s.h2_details(HYP, CHANNEL_ROWS) == [
+    assert hypotheses.h2_details(HYP, CHANNEL_ROWS) == [
         "L1H2: 2 channel(s) on concept_repeat (conceptual), held-out lift between 0.35 and 0.45, softmax effect "
         "between 0.05 and 0.2, present at between 6 and 30 held-out induction targets each"]
 
 
 def test_per_head_table_orders_probe_counts_and_names_the_best_channel():
-    show, kinds = s.per_head_table(HYP)
+    show, kinds = hypotheses.per_head_table(HYP)
     assert kinds == ["random_repeat", "concept_repeat"]
     assert show["confirmed per probe kind"].tolist() == ["1 / 0", "0 / 0", "0 / 2", "0 / 0"]
     assert show["best channel"].tolist() == ["5→17, random, token, lift 0.71", "–",
@@ -151,10 +153,10 @@ def test_per_head_table_orders_probe_counts_and_names_the_best_channel():
 
 
 def test_channel_counts_and_top_table():
-    counts = s.probe_counts(CHANNEL_ROWS)
+    counts = hypotheses.probe_counts(CHANNEL_ROWS)
     assert counts.values.tolist() == [["random_repeat", 1, 3, 1, 1, pytest.approx(0.25)],
                                       ["concept_repeat", 2, 2, 2, 0, 0.4]]
-    top = s.top_channels(CHANNEL_ROWS[CHANNEL_ROWS.is_cih])
+    top = hypotheses.top_channels(CHANNEL_ROWS[CHANNEL_ROWS.is_cih])
     assert top["token share q / k"].iloc[0] == "0.1 / 0.1"
     assert top[["head", "probe", "q→k", "q"]].values.tolist() == [
         ["L1H2", "concept class00", "12→41", "< 1e-16"], ["L1H2", "concept class01", "12→8", "0.01"],
@@ -163,10 +165,10 @@ def test_channel_counts_and_top_table():
 
 def test_few_targets_counts_tiny_q_values_and_thin_channels():
     metrics = {"criterion": {"min_queries": 5}}
-    text = s.few_targets_sentence("the toy", CHANNEL_ROWS, metrics, [PROV])
+    text = method.few_targets_sentence("the toy", CHANNEL_ROWS, metrics, [PROV])
     assert text.startswith("For the toy, 1 of the 3 confirmed channels have $q$ < 1e-16")  # the sink channel left out
     assert "`min_queries` = 5 induction targets on both the discovery and the held-out probes (here at least 6" in text
-    assert s.few_targets_sentence("x", CHANNEL_ROWS.assign(is_cih=False), metrics, [PROV]) == ""
+    assert method.few_targets_sentence("x", CHANNEL_ROWS.assign(is_cih=False), metrics, [PROV]) == ""
 
 
 def test_hypotheses_part_shows_what_metrics_json_records(tmp_path, monkeypatch):
@@ -178,7 +180,7 @@ def test_hypotheses_part_shows_what_metrics_json_records(tmp_path, monkeypatch):
                              "results/toy/channels.csv": ("toy_induction", CHANNEL_ROWS.to_csv(index=False)),
                              "results/toy/metrics.json": ("toy_induction", json.dumps(metrics))})
     monkeypatch.setenv(ROOT_ENV, str(tmp_path))
-    md = s.hypotheses_part("toy", s.MODELS["toy"], metrics, PROV)
+    md = hypotheses.hypotheses_part("toy", common.MODELS["toy"], metrics, PROV)
     assert ("Over the 4 resolvable heads of the planted-concept toy model, every head of 1 layer(s) (1), 2 token "
             "induction heads and 2 others: **H1: no** — 1 of 2") in md
     assert "head by head in @tbl-toy-hypotheses-heads)" in md and "fig-toy-hypotheses-grid" not in md
@@ -200,7 +202,7 @@ def test_seeds_section_reports_the_table_and_pooled_rates(tmp_path, monkeypatch)
     write_results(tmp_path, {"results/toy/seeds.csv": ("toy_seeds", seeds.to_csv(index=False)),
                              "results/toy/seeds.json": ("toy_seeds", json.dumps(pooled))})
     monkeypatch.setenv(ROOT_ENV, str(tmp_path))
-    md = s.seeds_section()
+    md = planted.seeds_section()
     assert "on 2 fresh (world seed, training seed) pairs" in md and "1 of 2 pass the ground-truth check" in md
     assert "finds 9 of 12 conceptual classes (recall 0.75" in md and "1 of 20 token-only control classes" in md
     assert "{#tbl-toy-seeds}" in md and "file `results/toy/seeds.csv`" in md
@@ -213,13 +215,13 @@ def test_calibration_section_reads_the_curve_and_the_frozen_value(tmp_path, monk
                         "frozen": [False, False, False, True]})
     write_results(tmp_path, {"results/toy/calibration.csv": ("toy_induction", cal.to_csv(index=False))})
     monkeypatch.setenv(ROOT_ENV, str(tmp_path))
-    md = s.calibration_section()
+    md = planted.calibration_section()
     assert "the smallest `min_lift` on a 0.05 grid without false discoveries is 0.1" in md
     assert "the frozen `min_lift` = 0.15 (dashed, a margin of 0.05 above it) gives recall 0.9 and false discoveries 0" in md
     assert "{#fig-toy-calibration" in md
 
 
-def test_compiled_section_and_checks_part(tmp_path, monkeypatch):
+def test_compiled_section_controls_and_causal_test(tmp_path, monkeypatch):
     hyp = HYP.assign(layer=1)
     metrics = {**answers(HYP), "n_channels_tested": 10, "n_cih": 4, "n_confirmed_any": 5,
                "verdict": {"ok": True, "heads": {
@@ -236,14 +238,18 @@ def test_compiled_section_and_checks_part(tmp_path, monkeypatch):
              "results/toy/causal.csv": ("toy_induction", causal.to_csv(index=False))}
     write_results(tmp_path, files)
     monkeypatch.setenv(ROOT_ENV, str(tmp_path))
-    md = s.compiled_section()
+    monkeypatch.chdir(tmp_path)  # figures go to ./_figures
+    md = planted.compiled_section()
     assert "classifies every head as built" in md and "confirm 0 of the 0 channels `random_sae` tested and 1 of the 5 channels `shuffled_keys` tested" in md
     assert "| L1H2 | 0.1 | no / no |" in md and "{#tbl-compiled}" in md
-    md = s.checks_part("toy", s.MODELS["toy"], metrics)
-    assert "| real SAE | 10 | 5 |" in md and "| real SAE, key features shuffled | 5 | 1 |" in md
-    assert "No candidate of random SAE (same d_sae, L0, hook) reached `min_support`" in md
-    assert "1 of the 2 confirmed channels of the planted-concept toy model lower the log-probability" in md
-    assert "(@fig-toy-causal)" in md and "by at most 1e-07" in md
+    md = checks.controls_section()
+    assert "confirm 2 of the 10 channels they test (@tbl-controls)" in md  # toy and compiled: 0 + 1 each
+    assert "| Toy model (planted world) | 5 of 10 | 0 of 0 | 1 of 5 |" in md
+    assert "No candidate of the random SAE on Toy model (planted world), the random SAE on Compiled model reached" in md
+    md = checks.causal_section()
+    assert "in 1 of 2 on Toy model (planted world) (@tbl-causal)" in md and "to at most 1e-07" in md
+    assert "{#fig-causal" in md and "file `results/toy/causal.csv`" in md
+    assert (tmp_path / "_figures/fig-causal.png").exists()
 
 
 def wide_hyp(layers=(3, 7, 12), heads=9) -> pd.DataFrame:
@@ -266,7 +272,7 @@ def test_many_heads_get_a_grid_and_a_table_of_the_heads_with_a_channel(tmp_path,
     write_results(tmp_path, {"results/gpt2-small/hypotheses.csv": ("lm_induction@gpt2-small", hyp.to_csv(index=False))})
     monkeypatch.setenv(ROOT_ENV, str(tmp_path))
     monkeypatch.chdir(tmp_path)  # figures go to ./_figures
-    md = s.hypotheses_part("gpt2-small", s.MODELS["gpt2-small"], metrics, PROV)
+    md = hypotheses.hypotheses_part("gpt2-small", common.MODELS["gpt2-small"], metrics, PROV)
     assert ("Over the 27 resolvable heads of GPT-2 small, every head of 3 layer(s) (3, 7, 12), 3 token induction heads "
             "and 24 others: **H1: no** — 1 of 3") in md
     assert "head by head in @fig-gpt2-small-hypotheses-grid and @tbl-gpt2-small-hypotheses-heads)" in md
@@ -276,19 +282,19 @@ def test_many_heads_get_a_grid_and_a_table_of_the_heads_with_a_channel(tmp_path,
     assert "per resolvable head with a counted channel of GPT-2 small" in md
     none = hyp.assign(n_cih=0, n_cih_random_repeat=0, n_cih_concept_repeat=0, n_token=0, n_conceptual=0)
     write_results(tmp_path, {"results/gpt2-small/hypotheses.csv": ("lm_induction@gpt2-small", none.to_csv(index=False))})
-    md = s.hypotheses_part("gpt2-small", s.MODELS["gpt2-small"], answers(none), PROV)
+    md = hypotheses.hypotheses_part("gpt2-small", common.MODELS["gpt2-small"], answers(none), PROV)
     assert "in @fig-gpt2-small-hypotheses-grid; no resolvable head has a counted channel)" in md
     assert "tbl-gpt2-small-hypotheses-heads" not in md
 
 
 def test_heads_grid_numbers_counted_channels_and_outlines_tih():
-    fig = s.heads_grid(wide_hyp())
+    fig = hypotheses.heads_grid(wide_hyp())
     ax = fig.axes[0]
     texts = {(round(t.get_position()[0] - 0.5), round(t.get_position()[1] - 0.5)): t.get_text() for t in ax.texts
              if t.get_text()}
     assert texts == {(4, 0): "0", (4, 1): "1*", (1, 2): "2", (4, 2): "0"}  # (head, row of layer): TIH always numbered
     assert [t.get_text() for t in ax.get_yticklabels()] == ["3", "7", "12"] and len(ax.patches) == 3
-    s.plt.close(fig)
+    plt.close(fig)
 
 
 SAE = {"hook_name": "blocks.{}.hook_resid_pre", "d_sae": 24576, "l0": 31.5, "variance_explained": 0.9,
@@ -296,19 +302,18 @@ SAE = {"hook_name": "blocks.{}.hook_resid_pre", "d_sae": 24576, "l0": 31.5, "var
 
 
 def copied_saes(layers=(2, 10, 0)) -> dict:
-    """saes.json as ``fra lm-saes`` writes it for released SAEs: no ``train_seconds``, ``run.pretrained``."""
+    """saes.json as ``fra lm-saes`` writes it for released SAEs: ``run.pretrained``."""
     saes = {f"L{layer}": {**SAE, "hook_name": SAE["hook_name"].format(layer), "l0": 20.0 + layer}
             for layer in layers}
-    return saes | {"run": {"device": "cuda", "seconds": 95.0, "pretrained": "gpt2-small-res-jb", "eval_sequences": 200,
+    return saes | {"run": {"device": "cuda", "pretrained": "gpt2-small-res-jb", "eval_sequences": 200,
                            "seq_len": 128}}
 
 
 def test_sae_rows_follow_the_layers_and_mark_released_saes():
-    df = s.sae_rows(copied_saes())
+    df = results.sae_rows(copied_saes())
     assert df.layer.tolist() == [0, 2, 10] and df.L0.tolist() == [20.0, 22.0, 30.0]
-    assert df["training (s)"].tolist() == ["released"] * 3 and df["median firing rate"].tolist() == [0.001] * 3
-    trained = {"L17": {**SAE, "train_seconds": 112.3}, "L6": {**SAE, "train_seconds": 99.0}}
-    assert s.sae_rows(trained)[["layer", "training (s)"]].values.tolist() == [[6, 99.0], [17, 112.3]]
+    assert df["median firing rate"].tolist() == [0.001] * 3 and "training (s)" not in df  # timings are no results
+    assert results.sae_rows({"L17": SAE, "L6": SAE}).layer.tolist() == [6, 17]
 
 
 def test_lm_saes_part_for_released_saes(tmp_path, monkeypatch):
@@ -317,21 +322,24 @@ def test_lm_saes_part_for_released_saes(tmp_path, monkeypatch):
     write_results(tmp_path, {"results/gpt2-small/saes.json": ("lm_saes@gpt2-small", json.dumps(copied_saes())),
                              "results/gpt2-small/feature_cards.json": ("lm_saes@gpt2-small", json.dumps(cards))})
     monkeypatch.setenv(ROOT_ENV, str(tmp_path))
-    md = s.lm_saes_part("gpt2-small", s.MODELS["gpt2-small"])
+    md = results.lm_saes_part("gpt2-small", common.MODELS["gpt2-small"])
     assert ("Its 3 SAEs, one per layer (0, 2, 10; read at `blocks.L.hook_resid_pre`; @tbl-gpt2-small-saes), explain "
             "0.9 of the variance") in md and "an L0 of between 20 and 30" in md
-    assert "They are released SAEs (`gpt2-small-res-jb`), copied and evaluated here, not trained. The stage took 95 s on cuda" in md
-    assert "| 10 | 24,576 | 30 | 0.9 | 0.01 | 0.001 | released |" in md
-    assert "training time (released: copied, not trained)." in md and "file `results/gpt2-small/saes.json`" in md
+    assert "They are released SAEs (`gpt2-small-res-jb`), copied and evaluated here, not trained. They were evaluated on cuda." in md
+    assert "| 10 | 24,576 | 30 | 0.9 | 0.01 | 0.001 |" in md
+    assert "firing rate (released: copied, not trained)." in md and "file `results/gpt2-small/saes.json`" in md
     assert "The first 3 of the randomly drawn feature cards" in md and md.count("- **L") == 15  # 16 lines at most
 
 
-def test_an_optional_model_appears_only_with_results(tmp_path, monkeypatch):
+def test_a_model_without_results_names_the_command_that_produces_them(tmp_path, monkeypatch):
     write_results(tmp_path, {})
     monkeypatch.setenv(ROOT_ENV, str(tmp_path))
-    spec = s.MODELS["gpt2-small"]
-    assert s.model_results("gpt2-small", spec) == ""
-    assert "Results not available" in s.model_results("smollm2", s.MODELS["smollm2"])  # the default profile's model
+    md = results.model_results("gpt2-small", common.MODELS["gpt2-small"])
+    assert md.startswith("\n## GPT-2 small\n") and "Results not available" in md
+    assert ("Produce them with `dvc repro` after setting `profile: {language_models: [smollm2, gpt2-small]}` in "
+            "params.yaml, then rebuild the paper with `fra paper`.") in md
+    assert "network access to the model hub" in md and "a GPU" in md
+    assert "Results not available" in results.model_results("smollm2", common.MODELS["smollm2"])
     write_results(tmp_path, {"results/gpt2-small/saes.json": ("lm_saes@gpt2-small", json.dumps(copied_saes()))})
-    md = s.model_results("gpt2-small", spec)
-    assert md.startswith("\n## GPT-2 small\n") and "`results/gpt2-small/heads.csv`" in md and spec["why"] in md
+    md = results.model_results("gpt2-small", common.MODELS["gpt2-small"])
+    assert "`results/gpt2-small/heads.csv`" in md and common.MODELS["gpt2-small"]["why"] in md

@@ -1,12 +1,13 @@
 import pytest
 import torch
 from sae_lens import SAE
+from sae_lens.saes.batchtopk_sae import BatchTopK
 
 from fra.config import ToySAEConfig, ToyTrainConfig, WorldConfig
 from fra.errors import FRAError
 from fra.saes import load_sae, validate_sae
 from fra.saes.cache import cache_resid_pre
-from fra.saes.training import sae_metrics, shuffled_batches, train_layers, train_sae
+from fra.saes.training import KthBatchTopK, sae_metrics, shuffled_batches, train_layers, train_sae
 from fra.world.corpus import generate
 from fra.world.train import build_model
 
@@ -87,3 +88,26 @@ def test_metrics_on_known_reconstructions():
     assert perfect["variance_explained"] == pytest.approx(1.0) and perfect["l0"] == 3 and perfect["dead_fraction"] == 0
     mean_only = sae_metrics(x, torch.zeros(100, 3), x.mean(0).expand_as(x))
     assert mean_only["variance_explained"] == pytest.approx(0.0, abs=1e-6) and mean_only["dead_fraction"] == 1
+
+
+@pytest.mark.parametrize("k, shift", [(4.0, 0.0), (2.5, 0.0), (4.0, -2.5)])  # shift -2.5: fewer positives than k * batch
+@torch.enable_grad()
+def test_kth_batch_topk_equals_sae_lens_batch_topk_with_gradients(k, shift):
+    x = (torch.randn(64, 96, generator=torch.Generator().manual_seed(0)) + shift).requires_grad_()
+    y = x.detach().clone().requires_grad_()
+    got, want = KthBatchTopK(k)(x), BatchTopK(k)(y)
+    assert torch.equal(got, want) and 0 < int((got > 0).sum()) <= int(k * 64)
+    weight = torch.randn(64, 96)
+    (got * weight).sum().backward()
+    (want * weight).sum().backward()
+    assert torch.equal(x.grad, y.grad)
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e-3])
+def test_kth_batch_topk_sampled_bound_keeps_exactly_the_top_values(scale):
+    """Large batches take the sampled bound; skewed values (a few huge ones) make the bound miss and fall back."""
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(512, 300, generator=gen) * scale
+    x[0, :50] = 1e3  # a few outliers above everything
+    got, want = KthBatchTopK(7.0)(x), BatchTopK(7.0)(x)
+    assert torch.equal(got, want) and int((got > 0).sum()) == 7 * 512

@@ -25,13 +25,15 @@ def explore(saved, out, *flags, text=("--text", "The cat sat")):
     (["--start-head", "-1"], "argument --start-head: must be >= 0"),
     (["--corpus-sequences", "0"], "argument --corpus-sequences: must be >= 1"),
     (["--text-file", "t.txt"], "argument --text-file: not allowed with argument --text"),
+    (["--layer", "best"], "argument --layer: expected an integer, got 'best'"),
+    (["--layer", "auto"], "--layer auto needs --heads"),
 ])
 def test_explore_bad_flags(saved, tmp_path, capsys, flags, match):
     refuses(explore(saved, tmp_path / "page.html", *flags), match, capsys, tmp_path)
 
 
 def test_explore_needs_a_text(saved, tmp_path, capsys):
-    refuses(explore(saved, tmp_path / "page.html", text=()), "one of the arguments --text --text-file is required",
+    refuses(explore(saved, tmp_path / "page.html", text=()), "one of the arguments --text --text-file --sequence is required",
             capsys, tmp_path)
 
 
@@ -104,6 +106,10 @@ def test_explore_out_under_a_file(saved, tmp_path, capsys):
     ("columns", r"lacks column\(s\) \['support'\]"),
     ("no_model", "--corpus needs --model and --sae"),
     ("out_folder", "is a folder"),
+    ("features_alone", "--features and --labels go on the feature cards: pass --cards"),
+    ("no_page", "--text-page .* does not exist"),
+    ("bad_page", "--text-page .* is not an explorer page built by fra"),
+    ("bad_cards", "--cards .* is not a channel_features.json"),
 ])
 def test_explore_dataset_bad_inputs(tmp_path, capsys, case, match):
     channels = tmp_path / "channels.csv"
@@ -111,5 +117,9 @@ def test_explore_dataset_bad_inputs(tmp_path, capsys, case, match):
         pd.DataFrame({"layer": [1], "head": [0], "query_feature": [1], "key_feature": [2],
                       **({} if case == "columns" else {"support": [0.1]})}).to_csv(channels, index=False)
     out = tmp_path if case == "out_folder" else tmp_path / "page.html"
-    flags = ["--corpus", str(tmp_path / "c.npy")] if case == "no_model" else []
+    (tmp_path / "page.txt").write_text("<html></html>")
+    (tmp_path / "cards.json").write_text("[1, 2]")
+    flags = {"no_model": ["--corpus", str(tmp_path / "c.npy")], "features_alone": ["--features", str(tmp_path / "f.csv")],
+             "no_page": ["--text-page", str(tmp_path / "none.html")], "bad_page": ["--text-page", str(tmp_path / "page.txt")],
+             "bad_cards": ["--cards", str(tmp_path / "cards.json")]}.get(case, [])
     refuses(["explore-dataset", "--channels", str(channels), "-o", str(out), *flags], match, capsys, tmp_path)

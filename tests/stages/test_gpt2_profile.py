@@ -97,7 +97,7 @@ def test_params_entry_and_layers(profile, tmp_path):
 
     assert lm_saes(root) == 0  # no entry, no --pretrained: trains lm_saes.layers = all
     summary = json.loads((root / "results" / "saes.json").read_text())
-    assert sorted(k for k in summary if k != "run") == ["L0", "L1"] and "train_seconds" in summary["L0"]
+    assert sorted(k for k in summary if k != "run") == ["L0", "L1"] and "train_sequences" in summary["run"]
 
 
 def test_profile_defaults_and_hub_route(profile, monkeypatch, capsys):

@@ -72,10 +72,36 @@ function seqColor(p) {
 }
 const css = c => `rgb(${c[0]},${c[1]},${c[2]})`;
 
-/** A context ``[left tokens, token, right tokens]`` with the token highlighted. */
+/** A context ``[left tokens, token, right tokens]``, one box per token (whitespace visible), the token highlighted. */
 function context(left, tok, right, cls = "hit") {
-  const d = el("span", { class: "ctx" });
-  const plain = ts => ts.join("").replace(/\n/g, "\u23ce");
-  d.append(plain(left), el("span", { class: cls }, tokText(tok)), plain(right));
+  const d = el("span", { class: "ctx" }), chip = (s, c) => el("span", { class: c ? "t " + c : "t" }, tokText(s));
+  d.append(...left.map(s => chip(s)), chip(tok, cls), ...right.map(s => chip(s)));
   return d;
+}
+
+/** A feature's card: ``c`` = {top: [[act, left, token, right]] (token-string ids when ``strings`` is given, else
+ * strings), firing_rate, sink_share, token_share, prev_token_share, label}; ``url``: its Neuronpedia page. */
+function featureCard(a, side, c, { strings = null, url = null, layer = null, source = "the card corpus" } = {}) {
+  const str = x => (strings ? strings[x] : x);
+  const box = el("div", { class: "cardbox", "data-feature": a }, el("h3", {}, `${side} feature `, featAnchor(a, url),
+    layer === null ? null : el("span", { class: "hint", text: `  layer ${layer}` }),
+    url ? el("a", { class: "np", href: url, target: "_blank", rel: "noopener", text: " Neuronpedia ↗" }) : null));
+  if (!c) { box.append(el("div", { class: "empty", text: "No card embedded for this feature." })); return box; }
+  if (c.label) box.append(el("div", { class: "label", text: c.label }));
+  if (c.firing_rate !== undefined) box.append(profileLine(c));
+  if (!c.top || !c.top.length) { box.append(el("div", { class: "empty", text: `Never fires in ${source}.` })); return box; }
+  const ol = el("ol");
+  for (const [act, left, tok, right] of c.top) ol.append(el("li", {}, el("span", { class: "act", text: fmt(act) }), context(left.map(str), str(tok), right.map(str))));
+  box.append(ol);
+  return box;
+}
+const featAnchor = (a, url) => url ? el("a", { href: url, target: "_blank", rel: "noopener", class: "feat", text: String(a) }) : el("span", { class: "feat", text: String(a) });
+/** Density and the pipeline's profile (fra.analysis.kinds): sink share, the top current / previous token's share. */
+function profileLine(c) {
+  const share = x => (x === null || x === undefined ? "–" : pct(x));
+  return el("div", { class: "profile" }, c.sink_share >= 0.5 ? el("span", { class: "badge sink", text: "sink", title: "half or more of its activation on BOS / position 0 / special tokens" }) : null,
+    el("span", { title: "activation density: the share of corpus tokens where it fires" }, `density ${share(c.firing_rate)}`),
+    el("span", { title: "share of its activation on BOS / position 0 / special tokens" }, ` · sink ${share(c.sink_share)}`),
+    el("span", { title: "share of its activation on the one current token that carries most of it (near 1: a token-identity feature)" }, ` · top token ${share(c.token_share)}`),
+    el("span", { title: "share of its activation on the one previous token that carries most of it" }, ` · top previous token ${share(c.prev_token_share)}`));
 }

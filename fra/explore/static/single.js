@@ -2,9 +2,11 @@
 // The view lives in the address: #h=<head>&q=<query>&k=<key>&c=<channel>, c being the channel's "#" in the
 // pair's table (1 = strongest; a channel not listed at the pair is written a=<query feature>&b=<key feature>).
 // Clicks push a history entry (back/forward walk them), arrow keys replace it.
+// Units: scores, terms and FRA values are in the head's pre-softmax score units (q·k / attn_scale, the values of
+// hook_attn_scores); a feature's weight w is its activation divided by ln1's scale at that position.
 const P = DATA.tokens.length, H = DATA.heads.length, T = P * (P + 1) / 2;
-const ATT = arr(DATA.attn);                        // [head, T], p * 65535, row i at i(i+1)/2
-const FID = arr(DATA.feat_ids), FW = arr(DATA.feat_w), K = DATA.feat_ids.shape[1];
+const ATT = arr(DATA.attn), LSE = arr(DATA.lse);    // [head, T] attention (row i at i(i+1)/2), [head, P] logsumexp
+const FOFF = arr(DATA.feat.offset), FIDS = arr(DATA.feat.ids), FWS = arr(DATA.feat.w);  // slot s of position p: FOFF[p] + s
 const PR = DATA.pairs, PH = arr(PR.h), PI = arr(PR.i), PJ = arr(PR.j);
 const PT = arr(PR.terms), NT = DATA.term_names.length;
 const SA = arr(PR.slot_a), SB = arr(PR.slot_b), PV = arr(PR.value), N = PR.value.shape[1] || 0;
@@ -14,24 +16,39 @@ for (let n = 0; n < PH.length; n++) pairIndex.set((PH[n] * P + PI[n]) * P + PJ[n
 const COEF = new Map();
 { const h = arr(DATA.coef.h), a = arr(DATA.coef.a), b = arr(DATA.coef.b), c = arr(DATA.coef.c);
   for (let n = 0; n < c.length; n++) COEF.set(`${h[n]},${a[n]},${b[n]}`, c[n]); }
-const CELL = Math.max(1, Math.ceil(512 / P)), SIDE = CELL * P;
-const S = { h: 0, i: null, j: null, ch: null, hideBos: false };  // head slot, query, key, channel {a, b}
+const S = { h: 0, i: null, j: null, ch: null, hideBos: false, allTerms: false };  // head slot, query, key, channel {a, b}
 // "BOS/sink" channels: the key feature has at least half of its activation in the text at BOS (position 0),
 // e.g. it is active only there (data.py sink_features)
 const SINKS = new Set(DATA.sink_features || []);
 const hidden = (a, b) => S.hideBos && SINKS.has(b);
-const LABELS = DATA.labels || {};
+const TERMS_SHOWN = 3;  // rows of the terms table before "show all"
+const UNITS = "score units: pre-softmax, as hook_attn_scores";
 const lastUpdate = { ms: null };
 
-const att = (h, i, j) => (j > i ? 0 : ATT[h * T + i * (i + 1) / 2 + j] / 65535);
+const att = (h, i, j) => (j > i ? 0 : ATT[h * T + i * (i + 1) / 2 + j]);
 const pairOf = (h, i, j) => pairIndex.get((h * P + i) * P + j);
-const slotOf = (pos, a) => { for (let s = 0; s < K; s++) if (FID[pos * K + s] === a) return s; return -1; };
+const fid = (pos, s) => FIDS[FOFF[pos] + s], fw = (pos, s) => FWS[FOFF[pos] + s];
+const slotOf = (pos, a) => { for (let s = 0; s < FOFF[pos + 1] - FOFF[pos]; s++) if (fid(pos, s) === a) return s; return -1; };
 const tokLabel = i => el("span", {}, el("span", { class: "act", text: String(i) }), el("span", { class: "tok", title: DATA.tokens[i] }, tokText(DATA.tokens[i])));
+const featUrl = a => (DATA.neuronpedia ? DATA.neuronpedia + a : null);
+const featLink = a => { const c = DATA.cards[a], e = featAnchor(a, featUrl(a)); if (c && c.label) e.title = c.label; return e; };
+const bar = (v, mass) => el("span", { class: "bar", style: `width:${Math.round(60 * Math.abs(v) / mass)}px;background:${v >= 0 ? "#e5989b" : "#93b5f5"}` });
 
-function featLink(a) {
-  const base = DATA.neuronpedia;
-  const title = LABELS[a];
-  return base ? el("a", { href: base + a, target: "_blank", rel: "noopener", class: "feat", title, text: String(a) }) : el("span", { class: "feat", title, text: String(a) });
+/** The score of (h, i, j): exact (the sum of its terms) where the pair has detail, else from the attention
+ * (ln p + the row's logsumexp; float16 attention keeps ~3 digits). ``{v, exact}``, v null below float16's range. */
+function scoreOf(h, i, j) {
+  const n = pairOf(h, i, j);
+  if (n !== undefined) { let s = 0; for (let t = 0; t < NT; t++) s += PT[n * NT + t]; return { v: s, exact: true }; }
+  const p = att(h, i, j);
+  return { v: p > 0 ? LSE[h * P + i] + Math.log(p) : null, exact: false };
+}
+/** The strongest listed channel of pair n that is not hidden: [a, b, value] or null. */
+function topListed(n, i, j) {
+  for (let r = 0; r < N && SA[n * N + r] !== EMPTY; r++) {
+    const a = fid(i, SA[n * N + r]), b = fid(j, SB[n * N + r]);
+    if (!hidden(a, b)) return [a, b, PV[n * N + r]];
+  }
+  return null;
 }
 
 // ---- header and head selector
@@ -40,8 +57,8 @@ document.getElementById("title").textContent = document.title;
   const n = DATA.names || {}, sh = DATA.shares[FEATURE_PAIRS];
   document.getElementById("summary").textContent =
     `${n.model ? "model " + n.model + " · " : ""}${n.sae ? "SAE " + n.sae + " · " : ""}${P} tokens · ${H} heads · ` +
-    `feature pairs carry ${pct(sh)} of |score|, bias/error/other terms ${pct(1 - sh)} · exactness residual ${fmt(DATA.residual)} · ` +
-    `channel detail for the keys holding ${pct(DATA.detail.mass)} of each query's attention` +
+    `feature pairs carry ${pct(sh)} of |score|, bias/error/other terms ${pct(1 - sh)} · exactness residual max |Σ terms − score| = ${fmt(DATA.residual)} ` +
+    `over the ${PH.length} pairs with detail (${UNITS}) · channel detail for the keys holding ${pct(DATA.detail.mass)} of each query's attention` +
     (DATA.detail.max_keys > 0 ? ` (at most ${DATA.detail.max_keys})` : " (all keys)") + `, top ${DATA.detail.top_n} channels per pair`;
   const sel = document.getElementById("head");
   DATA.heads.forEach((h, s) => sel.append(el("option", { value: s, text: headText(s) })));
@@ -53,7 +70,7 @@ document.getElementById("title").textContent = document.title;
   const st = DATA.start, sc = (DATA.head_scores || [])[st.h];
   const why = st.why === "chosen" ? "the head asked for" : st.why === "induction" ? `the layer's strongest induction head (induction ${sc.induction.toFixed(2)})` : "the first head (no head scores given)";
   document.getElementById("guide").textContent = `Opened on L${DATA.layer}.H${DATA.heads[st.h]}, ${why}, at its strongest pair past BOS: ${st.q} → ${st.k}.`;
-  const cf = DATA.cards_from || { kind: "text" };
+  const cf = DATA.cards_from;
   document.getElementById("cards-from").textContent = cf.kind === "corpus"
     ? `top activations in ${cf.n_seqs} sequences of ${cf.n_pos} tokens${cf.name ? " of " + cf.name : ""}`
     : "cards from this text only (fra explore --corpus gives corpus cards)";
@@ -72,13 +89,13 @@ function headText(s) {
 function update(change, how = "push") {
   const t0 = performance.now(), h0 = S.h;
   change();
-  if (S.h !== h0 || !patternImg) drawPattern();
+  if (S.h !== h0 || !patternGrid.drawn) { patternGrid.image(); patternGrid.drawn = true; }
   document.getElementById("head").value = S.h;
-  renderTokens(); renderKeys(); renderPair(); renderTop(); renderMap(); renderCards(); markPattern();
+  renderTokens(); renderKeys(); renderPair(); renderTop(); renderMap(); renderCards();
+  view.show(S.i, S.j);
   if (how) writeHash(how === "push");
   lastUpdate.ms = performance.now() - t0;
 }
-window.fraExplorer = { state: S, lastUpdate, update, select: (i, j) => update(() => { S.i = i; S.j = j; }) };
 
 // ---- the view in the address, and keyboard moves
 /** 0-based rank of channel ``ch`` in pair (h, i, j)'s embedded list, -1 when not listed. */
@@ -86,7 +103,7 @@ function rankOf(h, i, j, ch) {
   const n = i === null || j === null ? undefined : pairOf(h, i, j);
   if (n === undefined || !ch) return -1;
   for (let r = 0; r < N && SA[n * N + r] !== EMPTY; r++)
-    if (FID[i * K + SA[n * N + r]] === ch.a && FID[j * K + SB[n * N + r]] === ch.b) return r;
+    if (fid(i, SA[n * N + r]) === ch.a && fid(j, SB[n * N + r]) === ch.b) return r;
   return -1;
 }
 function toHash() {
@@ -110,7 +127,7 @@ function fromHash(hash) {
   if (st.i !== null && j !== null && j <= st.i) st.j = j;
   const n = st.j === null ? undefined : pairOf(h, st.i, st.j);
   if (c !== null && n !== undefined && c >= 1 && c <= N && SA[n * N + c - 1] !== EMPTY)
-    st.ch = { a: FID[st.i * K + SA[n * N + c - 1]], b: FID[st.j * K + SB[n * N + c - 1]] };
+    st.ch = { a: fid(st.i, SA[n * N + c - 1]), b: fid(st.j, SB[n * N + c - 1]) };
   else if (c === null && int("a") !== null && int("b") !== null) st.ch = { a: int("a"), b: int("b") };
   return st;
 }
@@ -168,7 +185,7 @@ function renderKeys() {
   for (let j = 0; j < P; j++) {
     const p = att(S.h, S.i, j), has = pairOf(S.h, S.i, j) !== undefined;
     const e = el("span", { class: "tok" + (j > S.i ? " off" : "") + (has ? " has" : "") + (j === S.j ? " k" : ""), "data-j": j,
-      title: j > S.i ? `${j}: future token (masked)` : `${j}: attention ${p.toFixed(4)}${has ? "" : " (no channel detail embedded)"}` }, tokText(DATA.tokens[j]));
+      title: j > S.i ? `${j}: future token (masked)` : `${j}: attention ${fmt(p)}${has ? "" : " (no channel detail embedded)"}` }, tokText(DATA.tokens[j]));
     if (j <= S.i) { e.style.background = css(seqColor(p)); e.addEventListener("click", () => update(() => { S.j = j; })); }
     box.append(e);
     if (DATA.tokens[j].includes("\n")) box.append(el("br"));
@@ -177,35 +194,39 @@ function renderKeys() {
   box.scrollTop = focus.offsetTop - box.offsetTop - box.clientHeight / 2;
 }
 
-// ---- pattern and channel map canvases
-const pattern = document.getElementById("pattern"), map = document.getElementById("map");
-for (const c of [pattern, map]) {
-  c.width = c.height = SIDE;
-  c.addEventListener("click", ev => {
-    const r = c.getBoundingClientRect(), i = Math.floor((ev.clientY - r.top) / r.height * P), j = Math.floor((ev.clientX - r.left) / r.width * P);
-    if (i >= 0 && i < P && j >= 0 && j <= i) update(() => { S.i = i; S.j = j; });
-  });
-}
-function paint(canvas, color) {  // color(i, j) -> [r, g, b] or null (blank)
-  const ctx = canvas.getContext("2d"), img = ctx.createImageData(SIDE, SIDE), d = img.data;
-  for (let i = 0; i < P; i++) for (let j = 0; j < P; j++) {
-    const c = j > i ? [236, 239, 243] : (color(i, j) || [255, 255, 255]);
-    for (let y = i * CELL; y < (i + 1) * CELL; y++) for (let x = j * CELL; x < (j + 1) * CELL; x++) {
-      const o = (y * SIDE + x) * 4; d[o] = c[0]; d[o + 1] = c[1]; d[o + 2] = c[2]; d[o + 3] = 255;
-    }
-  }
-  return img;
-}
-let patternImg = null, mapImg = null;
-function drawPattern() { patternImg = paint(pattern, (i, j) => seqColor(att(S.h, i, j))); }
-function mark(canvas, img) {
-  const ctx = canvas.getContext("2d");
-  if (img) ctx.putImageData(img, 0, 0);
-  const w = Math.max(1, SIDE / 256);
-  if (S.i !== null) { ctx.strokeStyle = "rgba(29,35,48,.55)"; ctx.lineWidth = w; ctx.strokeRect(0, S.i * CELL, SIDE, CELL); }
-  if (S.i !== null && S.j !== null) { ctx.strokeStyle = "#e07b00"; ctx.lineWidth = 2 * w; ctx.strokeRect(S.j * CELL - w, S.i * CELL - w, CELL + 2 * w, CELL + 2 * w); }
-}
-function markPattern() { mark(pattern, patternImg); if (S.ch) mark(map, mapImg); }
+// ---- pattern and channel map: one zoomable window (pattern.js)
+const view = new GridView(P), mapCanvas = document.getElementById("map");
+const marks = () => ({ i: S.i, j: S.j });
+const pick = (i, j) => update(() => { S.i = i; S.j = j; });
+const pairTip = (i, j) => {
+  const sc = scoreOf(S.h, i, j), n = pairOf(S.h, i, j), top = n === undefined ? null : topListed(n, i, j);
+  return el("div", {}, el("div", {}, el("b", { text: `L${DATA.layer}.H${DATA.heads[S.h]} ` }), tokLabel(i), " → ", tokLabel(j)),
+    el("div", { text: `attention ${fmt(att(S.h, i, j))} · score ${sc.v === null ? "below float16's range" : (sc.exact ? "" : "≈ ") + fmt(sc.v)}` +
+      (sc.exact ? " (Σ terms)" : " (from attention)") }),
+    el("div", { text: n === undefined ? "no channel detail at this pair" : top ? `top channel ${top[0]} × ${top[1]}: ${fmt(top[2])}` : "no listed channel shown" }));
+};
+const patternGrid = new Grid(document.getElementById("pattern"), view,
+  { labels: DATA.tokens, color: (i, j) => seqColor(att(S.h, i, j)), tip: pairTip, pick, marks });
+const mapState = { key: null, m: null, max: 0 };
+const mapGrid = new Grid(mapCanvas, view, {
+  labels: DATA.tokens, pick, marks,
+  color: (i, j) => { const v = mapState.m.vals.get(i * P + j); return v === undefined ? null : v === null ? [200, 200, 200] : divColor(mapState.max ? v / mapState.max : 0); },
+  tip: (i, j) => {
+    const v = mapState.m.vals.get(i * P + j);
+    return el("div", {}, pairTip(i, j), el("div", { text: `channel ${S.ch.a} × ${S.ch.b} here: ` +
+      (v === undefined ? "0 (a feature is inactive)" : v === null ? "active, value not embedded (rotary)" : fmt(v)) }));
+  },
+});
+document.getElementById("zoom-in").addEventListener("click", () => view.zoom(1, S.i ?? undefined, S.j ?? undefined));
+document.getElementById("zoom-out").addEventListener("click", () => view.zoom(-1, S.i ?? undefined, S.j ?? undefined));
+document.getElementById("zoom-fit").addEventListener("click", () => view.set(P, 0, 0));
+view.listeners.push(() => {
+  const px = patternGrid.side() / view.n;
+  document.getElementById("zoom-info").textContent = view.n === P ? `all ${P} tokens · ${fmt(px)} px per token` +
+    (px < LABEL_MIN ? " · zoom in for token labels" : "") : `queries ${view.r0}–${view.r0 + view.n - 1}, keys ${view.c0}–${view.c0 + view.n - 1} · drag or wheel to pan`;
+});
+colorBar(document.getElementById("pattern-bar"), t => seqColor(t * t), [0, 0.01, 0.05, 0.1, 0.25, 0.5, 1].map(p => [Math.sqrt(p), String(p)]),
+  "attention; colour ∝ √attention, so weak attention stays visible");
 
 /** The channel's value at every (query, key) where both features are active: exact when separable. */
 function channelMap(h, a, b) {
@@ -216,25 +237,33 @@ function channelMap(h, a, b) {
   for (const [i, sa] of rows) for (const [j, sb] of cols) {
     if (j > i) continue;
     let v = null;
-    if (c !== undefined) v = c * FW[i * K + sa] * FW[j * K + sb];
+    if (c !== undefined) v = c * fw(i, sa) * fw(j, sb);
     else { const n = pairOf(h, i, j); if (n !== undefined) for (let r = 0; r < N; r++) if (SA[n * N + r] === sa && SB[n * N + r] === sb) v = PV[n * N + r]; }
     vals.set(i * P + j, v);
   }
   return { vals, exact: c !== undefined, rows: rows.length, cols: cols.length };
 }
 function renderMap() {
-  const note = document.getElementById("map-note"), title = document.getElementById("map-title");
-  if (!S.ch) { map.style.display = "none"; title.textContent = "Channel map"; note.className = "empty"; note.textContent = "Select a channel (a row in the pair or top-channel tables) to see where it is active."; return; }
-  const { a, b } = S.ch, m = channelMap(S.h, a, b);
-  let max = 0, sum = 0, n = 0;
-  for (const v of m.vals.values()) if (v !== null) { max = Math.max(max, Math.abs(v)); sum += v; n++; }
+  const note = document.getElementById("map-note"), title = document.getElementById("map-title"), cbar = document.getElementById("map-bar");
+  if (!S.ch) {
+    mapCanvas.style.display = "none"; cbar.replaceChildren(); mapState.key = null;
+    title.textContent = "Channel map"; note.className = "empty"; note.textContent = "Select a channel (a row in the pair or top-channel tables) to see where it is active.";
+    return;
+  }
+  const { a, b } = S.ch, key = `${S.h},${a},${b}`;
   title.replaceChildren("Channel map ", el("small", {}, "query feature ", featLink(a), " × key feature ", featLink(b)));
-  map.style.display = "block";
-  mapImg = paint(map, (i, j) => { const v = m.vals.get(i * P + j); return v === undefined ? null : v === null ? [200, 200, 200] : divColor(max ? v / max : 0); });
-  mark(map, mapImg);
+  mapCanvas.style.display = "block";
+  if (key === mapState.key) return;
+  const m = channelMap(S.h, a, b);
+  let max = 0, sum = 0;
+  for (const v of m.vals.values()) if (v !== null) { max = Math.max(max, Math.abs(v)); sum += v; }
+  Object.assign(mapState, { key, m, max });
+  mapGrid.image();
   note.className = "summary";
-  note.textContent = `query feature active at ${m.rows} positions, key feature at ${m.cols}; ${m.vals.size} causal pairs, Σ = ${fmt(sum)}, max |value| = ${fmt(max)} (red +, blue −)` +
-    (m.exact ? "" : "; rotary model: values shown only where the pair's detail is embedded (grey: active, not embedded)");
+  note.textContent = `query feature active at ${m.rows} positions, key feature at ${m.cols}; ${m.vals.size} causal pairs, Σ = ${fmt(sum)}, max |value| = ${fmt(max)} (${UNITS})` +
+    (m.exact ? "" : DATA.separable ? "; the channel is listed at no pair with detail, so its values are not embedded (grey: both features active)"
+      : "; rotary model: values shown only where the pair's detail is embedded (grey: active, not embedded)");
+  colorBar(cbar, t => divColor(2 * t - 1), [[0, fmt(-max)], [0.5, "0"], [1, fmt(max)]], `FRA value of the channel (${UNITS}); red raises the score, blue lowers it; linear`);
 }
 
 // ---- the selected pair
@@ -246,57 +275,51 @@ function renderPair() {
   box.append(el("div", {}, el("b", { text: `L${DATA.layer}.H${DATA.heads[h]}  ` }), tokLabel(i), " → ", tokLabel(j)));
   const p = att(h, i, j);
   if (n === undefined) {
-    box.append(el("div", { class: "summary", text: `attention ${p.toFixed(4)}` }));
+    const sc = scoreOf(h, i, j);
+    box.append(el("div", { class: "summary", text: `attention ${fmt(p)} · score ${sc.v === null ? "below float16's range" : "≈ " + fmt(sc.v)} (from attention; ${UNITS})` }));
     box.append(el("div", { class: "note", text: `Channel detail is embedded only for the keys holding ${pct(DATA.detail.mass)} of a query's attention` +
       (DATA.detail.max_keys > 0 ? ` (at most ${DATA.detail.max_keys} per query)` : "") + ". Pick an underlined key, or rebuild the page with fra explore --keys-per-query 0 for every pair." }));
     return;
   }
-  const terms = DATA.term_names.map((name, t) => [name, PT[n * NT + t]]);
+  const terms = DATA.term_names.map((name, t) => [name, PT[n * NT + t]]).filter(([, v]) => v !== 0);
   const score = terms.reduce((s, [, v]) => s + v, 0), mass = terms.reduce((s, [, v]) => s + Math.abs(v), 0) || 1;
-  const rest = 1 - Math.abs(terms[0][1]) / mass;
-  box.append(el("div", { class: "summary", id: "pair-stats" }, `attention ${p.toFixed(4)} · score ${fmt(score)} (sum of all terms) · bias/error/other terms carry `, el("b", { id: "rest-share", text: pct(rest) }), " of |terms|"));
+  const fp = terms.find(t => t[0] === FEATURE_PAIRS), rest = 1 - Math.abs(fp ? fp[1] : 0) / mass;
+  box.append(el("div", { class: "summary", id: "pair-stats" }, `attention ${fmt(p)} · score ${fmt(score)} (sum of all terms; ${UNITS}) · bias/error/other terms carry `, el("b", { id: "rest-share", text: pct(rest) }), " of |terms|"));
+  terms.sort((x, y) => Math.abs(y[1]) - Math.abs(x[1]));
   const tt = el("table", { id: "terms" }, el("tr", {}, el("th", { text: "term (query·key)" }), el("th", { class: "num", text: "value" }), el("th", { class: "num", text: "share" }), el("th", {})));
-  for (const [name, v] of terms.sort((x, y) => Math.abs(y[1]) - Math.abs(x[1]))) {
-    if (v === 0) continue;
+  for (const [name, v] of S.allTerms ? terms : terms.slice(0, TERMS_SHOWN))
     tt.append(el("tr", {}, el("td", { text: name === FEATURE_PAIRS ? "feature pairs (all channels)" : name }), el("td", { class: "num" }, signed(v)),
-      el("td", { class: "num", text: pct(Math.abs(v) / mass) }), el("td", {}, el("span", { class: "bar", style: `width:${Math.round(60 * Math.abs(v) / mass)}px;background:${v >= 0 ? "#e5989b" : "#93b5f5"}` }))));
-  }
-  box.append(el("h3", { text: "Terms of the score" }), tt, el("div", { class: "hint", text: "query component · key component; feat: SAE features, error: SAE error, b_dec: SAE decoder bias, bias: b_Q / b_K (with LN bias), pos: positions added after ln1" }));
+      el("td", { class: "num", text: pct(Math.abs(v) / mass) }), el("td", {}, bar(v, mass))));
+  const more = terms.length > TERMS_SHOWN ? el("button", { class: "more", id: "terms-more", text: S.allTerms ? "show the top 3 terms" : `show all ${terms.length} terms`,
+    onclick: () => update(() => { S.allTerms = !S.allTerms; }, null) }) : null;
+  box.append(el("h3", { text: "Terms of the score" }), tt, more,
+    el("div", { class: "hint", text: "query component · key component; feat: SAE features, error: SAE error, b_dec: SAE decoder bias, bias: b_Q / b_K (with LN bias), pos: positions added after ln1" }));
   const ct = el("table", { id: "channels" }, el("tr", {}, el("th", { text: "#" }), el("th", { text: "query feature" }), el("th", { text: "key feature" }), el("th", { class: "num", text: "FRA value" }), el("th", {})));
   let shown = 0, topSum = 0, dropped = 0;
   for (let r = 0; r < N; r++) {
     const sa = SA[n * N + r], sb = SB[n * N + r];
     if (sa === EMPTY) break;
-    const a = FID[i * K + sa], b = FID[j * K + sb], v = PV[n * N + r];
+    const a = fid(i, sa), b = fid(j, sb), v = PV[n * N + r];
     if (hidden(a, b)) { dropped++; continue; }
     shown++; topSum += v;
     const sel = S.ch && S.ch.a === a && S.ch.b === b;
     ct.append(el("tr", { class: "clickable" + (sel ? " sel" : ""), "data-a": a, "data-b": b, onclick: () => update(() => { S.ch = { a, b }; }) },
-      el("td", { text: String(r + 1) }), el("td", { title: `activation / LN scale at the query: ${fmt(FW[i * K + sa])}` }, featLink(a)),
-      el("td", {}, featLink(b)), el("td", { class: "num" }, signed(v)),
-      el("td", {}, el("span", { class: "bar", style: `width:${Math.round(60 * Math.abs(v) / mass)}px;background:${v >= 0 ? "#e5989b" : "#93b5f5"}` }))));
+      el("td", { text: String(r + 1) }), el("td", { title: `w = activation / ln1 scale at the query: ${fmt(fw(i, sa))}` }, featLink(a)),
+      el("td", { title: `w at the key: ${fmt(fw(j, sb))}` }, featLink(b)), el("td", { class: "num" }, signed(v)), el("td", {}, bar(v, mass))));
   }
-  if (shown) ct.append(el("tr", {}, el("td", {}), el("td", { colspan: 2, text: "all other feature pairs" }), el("td", { class: "num" }, signed(terms.find(t => t[0] === FEATURE_PAIRS)[1] - topSum)), el("td", {})));
+  if (shown) ct.append(el("tr", {}, el("td", {}), el("td", { colspan: 2, text: "all other feature pairs" }), el("td", { class: "num" }, signed((fp ? fp[1] : 0) - topSum)), el("td", {})));
   box.append(el("h3", { text: `Top ${shown} feature-pair channels` + (dropped ? ` (${dropped} BOS/sink channel${dropped > 1 ? "s" : ""} hidden, in "all other")` : "") }),
     shown ? ct : el("div", { class: "empty", text: dropped ? "Only BOS/sink channels at this (query, key): untick \"hide BOS/sink channels\"." : "No active feature pair at this (query, key)." }));
 }
 
 // ---- cards
-function card(a, side) {
-  const box = el("div", { class: "cardbox" }, el("h3", {}, `${side} feature `, featLink(a)));
-  if (LABELS[a]) box.append(el("div", { class: "label", text: LABELS[a] }));
-  const ex = DATA.cards[a] || [];
-  if (!ex.length) { box.append(el("div", { class: "empty", text: DATA.cards_from && DATA.cards_from.kind === "corpus" ? "Never fires in the card corpus." : "Never fires in this text." })); return box; }
-  const ol = el("ol");
-  for (const [act, left, tok, right] of ex) ol.append(el("li", {}, el("span", { class: "act", text: fmt(act) }), context(left, tok, right)));
-  box.append(ol);
-  return box;
-}
 function renderCards() {
   const box = document.getElementById("cards");
   box.replaceChildren();
   if (!S.ch) { box.append(el("div", { class: "empty", text: "Select a channel to see its query and key features' top-activating tokens." })); return; }
-  box.append(card(S.ch.a, "query"), card(S.ch.b, "key"));
+  const opts = { strings: DATA.strings, source: DATA.cards_from.kind === "corpus" ? "the card corpus" : "this text" };
+  box.append(featureCard(S.ch.a, "query", DATA.cards[S.ch.a], { ...opts, url: featUrl(S.ch.a) }),
+    featureCard(S.ch.b, "key", DATA.cards[S.ch.b], { ...opts, url: featUrl(S.ch.b) }));
 }
 
 // ---- top channels of the head
@@ -314,6 +337,8 @@ function renderTop() {
   box.append(t);
 }
 
+window.fraExplorer = { state: S, lastUpdate, update, view, select: (i, j) => update(() => { S.i = i; S.j = j; }) };
 Object.assign(S, fromHash(location.hash) || startView());
 update(() => {}, "replace");
+window.addEventListener("resize", () => view.grids.forEach(g => g.draw()));
 window.fraReady = true;
