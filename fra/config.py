@@ -291,8 +291,10 @@ class ToySeedsConfig:
     """Replicates of the planted world (``fra toy-seeds``): fresh (world seed, training seed) pairs, same recipe."""
 
     runs: tuple[tuple[int, ...], ...] = ((21, 21), (22, 22), (23, 23), (24, 24), (25, 25))
+    workers: int = 2  # processes; each replicate runs on one torch thread, so the table is the same for any count
 
     def __post_init__(self) -> None:
+        require(self.workers >= 1, "toy_seeds.workers", f"must be >= 1, got {self.workers}")
         require(len(self.runs) >= 1, "toy_seeds.runs", "must list at least one [world_seed, train_seed] pair")
         for n, run in enumerate(self.runs):
             require(len(run) == 2, f"toy_seeds.runs[{n}]", f"must be [world_seed, train_seed], got {list(run)}")
@@ -373,8 +375,8 @@ class ControlConfig:
 class ParallelConfig:
     """Where sharded dataset-scale scans run (``fra.parallel.map_shards``); every backend gives the same tables."""
 
-    backend: Literal["local", "ray"] = "local"  # ray: one task per shard (needs the `fra[ray]` extra)
-    workers: int = 2  # CPUs of a local Ray instance (ignored by the local backend)
+    backend: Literal["local", "processes", "ray"] = "local"  # ray: one task per shard (needs the `fra[ray]` extra)
+    workers: int = 2  # processes, or CPUs of a local Ray instance (ignored by the local backend)
     address: str | None = None  # an existing Ray cluster to join (None: start a local one)
 
     def __post_init__(self) -> None:

@@ -1,14 +1,17 @@
 """Sharded work on one machine or on Ray, with the same result either way.
 
 ``map_shards(fn, shards, shared=...)`` returns ``[fn(shared, s) for s in shards]`` in shard order.
-The ``local`` backend is that loop; the ``ray`` backend (the optional ``fra[ray]`` extra) stores
-``shared`` once in Ray's object store and runs one single-CPU task per shard, so callers reduce the
-list to the same tables whichever backend ``params.yaml``'s ``parallel`` section picks.
+The ``local`` backend is that loop; ``processes`` runs it on ``workers`` spawned processes of this
+machine; the ``ray`` backend (the optional ``fra[ray]`` extra) stores ``shared`` once in Ray's object
+store and runs one single-CPU task per shard. Callers reduce the list to the same tables whichever
+backend ``params.yaml``'s ``parallel`` section picks.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any, TypeVar
 
 import torch
@@ -18,21 +21,33 @@ from fra.errors import FRAError
 
 S = TypeVar("S")
 T = TypeVar("T")
-BACKENDS = ("local", "ray")
+BACKENDS = ("local", "processes", "ray")
 
 
 def _run_shard(fn: Callable[[Any, S], T], shared: Any, shard: S) -> T:
-    """One Ray task: one CPU, so torch gets one thread and ``workers`` tasks use ``workers`` cores."""
+    """One task: one CPU, so torch gets one thread and ``workers`` tasks use ``workers`` cores."""
     torch.set_num_threads(1)
     return fn(shared, shard)
 
 
+def _on_processes(fn: Callable[[Any, S], T], shards: list[S], shared: Any, workers: int, desc: str | None) -> list[T]:
+    """Spawned, not forked: a fork of a process whose torch thread pool has started can hang."""
+    if not shards:
+        return []
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(workers, len(shards)), mp_context=context) as pool:
+        futures = [pool.submit(_run_shard, fn, shared, s) for s in shards]
+        for _ in tqdm(as_completed(futures), total=len(futures), desc=desc):
+            pass
+        return [f.result() for f in futures]
+
+
 def map_shards(fn: Callable[[Any, S], T], shards: Iterable[S], *, shared: Any = None, backend: str = "local",
                workers: int = 2, address: str | None = None, desc: str | None = None) -> list[T]:
-    """``[fn(shared, s) for s in shards]``, in shard order, run by ``backend`` ("local" or "ray").
+    """``[fn(shared, s) for s in shards]``, in shard order, run by ``backend`` ("local", "processes" or "ray").
 
-    With "ray", a Ray instance already running in this process is used as it is; otherwise this call
-    starts one (``workers`` CPUs, or joins the cluster at ``address``) and shuts it down afterwards.
+    "processes" and "ray" give each task one torch thread. With "ray", a Ray instance already running
+    in this process is used as it is; otherwise this call starts one (``workers`` CPUs, or joins the cluster at ``address``) and shuts it down afterwards.
     ``fn`` must be picklable (a module-level function) for Ray.
     """
     if backend not in BACKENDS:
@@ -42,6 +57,8 @@ def map_shards(fn: Callable[[Any, S], T], shards: Iterable[S], *, shared: Any = 
     shards = list(shards)
     if backend == "local":
         return [fn(shared, s) for s in tqdm(shards, desc=desc)]
+    if backend == "processes":
+        return _on_processes(fn, shards, shared, workers, desc)
     try:
         import ray  # optional: the fra[ray] extra
     except ImportError as exc:

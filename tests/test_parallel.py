@@ -38,6 +38,15 @@ def test_local_is_a_plain_loop():
     assert map_shards(row_sums, SHARDS, shared=shared) == [row_sums(shared, s) for s in SHARDS]
 
 
+def test_processes_match_local_on_two_workers(tmp_path):
+    local = map_shards(row_sums, SHARDS, shared=shared_matrix())
+    spawned = map_shards(row_sums, SHARDS, shared=shared_matrix(tmp_path), backend="processes", workers=2)
+    assert [values for values, _ in spawned] == [values for values, _ in local]
+    pids = {pid for _, pid in spawned}
+    assert len(pids) == 2 and os.getpid() not in pids
+    assert map_shards(row_sums, [], backend="processes") == []
+
+
 def test_ray_matches_local_on_two_workers(tmp_path):
     import ray  # scripts/setup.sh installs the `ray` extra: its absence is a failure, not a skip
 
@@ -51,7 +60,7 @@ def test_ray_matches_local_on_two_workers(tmp_path):
 
 @pytest.mark.parametrize("kwargs, match", [
     ({"workers": 0}, "workers must be an integer >= 1, got 0"),
-    ({"backend": "rai"}, "backend must be one of ['local', 'ray'], got 'rai'"),
+    ({"backend": "rai"}, "backend must be one of ['local', 'processes', 'ray'], got 'rai'"),
 ])
 def test_bad_arguments(kwargs, match):
     with pytest.raises(FRAError, match=re.escape(match)):
@@ -66,5 +75,5 @@ def test_missing_ray_names_the_fix(monkeypatch):
 
 def test_params_backend_is_checked(tmp_path):
     (tmp_path / "p.yaml").write_text("parallel: {backend: rai}\n")
-    with pytest.raises(ConfigError, match=re.escape("`parallel.backend` must be one of ['local', 'ray']")):
+    with pytest.raises(ConfigError, match=re.escape("`parallel.backend` must be one of ['local', 'processes', 'ray']")):
         load_params(tmp_path / "p.yaml")

@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 
 import pandas as pd
-from tqdm.auto import tqdm
+import torch
 
 from fra.analysis.stats import wilson_interval
-from fra.config import load_params
+from fra.config import Params, load_params
 from fra.io import atomic_files, output_dir, write_json
+from fra.parallel import map_shards
 from fra.world.replicate import replicate
 
 NAME = "toy-seeds"
@@ -35,11 +36,27 @@ def pooled(table: pd.DataFrame) -> dict:
     return out
 
 
+def _replicate(params: Params, run: tuple[int, int]) -> dict:
+    """One replicate on one torch thread: thread counts change float sums, so the row would depend on the machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return replicate(params, *run)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def seed_table(params: Params) -> pd.DataFrame:
+    """One row per ``toy_seeds.runs`` pair, each replicate on one torch thread (``workers`` at a time)."""
+    cfg = params.toy_seeds
+    return pd.DataFrame(map_shards(_replicate, cfg.runs, shared=params, workers=cfg.workers, desc="seeds",
+                                   backend="processes" if cfg.workers > 1 else "local"))
+
+
 def run(args: argparse.Namespace) -> int:
     results = output_dir(args.results, "--results")
     params = load_params(args.params)
-    rows = [replicate(params, w, t) for w, t in tqdm(params.toy_seeds.runs, desc="seeds")]
-    table = pd.DataFrame(rows)
+    table = seed_table(params)
     summary = pooled(table)
     with atomic_files(results) as tmp:
         table.to_csv(tmp / "seeds.csv", index=False)

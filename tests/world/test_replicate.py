@@ -5,8 +5,9 @@ import dataclasses
 import pandas as pd
 import pytest
 
-from fra.config import ChannelConfig, HeadScoreConfig, InductionConfig, Params, ToySAEConfig, ToyTrainConfig, WorldConfig
-from fra.stages.toy_seeds import pooled
+from fra.config import (ChannelConfig, HeadScoreConfig, InductionConfig, Params, ToySAEConfig, ToySeedsConfig,
+                        ToyTrainConfig, WorldConfig)
+from fra.stages.toy_seeds import pooled, seed_table
 from fra.world import replicate as rep
 
 WORLD = WorldConfig(n_classes=10, class_size=3, n_filler=16, n_conceptual=4, seq_len=48, segment_min=4, segment_max=8,
@@ -33,6 +34,14 @@ def test_passing_seed_gets_recall_and_false_discoveries(monkeypatch):
     row = rep.replicate(PARAMS, 3, 4)
     assert row["n_conceptual"] == 4 and row["n_token_only"] == 6  # every token-only class is in the control
     assert 0 <= row["recall_conceptual"] <= 1 and 0 <= row["false_discoveries"] <= 6 and row["H2"] in ("yes", "no")
+
+
+def test_seed_table_does_not_depend_on_workers():
+    params = dataclasses.replace(PARAMS, toy_seeds=ToySeedsConfig(runs=((3, 4), (5, 6), (7, 8)), workers=1))
+    serial = seed_table(params)
+    pooled_rows = seed_table(dataclasses.replace(params, toy_seeds=ToySeedsConfig(runs=params.toy_seeds.runs, workers=2)))
+    pd.testing.assert_frame_equal(serial, pooled_rows)
+    assert list(zip(serial.world_seed, serial.train_seed)) == [(3, 4), (5, 6), (7, 8)]
 
 
 def test_seeds_differ_in_world_and_training():
