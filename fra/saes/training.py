@@ -11,6 +11,7 @@ toy world, where each feature's activation mass sits: on the *current* or the *p
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -109,7 +110,15 @@ def train_sae(
         trained = SAETrainer(trainer_cfg, sae, batches).fit()
     with atomic_dir(out) as tmp:
         trained.save_inference_model(str(tmp))
+        sorted_cfg(tmp)
     return SAE.load_from_disk(str(out), device=device)
+
+
+def sorted_cfg(folder: Path) -> None:
+    """Rewrite SAELens's ``cfg.json`` with sorted keys: its key order varies between processes, and so would the
+    saved folder's hash in ``dvc.lock``."""
+    path = Path(folder) / "cfg.json"
+    path.write_text(json.dumps(json.loads(path.read_text()), indent=2, sort_keys=True) + "\n")
 
 
 @torch.no_grad()
@@ -178,6 +187,7 @@ def copy_layers(
     for layer, sae in saes.items():
         with atomic_dir(out / f"L{layer}") as tmp:
             sae.save_model(str(tmp))
+            sorted_cfg(tmp)
         metrics, f = evaluate(sae, eval_acts.pop(layer).cpu(), eval_tokens.shape[1])
         print(f"L{layer}: {metrics}")
         yield layer, metrics, f

@@ -1,3 +1,5 @@
+import json
+
 import pytest
 import torch
 from sae_lens import SAE
@@ -78,6 +80,8 @@ def test_training_is_reproducible(tmp_path):
     a = train_sae(acts, "blocks.1.hook_resid_pre", cfg, tmp_path / "a")
     b = train_sae(acts, "blocks.1.hook_resid_pre", cfg, tmp_path / "b")
     assert torch.equal(a.W_dec, b.W_dec) and torch.equal(a.W_enc, b.W_enc)
+    cfg_json = (tmp_path / "a" / "cfg.json").read_text()
+    assert list(json.loads(cfg_json)) == sorted(json.loads(cfg_json))  # SAELens's own order varies by process
     with pytest.raises(FRAError, match="fewer than one batch"):
         train_sae(acts[:100], "blocks.1.hook_resid_pre", cfg, tmp_path / "c")
 
