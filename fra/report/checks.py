@@ -12,7 +12,7 @@ from fra.report.data import read_csv
 from fra.report.figures import figure
 from fra.report.markdown import absent
 from fra.report.provenance import available
-from fra.report.tables import fmt, table
+from fra.report.tables import fmt, in_text, table
 
 # The models the checks run on, in the order the validation discusses them.
 CHECKED = {"toy": MODELS["toy"]["title"], "compiled": "Compiled model", **{m: s["title"] for m, s in MODELS.items()}}
@@ -22,7 +22,7 @@ CAUSAL_COLUMNS = ["probe", "layer", "head", "attention_drop", "logprob_drop", "m
 
 def controls_section(models: dict = CHECKED) -> str:
     """Channels tested and confirmed by the real search and by each negative control, one row per model."""
-    rows, sources, idle = [], [], []
+    rows, sources, idle = [], [], {}  # idle: control -> models where it tested nothing
     for model, title, m, prov in model_metrics(models):
         if "controls" not in m:
             continue
@@ -30,7 +30,7 @@ def controls_section(models: dict = CHECKED) -> str:
         for kind, c in m["controls"].items():
             row[CONTROLS.get(kind, kind)] = f"{fmt(c['n_confirmed'])} of {fmt(c['n_tested'])}"
             if c["n_tested"] == 0:
-                idle.append(f"the {CONTROLS.get(kind, kind)} on {title}")
+                idle.setdefault(CONTROLS.get(kind, kind), []).append(in_text(title))
         rows.append(row)
         sources.append(prov)
     if not rows:
@@ -38,7 +38,8 @@ def controls_section(models: dict = CHECKED) -> str:
     df = pd.DataFrame(rows).fillna("–")
     confirmed = sum(c["n_confirmed"] for _, _, m, _ in model_metrics(models) for c in m.get("controls", {}).values())
     tested = sum(c["n_tested"] for _, _, m, _ in model_metrics(models) for c in m.get("controls", {}).values())
-    empty = (f" No candidate of {', '.join(idle)} reached `min_support`, so those controls tested nothing: a random "
+    where = "; ".join(f"the {k} on " + " or ".join(v) for k, v in idle.items())
+    empty = (f" No candidate of {where} reached `min_support`, so those controls tested nothing: a random "
              "dictionary's features do not co-occur with the induction targets often enough to become candidates."
              if idle else "")
     return "\n".join([
@@ -68,7 +69,8 @@ def causal_section(models: dict = CHECKED) -> str:
     if not rows:
         return absent("results/toy/causal.csv", "It holds the causal test of every confirmed channel.")
     df = pd.DataFrame(rows)
-    each = "; ".join(f"{r['move the output']} of {r['channels']} on {r['model']}" for r in rows)
+    each = "; ".join(f"{r['move the output']} of {r['channels']} on "
+                     f"{'' if in_text(r['model']) == r['model'] else 'the '}{in_text(r['model'])}" for r in rows)
     out = [f"Removed from its head's scores in a real forward pass (`hook_attn_scores`), a confirmed channel lowers "
            f"the log-probability of the induction token significantly (one-sided z-test over its queries, "
            f"Benjamini–Hochberg over channels at α) in {each} (@tbl-causal). The attention drop measured in the forward "

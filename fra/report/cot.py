@@ -18,6 +18,9 @@ CHANNEL_COLUMNS = {"layer": "layer", "head": "head", "query_feature": "query fea
                    "softmax_effect": "effect", "q_value": "q", "confirmed": "confirmed",
                    "attention_lost_share": "attention lost", "kl_share": "KL share"}
 
+KIND_COLUMNS = {"n_sentences": "sentences", "share": "share", "n_top": "anchors", "top_share": "share of anchors",
+                "enrichment": "enrichment"}
+
 
 def _corr(c: dict) -> str:
     return f"Spearman {fmt(c['spearman'])} (Pearson {fmt(c['pearson'])}, {c['n_pairs']} sentence pairs)"
@@ -79,13 +82,16 @@ def cot_section(model: str = "smollm2") -> str:
            f"kurtosis of vertical scores on discovery traces, @fig-{model}-cot-kurtosis) are "
            f"{', '.join(m['receivers'])}. Their ranking carries over to held-out traces with Spearman "
            f"{fmt(stab['spearman'])} over {stab['n_heads']} heads; {stab['overlap']} of the top {stab['top_n']} are "
-           f"also the top {stab['top_n']} on held-out traces."]
+           f"also in the top {stab['top_n']} on held-out traces."]
     if m.get("receivers_tih") is not None:
         out.append(f" {m['receivers_tih']} of them are token induction heads (mean induction score "
                    f"{fmt(m['receivers_mean_induction'])}).")
-    out.append(table(kinds.rename(columns={"top_share": "share of anchors"}), f"tbl-{model}-cot-kinds",
-                     "Sentence kinds: their share of the scored sentences and of the anchors (the sentences with the "
-                     "highest vertical score under the receiver heads), and the enrichment (ratio).", kprov))
+    scored = kinds.assign(kind=kinds["kind"].str.replace("_", " ")).rename(columns=KIND_COLUMNS)
+    out.append(table(scored, f"tbl-{model}-cot-kinds",
+                     f"Sentence kinds: their share of the {fmt(int(kinds['n_sentences'].sum()))} scored sentences (a "
+                     "trace's last sentences have no later sentence beyond the ignored neighbours, so no vertical score) "
+                     "and of the anchors (the sentences with the highest vertical score under the receiver heads), and "
+                     "the enrichment (ratio).", kprov))
     out.append(figure(kurtosis_grid(receivers), f"fig-{model}-cot-kurtosis",
                       "Kurtosis of vertical scores by head (mean over discovery traces); receiver heads outlined.", rprov))
     first = int(sentences.loc[sentences["split"] == "heldout", "trace"].min())
@@ -95,7 +101,9 @@ def cot_section(model: str = "smollm2") -> str:
                       pprov, sprov))
     h, ha = corr["heldout"], corr["heldout_all_heads"]
     out.append(f"\nReceiver-head attention predicts the suppression effect on held-out traces with {_corr(h)}; the mean "
-               f"attention of every head gives {_corr(ha)} (@fig-{model}-cot-suppression).")
+               f"attention of every head gives {_corr(ha)} (@fig-{model}-cot-suppression)"
+               + ("; on these short traces, choosing the receiver heads does not improve the prediction."
+                  if h["spearman"] <= ha["spearman"] else "."))
     out.append(figure(suppression_scatter(pairs, 0), f"fig-{model}-cot-suppression",
                       "Held-out sentence pairs: receiver heads' mean attention against the suppression KL.", pprov,
                       width="60%"))
@@ -107,6 +115,7 @@ def cot_section(model: str = "smollm2") -> str:
                "key feature with a confirmed induction channel of the same layer.")
     shown = channels.sort_values(["confirmed", "support_heldout"], ascending=[False, False]).head(12)
     shown = shown[[c for c in CHANNEL_COLUMNS if c in shown.columns]].rename(columns=CHANNEL_COLUMNS)
+    shown["confirmed"] = shown["confirmed"].map({True: "yes", False: "no"})
     out.append(table(shown, f"tbl-{model}-cot-channels",
                      "Receiver-head channels on held-out traces (confirmed first, then by support): support at the anchors, "
                      "anchor share and its lift over the sentence-permutation null, softmax effect on the attention to the "

@@ -17,8 +17,9 @@ from fra.report.common import (ATTN_COLUMNS, CONCEPTS, EXACT, HYP_COLUMNS, MODEL
                                head_name, span)
 from fra.report.data import read_csv, read_json
 from fra.report.provenance import available
-from fra.report.tables import fmt
+from fra.report.tables import count, fmt
 
+CONTROL_NAMES = {"random_sae": "a random SAE", "shuffled_keys": "shuffled key features"}
 TEXT = "text_repeat"  # the other exact-repeat probe of language models
 LANGUAGE_MODELS = [m for m in MODELS if m != "toy"]
 NEAR = 0.05  # how far below min_lift a candidate counts as a near miss
@@ -30,10 +31,6 @@ def _json(path: str) -> dict | None:
 
 def _csv(path: str, columns: list[str]) -> pd.DataFrame | None:
     return read_csv(path, columns)[0] if available(path) else None
-
-
-def _count(n: int, one: str, many: str | None = None) -> str:
-    return f"{fmt(n)} {one if n == 1 else many or one + 's'}"
 
 
 @dataclass
@@ -116,12 +113,17 @@ def validation_sentence() -> str:
     if compiled and "verdict" in compiled:
         out.append("it classifies the heads of a hand-compiled model " + ("as built" if compiled["verdict"]["ok"]
                                                                           else "NOT as built"))
-    counts = [c for m in (_json(f"results/{x}/metrics.json") for x in CHECKED) if m
-              for c in m.get("controls", {}).values()]
-    if counts:
-        out.append(f"two negative controls (a random SAE, shuffled key features) confirm "
-                   f"{fmt(sum(c['n_confirmed'] for c in counts))} of the {fmt(sum(c['n_tested'] for c in counts))} "
-                   "channels they test")
+    controls: dict[str, list[int]] = {}  # kind -> [tested, confirmed, models where it tested nothing, models]
+    for m in (_json(f"results/{x}/metrics.json") for x in CHECKED):
+        for kind, c in (m or {}).get("controls", {}).items():
+            tested, confirmed, idle, n = controls.setdefault(kind, [0, 0, 0, 0])
+            controls[kind] = [tested + c["n_tested"], confirmed + c["n_confirmed"], idle + (c["n_tested"] == 0), n + 1]
+    if controls:
+        out.append("the negative controls confirm " + " and ".join(
+            f"{fmt(confirmed)} of the {count(tested, 'channel')} tested with {CONTROL_NAMES.get(kind, kind)}"
+            + (f" (which tests nothing on {fmt(idle)} of the {fmt(n)} models: no candidate reaches `min_support`)"
+               if idle else "")
+            for kind, (tested, confirmed, idle, n) in controls.items()))
     text = "; ".join(out)
     return f"{text[:1].upper()}{text[1:]}." if text else ""
 
@@ -131,19 +133,19 @@ def model_sentence(m: Model) -> str:
     h1, h2 = m.metrics["H1"], m.metrics["H2"]
     layers = m.metrics["layers_resolved"]
     text = m.tih_with_channel(TEXT)
-    s = (f"On {m.name} (every head of {_count(len(layers), 'layer')}, {_count(h1['n_tih'], 'token induction head')}), "
+    s = (f"On {m.name} (every head of {count(len(layers), 'layer')}, {count(h1['n_tih'], 'token induction head')}), "
          f"{fmt(h1['n_tih_with_cih'])} of the {fmt(h1['n_tih'])} token induction heads have a confirmed channel on "
          f"repeated random tokens (H1: {h1['answer']})")
     if TEXT in set(m.channels.probe):
         s += f" and {fmt(text)} on repeated text"
     s += (f"; {fmt(h2['n_non_tih_with_cih'])} of {fmt(h2['n_non_tih'])} other heads have one (H2: {h2['answer']}). ")
     conceptual = int((m.hyp.n_conceptual > 0).sum())
-    s += (f"{_count(conceptual, 'head')} {'has' if conceptual == 1 else 'have'} a conceptual channel" if conceptual
+    s += (f"{count(conceptual, 'head')} {'has' if conceptual == 1 else 'have'} a conceptual channel" if conceptual
           else "No head has a conceptual channel: every confirmed channel is a token channel")
     causal = m.metrics.get("causal")
     if causal and causal["n_channels"]:
         s += (f", and removing a confirmed channel measurably lowers the induction token's probability for "
-              f"{fmt(causal['n_moves_output'])} of the {_count(causal['n_channels'], 'confirmed channel')}")
+              f"{fmt(causal['n_moves_output'])} of the {count(causal['n_channels'], 'confirmed channel')}")
     return s + "."
 
 
@@ -151,9 +153,11 @@ def cot_sentence(model: str = "smollm2") -> str:
     m = _json(f"results/{model}/cot/metrics.json")
     if not m:
         return ""
+    heads, receivers = m["resolved_heads"], sum(m["resolved_are_receivers"])
     return (f"In a feature-resolved version of Thought Anchors on {m['n_traces']} arithmetic word problems, "
-            f"{fmt(m['receivers_tih'])} of the {len(m['receivers'])} receiver heads are token induction heads and "
-            f"{fmt(m['n_confirmed'])} of {fmt(m['n_candidates'])} candidate channels of the resolved receiver heads "
+            f"{fmt(m['receivers_tih'])} of the {len(m['receivers'])} receiver heads are token induction heads, and "
+            f"{fmt(m['n_confirmed'])} of {count(m['n_candidates'], 'candidate channel')} of the "
+            f"{count(len(heads), 'best-ranked head')} in layers with an SAE ({fmt(receivers)} of them a receiver head) "
             "pass the same criterion.")
 
 
@@ -189,7 +193,7 @@ def probe_dependence(m: Model) -> str:
                  f"'{'yes' if t == n else 'no'}' with a different count. "]
     cands = m.tih_candidates(EXACT)
     if len(cands):
-        out.append(f"On random tokens the token induction heads have {_count(len(cands), 'candidate channel')}; the "
+        out.append(f"On random tokens the token induction heads have {count(len(cands), 'candidate channel')}; the "
                    f"best reaches a held-out channel induction score of {fmt(cands.channel_induction_heldout.max(), 2)} "
                    f"and the best lift is {fmt(cands.lift_heldout.max(), 2)}. ")
     rand, text = m.error_share(EXACT), m.error_share(TEXT)
@@ -225,7 +229,7 @@ def concept_attention(m: Model) -> str:
               "channels.")
     else:
         s += (f"{fmt(len(conf))} of the {fmt(tested)} candidate channels on these probes are confirmed, in "
-              f"{_count(len({(l, h) for l, h in zip(conf.layer, conf['head'])}), 'head')}.")
+              f"{count(len({(l, h) for l, h in zip(conf.layer, conf['head'])}), 'head')}.")
     return s
 
 
@@ -237,8 +241,8 @@ def near_misses(m: Model) -> str:
     below = int((other & (c.lift_heldout < lift) & (c.lift_heldout >= lift - NEAR)).sum())
     above = int((c.is_cih & (c.kind != "sink") & (c.lift_heldout < lift + NEAR)).sum())
     return (f"**The threshold ({m.name}).** `min_lift` = {fmt(lift)} was frozen on the planted world. "
-            f"{_count(below, 'candidate')} of {m.name} meet every other condition and miss it by less than {fmt(NEAR)}; "
-            f"{_count(above, 'confirmed channel')} clear it by less than {fmt(NEAR)}. A threshold {fmt(NEAR)} lower or "
+            f"{count(below, 'candidate')} of {m.name} meet every other condition and miss it by less than {fmt(NEAR)}; "
+            f"{count(above, 'confirmed channel')} clear it by less than {fmt(NEAR)}. A threshold {fmt(NEAR)} lower or "
             "higher would move at most those.")
 
 
@@ -264,11 +268,11 @@ def conclusion() -> str:
     models = language_models()
     for m in models:
         conceptual = int((m.hyp.n_conceptual > 0).sum())
-        kinds = "conceptual channels in " + _count(conceptual, "head") if conceptual else "token channels only"
+        kinds = "conceptual channels in " + count(conceptual, "head") if conceptual else "token channels only"
         others = m.metrics["H2"]["n_non_tih_with_cih"]
         out.append(f"In {m.name} it finds {kinds}: {fmt(m.metrics['H1']['n_tih_with_cih'])} of "
                    f"{fmt(m.metrics['H1']['n_tih'])} token induction heads resolve into a confirmed channel on "
-                   f"{SHORT[EXACT]} repeats, and {_count(others, 'other head')} {'does' if others == 1 else 'do'} on "
+                   f"{SHORT[EXACT]} repeats, and {count(others, 'other head')} {'does' if others == 1 else 'do'} on "
                    "some probe.")
     closing = ("Feature-Resolved Attention makes a head's attention auditable term by term, and the channel test turns "
                "that audit into a claim that can fail")

@@ -22,18 +22,19 @@ from fra.report.data import read_csv, read_json
 from fra.report.figures import figure
 from fra.report.planted import toy_feature_kinds
 from fra.report.provenance import Provenance, available
-from fra.report.tables import fmt, table
+from fra.report.tables import count, fmt, table
 
 GRID_FROM = 24  # more resolvable heads than this: a layer × head grid, and a table of the heads with a channel only
 
 def hypotheses_summary(metrics: dict) -> tuple[str, pd.DataFrame]:
     """The H1/H2 answers and counts that ``metrics.json`` records: a sentence and a two-row table."""
     h1, h2 = metrics["H1"], metrics["H2"]
+    others = (f"{fmt(h2['n_non_tih_with_cih'])} of {fmt(h2['n_non_tih'])} heads that are not token induction heads "
+              f"have one, {fmt(h2['n_non_tih_with_conceptual'])} of them a conceptual one" if h2["n_non_tih"]
+              else "every resolvable head is a token induction head")
     sentence = (f"**H1: {esc(h1['answer'])}** — {fmt(h1['n_tih_with_cih'])} of {fmt(h1['n_tih'])} token induction "
                 f"heads have a confirmed (non-sink) CIH channel on exact repeats, {fmt(h1['n_tih_with_conceptual'])} "
-                f"a conceptual one. **H2: {esc(h2['answer'])}** — {fmt(h2['n_non_tih_with_cih'])} of "
-                f"{fmt(h2['n_non_tih'])} heads that are not token induction heads have one, "
-                f"{fmt(h2['n_non_tih_with_conceptual'])} a conceptual one")
+                f"of them a conceptual one. **H2: {esc(h2['answer'])}** — {others}")
     rows = [("H1", f"every TIH has a confirmed CIH channel on exact repeats (`{EXACT}`)", "resolvable TIH",
              h1["n_tih"], h1["n_tih_with_cih"], h1["n_tih_with_conceptual"], h1["answer"]),
             ("H2", "some non-TIH head has a confirmed CIH channel (any probe kind but the control)", "resolvable non-TIH",
@@ -47,7 +48,7 @@ def h2_details(hyp: pd.DataFrame, channels: pd.DataFrame) -> list[str]:
     other = hyp[~hyp.is_tih & (hyp.n_cih > 0)]
     real = channels.is_cih & (channels.kind != "sink") & (channels.probe != CONTROL)
     cih = channels[real].merge(other[["layer", "head"]], on=["layer", "head"])
-    return [f"{head_name(layer, head)}: {len(g)} channel(s) on {', '.join(probe_order(g.probe.unique()))} "
+    return [f"{head_name(layer, head)}: {count(len(g), 'channel')} on {', '.join(probe_order(g.probe.unique()))} "
             f"({', '.join(sorted(g.kind.unique()))}), held-out lift {span(g.lift_heldout.min(), g.lift_heldout.max())}, "
             f"softmax effect {span(g.softmax_effect.min(), g.softmax_effect.max())}, present at "
             f"{span(g.n_targets.min(), g.n_targets.max())} held-out induction targets each"
@@ -112,8 +113,8 @@ def hypotheses_part(model: str, spec: dict, metrics: dict, mprov: Provenance) ->
     if len(shown):
         where.append(f"@tbl-{model}-hypotheses-heads")
     none = "; no resolvable head has a counted channel" if grid and shown.empty else ""
-    out = [f"Over the {fmt(len(hyp))} resolvable heads of {spec['name']}, every head of {fmt(len(layers))} "
-           f"layer(s) ({', '.join(map(str, layers))}), {fmt(metrics['H1']['n_tih'])} token induction heads and "
+    out = [f"Over the {fmt(len(hyp))} resolvable heads of {spec['name']}, every head of "
+           f"{count(len(layers), 'layer')} ({', '.join(map(str, layers))}), {fmt(metrics['H1']['n_tih'])} token induction heads and "
            f"{fmt(metrics['H2']['n_non_tih'])} others: {sentence} (@tbl-{model}-hypotheses; head by head in "
            f"{' and '.join(where)}{none}).",
            table(summary, f"tbl-{model}-hypotheses", f"H1 and H2 for {spec['name']}.", mprov)]
@@ -219,5 +220,5 @@ def channels_part(model: str, spec: dict, metrics: dict) -> str:
             lines.append(card_line(r.layer, r.key_feature, cards, "key side", kinds, sep))
         srcs = "; ".join(p.line() for p in [cprov, *kprovs])
         out += [f"\nFeature cards of the strongest channels (top activations in the card corpus, the "
-                f"activating token in bold) [Sources: {srcs}.]{{.provenance}}\n", *lines, ""]
+                f"activating token in bold): [Sources: {srcs}.]{{.provenance}}\n", *lines, ""]
     return "\n".join(out)

@@ -11,7 +11,15 @@ from fra.report.data import read_csv, read_json
 from fra.report.figures import figure
 from fra.report.markdown import absent
 from fra.report.provenance import Provenance, available
-from fra.report.tables import fmt, table
+from fra.report.tables import count, fmt, table
+
+
+def architecture(model: dict) -> str:
+    """The toy model's shape in words: "2 layers, 4 heads per layer, d_model = 128, no MLPs, shortformer positions"."""
+    words = {"n_layers": lambda v: count(v, "layer"), "n_heads": lambda v: f"{count(v, 'head')} per layer",
+             "d_model": lambda v: f"$d_{{model}}$ = {v}", "d_mlp": lambda v: f"$d_{{mlp}}$ = {v}" if v else "no MLPs",
+             "positional_embedding_type": lambda v: f"{v} positions"}
+    return ", ".join(words[k](v) if k in words else f"{esc(k)} {esc(v)}" for k, v in model.items())
 
 
 def feature_kinds(cards: dict) -> dict[tuple[int, int], str]:
@@ -72,8 +80,8 @@ def toy_training_section(path: str = "results/toy/train_metrics.json") -> str:
     check = train["heads"]
     canonical = check["canonical_induction_heads"]
     passed = bool(train["ground_truth_ok"])
-    arch = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in train.get("model", {}).items())
-    out = [f"The toy model ({esc(arch)}), on held-out sequences, "
+    arch = architecture(train.get("model", {}))
+    out = [f"The toy model ({arch}), on held-out sequences, "
            f"predicts the token after a repeat with accuracy {fmt(train['acc_token_repeat'])} for token repeats "
            f"and {fmt(train['acc_concept_repeat'])} for concept repeats (@tbl-toy-training).",
            ground_truth_text(train)]
@@ -131,9 +139,10 @@ def toy_saes_section(path: str = "results/toy/saes.json") -> str:
     hooks = ", ".join(f"`{s['hook_name']}`" for s in saes.values())
     explained = df["variance explained"]
     return "\n".join([
-        f"The toy SAEs (@tbl-toy-saes; read at {hooks}) explain {span(explained.min(), explained.max())} "
-        f"of the variance of their input, with an L0 (mean active features per token) of "
-        f"{span(df.L0.min(), df.L0.max())}; the largest dead fraction is {fmt(df['dead fraction'].max())}. "
+        f"The toy {'SAE' if len(df) == 1 else 'SAEs'} (@tbl-toy-saes; read at {hooks}) explain {span(explained.min(), explained.max())} "
+        f"of the variance of {'its' if len(df) == 1 else 'their'} input, with an L0 (mean active features per token) of "
+        f"{span(df.L0.min(), df.L0.max())}; {'its' if len(df) == 1 else 'the largest'} dead fraction is "
+        f"{fmt(df['dead fraction'].max())}. "
         f"What the SAE does not explain stays in the error terms of the decomposition "
         f"(@tbl-exactness).\n",
         table(df, "tbl-toy-saes", "SAEs of the toy model: sparsity (L0, mean active features per token), "

@@ -149,7 +149,7 @@ def lm_saes_part(model: str, spec: dict) -> str:
                                                 for name, s in saes.items() if name != "run"}))
     origin = (f"They are released SAEs (`{released}`), copied and evaluated here, not trained. " if released
               else "")
-    where = f" on {run['device']}" if "device" in run else ""
+    where = f" on the {run['device'].upper()}" if run.get("device") == "cpu" else f" on {run['device']}" if "device" in run else ""
     explained = df["variance explained"]
     out += [f"Its {fmt(len(df))} SAEs, one per layer ({', '.join(map(str, df.layer))}; read at {hooks}; "
             f"@tbl-{model}-saes), explain {span(explained.min(), explained.max())} of the variance of held-out "
@@ -166,7 +166,7 @@ def lm_saes_part(model: str, spec: dict) -> str:
                            f"fires on {fmt(100 * card['freq'], 2)}% of held-out tokens", {}, sep="")
                  for layer, feats in cards.items() for feature, card in list(feats.items())[:per]]
         out += [f"\nThe first {per} of the randomly drawn feature cards of each SAE (top activations on held-out "
-                f"text, the activating token in bold) [Source: {kprov.line()}.]{{.provenance}}\n", *lines, ""]
+                f"text, the activating token in bold): [Source: {kprov.line()}.]{{.provenance}}\n", *lines, ""]
     return "\n".join(out)
 
 

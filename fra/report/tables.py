@@ -11,6 +11,16 @@ from fra.report.markdown import caption
 from fra.report.provenance import Provenance, record
 
 
+def count(n: int, one: str, many: str | None = None) -> str:
+    """``n`` with the noun in the right number: "1 head", "3 heads"."""
+    return f"{fmt(n)} {one if n == 1 else many or one + 's'}"
+
+
+def in_text(title: str) -> str:
+    """A model's title inside a sentence: "Toy model" -> "toy model"; "SmolLM2", "GPT-2 small" stay."""
+    return title[:1].lower() + title[1:] if title.split(" ")[0][1:].islower() else title
+
+
 def fmt(value: object, digits: int = 3) -> str:
     """A number as the text shows it: integers whole, floats to ``digits`` significant digits."""
     if isinstance(value, bool) or not isinstance(value, numbers.Number):

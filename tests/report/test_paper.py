@@ -280,11 +280,11 @@ def test_hypotheses_are_stated_and_answered_the_right_way_round(paper):
     page = text(html)
     assert "H1. Does every token induction head have at least one confirmed CIH channel" in page
     assert "H2. Do some heads that are not token induction heads have confirmed CIH channels" in page
-    assert ("H1: no — 1 of 2 token induction heads have a confirmed (non-sink) CIH channel on exact repeats, 0 a "
-            "conceptual one. H2: yes — 1 of 2 heads that are not token induction heads have one, 1 a conceptual one") in page
+    assert ("H1: no — 1 of 2 token induction heads have a confirmed (non-sink) CIH channel on exact repeats, 0 of them a "
+            "conceptual one. H2: yes — 1 of 2 heads that are not token induction heads have one, 1 of them a conceptual one") in page
     assert "every TIH has a confirmed CIH channel on exact repeats (random_repeat) | TIH" not in page  # a table, not text
     assert re.search(r"<td[^>]*>H1</td>\s*<td[^>]*>every TIH has a confirmed CIH channel", html)
-    assert "H2 confirmations in detail (min_lift = 0.2, min_effect = 0.01) — L1H2: 1 channel(s) on concept_repeat" in page
+    assert "H2 confirmations in detail (min_lift = 0.2, min_effect = 0.01) — L1H2: 1 channel on concept_repeat" in page
     assert re.search(r"<td[^>]*>H2</td>\s*<td[^>]*>some non-TIH head has a confirmed CIH channel", html)
 
 
@@ -296,7 +296,7 @@ def test_method_parameters_exactness_and_planted_world_come_from_the_results(pap
     assert "the largest residual over all layers and probe kinds is 2.4e-06" in page
     assert "Ground-truth check: failed (ground_truth_ok = False)" in page and "cannot validate the method" in page
     assert "recall 0.25, target ≥ 0.8: not met" in page and "false-discovery rate 0, target ≤ 0.1: met" in page
-    assert "explain 0.66 of the variance of their input, with an L0 (mean active features per token) of 7.8" in page
+    assert "explain 0.66 of the variance of its input, with an L0 (mean active features per token) of 7.8" in page
     assert "results/engine/exactness.json" not in html
     assert "min_queries = 5 induction targets on both the discovery and the held-out probes" in page
     assert "the smallest min_lift on a 0.05 grid without false discoveries is 0.1" in page
@@ -309,7 +309,7 @@ def test_results_sections_tables_figures_cards_and_absent_models(paper):
     assert ("7 candidate channels of the planted-concept toy model were tested and 3 confirmed as induction channels; "
             "0 more passed the criterion but are sink channels") in page
     assert ("lowers the log-probability of the induction token significantly (one-sided z-test over its queries, "
-            "Benjamini–Hochberg over channels at α) in 2 of 3 on Toy model (planted world); 2 of 3 on SmolLM2-135M; "
+            "Benjamini–Hochberg over channels at α) in 2 of 3 on the toy model (planted world); 2 of 3 on SmolLM2-135M; "
             "1 of 2 on GPT-2 small") in page  # the compiled model's fixture has no causal.csv
     assert "Over all models the negative controls confirm 0 of the 40 channels they test" in page
     assert "planted-world label current:c00" in page and "c00m2" in page and "\\*odd\\*" not in page
@@ -339,9 +339,9 @@ def test_language_model_section_reads_its_corpus_saes_and_template_probes(paper)
     _, _, html = paper
     page = text(html)
     assert "Corpus and SAEs" in page and "in sequences of 128 tokens" in page
-    assert "explain 0.71 of the variance of held-out attention inputs" in page and "They were trained on cpu." in page
+    assert "explain 0.71 of the variance of held-out attention inputs" in page and "They were trained on the CPU." in page
     assert "H1: yes" in page and "1 of 1 token induction heads" in page  # L18H2 on exact repeats
-    assert "L17H0: 1 channel(s) on concept_templates" in page  # H2 through the templated concept probes
+    assert "L17H0: 1 channel on concept_templates" in page  # H2 through the templated concept probes
     assert "4 candidate channels of SmolLM2-135M were tested and 2 confirmed as induction channels; 1 more passed" in page
     assert "concept repeats (concept_templates)" in page
     assert "L18 feature 6 (fires on 1% of held-out tokens)" in page
@@ -354,7 +354,7 @@ def test_gpt2_section_shows_released_saes_and_every_head(paper):
     assert "Its 3 SAEs, one per layer (0, 1, 2; read at blocks.L.hook_resid_pre;" in page
     assert "They are released SAEs (gpt2-small-res-jb), copied and evaluated here, not trained." in page
     assert re.search(r"<td[^>]*>2</td>\s*<td[^>]*>24,576</td>(\s*<td[^>]*>[^<]*</td>){4}\s*</tr>", html)
-    assert ("Over the 36 resolvable heads of GPT-2 small, every head of 3 layer(s) (0, 1, 2), 2 token induction heads "
+    assert ("Over the 36 resolvable heads of GPT-2 small, every head of 3 layers (0, 1, 2), 2 token induction heads "
             "and 34 others: H1: no — 1 of 2") in page
     assert "H2: yes — 1 of 34 heads that are not token induction heads have one" in page
     tables = {t["label"] for t in json.loads(built.manifest.read_text())["tables"]}
@@ -383,7 +383,7 @@ def test_abstract_discussion_and_conclusion_state_the_findings(paper):
     assert "terms sum to the model’s own scores to within 5e-05 (floating-point rounding)" in page
     assert ("the search finds a channel for 1 of 4 planted concept classes with 0 false discoveries among 4 token-only "
             "controls (on fresh seeds: recall 1") in page
-    assert "it classifies the heads of a hand-compiled model as built; two negative controls" in page
+    assert "it classifies the heads of a hand-compiled model as built; the negative controls confirm 0 of the" in page
     assert ("On SmolLM2-135M (every head of 2 layers, 1 token induction head), 1 of the 1 token induction heads have a "
             "confirmed channel on repeated random tokens (H1: yes) and 0 on repeated text; 1 of 5 other heads have one "
             "(H2: yes). 1 head has a conceptual channel, and removing a confirmed channel measurably lowers the induction "

@@ -12,6 +12,7 @@ from fra.analysis.induction import CONTROL_PROBE, EXACT_PROBE, answers
 from fra.analysis.schema import CHANNELS
 from fra.report import checks, common, hypotheses, method, planted, results
 from fra.report.provenance import ROOT_ENV, Provenance
+from fra.report.tables import count, in_text
 from tests.report.conftest import write_results
 
 PROV = Provenance("results/toy/metrics.json", "toy_induction", "0" * 32, "none", "1" * 32)
@@ -103,8 +104,8 @@ def test_hypotheses_are_read_from_metrics_not_recomputed():
     metrics = answers(HYP)
     sentence, table = hypotheses.hypotheses_summary(metrics)
     assert sentence == ("**H1: no** — 1 of 2 token induction heads have a confirmed (non-sink) CIH channel on exact "
-                        "repeats, 0 a conceptual one. **H2: yes** — 1 of 2 heads that are not token induction heads "
-                        "have one, 1 a conceptual one")
+                        "repeats, 0 of them a conceptual one. **H2: yes** — 1 of 2 heads that are not token induction heads "
+                        "have one, 1 of them a conceptual one")
     assert table[["", "n", "with confirmed channel", "with conceptual channel", "answer"]].values.tolist() == [
         ["H1", 2, 1, 0, "no"], ["H2", 2, 1, 1, "yes"]]
     metrics["H1"] = {"n_tih": 7, "n_tih_with_cih": 7, "n_tih_with_conceptual": 3,
@@ -139,7 +140,7 @@ CHANNEL_ROWS = channels_table([
 
 def test_h2_details_cover_confirmed_channels_of_non_tih_heads_only():
     assert hypotheses.h2_details(HYP, CHANNEL_ROWS) == [
-        "L1H2: 2 channel(s) on concept_repeat (conceptual), held-out lift between 0.35 and 0.45, softmax effect "
+        "L1H2: 2 channels on concept_repeat (conceptual), held-out lift between 0.35 and 0.45, softmax effect "
         "between 0.05 and 0.2, present at between 6 and 30 held-out induction targets each"]
 
 
@@ -181,11 +182,11 @@ def test_hypotheses_part_shows_what_metrics_json_records(tmp_path, monkeypatch):
                              "results/toy/metrics.json": ("toy_induction", json.dumps(metrics))})
     monkeypatch.setenv(ROOT_ENV, str(tmp_path))
     md = hypotheses.hypotheses_part("toy", common.MODELS["toy"], metrics, PROV)
-    assert ("Over the 4 resolvable heads of the planted-concept toy model, every head of 1 layer(s) (1), 2 token "
+    assert ("Over the 4 resolvable heads of the planted-concept toy model, every head of 1 layer (1), 2 token "
             "induction heads and 2 others: **H1: no** — 1 of 2") in md
     assert "head by head in @tbl-toy-hypotheses-heads)" in md and "fig-toy-hypotheses-grid" not in md
     assert "**H2: yes** — 2 of 2 heads that are not token induction heads have one" in md
-    assert "The H2 confirmations in detail (`min_lift` = 0.2, `min_effect` = 0.01) — L1H2: 2 channel(s)" in md
+    assert "The H2 confirmations in detail (`min_lift` = 0.2, `min_effect` = 0.01) — L1H2: 2 channels" in md
     assert "{#tbl-toy-hypotheses}" in md and "{#tbl-toy-hypotheses-heads}" in md
     assert "file `results/toy/channels.csv`" in md
 
@@ -245,9 +246,9 @@ def test_compiled_section_controls_and_causal_test(tmp_path, monkeypatch):
     md = checks.controls_section()
     assert "confirm 2 of the 10 channels they test (@tbl-controls)" in md  # toy and compiled: 0 + 1 each
     assert "| Toy model (planted world) | 5 of 10 | 0 of 0 | 1 of 5 |" in md
-    assert "No candidate of the random SAE on Toy model (planted world), the random SAE on Compiled model reached" in md
+    assert "No candidate of the random SAE on toy model (planted world) or compiled model reached" in md
     md = checks.causal_section()
-    assert "in 1 of 2 on Toy model (planted world) (@tbl-causal)" in md and "to at most 1e-07" in md
+    assert "in 1 of 2 on the toy model (planted world) (@tbl-causal)" in md and "to at most 1e-07" in md
     assert "{#fig-causal" in md and "file `results/toy/causal.csv`" in md
     assert (tmp_path / "_figures/fig-causal.png").exists()
 
@@ -273,7 +274,7 @@ def test_many_heads_get_a_grid_and_a_table_of_the_heads_with_a_channel(tmp_path,
     monkeypatch.setenv(ROOT_ENV, str(tmp_path))
     monkeypatch.chdir(tmp_path)  # figures go to ./_figures
     md = hypotheses.hypotheses_part("gpt2-small", common.MODELS["gpt2-small"], metrics, PROV)
-    assert ("Over the 27 resolvable heads of GPT-2 small, every head of 3 layer(s) (3, 7, 12), 3 token induction heads "
+    assert ("Over the 27 resolvable heads of GPT-2 small, every head of 3 layers (3, 7, 12), 3 token induction heads "
             "and 24 others: **H1: no** — 1 of 3") in md
     assert "head by head in @fig-gpt2-small-hypotheses-grid and @tbl-gpt2-small-hypotheses-heads)" in md
     assert "{#fig-gpt2-small-hypotheses-grid" in md and (tmp_path / "_figures/fig-gpt2-small-hypotheses-grid.png").exists()
@@ -343,3 +344,16 @@ def test_a_model_without_results_names_the_command_that_produces_them(tmp_path, 
     write_results(tmp_path, {"results/gpt2-small/saes.json": ("lm_saes@gpt2-small", json.dumps(copied_saes()))})
     md = results.model_results("gpt2-small", common.MODELS["gpt2-small"])
     assert "`results/gpt2-small/heads.csv`" in md and common.MODELS["gpt2-small"]["why"] in md
+
+
+@pytest.mark.parametrize("n, noun, words", [(1, "head", "1 head"), (0, "head", "0 heads"), (2, "layer", "2 layers"),
+                                            (1200, "channel", "1,200 channels")])
+def test_count_puts_the_noun_in_the_right_number(n, noun, words):
+    assert count(n, noun) == words
+
+
+@pytest.mark.parametrize("title, text", [("Toy model (planted world)", "toy model (planted world)"),
+                                         ("Compiled model", "compiled model"), ("SmolLM2-135M", "SmolLM2-135M"),
+                                         ("GPT-2 small", "GPT-2 small")])
+def test_titles_inside_sentences_keep_proper_names(title, text):
+    assert in_text(title) == text
