@@ -78,16 +78,17 @@ def parameters_section(models: dict = MODELS) -> str:
             continue
         metrics, prov = read_json(path)
         c = metrics["criterion"]
-        rows.append({"model": spec["title"], "α": c["alpha"], "min_lift": c["min_lift"], "min_effect": c["min_effect"],
-                     "min_queries": c["min_queries"], "min_support": c["min_support"], "sink_share": c["sink_share"],
-                     "tih_threshold": metrics["tih_threshold"],
+        rows.append({"model": spec["title"], "α": c["alpha"], "min lift": c["min_lift"], "min effect": c["min_effect"],
+                     "min queries": c["min_queries"], "min support": c["min_support"], "sink share": c["sink_share"],
+                     "TIH threshold": metrics["tih_threshold"],
                      "resolved layers": ", ".join(str(x) for x in metrics["layers_resolved"])})
         sources.append(prov)
     if not rows:
         return absent("results/toy/metrics.json", "It records the significance level and thresholds the search used.")
     return ("Every model ran with the same frozen criterion (@tbl-parameters); a head in a resolved layer is "
             "*resolvable*.\n" + table(pd.DataFrame(rows).astype({"resolved layers": object}), "tbl-parameters",
-                                         "The criterion and the resolved layers of each model's search.", *sources))
+                                         "The criterion and the resolved layers of each model's search (columns: the parameters' names in "
+                                         "`params.yaml`, with spaces for underscores).", *sources))
 
 
 def exactness_section(models: dict = MODELS) -> str:
