@@ -48,7 +48,8 @@ def figure(fig: plt.Figure, label: str, text: str, *sources: Provenance, width: 
 
 def label_points(ax: plt.Axes, x, y, names: list[str], fontsize: float = 7, near: tuple = (0.2, 0.07)) -> None:
     """Name points without overlapping labels: points closer than ``near`` (fractions of the axes' width and
-    height; labels are wide) share one label, three names a line, placed left of points in the right third."""
+    height; labels are wide) share one label, three names a line, placed left of points in the right third; a
+    label that would cover one placed above it moves down."""
     if not len(names):
         return
     x, y = np.asarray(x, float), np.asarray(y, float)
@@ -61,9 +62,21 @@ def label_points(ax: plt.Axes, x, y, names: list[str], fontsize: float = 7, near
             group.append(i)
         else:
             groups.append([i])
-    for group in groups:
-        fx, fy = where[group[0]]
+    placed = []
+    for group in sorted(groups, key=lambda g: -max(where[i][1] for i in g)):  # top down: a clash moves a label down
+        top = max(group, key=lambda i: where[i][1])  # label beside the group's highest point, clear of its marker
+        fx, fy = where[top]
         text = "\n".join(", ".join(names[i] for i in group[k:k + 3]) for k in range(0, len(group), 3))
-        right = fx > 2 / 3
-        ax.annotate(text, (x[group[0]], y[group[0]]), xytext=(-4 if right else 4, 3 if fy < 0.85 else -9),
-                    textcoords="offset points", ha="right" if right else "left", fontsize=fontsize, linespacing=1.0)
+        right, high = fx > 2 / 3, fy > 0.85
+        label = ax.annotate(text, (x[top], y[top]), xytext=(-6 if right else 6, -7 if high else 4),
+                            textcoords="offset points", ha="right" if right else "left", va="top" if high else "bottom",
+                            fontsize=fontsize, linespacing=1.0,
+                            bbox={"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.7})
+        for _ in range(len(placed)):
+            box = label.get_window_extent()
+            hit = next((p for p in placed if box.overlaps(p)), None)
+            if hit is None:
+                break
+            dx, dy = label.xyann
+            label.xyann = (dx, dy - (box.y1 - hit.y0 + 2) * 72 / ax.figure.dpi)
+        placed.append(label.get_window_extent())

@@ -89,7 +89,7 @@ def attention_figure(wide: pd.DataFrame, tih: pd.Series) -> plt.Figure:
             sel = tih == is_tih
             ax.scatter(wide.loc[sel, EXACT], wide.loc[sel, probe], marker="o" if is_tih else ".", **style)
         ax.plot([0, 1], [0, 1], color="0.75", lw=0.8, ls=":")
-        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel=f"on {SHORT.get(EXACT, EXACT)} repeats",
+        ax.set(xlim=(-0.03, 1.03), ylim=(-0.03, 1.03), xlabel=f"on {SHORT.get(EXACT, EXACT)} repeats",
                title=f"on {SHORT.get(probe, probe)}" + (" repeats" if probe.endswith("repeat") else ""))
         ax.title.set_fontsize("medium")
         named = wide[tih]

@@ -10,8 +10,9 @@ import pytest
 
 from fra.analysis.induction import CONTROL_PROBE, EXACT_PROBE, answers
 from fra.analysis.schema import CHANNELS
-from fra.report import checks, common, hypotheses, method, planted, results
+from fra.report import checks, common, figures, hypotheses, method, planted, results
 from fra.report.provenance import ROOT_ENV, Provenance
+from fra.report.figures import label_points
 from fra.report.tables import count, in_text
 from tests.report.conftest import write_results
 
@@ -357,3 +358,20 @@ def test_count_puts_the_noun_in_the_right_number(n, noun, words):
                                          ("GPT-2 small", "GPT-2 small")])
 def test_titles_inside_sentences_keep_proper_names(title, text):
     assert in_text(title) == text
+
+
+def test_point_labels_do_not_overlap():
+    heads = {"L17H3": (0.02, 0.684), "L17H4": (0.024, 0.712), "L17H5": (0.037, 0.663), "L18H6": (0.02, 0.835),
+             "L18H7": (0.019, 0.503), "L20H6": (0.029, 0.401), "L23H2": (0.022, 0.43), "L23H7": (0.044, 0.438),
+             "L1H2": (0.745, 0.0), "L16H0": (0.87, 0.0)}  # SmolLM2's token induction and previous-token heads
+    x, y = zip(*heads.values())
+    with plt.rc_context():
+        figures.style()
+        fig, ax = plt.subplots(figsize=(6.5, 3.0))
+        ax.scatter(x, y)
+        label_points(ax, x, y, list(heads))
+        boxes = [t.get_window_extent() for t in ax.texts]
+        points = ax.transData.transform(list(zip(x, y)))
+        plt.close(fig)
+    assert len(boxes) >= 4 and not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    assert not any(box.contains(*p) for box in boxes for p in points)  # no label covers a point it names
