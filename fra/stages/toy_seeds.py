@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 import pandas as pd
-import torch
 
 from fra.analysis.stats import wilson_interval
 from fra.config import Params, load_params
@@ -37,20 +36,15 @@ def pooled(table: pd.DataFrame) -> dict:
 
 
 def _replicate(params: Params, run: tuple[int, int]) -> dict:
-    """One replicate on one torch thread: thread counts change float sums, so the row would depend on the machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return replicate(params, *run)
-    finally:
-        torch.set_num_threads(threads)
+    return replicate(params, *run)
 
 
 def seed_table(params: Params) -> pd.DataFrame:
-    """One row per ``toy_seeds.runs`` pair, each replicate on one torch thread (``workers`` at a time)."""
+    """One row per ``toy_seeds.runs`` pair, ``workers`` replicates at a time, each in its own process on one torch
+    thread (thread counts change float sums, so the row would otherwise depend on the machine)."""
     cfg = params.toy_seeds
-    return pd.DataFrame(map_shards(_replicate, cfg.runs, shared=params, workers=cfg.workers, desc="seeds",
-                                   backend="processes" if cfg.workers > 1 else "local"))
+    return pd.DataFrame(map_shards(_replicate, cfg.runs, shared=params, backend="processes", workers=cfg.workers,
+                                   desc="seeds"))
 
 
 def run(args: argparse.Namespace) -> int:
