@@ -37,7 +37,7 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Each flag's default in ``--help``, except where there is none (required flags, None, an unset switch)."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
-        if action.required or action.default in (None, False):
+        if action.required or action.default is None or action.default is False:
             return action.help or ""
         return super()._get_help_string(action)
 

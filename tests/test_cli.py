@@ -62,3 +62,8 @@ def test_toy_data_concept_prob_override_writes_the_ablation_world(tmp_path):
     assert (full == CONCEPT).any() and not (ablation == CONCEPT).any() and (ablation == TOKEN).any()
     assert main(["toy-data", "--params", str(tmp_path / "p.yaml"), "--out", str(tmp_path / "x"),
                  "--ground-truth", str(tmp_path / "x.json"), "--concept-prob", "1.5"]) == 2  # validated
+
+
+def test_help_shows_zero_defaults(capsys):
+    assert main(["resolve", "--help"]) == 0
+    assert "keep features with activation above this (default: 0.0)" in " ".join(capsys.readouterr().out.split())

@@ -31,7 +31,7 @@ def single_page(
 
     Feature cards (:mod:`fra.explore.cards`) of the listed channels' features come from ``card_tokens``
     ``[seq, pos]`` (a corpus; default: the text itself, and the page says so), with ``labels`` (feature -> text,
-    e.g. from :func:`fra.explore.data.read_labels`); ``head_scores`` / ``start_head``: see
+    e.g. from :func:`fra.explore.inputs.read_labels`); ``head_scores`` / ``start_head``: see
     :func:`fra.explore.data.single_payload`. ``names``: ``model``, ``sae`` and ``corpus`` as shown in the header.
     """
     names = names or {}

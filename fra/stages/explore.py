@@ -117,7 +117,6 @@ def run(args: argparse.Namespace) -> int:
     if corpus is not None and corpus.shape[1] > model.cfg.n_ctx:
         raise FRAError(f"--corpus {args.corpus} has sequences of {corpus.shape[1]} tokens, longer than the model's "
                        f"context ({model.cfg.n_ctx}); cut them to at most {model.cfg.n_ctx} tokens")
-    sae = load_sae(args.sae.format(layer=layer), layer, args.device)
     tokens = tokenize(model, text) if args.sequence is None else every[args.sequence:args.sequence + 1]
     if args.repeat:  # the text again, without its leading BOS
         bos = getattr(model.tokenizer, "bos_token_id", None)
@@ -125,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
         if tokens.shape[1] > model.cfg.n_ctx:
             raise FRAError(f"--repeat makes {tokens.shape[1]} tokens, more than the model's context ({model.cfg.n_ctx}); "
                            "shorten the text to half of it")
+    sae = load_sae(args.sae.format(layer=layer), layer, args.device)
     detail = Detail(max_keys=args.keys_per_query, mass=args.mass, top_n=args.top_n)
     names = {"model": args.name or Path(args.model).name or str(args.model), "sae": args.sae.format(layer=layer),
              **({"corpus": str(args.corpus)} if args.corpus else {})}

@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     labels = {}
     if args.labels:
         have = read_json(args.labels, "--labels")
-        labels = {la: read_labels(args.labels, la) for la in layers if isinstance(have, dict) and f"L{la}" in have}
+        labels = {la: read_labels(args.labels, la) for la in layers if not isinstance(have, dict) or f"L{la}" in have}
     strings = Strings()
     cards = None
     if args.cards:
@@ -68,7 +68,10 @@ def run(args: argparse.Namespace) -> int:
     text_page = None
     if args.text_page:
         href = os.path.relpath(Path(args.text_page).resolve(), out.resolve().parent)
-        text_page = (href, text_page_links(read_payload(args.text_page, "--text-page"), chans))
+        single = read_payload(args.text_page, "--text-page")
+        if not {"pairs", "heads", "feat", "empty_slot"} <= set(single):
+            raise FRAError(f"--text-page {args.text_page} is not a single-text page; build one with `fra explore`")
+        text_page = (href, text_page_links(single, chans))
     examples, attn_rows, strs = None, None, None
     if args.corpus:
         model = load_model(args.model, args.device)

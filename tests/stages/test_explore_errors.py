@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from fra.explore.encode import page
 from tests.stages.conftest import refuses
 
 
@@ -110,6 +111,8 @@ def test_explore_out_under_a_file(saved, tmp_path, capsys):
     ("no_page", "--text-page .* does not exist"),
     ("bad_page", "--text-page .* is not an explorer page built by fra"),
     ("bad_cards", "--cards .* is not a channel_features.json"),
+    ("other_page", "--text-page .* is not a single-text page; build one with `fra explore`"),
+    ("bad_labels", "--labels .* is not a feature_cards.json"),
 ])
 def test_explore_dataset_bad_inputs(tmp_path, capsys, case, match):
     channels = tmp_path / "channels.csv"
@@ -119,7 +122,10 @@ def test_explore_dataset_bad_inputs(tmp_path, capsys, case, match):
     out = tmp_path if case == "out_folder" else tmp_path / "page.html"
     (tmp_path / "page.txt").write_text("<html></html>")
     (tmp_path / "cards.json").write_text("[1, 2]")
+    (tmp_path / "dataset.html").write_text(page("dataset", "channels", {"rows": []}))
     flags = {"no_model": ["--corpus", str(tmp_path / "c.npy")], "features_alone": ["--features", str(tmp_path / "f.csv")],
              "no_page": ["--text-page", str(tmp_path / "none.html")], "bad_page": ["--text-page", str(tmp_path / "page.txt")],
-             "bad_cards": ["--cards", str(tmp_path / "cards.json")]}.get(case, [])
+             "bad_cards": ["--cards", str(tmp_path / "cards.json")],
+             "other_page": ["--text-page", str(tmp_path / "dataset.html")],
+             "bad_labels": ["--cards", str(tmp_path / "cards.json"), "--labels", str(tmp_path / "cards.json")]}.get(case, [])
     refuses(["explore-dataset", "--channels", str(channels), "-o", str(out), *flags], match, capsys, tmp_path)
