@@ -29,6 +29,10 @@ def row_sums(shared: tuple[torch.Tensor, Path | None], rows: tuple[int, int]) ->
     return (matrix[rows[0]:rows[1]] @ torch.ones(matrix.shape[1], dtype=matrix.dtype)).tolist(), os.getpid()
 
 
+def threads(shared: None, shard: int) -> int:
+    return torch.get_num_threads()
+
+
 def shared_matrix(rendezvous: Path | None = None) -> tuple[torch.Tensor, Path | None]:
     return torch.randn(8, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64), rendezvous
 
@@ -45,6 +49,7 @@ def test_processes_match_local_on_two_workers(tmp_path):
     pids = {pid for _, pid in spawned}
     assert len(pids) == 2 and os.getpid() not in pids
     assert map_shards(row_sums, [], backend="processes") == []
+    assert map_shards(threads, [0, 1], backend="processes", workers=2) == [1, 1]  # one torch thread per task
 
 
 def test_ray_matches_local_on_two_workers(tmp_path):

@@ -122,7 +122,7 @@ class Projections:
         self._W = torch.cat([self.W_Q, self.W_K]).permute(1, 0, 2).reshape(d_model, 2 * H * E)  # both sides, one matmul
         self.q, self.k = (self.W_Q.new_empty(H, sae.cfg.d_sae, E) for _ in range(2))  # head-major, as Side reads them
         self.done = torch.zeros(sae.cfg.d_sae, dtype=torch.bool, device=self.W_Q.device)
-        self.project(torch.zeros(1, dtype=torch.long))  # row 0: read (times 0) by empty slots and unknown features
+        self.project(torch.zeros(1, dtype=torch.long, device=self.done.device))  # row 0: empty slots, unknown features
 
     def check(self, model: HookedTransformer, sae: SAE, layer: int, heads: tuple[int, ...], center: bool) -> None:
         """Refuse projections made for another model, SAE, layer, head set or input normalisation."""

@@ -1,5 +1,5 @@
 """The paper: results-file provenance, figure and table helpers for its code cells, and the build.
 
-Paper cells import from the submodules (``fra.report.provenance``, ``.figures``, ``.tables``);
+Paper cells call the section modules (``fra.report.method``, ``.planted``, ``.results``, …);
 ``fra paper`` (``fra.report.build``) renders it through Quarto or the offline route.
 """

@@ -164,6 +164,7 @@ def build(paper_dir: str | Path, out_dir: str | Path, route: str = "auto", allow
 
 
 def verify(paper_dir: str | Path, out_dir: str | Path) -> list[str]:
-    """Check a built paper's ``provenance.json`` against ``dvc.lock`` and the files on disk; one line per file."""
+    """Check a built paper's ``provenance.json`` against ``dvc.lock``, the files on disk and the cited commit; one
+    line per file, stage and paper source."""
     with _environment(**{ROOT_ENV: str(repo_root(Path(paper_dir).resolve()))}):
         return verify_manifest(Path(out_dir) / "provenance.json")

@@ -22,13 +22,14 @@ CAUSAL_COLUMNS = ["probe", "layer", "head", "attention_drop", "logprob_drop", "m
 
 def controls_section(models: dict = CHECKED) -> str:
     """Channels tested and confirmed by the real search and by each negative control, one row per model."""
-    rows, sources, idle = [], [], {}  # idle: control -> models where it tested nothing
+    rows, sources, idle, confirmed, tested = [], [], {}, 0, 0  # idle: control -> models where it tested nothing
     for model, title, m, prov in model_metrics(models):
         if "controls" not in m:
             continue
         row = {"model": title, "real SAE": f"{fmt(m['n_confirmed_any'])} of {fmt(m['n_channels_tested'])}"}
         for kind, c in m["controls"].items():
             row[CONTROLS.get(kind, kind)] = f"{fmt(c['n_confirmed'])} of {fmt(c['n_tested'])}"
+            confirmed, tested = confirmed + c["n_confirmed"], tested + c["n_tested"]
             if c["n_tested"] == 0:
                 idle.setdefault(CONTROLS.get(kind, kind), []).append(in_text(title))
         rows.append(row)
@@ -36,8 +37,6 @@ def controls_section(models: dict = CHECKED) -> str:
     if not rows:
         return absent("results/toy/metrics.json", "Its `controls` entry counts the channels each control confirmed.")
     df = pd.DataFrame(rows).fillna("–")
-    confirmed = sum(c["n_confirmed"] for _, _, m, _ in model_metrics(models) for c in m.get("controls", {}).values())
-    tested = sum(c["n_tested"] for _, _, m, _ in model_metrics(models) for c in m.get("controls", {}).values())
     where = "; ".join(f"the {k} on " + " or ".join(v) for k, v in idle.items())
     empty = (f" No candidate of {where} reached `min_support`, so those controls tested nothing: a random "
              "dictionary's features do not co-occur with the induction targets often enough to become candidates."

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import numbers
 
 import pandas as pd
 
@@ -25,15 +24,3 @@ def read_csv(path: str, columns: list[str]) -> tuple[pd.DataFrame, Provenance]:
 def read_json(path: str) -> tuple[dict, Provenance]:
     prov = provenance(path)
     return json.loads(prov.file.read_text()), prov
-
-
-def scalars(obj: dict, prefix: str = "") -> pd.DataFrame:
-    """Every number, flag and short string in a nested JSON object as (key, value) rows; lists skipped."""
-    rows = []
-    for key, value in obj.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            rows.extend(scalars(value, f"{name}.").itertuples(index=False))
-        elif isinstance(value, (numbers.Number, bool)) or (isinstance(value, str) and len(value) <= 60):
-            rows.append((name, value))
-    return pd.DataFrame(rows, columns=["key", "value"])

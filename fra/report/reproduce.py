@@ -1,5 +1,5 @@
-"""The paper's account of its own provenance: the commit it cites, and each pipeline stage whose results it
-shows with the code dvc.lock records for it (``lock.StageCode``), so a reader can check both."""
+"""The paper's account of its own provenance: the commit it cites, and every pipeline stage in dvc.lock with the
+code it records for it (``lock.StageCode``), so a reader can check both."""
 
 from __future__ import annotations
 
