@@ -9,6 +9,7 @@ from fra.errors import FRAError
 from fra.stages import (
     bench,
     bench_channels,
+    bench_saes,
     compiled,
     cot,
     cot_traces,
@@ -30,7 +31,7 @@ from fra.stages import (
 
 # In pipeline order: load -> resolve -> score -> test -> report, then the tools beside it.
 STAGES = [toy_data, toy_train, toy_saes, toy_seeds, compiled, text_corpus, lm_saes, resolve, heads, induction, cot_traces, cot,
-          explore, explore_dataset, explore_cot, paper, bench, bench_channels, smollm2_check]
+          explore, explore_dataset, explore_cot, paper, bench, bench_channels, bench_saes, smollm2_check]
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
