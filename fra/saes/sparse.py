@@ -16,8 +16,7 @@ from jaxtyping import Float, Int
 
 def bag_offsets(rows: Int[torch.Tensor, "nnz"], n: int) -> Int[torch.Tensor, "n"]:
     """Start of each row's entries in ``rows`` (sorted ascending), as ``embedding_bag`` takes them."""
-    counts = torch.bincount(rows, minlength=n)
-    return torch.cumsum(counts, 0) - counts
+    return torch.searchsorted(rows, torch.arange(n, device=rows.device))
 
 
 def sparse_decode(
@@ -29,7 +28,7 @@ def sparse_decode(
 
 
 class SampledPre(torch.autograd.Function):
-    """The entries (``rows``, ``cols``) of ``sae_in @ W_enc + b_enc``, already computed as ``hidden_pre``.
+    """The entries (``rows``, ``cols``) of ``sae_in @ W_enc + b_enc``, already computed as ``pre``.
 
     Backward: with G the sparse n x d_sae matrix of the entries' gradients, ``G @ W_enc.T`` for ``sae_in``,
     ``sae_in.T @ G`` for ``W_enc`` and G's column sums for ``b_enc``, each over the entries only.
@@ -37,19 +36,19 @@ class SampledPre(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, sae_in: Float[torch.Tensor, "n d_in"], W_enc: Float[torch.Tensor, "d_in d_sae"],
-                b_enc: Float[torch.Tensor, "d_sae"], hidden_pre: Float[torch.Tensor, "n d_sae"],
+                b_enc: Float[torch.Tensor, "d_sae"], pre: Float[torch.Tensor, "n d_sae"],
                 rows: Int[torch.Tensor, "nnz"], cols: Int[torch.Tensor, "nnz"]) -> Float[torch.Tensor, "nnz"]:
         ctx.save_for_backward(sae_in, W_enc, rows, cols)
-        return hidden_pre[rows, cols]
+        return pre[rows, cols]
 
     @staticmethod
     def backward(ctx, grad: Float[torch.Tensor, "nnz"]):
         sae_in, W_enc, rows, cols = ctx.saved_tensors
         n, d_sae = len(sae_in), W_enc.shape[1]
-        d_in = (F.embedding_bag(cols, W_enc.t().contiguous(), bag_offsets(rows, n), mode="sum", per_sample_weights=grad)
-                if ctx.needs_input_grad[0] else None)
+        d_sae_in = F.embedding_bag(cols, W_enc.t().contiguous(), bag_offsets(rows, n), mode="sum",
+                                   per_sample_weights=grad)
         by_col = torch.argsort(cols, stable=True)
         d_W_enc = F.embedding_bag(rows[by_col], sae_in, bag_offsets(cols[by_col], d_sae), mode="sum",
                                   per_sample_weights=grad[by_col])
         d_b_enc = torch.zeros(d_sae, dtype=grad.dtype, device=grad.device).index_add_(0, cols, grad)
-        return d_in, d_W_enc.t().contiguous(), d_b_enc, None, None, None
+        return d_sae_in, d_W_enc.t().contiguous(), d_b_enc, None, None, None

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import torch
-from jaxtyping import Float, Int
+from jaxtyping import Bool, Float, Int
 from sae_lens import SAE, BatchTopKTrainingSAE, BatchTopKTrainingSAEConfig
 from sae_lens.saes.batchtopk_sae import BatchTopK
 from sae_lens.saes.sae import TrainStepInput, TrainStepOutput
@@ -84,12 +84,14 @@ class FastBatchTopKTrainingSAE(BatchTopKTrainingSAE):
 
     The step computes sae_lens' losses (MSE, and the AuxK loss of the dead latents) from the kept entries only:
     the encoder's pre-activations are formed densely without a graph, and :mod:`fra.saes.sparse` decodes and
-    backpropagates through the kept entries. Tested against sae_lens' dense step (losses, every gradient).
+    backpropagates through the kept entries. Tested against sae_lens' dense step (losses, every gradient). The SAE's
+    hook points are bypassed, and the trainer must not autocast (SAETrainerConfig's default).
     """
 
     def __init__(self, cfg: BatchTopKTrainingSAEConfig):
-        if cfg.normalize_activations not in SPARSE_NORMS:
-            raise ValueError(f"the sparse training step supports normalize_activations in {SPARSE_NORMS}")
+        if cfg.normalize_activations not in SPARSE_NORMS or cfg.reshape_activations != "none":
+            raise ValueError(f"the sparse training step supports normalize_activations in {SPARSE_NORMS} and "
+                             "reshape_activations 'none' only")
         super().__init__(cfg)
 
     def get_activation_fn(self) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -122,15 +124,16 @@ class FastBatchTopKTrainingSAE(BatchTopKTrainingSAE):
             lr = self.cfg.topk_threshold_lr
             self.topk_threshold = (1 - lr) * self.topk_threshold + lr * kept.min().to(self.topk_threshold.dtype)
 
-    def _aux_loss(self, x: torch.Tensor, sae_in: torch.Tensor, sae_out: torch.Tensor, hidden_pre: torch.Tensor,
-                  dead: torch.Tensor | None) -> torch.Tensor:
+    def _aux_loss(self, x: Float[torch.Tensor, "n d_in"], sae_in: Float[torch.Tensor, "n d_in"],
+                  sae_out: Float[torch.Tensor, "n d_in"], hidden_pre: Float[torch.Tensor, "n d_sae"],
+                  dead: Bool[torch.Tensor, "d_sae"] | None) -> Float[torch.Tensor, ""]:
         """sae_lens' ``calculate_topk_aux_loss``: the top ``d_in // 2`` dead latents of each row (pre-activations,
         no ReLU) reconstruct the live latents' residual, scaled down when fewer latents are dead. Formed on the
         dead latents' columns only (all of them are the top ones while at most ``d_in // 2`` are dead)."""
-        if dead is None or (n_dead := int(dead.sum())) == 0:
+        cols = dead.nonzero().flatten() if dead is not None else x.new_zeros(0, dtype=torch.long)
+        if (n_dead := len(cols)) == 0:
             return sae_out.new_tensor(0.0)
         k_aux = min(x.shape[-1] // 2, n_dead)
-        cols = dead.nonzero().flatten()
         acts = sae_in @ self.W_enc[:, cols] + self.b_enc[cols]
         if k_aux < n_dead:
             with torch.no_grad():

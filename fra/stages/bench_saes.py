@@ -20,6 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dead-fraction", type=float, default=0.05, help="latents marked dead (the AuxK loss uses them)")
     p.add_argument("--steps", type=positive, default=20, help="timed steps per run")
     p.add_argument("--repeats", type=positive, default=3, help="timed runs of each path (the fastest counts)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
 
 
 def run(args: argparse.Namespace) -> int:
@@ -28,5 +29,5 @@ def run(args: argparse.Namespace) -> int:
     if not 0 < args.k <= args.expansion * args.d_in:
         raise FRAError(f"--k {args.k} must lie in (0, d_sae = {args.expansion * args.d_in}]")
     bench_saes(d_in=args.d_in, expansion=args.expansion, k=args.k, batch=args.batch, dead_fraction=args.dead_fraction,
-               steps=args.steps, repeats=args.repeats)
+               steps=args.steps, repeats=args.repeats, device=args.device)
     return 0

@@ -39,14 +39,15 @@ def _step(sae, fn, x, dead):
     return out, {name: p.grad.clone() for name, p in sae.named_parameters()}, sae.topk_threshold.clone()
 
 
-@pytest.mark.parametrize("rescale", [True, False])
-@pytest.mark.parametrize("n_dead", [0, 5, 40])  # none; fewer than d_in // 2 (all of them aux); more (top d_in // 2)
+@pytest.mark.parametrize("rescale, b_dec_in", [(True, True), (False, True), (True, False)])
+@pytest.mark.parametrize("n_dead", [0, 5, 16, 40])  # none; under, at and over d_in // 2 (above it, the top d_in // 2)
 @torch.enable_grad()
-def test_sparse_training_step_equals_sae_lens_dense_step(rescale, n_dead):
+def test_sparse_training_step_equals_sae_lens_dense_step(rescale, b_dec_in, n_dead):
     torch.manual_seed(0)
     d_in = 32
     sae = FastBatchTopKTrainingSAE(BatchTopKTrainingSAEConfig(d_in=d_in, d_sae=4 * d_in, k=6.0, device="cpu",
                                                               rescale_acts_by_decoder_norm=rescale,
+                                                              apply_b_dec_to_input=b_dec_in,
                                                               normalize_activations="expected_average_only_in"))
     with torch.no_grad():
         sae.b_dec.normal_()
@@ -64,10 +65,34 @@ def test_sparse_training_step_equals_sae_lens_dense_step(rescale, n_dead):
     for key in ("mse_loss", "auxiliary_reconstruction_loss"):
         torch.testing.assert_close(got.losses[key], want.losses[key], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(got.loss, want.loss, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(got.sae_out, want.sae_out, rtol=1e-5, atol=1e-5)
     for name, grad in want_grads.items():
         torch.testing.assert_close(grads[name], grad, rtol=1e-4, atol=1e-5 * grad.abs().max().item(), msg=name)
 
 
-def test_sparse_step_refuses_in_sae_normalisation():
+@pytest.mark.parametrize("option", [{"normalize_activations": "layer_norm"}, {"reshape_activations": "hook_z"}])
+def test_sparse_step_refuses_options_it_bypasses(option):
     with pytest.raises(ValueError, match="normalize_activations"):
-        FastBatchTopKTrainingSAE(BatchTopKTrainingSAEConfig(d_in=8, d_sae=16, k=2.0, normalize_activations="layer_norm"))
+        FastBatchTopKTrainingSAE(BatchTopKTrainingSAEConfig(d_in=8, d_sae=16, k=2.0, **option))
+
+
+@torch.enable_grad()
+def test_sae_lens_trainer_trains_the_same_sae_with_either_step():
+    """A few steps of SAETrainer (dead-latent tracking, AuxK, threshold, activation scale): same weights."""
+    from sae_lens import SAETrainer
+    from sae_lens.config import SAETrainerConfig
+
+    x = torch.randn(4096, 16, generator=torch.Generator().manual_seed(0)) * 3 + 1
+    trained = []
+    for cls in (BatchTopKTrainingSAE, FastBatchTopKTrainingSAE):
+        torch.manual_seed(0)
+        sae = cls(BatchTopKTrainingSAEConfig(d_in=16, d_sae=64, k=3.0, normalize_activations="expected_average_only_in"))
+        cfg = SAETrainerConfig(total_training_samples=8 * 256, train_batch_size_samples=256, lr=1e-3, lr_end=1e-4,
+                               device="cpu", dead_feature_window=2, feature_sampling_window=4,
+                               n_batches_for_norm_estimate=2)
+        trained.append(SAETrainer(cfg, sae, iter(x.split(256))).fit())
+    want, got = trained
+    assert got.topk_threshold > 0
+    torch.testing.assert_close(got.topk_threshold, want.topk_threshold)
+    for name, p in want.named_parameters():
+        torch.testing.assert_close(dict(got.named_parameters())[name], p, rtol=1e-4, atol=1e-5, msg=name)
