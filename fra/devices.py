@@ -21,6 +21,12 @@ def pick_device(device: str = "auto") -> str:
     return device
 
 
+def synchronize(device: str | torch.device) -> None:
+    """Wait for the device's queued work (a no-op on CPU), so that a timer reads finished work."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
 def free_mib(device: str | torch.device) -> int:
     """MiB free for new tensors: CUDA's free memory plus what torch has cached but not allocated; on CPU the
     free physical RAM (page cache not counted)."""

@@ -33,7 +33,7 @@ from fra.analysis.cache import ProbeCache
 from fra.analysis.channels import confirm, search
 from fra.analysis.probes import repeated_random
 from fra.config import ChannelConfig, EngineConfig
-from fra.devices import pick_device
+from fra.devices import pick_device, synchronize
 from fra.saes.random import random_sae
 
 STATS = ["support", "channel_induction_discovery", "p_discovery", "support_heldout", "channel_induction_heldout",
@@ -48,12 +48,10 @@ def _model(n_layers: int, d_model: int, n_heads: int, d_vocab: int, device: str)
 
 
 def _timed(fn, device: str):
-    if device == "cuda":
-        torch.cuda.synchronize()
+    synchronize(device)
     start = time.perf_counter()
     out = fn()
-    if device == "cuda":
-        torch.cuda.synchronize()
+    synchronize(device)
     return out, time.perf_counter() - start
 
 

@@ -26,26 +26,21 @@ from torch import Tensor
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from fra.config import EngineConfig
-from fra.devices import free_mib, pick_device
+from fra.devices import free_mib, pick_device, synchronize
 from fra.engine.reference import analyze_feature_attention_interactions, reference_inputs
 from fra.engine.resolver import resolve
 from fra.engine.result import FRA
-
-
-def _sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
 
 
 def _matmul_flops(device: str, n: int, reps: int = 5) -> float:
     """FLOP/s of a plain float32 ``n x n @ n x n`` matmul."""
     a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
     a @ b
-    _sync(device)
+    synchronize(device)
     start = time.perf_counter()
     for _ in range(reps):
         a @ b
-    _sync(device)
+    synchronize(device)
     return 2 * n**3 * reps / (time.perf_counter() - start)
 
 
@@ -55,7 +50,7 @@ def _status_bytes(field: str) -> int:
 
 def _reset_peak(device: str) -> int:
     """Restart the peak-memory count; returns the bytes in use now (CUDA allocator; on CPU the process RSS, Linux)."""
-    _sync(device)
+    synchronize(device)
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
         return torch.cuda.memory_allocated()
@@ -66,7 +61,7 @@ def _reset_peak(device: str) -> int:
 
 def _peak(device: str) -> int:
     """Peak bytes in use since :func:`_reset_peak`."""
-    _sync(device)
+    synchronize(device)
     return torch.cuda.max_memory_allocated() if device == "cuda" else _status_bytes("VmHWM")
 
 
@@ -159,13 +154,13 @@ def bench(*, d_model: int = 768, d_sae: int = 24576, n_heads: int = 12, n_tokens
     start = time.perf_counter()  # the seed's algorithm: activations recomputed for every pair
     for h, i, j in sample[:n_seed]:
         analyze_feature_attention_interactions(model, sae, reference_inputs(model, sae, tokens[0], 0), 0, h, i, j)
-    _sync(device)
+    synchronize(device)
     seed_rate = n_seed / (time.perf_counter() - start)
     ref = reference_inputs(model, sae, tokens[0], 0)
     start = time.perf_counter()  # the same with activations computed once: only the per-pair work
     for h, i, j in sample:
         analyze_feature_attention_interactions(model, sae, ref, 0, h, i, j)
-    _sync(device)
+    synchronize(device)
     t_ref = time.perf_counter() - start
     ref_rate = len(sample) / t_ref
 
@@ -185,12 +180,12 @@ def bench(*, d_model: int = 768, d_sae: int = 24576, n_heads: int = 12, n_tokens
         base = _reset_peak(device)
         start = time.perf_counter()
         fra = resolve(model, sae, tokens[:B], 0, cfg=cfg)
-        _sync(device)
+        synchronize(device)
         t_factor = time.perf_counter() - start
         start = time.perf_counter()  # every block's values are computed (and then dropped)
         blocks = [(hs.stop - hs.start, i1 - i0, vals.numel() * vals.element_size())
                   for hs, i0, i1, vals in fra.head_blocks()]
-        _sync(device)
+        synchronize(device)
         t_pairs = time.perf_counter() - start
         peak = (_peak(device) - base) / 2**20
         t = t_factor + t_pairs

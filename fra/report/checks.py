@@ -20,23 +20,36 @@ CONTROLS = {"random_sae": "random SAE", "shuffled_keys": "shuffled keys"}
 CAUSAL_COLUMNS = ["probe", "layer", "head", "attention_drop", "logprob_drop", "moves_output"]
 
 
+def control_totals(models: dict = CHECKED) -> dict[str, dict]:
+    """Per negative control (by its name in ``CONTROLS``): channels ``tested`` and ``confirmed`` over the models,
+    the ``idle`` models (titles) where it tested nothing, and the number of ``models`` it ran on."""
+    out: dict[str, dict] = {}
+    for _, title, m, _ in model_metrics(models):
+        for kind, c in m.get("controls", {}).items():
+            t = out.setdefault(CONTROLS.get(kind, kind), {"tested": 0, "confirmed": 0, "idle": [], "models": 0})
+            t["tested"], t["confirmed"], t["models"] = t["tested"] + c["n_tested"], t["confirmed"] + c["n_confirmed"], t["models"] + 1
+            if c["n_tested"] == 0:
+                t["idle"].append(in_text(title))
+    return out
+
+
 def controls_section(models: dict = CHECKED) -> str:
     """Channels tested and confirmed by the real search and by each negative control, one row per model."""
-    rows, sources, idle, confirmed, tested = [], [], {}, 0, 0  # idle: control -> models where it tested nothing
+    rows, sources = [], []
     for model, title, m, prov in model_metrics(models):
         if "controls" not in m:
             continue
         row = {"model": title, "real SAE": f"{fmt(m['n_confirmed_any'])} of {fmt(m['n_channels_tested'])}"}
         for kind, c in m["controls"].items():
             row[CONTROLS.get(kind, kind)] = f"{fmt(c['n_confirmed'])} of {fmt(c['n_tested'])}"
-            confirmed, tested = confirmed + c["n_confirmed"], tested + c["n_tested"]
-            if c["n_tested"] == 0:
-                idle.setdefault(CONTROLS.get(kind, kind), []).append(in_text(title))
         rows.append(row)
         sources.append(prov)
     if not rows:
         return absent("results/toy/metrics.json", "Its `controls` entry counts the channels each control confirmed.")
     df = pd.DataFrame(rows).fillna("–")
+    totals = control_totals(models)
+    confirmed, tested = (sum(t[key] for t in totals.values()) for key in ("confirmed", "tested"))
+    idle = {name: t["idle"] for name, t in totals.items() if t["idle"]}
     where = "; ".join(f"the {k} on " + " or ".join(v) for k, v in idle.items())
     empty = (f" No candidate of {where} reached `min_support`, so those controls tested nothing: a random "
              "dictionary's features do not co-occur with the induction targets often enough to become candidates."

@@ -12,14 +12,13 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from fra.analysis.schema import CHANNELS
-from fra.report.checks import CHECKED
+from fra.report.checks import control_totals
 from fra.report.common import (ATTN_COLUMNS, CONCEPTS, EXACT, HYP_COLUMNS, MODELS, SHORT, TARGET_FALSE, TARGET_RECALL,
                                head_name, span)
 from fra.report.data import read_csv, read_json
 from fra.report.provenance import available
 from fra.report.tables import count, fmt
 
-CONTROL_NAMES = {"random_sae": "a random SAE", "shuffled_keys": "shuffled key features"}
 TEXT = "text_repeat"  # the other exact-repeat probe of language models
 LANGUAGE_MODELS = [m for m in MODELS if m != "toy"]
 NEAR = 0.05  # how far below min_lift a candidate counts as a near miss
@@ -113,17 +112,13 @@ def validation_sentence() -> str:
     if compiled and "verdict" in compiled:
         out.append("it classifies the heads of a hand-compiled model " + ("as built" if compiled["verdict"]["ok"]
                                                                           else "NOT as built"))
-    controls: dict[str, list[int]] = {}  # kind -> [tested, confirmed, models where it tested nothing, models]
-    for m in (_json(f"results/{x}/metrics.json") for x in CHECKED):
-        for kind, c in (m or {}).get("controls", {}).items():
-            tested, confirmed, idle, n = controls.setdefault(kind, [0, 0, 0, 0])
-            controls[kind] = [tested + c["n_tested"], confirmed + c["n_confirmed"], idle + (c["n_tested"] == 0), n + 1]
+    controls = control_totals()
     if controls:
         out.append("the negative controls confirm " + " and ".join(
-            f"{fmt(confirmed)} of the {count(tested, 'channel')} tested with {CONTROL_NAMES.get(kind, kind)}"
-            + (f" (which tests nothing on {fmt(idle)} of the {fmt(n)} models: no candidate reaches `min_support`)"
-               if idle else "")
-            for kind, (tested, confirmed, idle, n) in controls.items()))
+            f"{fmt(t['confirmed'])} of the {count(t['tested'], 'channel')} tested with the {name}"
+            + (f" (which tests nothing on {fmt(len(t['idle']))} of the {fmt(t['models'])} models: no candidate reaches "
+               "`min_support`)" if t["idle"] else "")
+            for name, t in controls.items()))
     text = "; ".join(out)
     return f"{text[:1].upper()}{text[1:]}." if text else ""
 

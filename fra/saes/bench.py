@@ -16,7 +16,7 @@ import torch
 from sae_lens import BatchTopKTrainingSAE, BatchTopKTrainingSAEConfig
 from sae_lens.saes.sae import TrainStepInput
 
-from fra.devices import pick_device
+from fra.devices import pick_device, synchronize
 from fra.saes.training import FastBatchTopKTrainingSAE
 
 
@@ -50,11 +50,11 @@ def bench_saes(d_in: int, expansion: int, k: float, batch: int, dead_fraction: f
             sae.load_state_dict(start)
             opt = torch.optim.Adam(sae.parameters(), lr=1e-3)
             grads[path] = _step(sae, opt, x, dead, path == "dense", keep_grads=True)  # untimed warm-up, compared
-            _sync(device)
+            synchronize(device)
             begin = time.perf_counter()
             for _ in range(steps):
                 _step(sae, opt, x, dead, path == "dense")
-            _sync(device)
+            synchronize(device)
             best[path] = min(best[path], (time.perf_counter() - begin) / steps)
     diff = max(((grads["sparse"][n] - g).abs().max() / g.abs().max()).item() for n, g in grads["dense"].items())
     result = {"dense_ms": 1e3 * best["dense"], "sparse_ms": 1e3 * best["sparse"],
@@ -64,8 +64,3 @@ def bench_saes(d_in: int, expansion: int, k: float, batch: int, dead_fraction: f
           f"{where}: dense {result['dense_ms']:.1f} ms, sparse {result['sparse_ms']:.1f} ms "
           f"-> {result['ratio']:.2f}x; largest relative gradient difference {diff:.2e}")
     return result
-
-
-def _sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
