@@ -18,6 +18,7 @@ from fra.stages import (
     explore_dataset,
     heads,
     induction,
+    lm_model,
     lm_saes,
     paper,
     resolve,
@@ -30,7 +31,7 @@ from fra.stages import (
 )
 
 # In pipeline order: load -> resolve -> score -> test -> report, then the tools beside it.
-STAGES = [toy_data, toy_train, toy_saes, toy_seeds, compiled, text_corpus, lm_saes, resolve, heads, induction, cot_traces, cot,
+STAGES = [toy_data, toy_train, toy_saes, toy_seeds, compiled, lm_model, text_corpus, lm_saes, resolve, heads, induction, cot_traces, cot,
           explore, explore_dataset, explore_cot, paper, bench, bench_channels, bench_saes, smollm2_check]
 
 

@@ -2,7 +2,8 @@
 
 A model spec is either a local directory or a hub name:
 
-* a directory written by :func:`save_hooked` (``hooked_config.json`` + ``model.safetensors``),
+* a directory written by :func:`save_hooked` (``hooked_config.json`` + ``model.safetensors``), e.g. by
+  ``fra lm-model``, which converts a model once so that later stages load it in a second,
 * a saved Hugging Face GPT-2-architecture checkpoint (``config.json`` with ``model_type: gpt2``),
   converted offline and processed like TransformerLens' ``from_pretrained`` (fold LN, centre
   writing weights); without tokenizer files of its own it gets the offline GPT-2 tokenizer,
@@ -28,13 +29,17 @@ from fra.models.tokenizers import gpt2_tokenizer
 
 HOOKED_CONFIG = "hooked_config.json"
 HOOKED_WEIGHTS = "model.safetensors"
+SOURCE = "fra_source"  # hooked_config.json's record of the spec a converted model came from
 
 
-def save_hooked(model: HookedTransformer, path: str | Path) -> Path:
-    """Save a HookedTransformer (config, weights, tokenizer if any) so :func:`load_model` reads it."""
+def save_hooked(model: HookedTransformer, path: str | Path, source: str | None = None) -> Path:
+    """Save a HookedTransformer (config, weights, tokenizer if any) so :func:`load_model` reads it; ``source``
+    records the spec it was loaded from (see :func:`model_source`)."""
     path = Path(path)
     cfg = {k: (str(v).removeprefix("torch.") if k == "dtype" else v) for k, v in model.cfg.to_dict().items()}
     cfg["device"] = None
+    if source is not None:
+        cfg[SOURCE] = str(source)
     with atomic_dir(path) as tmp:  # the folder is replaced as a whole
         save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp / HOOKED_WEIGHTS))
         if model.tokenizer is not None:
@@ -46,6 +51,7 @@ def save_hooked(model: HookedTransformer, path: str | Path) -> Path:
 def _load_hooked(path: Path, device: str) -> HookedTransformer:
     try:
         cfg = json.loads((path / HOOKED_CONFIG).read_text())
+        cfg.pop(SOURCE, None)
         cfg["dtype"] = getattr(torch, cfg.get("dtype", "float32"))
         cfg["device"] = device
         model = HookedTransformer(HookedTransformerConfig(**cfg))
@@ -90,6 +96,18 @@ def _load_hf_gpt2(path: Path, device: str) -> HookedTransformer:
     has_tok = any((path / f).exists() for f in ("tokenizer.json", "vocab.json"))
     model.set_tokenizer(PreTrainedTokenizerFast.from_pretrained(str(path)) if has_tok else gpt2_tokenizer())
     return model.to(device).eval()
+
+
+def model_source(spec: str | Path) -> str:
+    """The spec a model folder was converted from (``fra lm-model --model``), else ``spec`` itself: the name
+    that ``pretrained_saes`` entries are keyed by."""
+    config = Path(spec) / HOOKED_CONFIG
+    if config.is_file():
+        try:
+            return str(json.loads(config.read_text()).get(SOURCE, spec))
+        except (json.JSONDecodeError, AttributeError):
+            pass  # load_model names the broken file
+    return str(spec)
 
 
 def _hub_name(spec: str) -> bool:

@@ -15,15 +15,15 @@ MODELS = {
             "command": None},
     "smollm2": {
         "name": "SmolLM2-135M", "title": "SmolLM2-135M",
-        "why": "Its stages (`lm_corpus`, `lm_saes`, `lm_induction`) run when `profile.language_models` in "
+        "why": "Its stages (`lm_model`, `lm_corpus`, `lm_saes`, `lm_induction`) run when `profile.language_models` in "
                "params.yaml lists `smollm2` (the default); they train SAEs on the layers `lm_saes.layers` lists.",
         "command": "`dvc repro` with `profile: {language_models: [smollm2]}` in params.yaml"},
     "gpt2-small": {
         "name": "GPT-2 small", "title": "GPT-2 small",
-        "why": "Its stages (`lm_corpus@gpt2-small`, `lm_saes@gpt2-small`, `lm_induction@gpt2-small`) run when "
-               "`profile.language_models` lists `gpt2-small`. They need network access to the model hub (GPT-2's "
-               "weights and the released SAEs `gpt2-small-res-jb`, `pretrained_saes` in params.yaml) and, to resolve "
-               "all 144 heads in reasonable time, a GPU.",
+        "why": "Its stages (`lm_model@gpt2-small`, `lm_corpus@gpt2-small`, `lm_saes@gpt2-small`, "
+               "`lm_induction@gpt2-small`) run when `profile.language_models` lists `gpt2-small`. They need network "
+               "access to the model hub (GPT-2's weights and the released SAEs `gpt2-small-res-jb`, `pretrained_saes` "
+               "in params.yaml) and, to resolve all 144 heads in reasonable time, a GPU.",
         "command": "`dvc repro` after setting `profile: {language_models: [smollm2, gpt2-small]}` in params.yaml"},
 }
 

@@ -21,7 +21,7 @@ from fra.config import Layers, load_params
 from fra.devices import pick_device
 from fra.errors import FRAError
 from fra.io import atomic_files, output_dir, write_json
-from fra.models import load_model
+from fra.models import load_model, model_source
 from fra.saes import load_saes
 from fra.saes.training import copy_layers, train_layers
 from fra.text.corpus import load_text_split
@@ -33,7 +33,8 @@ HELP = ("train SAEs on chosen layers of a language model from one activation cac
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--params", default="params.yaml")
-    p.add_argument("--model", default="smollm2", help="model directory, `smollm2` or a hub name")
+    p.add_argument("--model", default="smollm2",
+                   help="model directory (e.g. from `fra lm-model`), `smollm2` or a hub name")
     p.add_argument("--corpus", default="data/smollm2/corpus", help="folder with train_tokens.npy and heldout_tokens.npy")
     p.add_argument("--out", default="models/smollm2/saes", help="one SAELens directory per layer: OUT/L17, ...")
     p.add_argument("--results", default="results/smollm2", help="folder for saes.json and feature_cards.json")
@@ -55,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
     out, results = output_dir(args.out, "--out"), output_dir(args.results, "--results")
     start = time.time()
     params = load_params(args.params)
-    cfg, pretrained = params.lm_saes, params.pretrained_saes.get(args.model)
+    name = model_source(args.model)  # a converted folder answers to the name it came from
+    cfg, pretrained = params.lm_saes, params.pretrained_saes.get(name)
     source = args.pretrained or (pretrained.release if pretrained else None)
     train_tokens, _ = load_text_split(args.corpus, "train")
     eval_tokens = load_text_split(args.corpus, "heldout")[0][: cfg.eval_sequences]
@@ -69,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         summary, feats = train_layers(model, train_tokens, eval_tokens, layers, cfg, out, device)
         per_layer = ((layer, summary[f"L{layer}"], f) for layer, f in feats.items())
     else:
-        key = f"pretrained_saes.{args.model}.layers"
+        key = f"pretrained_saes.{name}.layers"
         layers = model_layers(pretrained.layers if pretrained else "all", model, key)
         summary, per_layer = {}, copy_layers(model, load_saes(source, layers, model), eval_tokens,
                                              cfg.cache_batch_size, out)

@@ -115,7 +115,8 @@ def build_from_documents(cfg: TextCorpusConfig, docs: list[Document], tokenizer,
         seqs, ids = [], []
         for i, source in enumerate(cfg.sources):
             split_docs = splits[source][split]
-            tokens = [tokenizer(d.text, add_special_tokens=False, verbose=False)["input_ids"] for d in split_docs]
+            texts = [d.text for d in split_docs]  # one batched call: the tokenizer's own threads, the same ids
+            tokens = tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"] if texts else []
             bar.update(len(split_docs))
             packed = pack(tokens, cfg.seq_len, bos, sep)
             packed = packed[np.sort(_rng(cfg.seed, "cap", split, source).permutation(len(packed))[: keep[split]])]

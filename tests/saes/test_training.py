@@ -9,6 +9,7 @@ from fra.config import ToySAEConfig, ToyTrainConfig, WorldConfig
 from fra.errors import FRAError
 from fra.saes import load_sae, validate_sae
 from fra.saes.cache import cache_resid_pre
+from fra import repro
 from fra.saes.training import KthBatchTopK, sae_metrics, shuffled_batches, train_layers, train_sae
 from fra.world.corpus import generate
 from fra.world.train import build_model
@@ -74,10 +75,12 @@ def test_metrics_leave_bos_out_and_features_cover_every_position(trained):
         assert feats[layer].shape == (20 * 32, 32)
 
 
-def test_training_is_reproducible(tmp_path):
+def test_training_is_reproducible(tmp_path, monkeypatch):
+    """Twice the same SAE, the second time with torch's NaN fill of new tensors on (no kernel reads unwritten memory)."""
     acts = torch.randn(2048, 8)
     cfg = ToySAEConfig(expansion=2, k=2.0, training_tokens=2048, batch_size_tokens=256)
     a = train_sae(acts, "blocks.1.hook_resid_pre", cfg, tmp_path / "a")
+    monkeypatch.setattr(repro, "FILL_UNWRITTEN", True)
     b = train_sae(acts, "blocks.1.hook_resid_pre", cfg, tmp_path / "b")
     assert torch.equal(a.W_dec, b.W_dec) and torch.equal(a.W_enc, b.W_enc)
     cfg_json = (tmp_path / "a" / "cfg.json").read_text()

@@ -1,5 +1,5 @@
-"""The gpt2-small profile offline: the pipeline's own commands (text-corpus -> lm-saes -> induction) on a tiny
-random GPT-2-architecture checkpoint saved like a user's Hugging Face folder, with released-style SAEs on disk."""
+"""The gpt2-small profile offline: the pipeline's own commands (lm-model -> text-corpus -> lm-saes -> induction) on a
+tiny random GPT-2-architecture checkpoint saved like a user's Hugging Face folder, with released-style SAEs on disk."""
 
 import json
 import re
@@ -31,11 +31,12 @@ PARAMS = {
 
 @pytest.fixture(scope="module")
 def profile(tmp_path_factory):
-    """A GPT-2 checkpoint, one SAELens folder per layer, the params file and the profile's corpus."""
+    """A GPT-2 checkpoint converted by lm-model, one SAELens folder per layer, the params file and the corpus."""
     root = tmp_path_factory.mktemp("gpt2")
     torch.manual_seed(0)
     config = GPT2Config(n_layer=N_LAYERS, n_embd=D_MODEL, n_head=N_HEADS, n_positions=64, vocab_size=50257)
     GPT2LMHeadModel(config).eval().save_pretrained(root / "gpt2")  # no tokenizer files: fra's offline GPT-2 one
+    assert main(["lm-model", "--model", str(root / "gpt2"), "--out", str(root / "model")]) == 0
     for layer in range(N_LAYERS):
         random_sae(D_MODEL, f"blocks.{layer}.hook_resid_pre", d_sae=128, k=8, seed=layer).save_model(
             str(root / "released" / f"L{layer}"))
@@ -47,7 +48,7 @@ def profile(tmp_path_factory):
 
 
 def lm_saes(root, *flags, model=None):
-    return main(["lm-saes", "--params", str(root / "params.yaml"), "--model", model or str(root / "gpt2"),
+    return main(["lm-saes", "--params", str(root / "params.yaml"), "--model", model or str(root / "model"),
                  "--corpus", str(root / "data" / "corpus"), "--out", str(root / "saes"),
                  "--results", str(root / "results"), *flags])
 
@@ -69,7 +70,7 @@ def test_pipeline_resolves_every_head(profile):
     cards = json.loads((root / "results" / "feature_cards.json").read_text())
     assert sorted(cards) == [f"L{layer}" for layer in range(N_LAYERS)] and all(len(c) == 5 for c in cards.values())
 
-    assert main(["induction", "--model", str(root / "gpt2"), "--saes", str(root / "saes"), "--params",
+    assert main(["induction", "--model", str(root / "model"), "--saes", str(root / "saes"), "--params",
                  str(root / "params.yaml"), "--corpus", str(root / "data" / "corpus" / "heldout_tokens.npy"),
                  "--out", str(root / "results")]) == 0
     res = root / "results"
@@ -87,7 +88,8 @@ def test_pipeline_resolves_every_head(profile):
 
 
 def test_params_entry_and_layers(profile, tmp_path):
-    """A pretrained_saes entry keyed by the --model spec picks the release and its layers; `all` trains every layer."""
+    """A pretrained_saes entry keyed by the model's source (the spec lm-model converted) picks the release and its
+    layers; `all` trains every layer."""
     root = profile
     params = {**PARAMS, "pretrained_saes": {str(root / "gpt2"): {"release": str(root / "released"), "layers": [1]}}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
@@ -107,6 +109,8 @@ def test_profile_defaults_and_hub_route(profile, monkeypatch, capsys):
     monkeypatch.setattr(devices, "hub_reachable", lambda timeout=3.0: False)
     assert lm_saes(profile, model="gpt2-small") == 2
     assert "cannot reach the Hugging Face hub" in capsys.readouterr().err
+    assert main(["lm-model", "--model", "gpt2-small", "--out", str(profile / "hub_model")]) == 2
+    assert "cannot reach the Hugging Face hub" in capsys.readouterr().err and not (profile / "hub_model").exists()
 
 
 @pytest.mark.parametrize("text, key", [

@@ -101,3 +101,28 @@ def test_separator_falls_back_to_newline_and_bos_is_required(tmp_path):
         build(tmp_path, tokenizer=PreTrainedTokenizerFast(tokenizer_object=backend), name="no_bos")
     with pytest.raises(FRAError, match="split must be"):
         load_text_split(tmp_path / "out", "test")
+
+
+class OneByOne:
+    """The reference tokenization: every document by its own call (the builder makes one batched call)."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+
+    def __getattr__(self, name):
+        return getattr(self.tokenizer, name)
+
+    def __len__(self):
+        return len(self.tokenizer)
+
+    def __call__(self, texts, **kwargs):
+        return {"input_ids": [self.tokenizer(t, **kwargs)["input_ids"] for t in texts]}
+
+
+def test_batched_tokenization_gives_the_per_document_ids(tmp_path):
+    docs = [Document(s, f"{s}{i}", f"Line {i}:\n  def f(x):  return x ** {i}  # {s} ... caf\u00e9\n\n" * (20 + 7 * i))
+            for s in ("a", "b") for i in range(6)]
+    cfg = TextCorpusConfig(sources=("a", "b"), seq_len=SEQ, train_tokens_per_source=40 * SEQ, heldout_fraction=0.2)
+    batched = build_from_documents(cfg, docs, gpt2_tokenizer(), tmp_path / "batched")
+    reference = build_from_documents(cfg, docs, OneByOne(gpt2_tokenizer()), tmp_path / "reference")
+    assert batched["sha256"] == reference["sha256"] and batched["per_source"] == reference["per_source"]

@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from fra import repro
 from fra.config import ToyTrainConfig, WorldConfig
 from fra.models import load_model, save_hooked
 from fra.world.corpus import CONCEPT, TOKEN, generate
@@ -23,11 +24,16 @@ def test_training_reduces_heldout_loss(positions, d_mlp):
     assert not model.training
 
 
-def test_same_seed_same_model():
-    cfg = ToyTrainConfig(n_layers=2, n_heads=2, d_model=16, d_mlp=16, steps=5, batch_size=4, warmup_steps=1, curriculum_steps=0)
+@pytest.mark.parametrize("d_mlp", [0, 16])  # fused and TransformerLens losses
+def test_same_seed_same_model(monkeypatch, d_mlp):
+    """Twice the same weights, the second time with torch's NaN fill of new tensors on (no unwritten memory read)."""
+    cfg = ToyTrainConfig(n_layers=2, n_heads=2, d_model=16, d_mlp=d_mlp, steps=5, batch_size=4, warmup_steps=1,
+                         curriculum_steps=0)
     a, b = (build_model(WORLD, cfg) for _ in range(2))
     data, held = generate(WORLD, 20, seed=0), generate(WORLD, 5, seed=1)
-    train(a, data, held, cfg), train(b, data, held, cfg)
+    train(a, data, held, cfg)
+    monkeypatch.setattr(repro, "FILL_UNWRITTEN", True)
+    train(b, data, held, cfg)
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
 
 
