@@ -72,13 +72,6 @@ class Side:
     def vectors(self, b: Int[Tensor, " n"], p: Int[Tensor, " n"], k: Int[Tensor, " n"] | None = None) -> Tensor:
         """Head-major vectors of the slots at positions ``(b_n, p_n)``, ``[head, n, K, d_head]``, or of the slots
         ``(b_n, p_n, k_n)``, ``[head, n, d_head]`` (zero for empty slots)."""
-        if k is None and len(p):  # positions repeat across pairs: each one's slots formed once, the same values
-            P = self.ids.shape[1]
-            at, inverse = torch.unique(b.to(self.ids.device) * P + p.to(self.ids.device), return_inverse=True)
-            return self._vectors(at // P, at % P)[:, inverse]
-        return self._vectors(b, p, k)
-
-    def _vectors(self, b: Int[Tensor, " n"], p: Int[Tensor, " n"], k: Int[Tensor, " n"] | None = None) -> Tensor:
         if self.source is not None:
             p = self.source[b, p]
         idx = (b, p) if k is None else (b, p, k)
