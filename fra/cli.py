@@ -3,36 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
 from fra.errors import FRAError
-from fra.stages import (
-    bench,
-    bench_channels,
-    bench_saes,
-    compiled,
-    cot,
-    cot_traces,
-    explore,
-    explore_cot,
-    explore_dataset,
-    heads,
-    induction,
-    lm_model,
-    lm_saes,
-    paper,
-    resolve,
-    smollm2_check,
-    text_corpus,
-    toy_data,
-    toy_saes,
-    toy_seeds,
-    toy_train,
-)
 
-# In pipeline order: load -> resolve -> score -> test -> report, then the tools beside it.
-STAGES = [toy_data, toy_train, toy_saes, toy_seeds, compiled, lm_model, text_corpus, lm_saes, resolve, heads, induction, cot_traces, cot,
-          explore, explore_dataset, explore_cot, paper, bench, bench_channels, bench_saes, smollm2_check]
+# In pipeline order: load -> resolve -> score -> test -> report, then the tools beside it. Each is a module of
+# fra/stages/ whose NAME is the command; a command imports its own module only (`fra --help` imports them all).
+STAGES = ["toy_data", "toy_train", "toy_saes", "toy_seeds", "compiled", "lm_model", "text_corpus", "lm_saes",
+          "resolve", "heads", "induction", "cot_traces", "cot", "explore", "explore_dataset", "explore_cot", "paper",
+          "bench", "bench_channels", "bench_saes", "smollm2_check"]
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -44,10 +24,11 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(stages: list[str] = STAGES) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fra", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    for stage in STAGES:
+    for name in stages:
+        stage = importlib.import_module(f"fra.stages.{name}")
         p = sub.add_parser(stage.NAME, help=stage.HELP, description=stage.HELP,
                            formatter_class=HelpFormatter)
         stage.add_arguments(p)
@@ -56,8 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    chosen = [name for name in STAGES if argv and argv[0] == name.replace("_", "-")]
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser(chosen or STAGES).parse_args(argv)
     except SystemExit as exc:  # argparse has printed the usage and the bad flag (or --help)
         return int(exc.code or 0)
     try:

@@ -1,7 +1,8 @@
 """Sharded work on one machine or on Ray, with the same result either way.
 
-``map_shards(fn, shards, shared=...)`` returns ``[fn(shared, s) for s in shards]`` in shard order.
-The ``local`` backend is that loop; ``processes`` runs it on ``workers`` spawned processes of this
+``map_shards(fn, shards, shared=...)`` returns ``[fn(shared, s) for s in shards]`` in shard order
+(with ``then=g``: ``[g(shared, fn(shared, s)) for s in shards]``, each ``g`` task started as soon as its ``fn`` task
+ends, so that a shard's second step fills a worker that would otherwise wait). The ``local`` backend is that loop; ``processes`` runs it on ``workers`` spawned processes of this
 machine; the ``ray`` backend (the optional ``fra[ray]`` extra) stores ``shared`` once in Ray's object
 store and runs one single-CPU task per shard. Callers reduce the list to the same tables whichever
 backend ``params.yaml``'s ``parallel`` section picks.
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import multiprocessing
 from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any, TypeVar
 
 import torch
@@ -30,21 +31,37 @@ def _run_shard(fn: Callable[[Any, S], T], shared: Any, shard: S) -> T:
     return fn(shared, shard)
 
 
-def _on_processes(fn: Callable[[Any, S], T], shards: list[S], shared: Any, workers: int, desc: str | None) -> list[T]:
-    """Spawned, not forked: a fork of a process whose torch thread pool has started can hang."""
+def _on_processes(fn: Callable[[Any, S], T], shards: list[S], shared: Any, workers: int, desc: str | None,
+                  then: Callable[[Any, T], Any] | None) -> list:
+    """Spawned, not forked: a fork of a process whose torch thread pool has started can hang. Tasks queue in
+    submission order, so every ``fn`` task precedes the ``then`` tasks, which are submitted as their inputs arrive."""
     if not shards:
         return []
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(workers, len(shards)), mp_context=context) as pool:
-        futures = [pool.submit(_run_shard, fn, shared, s) for s in shards]
-        for _ in tqdm(as_completed(futures), total=len(futures), desc=desc):
-            pass
-        return [f.result() for f in futures]
+    results: list = [None] * len(shards)
+    with ProcessPoolExecutor(max_workers=min(workers, len(shards)), mp_context=context) as pool, \
+            tqdm(total=len(shards), desc=desc) as bar:
+        step: dict[Future, tuple[int, bool]] = {pool.submit(_run_shard, fn, shared, s): (i, True) for i, s in enumerate(shards)}
+        pending = set(step)
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                i, first = step.pop(future)
+                if first and then is not None:
+                    chained = pool.submit(_run_shard, then, shared, future.result())
+                    step[chained] = (i, False)
+                    pending.add(chained)
+                else:
+                    results[i] = future.result()
+                    bar.update()
+    return results
 
 
 def map_shards(fn: Callable[[Any, S], T], shards: Iterable[S], *, shared: Any = None, backend: str = "local",
-               workers: int = 2, address: str | None = None, desc: str | None = None) -> list[T]:
-    """``[fn(shared, s) for s in shards]``, in shard order, run by ``backend`` ("local", "processes" or "ray").
+               workers: int = 2, address: str | None = None, desc: str | None = None,
+               then: Callable[[Any, T], Any] | None = None) -> list:
+    """``[fn(shared, s) for s in shards]``, in shard order, run by ``backend`` ("local", "processes" or "ray"); with
+    ``then``, ``[then(shared, fn(shared, s)) for s in shards]``, a task per step.
 
     "processes" and "ray" give each task one torch thread. With "ray", a Ray instance already running
     in this process is used as it is; otherwise this call starts one (``workers`` CPUs, or joins the cluster at ``address``) and shuts it down afterwards.
@@ -56,9 +73,9 @@ def map_shards(fn: Callable[[Any, S], T], shards: Iterable[S], *, shared: Any = 
         raise FRAError(f"parallel workers must be an integer >= 1, got {workers!r}")
     shards = list(shards)
     if backend == "local":
-        return [fn(shared, s) for s in tqdm(shards, desc=desc)]
+        return [then(shared, fn(shared, s)) if then else fn(shared, s) for s in tqdm(shards, desc=desc)]
     if backend == "processes":
-        return _on_processes(fn, shards, shared, workers, desc)
+        return _on_processes(fn, shards, shared, workers, desc, then)
     try:
         import ray  # optional: the fra[ray] extra
     except ImportError as exc:
@@ -72,6 +89,8 @@ def map_shards(fn: Callable[[Any, S], T], shards: Iterable[S], *, shared: Any = 
         task = ray.remote(num_cpus=1)(_run_shard)
         shared_ref = ray.put(shared)
         refs = [task.remote(fn, shared_ref, s) for s in shards]
+        if then is not None:  # Ray passes each first step's result to its second once it exists
+            refs = [task.remote(then, shared_ref, ref) for ref in refs]
         pending = list(refs)
         with tqdm(total=len(refs), desc=desc) as bar:
             while pending:

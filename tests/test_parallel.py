@@ -33,6 +33,21 @@ def threads(shared: None, shard: int) -> int:
     return torch.get_num_threads()
 
 
+def waits_for_shard_0(folder: Path, shard: int) -> tuple[int, bool]:
+    """Shard 1 waits (up to 10 s) for shard 0's second step: it ends in time only if that step started while shard
+    1's first step was still running."""
+    if shard == 1:
+        deadline = time.monotonic() + 10
+        while not (folder / "0").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    return shard, (folder / "0").exists()
+
+
+def second_step(folder: Path, first: tuple[int, bool]) -> tuple[int, bool]:
+    (folder / str(first[0])).touch()
+    return first
+
+
 def shared_matrix(rendezvous: Path | None = None) -> tuple[torch.Tensor, Path | None]:
     return torch.randn(8, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64), rendezvous
 
@@ -52,6 +67,17 @@ def test_processes_match_local_on_two_workers(tmp_path):
     assert map_shards(threads, [0, 1], backend="processes", workers=2) == [1, 1]  # one torch thread per task
 
 
+def test_then_chains_each_shard_and_starts_as_its_first_step_ends(tmp_path):
+    local = tmp_path / "local"
+    local.mkdir()
+    assert map_shards(waits_for_shard_0, [0, 1, 2], shared=local, then=second_step)[:2] == [(0, False), (1, True)]
+    spawned = tmp_path / "spawned"
+    spawned.mkdir()
+    # two workers: shard 0 ends at once, and its second step must run beside shard 1, not after every first step
+    out = map_shards(waits_for_shard_0, [0, 1, 2], shared=spawned, then=second_step, backend="processes", workers=2)
+    assert [shard for shard, _ in out] == [0, 1, 2] and out[1] == (1, True)
+
+
 def test_ray_matches_local_on_two_workers(tmp_path):
     import ray  # scripts/setup.sh installs the `ray` extra: its absence is a failure, not a skip
 
@@ -60,6 +86,8 @@ def test_ray_matches_local_on_two_workers(tmp_path):
     assert [values for values, _ in remote] == [values for values, _ in local]
     pids = {pid for _, pid in remote}
     assert len(pids) == 2 and os.getpid() not in pids
+    out = map_shards(waits_for_shard_0, [0, 1, 2], shared=tmp_path, then=second_step, backend="ray", workers=2)
+    assert [shard for shard, _ in out] == [0, 1, 2] and out[1] == (1, True)
     assert not ray.is_initialized()  # started by the call, so shut down by it
 
 

@@ -1,6 +1,7 @@
 """The package's shape: imports point one way, and every DVC stage depends on exactly the code it runs."""
 
 import ast
+import importlib
 import re
 import tomllib
 from pathlib import Path
@@ -103,12 +104,11 @@ def test_fra_imports_sit_at_module_top():
 def test_every_command_is_one_stage_module():
     from fra.cli import STAGES
 
-    names = sorted(s.__name__.removeprefix("fra.stages.") for s in STAGES)
     helpers = {"fra.stages.args"}  # argument types shared by the stages
-    assert names == sorted(m.removeprefix("fra.stages.") for m in modules() if m.startswith("fra.stages.")
-                           and m not in helpers)
-    for s in STAGES:
-        assert s.NAME.replace("-", "_") == s.__name__.removeprefix("fra.stages.")
+    assert sorted(STAGES) == sorted(m.removeprefix("fra.stages.") for m in modules() if m.startswith("fra.stages.")
+                                    and m not in helpers)
+    for name in STAGES:
+        assert importlib.import_module(f"fra.stages.{name}").NAME.replace("-", "_") == name
 
 
 PACKAGE_DATA = {  # files the modules of a package read at run time (pyproject.toml's package-data)

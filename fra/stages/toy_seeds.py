@@ -10,7 +10,7 @@ from fra.analysis.stats import wilson_interval
 from fra.config import Params, load_params
 from fra.io import atomic_files, output_dir, write_json
 from fra.parallel import map_shards
-from fra.world.replicate import replicate
+from fra.world.replicate import studied, trained
 
 NAME = "toy-seeds"
 HELP = "replicate the planted world on fresh seeds (params: toy_seeds): ground-truth check, recall, false discoveries"
@@ -35,16 +35,13 @@ def pooled(table: pd.DataFrame) -> dict:
     return out
 
 
-def _replicate(params: Params, run: tuple[int, int]) -> dict:
-    return replicate(params, *run)
-
-
 def seed_table(params: Params) -> pd.DataFrame:
-    """One row per ``toy_seeds.runs`` pair, ``workers`` replicates at a time, each in its own process on one torch
-    thread (thread counts change float sums, so the row would otherwise depend on the machine)."""
+    """One row per ``toy_seeds.runs`` pair, on ``workers`` processes of one torch thread each (thread counts change
+    float sums, so the row would otherwise depend on the machine). A replicate's study is a task of its own, queued
+    when its training ends: the last trainings then overlap earlier studies instead of leaving a worker idle."""
     cfg = params.toy_seeds
-    return pd.DataFrame(map_shards(_replicate, cfg.runs, shared=params, backend="processes", workers=cfg.workers,
-                                   desc="seeds"))
+    return pd.DataFrame(map_shards(trained, cfg.runs, shared=params, then=studied, backend="processes",
+                                   workers=cfg.workers, desc="seeds"))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,8 +1,9 @@
 """One replicate of the planted world on fresh seeds, end to end, as the pipeline runs it.
 
-Corpus (``world.seed``), toy model (``toy_train.seed``), the ground-truth check and, when it
-holds, SAEs, the induction study and the planted recall / false discoveries: one row of the seed
-table. Everything else (recipe, thresholds) is the pipeline's own params.
+Corpus (``world.seed``), toy model (``toy_train.seed``), the ground-truth check (:func:`trained`)
+and, when it holds, SAEs, the induction study and the planted recall / false discoveries
+(:func:`studied`): one row of the seed table. Everything else (recipe, thresholds) is the pipeline's
+own params. The two steps can run in different processes (the trained weights and tokens travel).
 """
 
 from __future__ import annotations
@@ -11,6 +12,9 @@ import dataclasses
 import tempfile
 import time
 from pathlib import Path
+
+import torch
+from jaxtyping import Int
 
 from fra.analysis.heads import head_check, head_scores
 from fra.analysis.induction import probe_sets, run
@@ -25,8 +29,24 @@ from fra.world.truth import planted_recall
 CORPUS_SEQUENCES = 256  # held-out sequences for text probes and cards, as `fra induction --corpus` takes
 
 
+@dataclasses.dataclass(frozen=True)
+class Trained:
+    """A replicate after training: its row so far and, when the ground truth holds, what the study needs."""
+
+    row: dict
+    weights: dict[str, torch.Tensor] | None = None
+    train_tokens: Int[torch.Tensor, "seq pos"] | None = None
+    heldout_tokens: Int[torch.Tensor, "seq pos"] | None = None
+
+
 def replicate(params: Params, world_seed: int, train_seed: int) -> dict:
     """The seed-table row of one (world seed, training seed) pair."""
+    return studied(params, trained(params, (world_seed, train_seed)))
+
+
+def trained(params: Params, run: tuple[int, int]) -> Trained:
+    """Corpus, model and ground-truth check of one (world seed, training seed) pair."""
+    world_seed, train_seed = run
     world = dataclasses.replace(params.world, seed=world_seed)
     recipe = dataclasses.replace(params.toy_train, seed=train_seed)
     start = time.time()
@@ -50,18 +70,29 @@ def replicate(params: Params, world_seed: int, train_seed: int) -> dict:
         "max_positional_control": check["max_positional_control"], "ground_truth_ok": check["ground_truth_ok"],
     }
     if not check["ground_truth_ok"]:
-        return row
+        return Trained(row)
+    return Trained(row, model.state_dict(), data.tokens, heldout.tokens)
+
+
+def studied(params: Params, done: Trained) -> dict:
+    """The finished row: SAEs, the induction study and planted recall when the ground truth holds."""
+    if done.weights is None:
+        return done.row
+    world = dataclasses.replace(params.world, seed=done.row["world_seed"])
+    model = build_model(world, dataclasses.replace(params.toy_train, seed=done.row["train_seed"]))
+    model.load_state_dict(done.weights)
+    model.eval()
     cfg = params.induction
-    corpus = heldout.tokens[:CORPUS_SEQUENCES]
+    corpus = done.heldout_tokens[:CORPUS_SEQUENCES]
     with tempfile.TemporaryDirectory() as tmp:
-        summary, _ = train_layers(model, data.tokens, heldout.tokens[: params.toy_saes.eval_sequences],
+        summary, _ = train_layers(model, done.train_tokens, done.heldout_tokens[: params.toy_saes.eval_sequences],
                                   list(range(1, model.cfg.n_layers)), params.toy_saes, Path(tmp), "cpu")
         saes = load_saes(tmp, None, model)
         probes = probe_sets(model, cfg, corpus, templates=False) + list(zip(
             world_probes(world, cfg.n_discovery, seed=cfg.seed * 2), world_probes(world, cfg.n_heldout, seed=cfg.seed * 2 + 1)))
         study = run(model, saes, params, probes, corpus, checks=False)
     planted = planted_recall(study.channels, world)
-    return {**row, "sae_variance_explained": min(s["variance_explained"] for s in summary.values()),
+    return {**done.row, "sae_variance_explained": min(s["variance_explained"] for s in summary.values()),
             "recall_conceptual": planted["recall_conceptual"], "n_conceptual": planted["n_conceptual"],
             "false_discoveries": len(planted["token_only_found"]), "n_token_only": planted["n_token_only_tested"],
             "H1": study.metrics["H1"]["answer"], "H2": study.metrics["H2"]["answer"]}

@@ -118,3 +118,12 @@ def test_kth_batch_topk_sampled_bound_keeps_exactly_the_top_values(scale):
     x[0, :50] = 1e3  # a few outliers above everything
     got, want = KthBatchTopK(7.0)(x), BatchTopK(7.0)(x)
     assert torch.equal(got, want) and int((got > 0).sum()) == 7 * 512
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_kth_batch_topk_keeps_every_tie_at_the_cut(dtype):
+    x = (torch.randn(256, 64, generator=torch.Generator().manual_seed(2)) * 4).round().to(dtype)  # many exact ties
+    n = 3 * 256
+    cut = x.relu().flatten().sort(descending=True).values[n - 1]
+    got = KthBatchTopK(3.0)(x)
+    assert cut > 0 and torch.equal(got, torch.where(x >= cut, x, 0.0).relu()) and int((got > 0).sum()) > n

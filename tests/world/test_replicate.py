@@ -1,6 +1,7 @@
 """The seed table's replicate: a tiny world end to end, and the pooled rates over seeds."""
 
 import dataclasses
+import pickle
 
 import pandas as pd
 import pytest
@@ -34,6 +35,14 @@ def test_passing_seed_gets_recall_and_false_discoveries(monkeypatch):
     row = rep.replicate(PARAMS, 3, 4)
     assert row["n_conceptual"] == 4 and row["n_token_only"] == 6  # every token-only class is in the control
     assert 0 <= row["recall_conceptual"] <= 1 and 0 <= row["false_discoveries"] <= 6 and row["H2"] in ("yes", "no")
+
+
+def test_study_step_gets_the_trained_model_through_a_pickle(monkeypatch):
+    real = rep.head_check
+    monkeypatch.setattr(rep, "head_check", lambda *a: {**real(*a), "ground_truth_ok": True})
+    done = rep.trained(PARAMS, (3, 4))
+    assert done.weights is not None
+    assert rep.studied(PARAMS, pickle.loads(pickle.dumps(done))) == rep.replicate(PARAMS, 3, 4)
 
 
 def test_seed_table_does_not_depend_on_workers():
