@@ -1,4 +1,6 @@
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -67,3 +69,16 @@ def test_toy_data_concept_prob_override_writes_the_ablation_world(tmp_path):
 def test_help_shows_zero_defaults(capsys):
     assert main(["resolve", "--help"]) == 0
     assert "keep features with activation above this (default: 0.0)" in " ".join(capsys.readouterr().out.split())
+
+
+def test_a_command_imports_its_own_stage_only():
+    code = ("import sys; from fra.cli import main; main(['explore-cot', '--help']); "
+            "print(sorted(m for m in sys.modules if m.startswith('fra.stages.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines()[-1] == "['fra.stages.explore_cot']"
+
+
+def test_unknown_command_lists_every_stage(capsys):
+    assert main(["toy_data"]) == 2  # the module's name, not the command's
+    err = capsys.readouterr().err
+    assert "invalid choice: 'toy_data'" in err and "toy-data" in err and "smollm2-check" in err
