@@ -1,4 +1,23 @@
-"""The ``fra`` command: the list of stages (``fra/stages/``), one subcommand each."""
+"""fra (Feature-Resolved Attention) splits an attention head's scores exactly into pairs of sparse-autoencoder (SAE)
+features of the attention input, and tests whether token and conceptual induction run through single feature pairs.
+
+Where to start:
+  fra resolve --model M --sae SAE --layer L --head H --text "..."
+      one head's strongest feature-pair channels on one text, and the exactness residual
+  fra induction --model M --saes SAES --out DIR
+      token induction heads vs conceptual induction channels for every head of the SAEs' layers
+  dvc repro
+      the whole pipeline (planted world, SmolLM2, the paper), offline
+  fra reproduce
+      a reviewer's rerun: the whole pipeline, then every results file compared with the committed one
+
+M: a folder saved by fra.models.save_hooked, a Hugging Face GPT-2 checkpoint or a hub name (gpt2-small);
+SAE: an SAELens folder (sae.save_model); SAES: a folder of them, one per layer. README.md, section "Your own
+model and SAEs", has the formats; `fra COMMAND --help` lists a command's flags.
+"""
+
+# Developer note: the ``fra`` command is the list of stages (``fra/stages/``), one subcommand each; the docstring
+# above is what `fra --help` shows.
 
 from __future__ import annotations
 
@@ -12,7 +31,7 @@ from fra.errors import FRAError
 # fra/stages/ whose NAME is the command; a command imports its own module only (`fra --help` imports them all).
 STAGES = ["toy_data", "toy_train", "toy_saes", "toy_seeds", "compiled", "lm_model", "text_corpus", "lm_saes",
           "resolve", "heads", "induction", "cot_traces", "cot", "explore", "explore_dataset", "explore_cot", "paper",
-          "bench", "bench_channels", "bench_saes", "smollm2_check"]
+          "reproduce", "bench", "bench_channels", "bench_pages", "bench_saes", "smollm2_check"]
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -25,7 +44,8 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def build_parser(stages: list[str] = STAGES) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fra", description=__doc__)
+    parser = argparse.ArgumentParser(prog="fra", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     for name in stages:
         stage = importlib.import_module(f"fra.stages.{name}")

@@ -95,11 +95,12 @@ class EngineConfig:
     top_k: int | None = None  # keep the k largest features per position (None: all)
     min_act: float = 0.0  # keep features with activation > min_act
     exclude_first: bool = False  # move all features of position 0 (BOS) into the remainder
-    device: Literal["auto", "cpu", "cuda"] = "auto"  # where stages load the model; the engine runs on the model's device
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # where stages load the model; the engine runs where it is
 
     def __post_init__(self) -> None:
         require(self.q_block >= 1, "engine.q_block", f"must be >= 1, got {self.q_block}")
-        require(self.block_mib == "auto" or self.block_mib >= 1, "engine.block_mib", f"must be `auto` or >= 1, got {self.block_mib}")
+        require(self.block_mib == "auto" or self.block_mib >= 1, "engine.block_mib",
+                f"must be `auto` or >= 1, got {self.block_mib}")
         require(self.top_k is None or self.top_k >= 1, "engine.top_k", f"must be >= 1 or null, got {self.top_k}")
         require(self.min_act >= 0, "engine.min_act", f"must be >= 0, got {self.min_act}")
 
@@ -125,7 +126,8 @@ class WorldConfig:
 
     def __post_init__(self) -> None:
         require(self.n_classes >= 2, "world.n_classes", f"must be >= 2, got {self.n_classes}")
-        require(self.class_size >= 2, "world.class_size", f"must be >= 2 (a concept repeat needs another member), got {self.class_size}")
+        require(self.class_size >= 2, "world.class_size",
+                f"must be >= 2 (a concept repeat needs another member), got {self.class_size}")
         require(self.n_filler >= 1, "world.n_filler", f"must be >= 1, got {self.n_filler}")
         require(1 <= self.n_conceptual < self.n_classes, "world.n_conceptual",
                 f"must be in 1..n_classes-1 so both conceptual and token-only classes exist, got {self.n_conceptual}")
@@ -171,14 +173,16 @@ class ToyTrainConfig:
     curriculum_steps: int = 1000  # first steps on token repeats only (induction heads form there), then the mixture
 
     def __post_init__(self) -> None:
-        require(self.n_layers >= 2, "toy_train.n_layers", f"must be >= 2 (induction needs two layers), got {self.n_layers}")
+        require(self.n_layers >= 2, "toy_train.n_layers",
+                f"must be >= 2 (induction needs two layers), got {self.n_layers}")
         require(self.n_heads >= 1, "toy_train.n_heads", f"must be >= 1, got {self.n_heads}")
         require(self.d_model % self.n_heads == 0, "toy_train.d_model",
                 f"({self.d_model}) must be divisible by toy_train.n_heads ({self.n_heads})")
         require(self.d_mlp >= 0, "toy_train.d_mlp", f"must be >= 0 (0 = attention-only), got {self.d_mlp}")
         require(self.steps >= 1 and self.batch_size >= 1, "toy_train.steps", "and toy_train.batch_size must be >= 1")
         require(self.lr > 0, "toy_train.lr", f"must be > 0, got {self.lr}")
-        require(0 <= self.warmup_steps < self.steps, "toy_train.warmup_steps", f"must be in 0..steps-1, got {self.warmup_steps}")
+        require(0 <= self.warmup_steps < self.steps, "toy_train.warmup_steps",
+                f"must be in 0..steps-1, got {self.warmup_steps}")
         require(self.weight_decay >= 0, "toy_train.weight_decay", f"must be >= 0, got {self.weight_decay}")
         require(self.eval_every >= 1, "toy_train.eval_every", f"must be >= 1, got {self.eval_every}")
         require(0 <= self.curriculum_steps < self.steps, "toy_train.curriculum_steps",
@@ -248,7 +252,8 @@ class LMSAEConfig(ToySAEConfig):
     """SAEs on chosen layers of a pretrained language model, trained from one activation cache."""
 
     section: ClassVar[str] = "lm_saes"
-    layers: Layers = (6, 14, 17, 18, 20, 21, 22, 23)  # SmolLM2: every TIH layer (17, 18, 20, 23) and four more; `all`: every layer
+    # SmolLM2: every TIH layer (17, 18, 20, 23) and four more; `all`: every layer
+    layers: Layers = (6, 14, 17, 18, 20, 21, 22, 23)
     expansion: int = 4
     k: float = 32.0
     training_tokens: int = 400_000

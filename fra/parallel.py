@@ -1,11 +1,11 @@
 """Sharded work on one machine or on Ray, with the same result either way.
 
-``map_shards(fn, shards, shared=...)`` returns ``[fn(shared, s) for s in shards]`` in shard order
-(with ``then=g``: ``[g(shared, fn(shared, s)) for s in shards]``, each ``g`` task started as soon as its ``fn`` task
-ends, so that a shard's second step fills a worker that would otherwise wait). The ``local`` backend is that loop; ``processes`` runs it on ``workers`` spawned processes of this
-machine; the ``ray`` backend (the optional ``fra[ray]`` extra) stores ``shared`` once in Ray's object
-store and runs one single-CPU task per shard. Callers reduce the list to the same tables whichever
-backend ``params.yaml``'s ``parallel`` section picks.
+``map_shards(fn, shards, shared=...)`` returns ``[fn(shared, s) for s in shards]`` in shard order (with ``then=g``:
+``[g(shared, fn(shared, s)) for s in shards]``, each ``g`` task started as soon as its ``fn`` task ends, so that a
+shard's second step fills a worker that would otherwise wait). The ``local`` backend is that loop; ``processes`` runs it
+on ``workers`` spawned processes of this machine; the ``ray`` backend (the optional ``fra[ray]`` extra) stores
+``shared`` once in Ray's object store and runs one single-CPU task per shard. Callers reduce the list to the same tables
+whichever backend ``params.yaml``'s ``parallel`` section picks.
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ def _on_processes(fn: Callable[[Any, S], T], shards: list[S], shared: Any, worke
     results: list = [None] * len(shards)
     with ProcessPoolExecutor(max_workers=min(workers, len(shards)), mp_context=context) as pool, \
             tqdm(total=len(shards), desc=desc) as bar:
-        step: dict[Future, tuple[int, bool]] = {pool.submit(_run_shard, fn, shared, s): (i, True) for i, s in enumerate(shards)}
+        step: dict[Future, tuple[int, bool]] = {pool.submit(_run_shard, fn, shared, s): (i, True)
+                                                for i, s in enumerate(shards)}
         pending = set(step)
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -64,8 +65,8 @@ def map_shards(fn: Callable[[Any, S], T], shards: Iterable[S], *, shared: Any = 
     ``then``, ``[then(shared, fn(shared, s)) for s in shards]``, a task per step.
 
     "processes" and "ray" give each task one torch thread. With "ray", a Ray instance already running
-    in this process is used as it is; otherwise this call starts one (``workers`` CPUs, or joins the cluster at ``address``) and shuts it down afterwards.
-    ``fn`` must be picklable (a module-level function) for Ray.
+    in this process is used as it is; otherwise this call starts one (``workers`` CPUs, or joins the cluster at
+    ``address``) and shuts it down afterwards. ``fn`` must be picklable (a module-level function) for Ray.
     """
     if backend not in BACKENDS:
         raise FRAError(f"parallel backend must be one of {list(BACKENDS)}, got {backend!r}")

@@ -1,5 +1,5 @@
 -- The paper's own pandoc filter, listed under `filters:` in _quarto.yml, so Quarto and the offline route
--- (fra/report/build.py) both run it. For Typst only:
+-- (fra/report/build/build.py) both run it. For Typst only:
 -- * provenance lines ([Source: ...]{.provenance}) in small grey type on a line of their own, unjustified
 --   (they hold long unbreakable names); HTML styles the span with paper.css;
 -- * a long table, which fra.report.tables.table wraps in a `.breakable` div, breaks across pages where it

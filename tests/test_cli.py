@@ -4,6 +4,7 @@ import sys
 
 import pytest
 
+import fra.cli
 from fra.cli import main
 from fra.models import gpt2_tokenizer, save_hooked
 from tests.conftest import make_model, make_sae
@@ -35,7 +36,8 @@ def test_resolve_json(files, capsys):
 
 
 def test_resolve_text_with_truncation(files, capsys):
-    assert main(["resolve", *files, "--layer", "1", "--head", "0", "--text", TEXT, "--top-k", "3", "--exclude-first"]) == 0
+    assert main(["resolve", *files, "--layer", "1", "--head", "0", "--text", TEXT, "--top-k", "3",
+                 "--exclude-first"]) == 0
     out = capsys.readouterr().out
     assert "exactness residual" in out and "truncation top_k: removed" in out and "truncation exclude_first" in out
 
@@ -82,3 +84,13 @@ def test_unknown_command_lists_every_stage(capsys):
     assert main(["toy_data"]) == 2  # the module's name, not the command's
     err = capsys.readouterr().err
     assert "invalid choice: 'toy_data'" in err and "toy-data" in err and "smollm2-check" in err
+
+
+def test_help_opens_with_what_fra_does_and_where_to_start(capsys):
+    assert main(["--help"]) == 0
+    usage, text = capsys.readouterr().out.split("\n\n", 1)
+    assert usage.startswith("usage: fra ")
+    assert text.startswith(fra.cli.__doc__.strip() + "\n")  # first after the usage line, laid out as written
+    assert text.startswith("fra (Feature-Resolved Attention) splits an attention head's scores exactly")
+    for start in ("fra resolve --model", "fra induction --model", "dvc repro", "README.md"):
+        assert start in fra.cli.__doc__

@@ -2,29 +2,21 @@
 
 import ast
 import importlib
-import re
 import tomllib
 from pathlib import Path
 
 import pytest
-import yaml
 
-ROOT = Path(__file__).parents[1]
+from scripts.dvc_deps import PACKAGE_DATA, ROOT, imports, module_path, stage_code_deps
+
 # Lower layers never import higher ones: base -> models -> saes -> engine -> analysis -> data worlds ->
-# explorers / report -> stages -> cli.
+# explorers / the paper's toolchain -> the helpers the paper's sections share -> its sections -> stages -> cli.
+# A module belongs to the layer of its longest listed prefix.
 LAYERS = [
     ("fra", "fra.errors", "fra.io", "fra.config", "fra.devices", "fra.repro", "fra.parallel"),
     ("fra.models",), ("fra.saes",), ("fra.engine",), ("fra.analysis",), ("fra.world", "fra.text", "fra.cot"),
-    ("fra.explore", "fra.report"), ("fra.stages",), ("fra.cli",),
+    ("fra.explore", "fra.report.build"), ("fra.report",), ("fra.report.sections",), ("fra.stages",), ("fra.cli",),
 ]
-
-
-def module_path(name: str) -> Path | None:
-    base = ROOT / Path(*name.split("."))
-    for p in (base.with_suffix(".py"), base / "__init__.py"):
-        if p.exists():
-            return p
-    return None
 
 
 def modules() -> list[str]:
@@ -35,35 +27,11 @@ def modules() -> list[str]:
     return out
 
 
-def imports(name: str, source: str | None = None) -> set[str]:
-    """The fra modules ``name`` (or ``source``) imports (``from a.b import c`` counts ``a.b.c`` when that is a module)."""
-    found = set()
-    for node in ast.walk(ast.parse(module_path(name).read_text() if source is None else source)):
-        if isinstance(node, ast.Import):
-            found |= {a.name for a in node.names if a.name.split(".")[0] == "fra"}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "fra":
-            found.add(node.module)
-            found |= {f"{node.module}.{a.name}" for a in node.names if module_path(f"{node.module}.{a.name}")}
-    parents = {".".join(m.split(".")[:k]) for m in found for k in range(1, m.count(".") + 1)}  # run on import
-    own = {".".join(name.split(".")[:k]) for k in range(1, name.count(".") + 1)}  # already running
-    return {m for m in (found | parents) - own if module_path(m) and m != name}
-
-
 def layer(name: str) -> int:
-    for n, prefixes in enumerate(LAYERS):
-        if name in prefixes or any(name.startswith(p + ".") for p in prefixes if p != "fra"):
-            return n
-    raise AssertionError(f"{name} is in no layer of LAYERS")
-
-
-def closure(*names: str) -> set[str]:
-    seen, todo = set(), list(names)
-    while todo:
-        m = todo.pop()
-        if m not in seen:
-            seen.add(m)
-            todo += imports(m)
-    return seen
+    found = [(len(p), n) for n, prefixes in enumerate(LAYERS) for p in prefixes
+             if name == p or (p != "fra" and name.startswith(p + "."))]
+    assert found, f"{name} is in no layer of LAYERS"
+    return max(found)[1]
 
 
 def test_imports_point_one_way():
@@ -111,31 +79,6 @@ def test_every_command_is_one_stage_module():
         assert importlib.import_module(f"fra.stages.{name}").NAME.replace("-", "_") == name
 
 
-PACKAGE_DATA = {  # files the modules of a package read at run time (pyproject.toml's package-data)
-    "fra.explore": ["fra/explore/static"],
-    "fra.report": ["fra/report/crossref.lua", "fra/report/paper.css"],
-}
-
-
-def stage_code_deps() -> dict[str, tuple[set[str], set[str]]]:
-    """Per DVC stage: the fra files its commands import (transitively) and the fra files dvc.yaml lists."""
-    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-    out = {}
-    for name, stage in stages.items():
-        stage = stage.get("do", stage)
-        commands = re.findall(r"\bfra ([a-z0-9-]+)", stage["cmd"])
-        roots = {"fra.stages." + command.replace("-", "_") for command in commands}
-        if "paper" in commands:  # the paper's code cells run fra code too
-            roots |= {m for qmd in (ROOT / "paper").glob("*.qmd") for m in imports("paper", "\n".join(
-                re.findall(r"^```\{python\}\n(.*?)^```", qmd.read_text(), flags=re.S | re.M)))}
-        modules = closure(*roots)
-        need = {str(module_path(m).relative_to(ROOT)) for m in modules}
-        need |= {f for package, files in PACKAGE_DATA.items() if any(m.startswith(package) for m in modules) for f in files}
-        listed = {d for d in stage.get("deps") or [] if isinstance(d, str) and d.startswith("fra")}
-        out[name] = (need, listed)
-    return out
-
-
 @pytest.mark.parametrize("stage", sorted(stage_code_deps()))
 def test_dvc_stage_depends_on_exactly_its_code(stage):
     """A change to any module a stage runs must rerun it, and nothing else should (per-module deps)."""
@@ -146,9 +89,12 @@ def test_dvc_stage_depends_on_exactly_its_code(stage):
 
 
 def test_package_data_is_a_dependency_of_the_stages_that_read_it():
-    """Every file pyproject.toml ships as package data is in PACKAGE_DATA, so editing a page template reruns its stages."""
+    """Every file pyproject.toml ships as package data is in PACKAGE_DATA, so editing a page template reruns its
+    stages."""
     data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
     for package, patterns in data.items():
         shipped = {p for pattern in patterns for p in (ROOT / Path(*package.split("."))).glob(pattern)}
-        covered = {p for f in PACKAGE_DATA[package] for p in ([ROOT / f] if (ROOT / f).is_file() else (ROOT / f).rglob("*"))}
-        assert shipped and shipped <= covered, f"{package}: {sorted(map(str, shipped - covered))} missing from PACKAGE_DATA"
+        covered = {p for f in PACKAGE_DATA[package]
+                   for p in ([ROOT / f] if (ROOT / f).is_file() else (ROOT / f).rglob("*"))}
+        assert shipped and shipped <= covered, (
+            f"{package}: {sorted(map(str, shipped - covered))} missing from PACKAGE_DATA")

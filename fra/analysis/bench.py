@@ -30,8 +30,9 @@ import torch
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from fra.analysis.cache import ProbeCache
-from fra.analysis.channels import confirm, search
+from fra.analysis.channels import search
 from fra.analysis.probes import repeated_random
+from fra.analysis.stats import confirm
 from fra.config import ChannelConfig, EngineConfig
 from fra.devices import pick_device, synchronize
 from fra.saes.random import random_sae
@@ -99,14 +100,15 @@ def bench_channels(*, n_seqs: int = 32, layer: int = 5, n_layers: int = 12, d_mo
     rel, same = _compare(fast, dense, cfg)
     rel_before, same_before = _compare(fast, before, cfg)
     n_q = len(disc.query) + len(held.query)
-    print(f"device: {device} ({torch.get_num_threads()} threads)" if device == "cpu" else f"device: {torch.cuda.get_device_name()}")
-    print(f"setting: layer {layer} of a random {n_layers}-layer model (d_model {d_model}, {n_heads} heads), random TopK SAE "
-          f"d_sae {d_sae}, k={k_active}; {n_seqs} + {n_seqs} probe sequences, {n_q} induction queries, "
+    print(f"device: {device} ({torch.get_num_threads()} threads)" if device == "cpu"
+          else f"device: {torch.cuda.get_device_name()}")
+    print(f"setting: layer {layer} of a random {n_layers}-layer model (d_model {d_model}, {n_heads} heads), random "
+          f"TopK SAE d_sae {d_sae}, k={k_active}; {n_seqs} + {n_seqs} probe sequences, {n_q} induction queries, "
           f"{len(fast)} candidate channels ({max_candidates} per head)")
     print(f"inputs, once per batch: model passes {t_pass:.3f} s, SAE encode {t_encode:.3f} s")
-    print(f"statistics from the same inputs (fastest of {repeats}): dense path {t_dense:8.3f} s, fast path {t_fast:8.3f} s "
-          f"-> ratio {t_dense / t_fast:.1f}x")
-    print(f"end to end: before the cache {t_before:8.3f} s, fast path with its inputs {t_pass + t_encode + t_fast:8.3f} s "
-          f"-> ratio {t_before / (t_pass + t_encode + t_fast):.1f}x")
+    print(f"statistics from the same inputs (fastest of {repeats}): dense path {t_dense:8.3f} s, fast path "
+          f"{t_fast:8.3f} s -> ratio {t_dense / t_fast:.1f}x")
+    print(f"end to end: before the cache {t_before:8.3f} s, fast path with its inputs "
+          f"{t_pass + t_encode + t_fast:8.3f} s -> ratio {t_before / (t_pass + t_encode + t_fast):.1f}x")
     print(f"identical tables: candidates and decisions {'identical' if same and same_before else 'DIFFERENT'}; "
           f"max relative difference {max(rel, rel_before):.2e}")

@@ -38,7 +38,7 @@ class Resolved:
     """One resolved probe batch and its induction queries (``seq``, ``query``, ``target``, ``group``); ``mass`` is each
     query's total |score| terms at its target per head, kept once a search has computed it."""
 
-    fra: FRA
+    resolved: FRA
     seq: Tensor
     query: Tensor
     target: Tensor
@@ -65,16 +65,19 @@ class ProbeCache:
         self._held: dict[int, SAE] = {}
 
     def check(self, batch_size: int, saes: dict[int, SAE]) -> None:
-        """Refuse a cache built for another batch size (batches, and the shuffled-keys control, would differ) or layers."""
+        """Refuse a cache built for another batch size (batches, and the shuffled-keys control, would differ) or
+        layers."""
         if batch_size != self.batch_size or not set(saes) <= set(self.saes):
             raise FRAError(f"the probe cache holds batches of {self.batch_size} for layers {sorted(self.saes)}, not "
-                           f"batches of {batch_size} for layers {sorted(saes)}; build it with the same channels.batch_size and SAEs")
+                           f"batches of {batch_size} for layers {sorted(saes)}; build it with the "
+                           "same channels.batch_size and SAEs")
 
     def batches(self, probes: Probes) -> Iterator[tuple[Batch, dict[int, AttentionInputs]]]:
         """``(probe batch, inputs per layer)`` for every batch of ``probes``; the model runs on first use only."""
         if not self.keep:
             for batch in probes.batches(self.batch_size):
-                yield batch, {layer: read_layers(self.model, {layer: sae}, batch[0])[layer] for layer, sae in self.saes.items()}
+                yield batch, {layer: read_layers(self.model, {layer: sae}, batch[0])[layer]
+                              for layer, sae in self.saes.items()}
             return
         key = id(probes)
         if key not in self._store:
@@ -99,12 +102,12 @@ class ProbeCache:
         self._resolved = ((), [])  # one probe set's batches held at a time
         out = []
         for n, ((tokens, seq, query, target, group), inputs) in enumerate(self.batches(probes)):
-            fra = resolve(self.model, sae, tokens, layer, cfg=engine, inputs=inputs[layer],
+            resolved = resolve(self.model, sae, tokens, layer, cfg=engine, inputs=inputs[layer],
                           features=self.features(sae, layer, probes, n, inputs[layer]),
                           projections=self.projections(sae, layer, inputs[layer].center))
             if shuffle_seed is not None:
-                fra = fra.with_shuffled_keys(torch.Generator().manual_seed(shuffle_seed * 1_000_003 + n))
-            batch = Resolved(fra, seq, query, target, group)
+                resolved = resolved.with_shuffled_keys(torch.Generator().manual_seed(shuffle_seed * 1_000_003 + n))
+            batch = Resolved(resolved, seq, query, target, group)
             if self.keep_resolved:
                 out.append(batch)
             yield batch

@@ -54,7 +54,8 @@ def _run(model: HookedTransformer, tokens, layers: list[int], ablate: tuple[int,
     with torch.inference_mode(), model.hooks(fwd_hooks=hooks):
         if start is None:
             return model(tokens), saved
-        return model(start.sae_in, start_at_layer=ablate[0], tokens=tokens, shortformer_pos_embed=start.pos_embed), saved
+        return model(start.sae_in, start_at_layer=ablate[0], tokens=tokens,
+                     shortformer_pos_embed=start.pos_embed), saved
 
 
 def _logp(logits: torch.Tensor, s: torch.Tensor, q: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -90,19 +91,21 @@ def causal_effects(model: HookedTransformer, saes: dict[int, SAE], channels: pd.
             base_logits, base_pats = _run(model, tokens, sorted(mine["layer"].unique()))  # one clean pass per batch
             for layer, rows in mine.groupby("layer"):
                 base_pat = base_pats[layer]
-                fra = resolve(model, saes[layer], tokens, layer, cfg=engine, inputs=inputs[layer])
+                resolved = resolve(model, saes[layer], tokens, layer, cfg=engine, inputs=inputs[layer])
                 for n, row in rows.iterrows():
                     at = torch.from_numpy(group == row["group"])
                     if not at.any():
                         continue
                     h = int(row["head"])
-                    C = fra.channel(h, torch.tensor([int(row["query_feature"])]), torch.tensor([int(row["key_feature"])]))[:, 0]
+                    C = resolved.channel(h, torch.tensor([int(row["query_feature"])]),
+                                         torch.tensor([int(row["key_feature"])]))[:, 0]
                     s, q, t, y = seq[at], query[at], target[at], answer[at]
                     present = is_present(C.cpu()[s, q], q)
                     if not present.any():
                         continue
                     s, q, t, y = s[present], q[present], t[present], y[present]
-                    used, local = torch.unique(s, return_inverse=True)  # the sequences run, and each query's row among them
+                    # the sequences run, and each query's row among them
+                    used, local = torch.unique(s, return_inverse=True)
                     rows = used.to(tokens.device)
                     logits, pats = _run(model, tokens[rows], [layer], (layer, h, C[rows]), _subset(inputs[layer], rows))
                     drops[n][0].append((base_pat[s, h, q, t] - pats[layer][local, h, q, t]).numpy())

@@ -17,13 +17,14 @@ same for every head (up to sign); support and softmax effect say how much the he
 
 Null: each t(q) is replaced by a uniform random causal key in 1..q (keys shifted off the induction
 target; the target itself included, as in a permutation test); the one-sided p-value of
-``sum_q C[q, t]`` uses the exact permutation mean and variance (``fra.analysis.stats.null_moments``) and is
-never below the probability that the null redraws every target (``fra.analysis.stats.log_pvalue_floor``). Candidates are chosen on discovery probes
+``sum_q C[q, t]`` uses the exact permutation mean and variance and is never below the probability that the null
+redraws every target (``fra.analysis.stats.null_rows``, the statistics core this search shares with the
+chain-of-thought study). Candidates are chosen on discovery probes
 (support >= min_support at >= min_queries targets, at most max_candidates per head and group);
 CI, effect and p-value are recomputed on held-out probes and Benjamini–Hochberg runs over every
 candidate tested. A confirmed channel needs q <= alpha and an effect size: held-out lift = CI minus
 the null's CI of at least min_lift, a softmax effect of at least min_effect, and presence at
-min_queries held-out targets (see :func:`confirm`).
+min_queries held-out targets (:func:`fra.analysis.stats.confirm`).
 
 ``shuffle_seed`` runs the same search on a negative control: key-side features permuted across
 positions within each sequence (:meth:`fra.engine.FRA.with_shuffled_keys`).
@@ -45,7 +46,7 @@ from transformer_lens import HookedTransformer
 from fra.analysis.cache import ProbeCache, Resolved
 from fra.analysis.probes import Probes
 from fra.analysis.schema import TESTED
-from fra.analysis.stats import benjamini_hochberg, log_pvalue_floor, null_moments, z_pvalue
+from fra.analysis.stats import SUMS, channel_statistics, channel_sums, is_candidate, null_rows
 from fra.config import ChannelConfig, EngineConfig, ParallelConfig
 from fra.engine.result import segment_sums
 from fra.errors import FRAError
@@ -53,9 +54,10 @@ from fra.parallel import map_shards
 
 
 def _target_mass(batch: Resolved) -> torch.Tensor:
-    """Pair values at the targets ``[n, head, K, K]``; each query's total |score| there (``[n, head]``) is kept in ``batch``."""
-    vals = batch.fra.pairs_at(batch.seq, batch.query, batch.target)
-    rest = batch.fra.remainder_at(batch.seq, batch.query, batch.target)
+    """Pair values at the targets ``[n, head, K, K]``; each query's total |score| there (``[n, head]``) is kept in
+    ``batch``."""
+    vals = batch.resolved.pairs_at(batch.seq, batch.query, batch.target)
+    rest = batch.resolved.remainder_at(batch.seq, batch.query, batch.target)
     batch.mass = (vals.abs().sum((-2, -1)) + sum(r.abs() for r in rest.values())).cpu()
     return vals.cpu()
 
@@ -135,24 +137,24 @@ def discover(sae: SAE, layer: int, probes: Probes, engine: EngineConfig, cache: 
     batches = list(cache.resolved(sae, layer, probes, engine, shuffle_seed))
     targets = []
     for batch in batches:
-        fra, seq, query, target = batch.fra, batch.seq, batch.query, batch.target
+        resolved, seq, query, target = batch.resolved, batch.seq, batch.query, batch.target
         g = torch.tensor([index[x] for x in batch.group])
-        pattern = fra.scores[seq, :, query].softmax(-1).cpu()  # [n, head, key]
+        pattern = resolved.scores[seq, :, query].softmax(-1).cpu()  # [n, head, key]
         attn.index_add_(0, g, pattern.gather(-1, target[:, None, None].expand(-1, H, 1))[..., 0])
         n_q.index_add_(0, g, torch.ones(len(g)))
-        targets.append(_Targets.of(g, fra.feature_ids.cpu()[seq, query], fra.k_ids.cpu()[seq, target], d))
+        targets.append(_Targets.of(g, resolved.feature_ids.cpu()[seq, query], resolved.k_ids.cpu()[seq, target], d))
     if dense:
         key, (total, absolute, present_mass, n_present) = _entry_sums(batches, targets, H, d)
     else:  # a channel met at fewer targets than min_queries can never be a candidate
         key, (total, absolute, present_mass, n_present) = _slot_sums(batches, targets, cfg.min_queries if cfg else 1)
-    exactness = batches[0].fra.exactness(from_pairs=dense) if batches else None
+    exactness = batches[0].resolved.exactness(from_pairs=dense) if batches else None
     if dense:
         g, rest = key // (H * d * d), key % (H * d * d)
         h, rest = rest // (d * d), rest % (d * d)
     else:  # [key, head] -> the reference's rows: (group, head, a, b) order, entries with a nonzero value only
         keep = n_present > 0
         if cfg is not None:  # the rows candidates() picks, chosen before any row is formed (the same choice as below)
-            keep &= (absolute / present_mass >= cfg.min_support) & (n_present >= cfg.min_queries)
+            keep &= is_candidate(absolute / present_mass, n_present, cfg)
             keep &= _best_per_column(key // (d * d), absolute / present_mass, keep, cfg.max_candidates)
         u, h = torch.nonzero(keep, as_tuple=True)
         g, rest = key[u] // (d * d), key[u] % (d * d)
@@ -161,7 +163,7 @@ def discover(sae: SAE, layer: int, probes: Probes, engine: EngineConfig, cache: 
         total, absolute, present_mass, n_present = (x[u, h] for x in (total, absolute, present_mass, n_present))
     support = absolute / present_mass
     if cfg is not None:
-        keep = (support >= cfg.min_support) & (n_present >= cfg.min_queries)
+        keep = is_candidate(support, n_present, cfg)
         g, h, rest, total, support, n_present = (x[keep] for x in (g, h, rest, total, support, n_present))
         keep = torch.from_numpy(_best(g.numpy(), h.numpy(), support.numpy(), cfg.max_candidates))
         g, h, rest, total, support, n_present = (x[keep] for x in (g, h, rest, total, support, n_present))
@@ -197,7 +199,8 @@ def _best_per_column(group: Int[Tensor, " key"], support: Float[Tensor, "key hea
 
 
 def _best(g: np.ndarray, h: np.ndarray, support: np.ndarray, n: int) -> np.ndarray:
-    """Mask of the ``n`` rows of highest support per (g, h), ties to the earlier row (as :func:`candidates` picks them)."""
+    """Mask of the ``n`` rows of highest support per (g, h), ties to the earlier row (as :func:`candidates` picks
+    them)."""
     order = np.lexsort((np.arange(len(g)), -support, h, g))
     gh = g[order] * (h.max(initial=0) + 1) + h[order]
     start = np.r_[0, np.flatnonzero(np.diff(gh)) + 1]
@@ -210,103 +213,69 @@ def _best(g: np.ndarray, h: np.ndarray, support: np.ndarray, n: int) -> np.ndarr
 def candidates(channels: pd.DataFrame, cfg: ChannelConfig) -> pd.DataFrame:
     """Channels with support >= min_support at >= min_queries targets, the ``max_candidates`` best per
     (group, layer, head) (ties: the earlier row)."""
-    keep = channels[(channels["support"] >= cfg.min_support) & (channels["n_targets"] >= cfg.min_queries)]
+    keep = channels[is_candidate(channels["support"], channels["n_targets"], cfg)]
     keep = keep.sort_values("support", ascending=False, kind="stable")
     return keep.groupby(["group", "layer", "head"], sort=False).head(cfg.max_candidates).reset_index(drop=True)
 
 
-def is_present(C: Float[Tensor, "query *channel key"], query: Int[Tensor, " query"]) -> Bool[Tensor, "query *channel"]:
+def is_present(C: Float[Tensor, "query *channel key"], query: Int[Tensor, " query"]) -> Bool[Tensor, " query *channel"]:
     """Where a channel is *present*: its row for each query is nonzero on some causal key (j <= query)."""
     causal = torch.arange(C.shape[-1], device=C.device) <= query.to(C.device).view(-1, *[1] * (C.ndim - 1))
     return ((C != 0) & causal).any(-1)
 
 
-SUMS = ("obs", "abs_t", "mass_t", "n_t", "abs_all", "null_mean", "null_var", "log_floor", "effect", "n_present")
-
-
-def channel_sums(
-    C: Float[Tensor, "query channel key"], query: Int[Tensor, " query"], target: Int[Tensor, " query"],
-    scores: Float[Tensor, "query key"], mass: Float[Tensor, " query"],
-) -> dict[str, np.ndarray]:
-    """Per-channel sums over queries that the statistics are ratios of.
-
-    ``C[n, m, j]`` is channel m's contribution to query n's score on key j, ``scores`` the head's
-    scores (-inf above the diagonal), ``mass`` each query's total |score| terms at its target.
-    ``obs`` = sum C at the target; ``abs_t`` / ``mass_t`` / ``n_t`` = |C|, total mass and count at
-    the targets where C is nonzero; ``abs_all`` = sum |C| over causal keys; ``null_mean`` /
-    ``null_var`` = exact null moments of ``obs``; ``log_floor`` = log of the least p-value the exact
-    null allows (``fra.analysis.stats.log_pvalue_floor``); ``effect`` / ``n_present`` = summed drop of the
-    target's attention when C is removed from the scores, over the queries where C is nonzero.
-    """
+def _head_rows(C: Float[Tensor, "row key"], query: Int[Tensor, " row"], target: Int[Tensor, " row"],
+               scores: Float[Tensor, "row key"], mass: Float[Tensor, " row"]) -> dict[str, Tensor]:
+    """The per-row terms of :data:`fra.analysis.stats.SUMS` for induction rows: row r is one channel's contribution
+    to one query's scores (``query``, ``target``, the head's ``scores`` there, -inf above the diagonal, and ``mass``,
+    the query's total |score| terms at its target). The null draws the target among the causal keys after BOS."""
     j = torch.arange(C.shape[-1])
-    causal = j[None] <= query[:, None]  # [n, key]
-    C = C * causal[:, None]
-    pool = causal & (j[None] >= 1)  # the permutation null draws the target among all causal keys after BOS
-    M = C.shape[1]
-    at_t = C.gather(-1, target[:, None, None].expand(-1, M, 1))[..., 0]  # [n, M]
-    on_t = (at_t != 0).float()
-    present = is_present(C, query).float()  # [n, M]
-    base = scores.softmax(-1).gather(-1, target[:, None])  # [n, 1]
-    ablated = (scores[:, None] - C).softmax(-1).gather(-1, target[:, None, None].expand(-1, M, 1))[..., 0]
-    moments = np.array([null_moments(C[:, m], target, pool) for m in range(M)]).reshape(M, 3)
-    return {
-        "obs": moments[:, 0], "null_mean": moments[:, 1], "null_var": moments[:, 2],
-        "log_floor": np.array([log_pvalue_floor(C[:, m], pool) for m in range(M)]),
-        "abs_t": at_t.abs().sum(0).numpy(), "mass_t": (on_t * mass[:, None]).sum(0).numpy(),
-        "n_t": on_t.sum(0).numpy(), "abs_all": C.abs().sum((0, 2)).numpy(),
-        "effect": ((base - ablated) * present).sum(0).numpy(), "n_present": present.sum(0).numpy(),
-    }
+    causal = j[None] <= query[:, None]
+    C = C * causal
+    null = null_rows(C, target, causal & (j[None] >= 1))
+    on_t = (null.at_target != 0).to(C.dtype)
+    present = (C != 0).any(1).to(C.dtype)
+    base = scores.softmax(-1).gather(1, target[:, None])[:, 0]
+    ablated = (scores - C).softmax(-1).gather(1, target[:, None])[:, 0]
+    return {"obs": null.at_target, "null_mean": null.mean, "null_var": null.var, "log_floor": null.log_floor,
+            "abs_t": null.at_target.abs(), "mass_t": on_t * mass, "n_t": on_t, "abs_all": C.abs().sum(1),
+            "effect": (base - ablated) * present, "n_present": present}
 
 
 def row_sums(
     C: Float[Tensor, "row key"], channel: Int[Tensor, " row"], n_channels: int, query: Int[Tensor, " row"],
     target: Int[Tensor, " row"], scores: Float[Tensor, "row key"], mass: Float[Tensor, " row"],
 ) -> dict[str, np.ndarray]:
-    """:func:`channel_sums` from the rows where a channel can be nonzero (:meth:`fra.engine.FRA.channel_rows`).
+    """Per channel, the sums of :data:`fra.analysis.stats.SUMS` over the rows where it can be nonzero
+    (:meth:`fra.engine.FRA.channel_rows`; row r belongs to channel ``channel[r]``). Every sum is zero on the rows
+    left out, so this equals summing over every probe query (:func:`dense_sums`, the reference)."""
+    return channel_sums(channel, n_channels, **_head_rows(C, query, target, scores, mass))
 
-    Row r is channel ``channel[r]``'s contribution to one query's scores (``query``, ``target``,
-    ``scores`` and ``mass`` of that query); every sum of :func:`channel_sums` is zero on the rows
-    left out, so summing these rows per channel gives the same values (up to rounding).
-    """
-    j = torch.arange(C.shape[-1])
-    causal = j[None] <= query[:, None]
-    C = C * causal
-    pool = causal & (j[None] >= 1)
-    n_pool = pool.sum(1)
-    at_t = C.gather(1, target[:, None])[:, 0]
-    on_t = (at_t != 0).to(C.dtype)
-    present = (C != 0).any(1).to(C.dtype)
-    base = scores.softmax(-1).gather(1, target[:, None])[:, 0]
-    ablated = (scores - C).softmax(-1).gather(1, target[:, None])[:, 0]
-    mean = (C * pool).sum(1) / n_pool.clamp(min=1)
-    var = ((C - mean[:, None]) ** 2 * pool).sum(1) / n_pool.clamp(min=1)
-    big = torch.finfo(C.dtype).max
-    varies = torch.where(pool, C, -big).max(1).values > torch.where(pool, C, big).min(1).values
-    floor = torch.where(varies, -torch.log(n_pool.clamp(min=1).to(torch.float64)), torch.zeros((), dtype=torch.float64))
 
-    def per_channel(v: Tensor) -> np.ndarray:
-        return torch.zeros(n_channels, dtype=torch.float64).index_add_(0, channel, v.to(torch.float64)).numpy()
-
-    return {
-        "obs": per_channel(at_t), "null_mean": per_channel(mean), "null_var": per_channel(var), "log_floor": per_channel(floor),
-        "abs_t": per_channel(at_t.abs()), "mass_t": per_channel(on_t * mass), "n_t": per_channel(on_t),
-        "abs_all": per_channel(C.abs().sum(1)), "effect": per_channel((base - ablated) * present),
-        "n_present": per_channel(present),
-    }
+def dense_sums(
+    C: Float[Tensor, "query channel key"], query: Int[Tensor, " query"], target: Int[Tensor, " query"],
+    scores: Float[Tensor, "query key"], mass: Float[Tensor, " query"],
+) -> dict[str, np.ndarray]:
+    """:func:`row_sums` from every channel's full map at every query (the reference path)."""
+    n, M = C.shape[:2]
+    expand = lambda x: x.repeat_interleave(M, 0)  # noqa: E731  query-major rows, one per (query, channel)
+    return row_sums(C.flatten(0, 1), torch.arange(M).repeat(n), M, expand(query), expand(target), expand(scores),
+                    expand(mass))
 
 
 def evaluate(sae: SAE, layer: int, probes: Probes, cands: pd.DataFrame, engine: EngineConfig,
              cache: ProbeCache, shuffle_seed: int | None = None, dense: bool = False) -> pd.DataFrame:
-    """Support, channel induction, softmax effect and null p-value of each candidate on ``probes``.
+    """Support, channel induction, softmax effect and null p-value of each candidate on ``probes``
+    (:func:`fra.analysis.stats.channel_statistics`).
 
     The sums come from the rows where a candidate's query feature is active (:func:`row_sums`);
-    ``dense`` forms every channel's full ``[pos, pos]`` map instead (:func:`channel_sums`, the reference).
+    ``dense`` forms every channel's full ``[pos, pos]`` map instead (:func:`dense_sums`, the reference).
     """
     cands = cands[cands["layer"] == layer].reset_index(drop=True)
     acc = {k: np.zeros(len(cands)) for k in SUMS}
     parts = cands.groupby(["group", "head"] if dense else "group").groups  # the rows path takes every head at once
     for batch in cache.resolved(sae, layer, probes, engine, shuffle_seed):
-        fra, seq, query, target, group = batch.fra, batch.seq, batch.query, batch.target, batch.group
+        resolved, seq, query, target, group = batch.resolved, batch.seq, batch.query, batch.target, batch.group
         if batch.mass is None:  # kept from discovery on the discovery probes
             _target_mass(batch)
         mass = batch.mass
@@ -317,26 +286,18 @@ def evaluate(sae: SAE, layer: int, probes: Probes, cands: pd.DataFrame, engine: 
             s, q, t = seq[sel], query[sel], target[sel]
             a, b, head = (torch.tensor(cands.loc[rows, c].to_numpy()) for c in ("query_feature", "key_feature", "head"))
             if dense:
-                C = fra.channel(part[1], a, b)[s, :, q]  # [n, M, key]
-                sums = channel_sums(C.cpu(), q, t, fra.scores[s, part[1], q].cpu(), mass[sel, part[1]])
+                C = resolved.channel(part[1], a, b)[s, :, q]  # [n, M, key]
+                sums = dense_sums(C.cpu(), q, t, resolved.scores[s, part[1], q].cpu(), mass[sel, part[1]])
             else:
-                n, m, C = fra.channel_rows(head, s, q, a, b)
+                n, m, C = resolved.channel_rows(head, s, q, a, b)
                 n, m = n.cpu(), m.cpu()
                 h = head[m]
-                sums = row_sums(C.cpu(), m, len(rows), q[n], t[n], fra.scores[s[n], h, q[n]].cpu(), mass[sel][n, h])
+                sums = row_sums(C.cpu(), m, len(rows), q[n], t[n], resolved.scores[s[n], h, q[n]].cpu(),
+                                mass[sel][n, h])
             for name, value in sums.items():
                 acc[name][rows] += value
-    out = cands[["group", "layer", "head", "query_feature", "key_feature"]].copy()
-    safe = lambda x: np.where(x > 0, x, np.nan)  # noqa: E731
-    out["support"] = acc["abs_t"] / safe(acc["mass_t"])
-    out["channel_induction"] = acc["obs"] / safe(acc["abs_all"])
-    out["null_channel_induction"] = acc["null_mean"] / safe(acc["abs_all"])
-    out["lift"] = out["channel_induction"] - out["null_channel_induction"]
-    out["softmax_effect"] = acc["effect"] / safe(acc["n_present"])
-    out["p_value"] = [z_pvalue(*a) for a in zip(acc["obs"], acc["null_mean"], acc["null_var"], acc["log_floor"])]
-    out["n_targets"] = acc["n_t"].astype(int)
-    out["n_queries"] = acc["n_present"].astype(int)
-    return out
+    out = channel_statistics(acc).rename(columns={"share": "channel_induction", "null_share": "null_channel_induction"})
+    return pd.concat([cands[["group", "layer", "head", "query_feature", "key_feature"]], out], axis=1)
 
 
 @dataclass
@@ -349,17 +310,32 @@ class Search:
     exactness: dict[int, dict]
 
 
-def _search_layer(shared: tuple, layer: int) -> tuple[pd.DataFrame | None, pd.DataFrame, dict]:
-    """One layer of :func:`search` (a shard of :func:`fra.parallel.map_shards`): tested candidates, attention, exactness."""
-    model, saes, discovery, heldout, cfg, engine, seeds, cache, dense = shared
-    sae = saes[layer]
-    cache = cache or ProbeCache(model, {layer: sae}, cfg.batch_size)  # a Ray worker runs its own model passes
-    found, attn, exactness = discover(sae, layer, discovery, engine, cache, seeds[0], dense, cfg)
+@dataclass(frozen=True)
+class _SearchJob:
+    """What every layer's shard of :func:`search` shares (sent once to each worker)."""
+
+    model: HookedTransformer
+    saes: dict[int, SAE]
+    discovery: Probes
+    heldout: Probes
+    cfg: ChannelConfig
+    engine: EngineConfig
+    seeds: tuple[int | None, int | None]  # key-shuffle seeds of the discovery and held-out probes (the control)
+    cache: ProbeCache | None
+    dense: bool
+
+
+def _search_layer(job: _SearchJob, layer: int) -> tuple[pd.DataFrame | None, pd.DataFrame, dict]:
+    """One layer of :func:`search` (a shard of :func:`fra.parallel.map_shards`): tested candidates, attention,
+    exactness."""
+    sae, cfg = job.saes[layer], job.cfg
+    cache = job.cache or ProbeCache(job.model, {layer: sae}, cfg.batch_size)  # a worker runs its own model passes
+    found, attn, exactness = discover(sae, layer, job.discovery, job.engine, cache, job.seeds[0], job.dense, cfg)
     cands = candidates(found, cfg)
     if cands.empty:
         return None, attn, exactness
-    disc = evaluate(sae, layer, discovery, cands, engine, cache, seeds[0], dense)
-    held = evaluate(sae, layer, heldout, cands, engine, cache, seeds[1], dense)
+    disc = evaluate(sae, layer, job.discovery, cands, job.engine, cache, job.seeds[0], job.dense)
+    held = evaluate(sae, layer, job.heldout, cands, job.engine, cache, job.seeds[1], job.dense)
     keys = ["group", "layer", "head", "query_feature", "key_feature"]
     table = disc[keys + ["support", "channel_induction", "p_value"]].rename(columns={
         "channel_induction": "channel_induction_discovery", "p_value": "p_discovery"})
@@ -369,8 +345,8 @@ def _search_layer(shared: tuple, layer: int) -> tuple[pd.DataFrame | None, pd.Da
 
 
 def search(
-    model: HookedTransformer, saes: dict[int, SAE], discovery: Probes, heldout: Probes, cfg: ChannelConfig, engine: EngineConfig,
-    shuffle_seed: int | None = None, cache: ProbeCache | None = None, dense: bool = False,
+    model: HookedTransformer, saes: dict[int, SAE], discovery: Probes, heldout: Probes, cfg: ChannelConfig,
+    engine: EngineConfig, *, shuffle_seed: int | None = None, cache: ProbeCache | None = None, dense: bool = False,
     parallel: ParallelConfig = ParallelConfig(),
 ) -> Search:
     """Discovery -> candidates -> held-out statistics for every layer with an SAE (one probe kind).
@@ -384,16 +360,16 @@ def search(
     seeds = (None, None) if shuffle_seed is None else (2 * shuffle_seed, 2 * shuffle_seed + 1)
     local = parallel.backend == "local"
     if not local and model.cfg.device != "cpu":
-        raise FRAError(f"parallel.backend ray runs CPU workers, but the model is on {model.cfg.device}; "
-                       "set engine.device: cpu for a Ray scan, or parallel.backend: local on a GPU")
+        raise FRAError(f"parallel.backend {parallel.backend} runs CPU workers, but the model is on {model.cfg.device}; "
+                       f"set engine.device: cpu for a {parallel.backend} scan, or parallel.backend: local on a GPU")
     if local:
         cache = cache or ProbeCache(model, saes, cfg.batch_size)
         cache.check(cfg.batch_size, saes)
     else:
         cache = None  # each worker runs its own model passes (the caller's cache stays here)
-    shared = (model, saes, discovery, heldout, cfg, engine, seeds, cache, dense)
+    job = _SearchJob(model, saes, discovery, heldout, cfg, engine, seeds, cache, dense)
     layers = sorted(saes)
-    shards = map_shards(_search_layer, layers, shared=shared, backend=parallel.backend, workers=parallel.workers,
+    shards = map_shards(_search_layer, layers, shared=job, backend=parallel.backend, workers=parallel.workers,
                         address=parallel.address, desc=f"layers ({discovery.kind})")
     tables = [t for t, _, _ in shards if t is not None]
     table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=TESTED[1:])
@@ -401,17 +377,3 @@ def search(
     head_table = pd.concat([a for _, a, _ in shards], ignore_index=True)
     head_table.insert(0, "probe", discovery.kind)
     return Search(table, head_table, {layer: e for layer, (_, _, e) in zip(layers, shards)})
-
-
-def confirm(table: pd.DataFrame, cfg: ChannelConfig) -> pd.DataFrame:
-    """Benjamini–Hochberg over every candidate tested, then the effect-size criterion.
-
-    A confirmed induction channel has q <= alpha, a held-out lift (CI minus the null's CI) of at
-    least ``min_lift``, a held-out softmax effect of at least ``min_effect`` (it moves the head's
-    attention, not just its scores), and is present at ``min_queries`` held-out targets or more.
-    """
-    table = table.copy()
-    table["q_value"] = benjamini_hochberg(table["p_value"].to_numpy()) if len(table) else []
-    table["is_cih"] = ((table["q_value"] <= cfg.alpha) & (table["lift_heldout"] >= cfg.min_lift)
-                       & (table["softmax_effect"] >= cfg.min_effect) & (table["n_targets"] >= cfg.min_queries))
-    return table

@@ -18,8 +18,9 @@ from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
 from fra.analysis.cache import ProbeCache
-from fra.analysis.channels import confirm, search
+from fra.analysis.channels import search
 from fra.analysis.probes import Probes
+from fra.analysis.stats import confirm
 from fra.config import Params
 from fra.saes.loading import sae_hook_name
 from fra.saes.random import random_unit_sae
@@ -40,7 +41,8 @@ def run_controls(model: HookedTransformer, saes: dict[int, SAE], probes: list[tu
     for kind in tqdm(params.controls.kinds, desc="negative controls"):  # at least one (the caller checks)
         used = control_saes(saes, l0, params.controls.seed) if kind == "random_sae" else saes
         shuffle = params.controls.seed if kind == "shuffled_keys" else None
-        found = [search(model, used, d, h, params.channels, params.engine, shuffle, cache, parallel=params.parallel).table
+        found = [search(model, used, d, h, params.channels, params.engine, shuffle_seed=shuffle, cache=cache,
+                        parallel=params.parallel).table
                  for d, h in probes]
         table = confirm(pd.concat(found, ignore_index=True), params.channels)
         table.insert(0, "control", kind)

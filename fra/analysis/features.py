@@ -44,7 +44,8 @@ def layer_acts(model: HookedTransformer, saes: dict[int, SAE], tokens: Tensor, b
     out, active = {layer: [] for layer in saes}, dict.fromkeys(saes, 0.0)
     with torch.inference_mode():
         for s in range(0, len(tokens), batch_size):
-            _, cache = model.run_with_cache(tokens[s:s + batch_size].to(model.cfg.device), names_filter=sorted(set(hooks.values())),
+            _, cache = model.run_with_cache(tokens[s:s + batch_size].to(model.cfg.device),
+                                            names_filter=sorted(set(hooks.values())),
                                             stop_at_layer=max(sae_layer(sae) for sae in saes.values()) + 1)
             for layer, sae in saes.items():
                 f = sae.encode(cache[hooks[layer]])

@@ -44,9 +44,10 @@ def previous_token_score(pattern: Pattern) -> Float[torch.Tensor, " head"]:
 
 
 def random_tokens(
-    pool: Int[torch.Tensor, "n_pool"], bos: int, n: int, batch: int, generator: torch.Generator, repeat: bool = True
+    pool: Int[torch.Tensor, " n_pool"], bos: int, n: int, batch: int, generator: torch.Generator, repeat: bool = True
 ) -> Int[torch.Tensor, "batch 2n+1"]:
-    """``[BOS] r_1..r_N r_1..r_N`` (``repeat``) or ``[BOS] r_1..r_N s_1..s_N`` from ``pool``; no repeats within a half."""
+    """``[BOS] r_1..r_N r_1..r_N`` (``repeat``) or ``[BOS] r_1..r_N s_1..s_N`` from ``pool``; no repeats within a
+    half."""
     if len(pool) < n:
         raise FRAError(f"cannot draw {n} distinct random tokens from {len(pool)} ordinary tokens; lower heads.n_rep")
 
@@ -66,10 +67,10 @@ def _patterns(
     def keep(pattern: torch.Tensor, hook) -> None:
         store[hook.layer()] = pattern.detach().cpu()
 
-    hooks = [(f"blocks.{l}.attn.hook_pattern", keep) for l in range(model.cfg.n_layers)]
+    hooks = [(f"blocks.{layer}.attn.hook_pattern", keep) for layer in range(model.cfg.n_layers)]
     with torch.no_grad():
         model.run_with_hooks(tokens.to(model.cfg.device), return_type=None, fwd_hooks=(fwd_hooks or []) + hooks)
-    return torch.stack([store[l] for l in range(model.cfg.n_layers)], dim=1)
+    return torch.stack([store[layer] for layer in range(model.cfg.n_layers)], dim=1)
 
 
 def _flat(pattern: Float[torch.Tensor, "batch layer head q k"]) -> Pattern:
@@ -90,7 +91,7 @@ def special_ids(model: HookedTransformer) -> set[int]:
     return ids
 
 
-def token_pool(model: HookedTransformer) -> Int[torch.Tensor, "n_pool"]:
+def token_pool(model: HookedTransformer) -> Int[torch.Tensor, " n_pool"]:
     """Ordinary token ids: the vocabulary less :func:`special_ids`."""
     special = special_ids(model)
     return torch.tensor([t for t in range(model.cfg.d_vocab) if t not in special])
@@ -100,8 +101,8 @@ def head_scores(model: HookedTransformer, cfg: HeadScoreConfig) -> pd.DataFrame:
     """One row per head: induction (at ``n_rep`` and each offset), duplicate, previous-token, positional control."""
     ns = sorted({cfg.n_rep, *cfg.offsets})
     if 2 * ns[-1] + 1 > model.cfg.n_ctx:
-        raise FRAError(f"repeat length {ns[-1]} needs {2 * ns[-1] + 1} positions but the model's n_ctx is {model.cfg.n_ctx}; "
-                       "lower heads.n_rep / heads.offsets")
+        raise FRAError(f"repeat length {ns[-1]} needs {2 * ns[-1] + 1} positions but the model's n_ctx is "
+                       f"{model.cfg.n_ctx}; lower heads.n_rep / heads.offsets")
     gen = torch.Generator().manual_seed(cfg.seed)
     bos, pool = bos_id(model), token_pool(model)
     L, H = model.cfg.n_layers, model.cfg.n_heads
@@ -119,7 +120,8 @@ def head_scores(model: HookedTransformer, cfg: HeadScoreConfig) -> pd.DataFrame:
     return df
 
 
-def ablated_induction(model: HookedTransformer, cfg: HeadScoreConfig, ablate: tuple[int, int]) -> Float[torch.Tensor, "layer head"]:
+def ablated_induction(model: HookedTransformer, cfg: HeadScoreConfig, ablate: tuple[int, int]
+                      ) -> Float[torch.Tensor, "layer head"]:
     """Induction scores (at ``n_rep``) with head ``ablate = (layer, head)``'s output zeroed."""
     l_a, h_a = ablate
 
@@ -127,7 +129,8 @@ def ablated_induction(model: HookedTransformer, cfg: HeadScoreConfig, ablate: tu
         z[:, :, h_a] = 0.0
         return z
 
-    tokens = random_tokens(token_pool(model), bos_id(model), cfg.n_rep, cfg.batch_size, torch.Generator().manual_seed(cfg.seed))
+    tokens = random_tokens(token_pool(model), bos_id(model), cfg.n_rep, cfg.batch_size,
+                           torch.Generator().manual_seed(cfg.seed))
     pattern = _patterns(model, tokens, [(f"blocks.{l_a}.attn.hook_z", zero)])
     return induction_score(_flat(pattern), cfg.n_rep).view(model.cfg.n_layers, model.cfg.n_heads)
 
@@ -146,7 +149,8 @@ def head_check(model: HookedTransformer, cfg: HeadScoreConfig, df: pd.DataFrame)
             "head": f"L{row.layer}H{row.head}", "induction": round(row.induction, 4),
             "induction_min_over_offsets": round(row.induction_min, 4),
             "positional_control": round(row.positional_control, 4),
-            "previous_token_partner": f"L{l_p}H{h_p}", "partner_previous_token": round(float(partner.previous_token), 4),
+            "previous_token_partner": f"L{l_p}H{h_p}",
+            "partner_previous_token": round(float(partner.previous_token), 4),
             "induction_with_partner_ablated": round(ablated, 4),
             "has_partner": bool(partner.previous_token >= cfg.previous_threshold),
         })

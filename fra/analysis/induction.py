@@ -22,6 +22,7 @@ Sink channels are reported but never counted as induction channels.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,13 +34,14 @@ from transformer_lens import HookedTransformer
 
 from fra.analysis.cache import ProbeCache
 from fra.analysis.causal import causal_effects
-from fra.analysis.channels import confirm, search
+from fra.analysis.channels import search
 from fra.analysis.controls import control_counts, run_controls
 from fra.analysis.features import cards_from_acts, layer_acts, neuronpedia_base, token_strings
 from fra.analysis.heads import bos_id, head_scores, special_ids, token_pool
 from fra.analysis.kinds import CROSS_TOKEN, classify, feature_profiles
-from fra.analysis.probes import Probes, concept_templates, repeated_random, repeated_text
+from fra.analysis.probes import Probes, concept_families, concept_templates, repeated_random, repeated_text
 from fra.analysis.schema import CHANNELS
+from fra.analysis.stats import confirm
 from fra.config import HeadScoreConfig, InductionConfig, Params
 from fra.io import atomic_files, write_json
 
@@ -52,7 +54,8 @@ def probe_sets(model: HookedTransformer, cfg: InductionConfig, corpus: torch.Ten
     """(discovery, held-out) probe sets of the model-agnostic kinds; held-out uses disjoint seeds / text.
 
     Repeated random tokens always; repeated text from ``corpus``; templated concept pairs of English
-    when ``templates`` and the model has a tokenizer.
+    when ``templates`` and the model's tokenizer writes them as single tokens (else a notice on stderr says
+    why they are skipped).
     """
     bos, pool = bos_id(model), token_pool(model).numpy()
     pairs = [tuple(
@@ -65,7 +68,14 @@ def probe_sets(model: HookedTransformer, cfg: InductionConfig, corpus: torch.Ten
             repeated_text(part, bos, n, cfg.repeat_min, cfg.repeat_max, seed=cfg.seed * 2 + split)
             for split, (part, n) in enumerate(((corpus[:half], cfg.n_discovery), (corpus[half:], cfg.n_heldout)))
         ))
-    if templates and model.tokenizer is not None:
+    if not templates:
+        return pairs
+    why = ("the model has no tokenizer" if model.tokenizer is None else None if concept_families(model.tokenizer)[0]
+           else "no concept-pair family of English tokenizes to single tokens with the model's tokenizer")
+    if why:
+        print(f"fra: note: {why}, so the English concept-template probes are skipped (a planted world's concept "
+              "probes come with --ground-truth)", file=sys.stderr)
+    else:
         pairs.append(tuple(concept_templates(model.tokenizer, bos, n, seed=cfg.seed * 2 + split)
                            for split, n in ((0, cfg.n_discovery), (1, cfg.n_heldout))))
     return pairs
@@ -79,7 +89,8 @@ def tih_scores(model: HookedTransformer, cfg: HeadScoreConfig, tih_threshold: fl
 
 
 def counted(channels: pd.DataFrame) -> pd.Series:
-    """The confirmed induction channels H1/H2 count: ``is_cih``, not a sink channel, not on the planted-world control."""
+    """The confirmed induction channels H1/H2 count: ``is_cih``, not a sink channel, not on the planted-world
+    control."""
     return channels["is_cih"] & (channels["kind"] != "sink") & (channels["probe"] != CONTROL_PROBE)
 
 
@@ -101,12 +112,13 @@ def hypotheses(heads: pd.DataFrame, channels: pd.DataFrame, layers: list[int]) -
     pairs = ["layer", "head", "query_feature", "key_feature"]
     for name, sel in (("n_cih", real), ("n_sink", sinks), ("n_token", real[~cross].drop_duplicates(pairs)),
                       ("n_conceptual", real[cross].drop_duplicates(pairs))):
-        rows = rows.merge(sel.groupby(["layer", "head"]).size().rename(name).reset_index(), on=["layer", "head"], how="left")
+        rows = rows.merge(sel.groupby(["layer", "head"]).size().rename(name).reset_index(), on=["layer", "head"],
+                          how="left")
     n_cols = [c for c in rows.columns if c.startswith("n_")]
     rows[n_cols] = rows[n_cols].fillna(0).astype(int)
     best = (real.sort_values(["q_value", "lift_heldout"], ascending=[True, False])
-            .groupby(["layer", "head"]).head(1)[["layer", "head", "probe", "group", "query_feature", "key_feature", "kind",
-                                                 "lift_heldout", "softmax_effect", "q_value"]])
+            .groupby(["layer", "head"]).head(1)[["layer", "head", "probe", "group", "query_feature", "key_feature",
+                                                 "kind", "lift_heldout", "softmax_effect", "q_value"]])
     best = best.rename(columns={c: f"best_{c}" for c in best.columns if c not in ("layer", "head")})
     return rows.merge(best, on=["layer", "head"], how="left")
 
@@ -121,7 +133,8 @@ def answers(hyp: pd.DataFrame) -> dict:
         "H1": {
             "n_tih": len(tih), "n_tih_with_cih": int((n_exact > 0).sum()),
             "n_tih_with_conceptual": int((tih["n_conceptual"] > 0).sum()),
-            "answer": "untestable (no TIH in the resolved layers)" if tih.empty else ("yes" if (n_exact > 0).all() else "no"),
+            "answer": ("untestable (no TIH in the resolved layers)" if tih.empty
+                       else "yes" if (n_exact > 0).all() else "no"),
         },
         "H2": {
             "n_non_tih": len(other), "n_non_tih_with_cih": int((other["n_cih"] > 0).sum()),
@@ -184,8 +197,8 @@ def summary(channels: pd.DataFrame, hyp: pd.DataFrame, exactness: dict, layers: 
         "cih_by_probe": channels[counted(channels)].groupby("probe").size().to_dict(),
         "kinds": confirmed.groupby(["probe", "kind"]).size().unstack(fill_value=0).to_dict(orient="index"),
         "layers_resolved": layers, "tih_threshold": params.induction.tih_threshold,
-        "criterion": {"alpha": c.alpha, "min_lift": c.min_lift, "min_effect": c.min_effect, "min_queries": c.min_queries,
-                      "min_support": c.min_support, "sink_share": c.sink_share},
+        "criterion": {"alpha": c.alpha, "min_lift": c.min_lift, "min_effect": c.min_effect,
+                      "min_queries": c.min_queries, "min_support": c.min_support, "sink_share": c.sink_share},
         **answers(hyp),
         "exactness": exactness,
         "max_residual": max(e["max_residual"] for per in exactness.values() for e in per.values()),
@@ -223,7 +236,8 @@ def run(model: HookedTransformer, saes: dict[int, SAE], params: Params, probes: 
         study.controls = run_controls(model, saes, probes, params, l0, cache)
         metrics["controls"] = control_counts(study.controls, params.controls.kinds)
     if checks:
-        study.causal = causal_effects(model, saes, channels[counted(channels)], probes, params.channels, params.engine, cache)
+        study.causal = causal_effects(model, saes, channels[counted(channels)], probes, params.channels, params.engine,
+                                      cache)
         metrics["causal"] = causal_summary(study.causal)
     return study
 

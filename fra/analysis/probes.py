@@ -30,9 +30,11 @@ class Probes:
     def __post_init__(self) -> None:
         n = len(self.seq)
         if not (len(self.query) == len(self.target) == len(self.group) == n) or n == 0:
-            raise FRAError(f"probe set `{self.kind}` needs one query, target and group per query and at least one query")
+            raise FRAError(f"probe set `{self.kind}` needs one query, target and group "
+                           "per query and at least one query")
         if not ((self.target >= 1) & (self.target < self.query)).all():
-            raise FRAError(f"probe set `{self.kind}`: every target must be a causal key after BOS (1 <= target < query)")
+            raise FRAError(f"probe set `{self.kind}`: every target must be a causal key "
+                           "after BOS (1 <= target < query)")
 
     @property
     def groups(self) -> list[str]:
@@ -47,7 +49,7 @@ class Probes:
 
 
 def repeated_random(
-    pool: Int[np.ndarray, "n_pool"], bos: int, n_seq: int, n_min: int, n_max: int, seed: int
+    pool: Int[np.ndarray, " n_pool"], bos: int, n_seq: int, n_min: int, n_max: int, seed: int
 ) -> Probes:
     """``[BOS] r_1..r_N r_1..r_N`` with N drawn per sequence from ``n_min..n_max`` (so no fixed offset).
 
@@ -57,7 +59,8 @@ def repeated_random(
     """
     pool = np.asarray(pool)
     if len(pool) < n_max or n_min < 2:
-        raise FRAError(f"repeats of {n_min}..{n_max} distinct tokens need n_min >= 2 and a vocabulary of at least {n_max}")
+        raise FRAError(f"repeats of {n_min}..{n_max} distinct tokens need n_min >= 2 and a "
+                       f"vocabulary of at least {n_max}")
     rng = np.random.default_rng(seed)
     parts = []
     for _ in range(n_seq):
@@ -92,7 +95,8 @@ def repeated_text(corpus: Int[Tensor, "seq pos"], bos: int, n_seq: int, n_min: i
     """
     body = corpus[:, 1:] if (corpus[:, 0] == bos).all() else corpus
     if body.shape[1] < 2 * n_max or n_min < 2:
-        raise FRAError(f"text windows of {n_min}..{n_max} tokens need n_min >= 2 and corpus rows of >= {2 * n_max} tokens")
+        raise FRAError(f"text windows of {n_min}..{n_max} tokens need n_min >= 2 and corpus "
+                       f"rows of >= {2 * n_max} tokens")
     rng = np.random.default_rng(seed)
     parts = []
     for _ in range(n_seq):
@@ -132,12 +136,9 @@ def single_token_ids(tokenizer, words: list[str]) -> dict[str, int]:
     return out
 
 
-def concept_templates(tokenizer, bos: int, n_seq: int, seed: int, n_episodes: int = 4, length: int = 64) -> Probes:
-    """``... x y ... x' -> y`` with x, x' a concept pair of :data:`CONCEPT_PAIRS`, grouped by family.
-
-    Filler words surround the episodes; y is a filler word; the query is x', its target the y
-    after x. Pairs whose words are not single tokens for ``tokenizer`` are left out.
-    """
+def concept_families(tokenizer) -> tuple[dict[str, list[tuple[int, int]]], list[int]]:
+    """The families of :data:`CONCEPT_PAIRS` with >= 2 pairs of single tokens, and the filler words' ids; both
+    empty when ``tokenizer`` does not write English as single tokens (no such family, or under 10 fillers)."""
     fillers = list(single_token_ids(tokenizer, [" " + w for w in FILLER_WORDS]).values())
     families = {}
     for family, pairs in CONCEPT_PAIRS.items():
@@ -145,7 +146,17 @@ def concept_templates(tokenizer, bos: int, n_seq: int, seed: int, n_episodes: in
         usable = [(ids[a], ids[b]) for a, b in pairs if a in ids and b in ids]
         if len(usable) >= 2:
             families[family] = usable
-    if not families or len(fillers) < 10:
+    return (families, fillers) if families and len(fillers) >= 10 else ({}, [])
+
+
+def concept_templates(tokenizer, bos: int, n_seq: int, seed: int, n_episodes: int = 4, length: int = 64) -> Probes:
+    """``... x y ... x' -> y`` with x, x' a concept pair of :data:`CONCEPT_PAIRS`, grouped by family.
+
+    Filler words surround the episodes; y is a filler word; the query is x', its target the y
+    after x. Pairs whose words are not single tokens for ``tokenizer`` are left out.
+    """
+    families, fillers = concept_families(tokenizer)
+    if not families:
         raise FRAError("no concept-pair family of English tokenizes to single tokens with this tokenizer; extend "
                        "CONCEPT_PAIRS, or for the planted world pass --ground-truth (its concept probes replace them)")
     rng = np.random.default_rng(seed)

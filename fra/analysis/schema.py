@@ -42,12 +42,13 @@ CHANNELS = Table("channels.csv", {
     "query_feature": "SAE feature a at the query position",
     "key_feature": "SAE feature b at the key position",
     "support": "discovery: the channel's share of the head's |score| terms at the induction target, where present",
-    "channel_induction_discovery": "discovery CI: sum of the channel at the targets / sum of its |value| over causal keys",
+    "channel_induction_discovery": "discovery CI: sum of the channel at the targets / sum "
+                                   "of its |value| over causal keys",
     "p_discovery": "discovery one-sided permutation p-value of the channel's sum at the targets",
     "support_heldout": "support on held-out probes",
     "channel_induction_heldout": "held-out channel induction score CI, in [-1, 1]",
-    "null_channel_induction_heldout": "held-out CI expected under the null (target redrawn among the causal keys after BOS, "
-                                      "the target included)",
+    "null_channel_induction_heldout": "held-out CI expected under the null (target redrawn among the causal keys "
+                                      "after BOS, the target included)",
     "lift_heldout": "effect size: held-out CI minus the null's CI",
     "softmax_effect": "held-out mean drop of attention to the target when the channel is removed from the scores",
     "p_value": "held-out one-sided permutation p-value",
@@ -58,7 +59,8 @@ CHANNELS = Table("channels.csv", {
               ">= min_queries held-out targets",
     "query_sink_share": "share of the query feature's activation on BOS / position 0 / special tokens (corpus)",
     "key_sink_share": "the same for the key feature",
-    "query_token_share": "share of the query feature's activation on the current token that carries most of it (corpus)",
+    "query_token_share": "share of the query feature's activation on the current token "
+                         "that carries most of it (corpus)",
     "key_token_share": "share of the key feature's activation on the previous token that carries most of it (corpus)",
     "kind": "confirmed channels only: sink (a feature with sink share >= sink_share), conceptual (confirmed where the "
             "earlier occurrence is another token of the concept) or token (confirmed on exact repeats)",

@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 from jaxtyping import Float, Int
 from scipy import stats
+from scipy.stats import mstats
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
@@ -30,8 +31,8 @@ def forward(model: HookedTransformer, tokens: Int[Tensor, " pos"]
     with torch.inference_mode():
         logits, cache = model.run_with_cache(tokens[None].to(model.cfg.device),
                                              names_filter=lambda n: n.endswith("hook_pattern"))
-        return logits[0].cpu(), torch.stack([cache[f"blocks.{l}.attn.hook_pattern"][0].cpu()
-                                             for l in range(model.cfg.n_layers)])
+        return logits[0].cpu(), torch.stack([cache[f"blocks.{layer}.attn.hook_pattern"][0].cpu()
+                                             for layer in range(model.cfg.n_layers)])
 
 
 def patterns(model: HookedTransformer, tokens: Int[Tensor, " pos"]) -> Float[Tensor, "layer head pos pos"]:
@@ -52,9 +53,9 @@ def sentence_attention(pattern: Float[Tensor, "*batch pos pos"], sentence_of: In
 
     NaN where ``j > i`` (non-causal) and for empty sentences; tokens with sentence -1 are ignored.
     """
-    O = one_hot(sentence_of, n_sentences, pattern.dtype).to(pattern.device)  # [pos S]
-    n = O.sum(0)  # tokens per sentence
-    sums = O.T @ (pattern @ O)  # [*batch S S]
+    in_sentence = one_hot(sentence_of, n_sentences, pattern.dtype).to(pattern.device)  # [pos S]
+    n = in_sentence.sum(0)  # tokens per sentence
+    sums = in_sentence.T @ (pattern @ in_sentence)  # [*batch S S]
     M = sums / (n[:, None] * n[None, :])
     causal = torch.ones(n_sentences, n_sentences, dtype=torch.bool, device=pattern.device).tril()
     return M.masked_fill(~causal, float("nan"))
@@ -72,22 +73,15 @@ def vertical_scores(M: Float[Tensor, "*batch S S"], proximity: int = 4) -> Float
 
 
 def kurtosis(v: Float[Tensor, "*batch S"]) -> Float[Tensor, "*batch"]:
-    """Excess (Fisher, biased) kurtosis across the last axis, ignoring NaNs, as
-    ``scipy.stats.kurtosis(v, axis=-1, fisher=True, bias=True, nan_policy="omit")``.
-
-    NaN where fewer than 4 values are finite or the variance is zero (scipy's test, ``m2 <= (eps * mean)**2``).
-    """
-    x = v.double()
-    ok = torch.isfinite(x)
-    n = ok.sum(-1)
-    x0 = torch.where(ok, x, 0.0)
-    mean = x0.sum(-1) / n
-    d = torch.where(ok, x - mean[..., None], 0.0)
-    m2 = (d ** 2).sum(-1) / n
-    m4 = (d ** 4).sum(-1) / n
-    zero = m2 <= (torch.finfo(torch.float64).eps * mean) ** 2
-    k = m4 / m2 ** 2 - 3.0
-    return k.masked_fill(zero | (n < 4), float("nan")).to(v.dtype if v.is_floating_point() else torch.float64)
+    """Excess (Fisher, biased) kurtosis across the last axis, ignoring NaNs (``scipy.stats.mstats.kurtosis``, the
+    vectorised form of ``scipy.stats.kurtosis(..., nan_policy="omit")``); NaN where fewer than 4 values are finite
+    or they are all equal."""
+    x = np.ma.masked_invalid(v.double().numpy())
+    k = torch.as_tensor(np.ma.filled(mstats.kurtosis(x, axis=-1, fisher=True, bias=True).astype(float), np.nan))
+    finite = torch.isfinite(v)
+    constant = torch.where(finite, v, -torch.inf).amax(-1) == torch.where(finite, v, torch.inf).amin(-1)
+    return k.masked_fill((finite.sum(-1) < 4) | constant, float("nan")).to(
+        v.dtype if v.is_floating_point() else torch.float64)
 
 
 SPLITS = ("discovery", "heldout")

@@ -27,8 +27,8 @@ from fra.cot.anchors import one_hot
 def sentence_ends(sentence_of: Int[Tensor, " pos"], n_sentences: int) -> Int[Tensor, " S"]:
     """One past the last token of every sentence; 0 for an empty sentence."""
     pos = torch.arange(len(sentence_of))
-    O = one_hot(sentence_of, n_sentences, torch.bool)
-    return torch.where(O, pos[:, None] + 1, 0).amax(0)
+    in_sentence = one_hot(sentence_of, n_sentences, torch.bool)
+    return torch.where(in_sentence, pos[:, None] + 1, 0).amax(0)
 
 
 def suppression_masks(sentence_of: Int[Tensor, " pos"], js: Sequence[int], ends: Int[Tensor, " S"]
@@ -53,8 +53,8 @@ def suppression_hooks(mask: Bool[Tensor, "batch 1 pos pos"], n_layers: int) -> l
         # keeps itself as a key) and TransformerLens zeroes NaN rows itself; this is a safeguard for other versions.
         return torch.nan_to_num(pattern, nan=0.0)
 
-    hooks = [(f"blocks.{l}.attn.hook_attn_scores", suppress) for l in range(n_layers)]
-    return hooks + [(f"blocks.{l}.attn.hook_pattern", no_nan) for l in range(n_layers)]
+    hooks = [(f"blocks.{layer}.attn.hook_attn_scores", suppress) for layer in range(n_layers)]
+    return hooks + [(f"blocks.{layer}.attn.hook_pattern", no_nan) for layer in range(n_layers)]
 
 
 def kl_rows(base: Float[Tensor, "pos vocab"], logits: Float[Tensor, "batch pos vocab"]) -> Float[Tensor, "batch pos"]:
@@ -110,8 +110,8 @@ def suppression_kl(model: HookedTransformer, tokens: Int[Tensor, " pos"], senten
 
 def sentence_kl(D: Float[Tensor, "S pos"], sentence_of: Int[Tensor, " pos"], n_sentences: int) -> Float[Tensor, "S S"]:
     """:func:`suppression_kl` from the per-token KL ``D`` of :func:`token_kl`."""
-    O = one_hot(sentence_of, n_sentences, torch.float64)  # [pos i]
-    KL = (torch.nan_to_num(D) @ O / O.sum(0)).T  # [i j]
+    in_sentence = one_hot(sentence_of, n_sentences, torch.float64)  # [pos i]
+    KL = (torch.nan_to_num(D) @ in_sentence / in_sentence.sum(0)).T  # [i j]
     later = torch.ones(n_sentences, n_sentences, dtype=torch.bool).tril(-1)
     return KL.masked_fill(~later | D.isnan().all(-1)[None, :], float("nan"))
 

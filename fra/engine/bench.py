@@ -85,27 +85,28 @@ def _tokens(batch: int, n_tokens: int, device: str, seed: int = 0) -> Int[Tensor
     return torch.randint(0, 1024, (batch, n_tokens), generator=torch.Generator().manual_seed(seed)).to(device)
 
 
-def _fitting_batch(model: HookedTransformer, sae: TopKSAE, n_tokens: int, cfg: EngineConfig, device: str) -> tuple[int, float, int]:
+def _fitting_batch(model: HookedTransformer, sae: TopKSAE, n_tokens: int, cfg: EngineConfig, device: str
+                   ) -> tuple[int, float, int]:
     """Resolve 2 (the warm-up), 4 and 8 sequences, each then passing its pair blocks (which form its slot vectors).
     Returns the batch whose resolve fits in half the free memory, from the fixed part of the last two peaks and their
     growth per sequence (at least what a result holds per sequence), that growth in MiB, and the free MiB."""
     peaks, held = {}, 0.0
     for b in (2, 4, 8):
         base = _reset_peak(device)
-        fra = resolve(model, sae, _tokens(b, n_tokens, device, seed=b), 0, cfg=cfg)
-        for _ in fra.head_blocks():
+        resolved = resolve(model, sae, _tokens(b, n_tokens, device, seed=b), 0, cfg=cfg)
+        for _ in resolved.head_blocks():
             pass
         peaks[b] = _peak(device) - base
-        held = sum(t.numel() * t.element_size() for s in (fra.q, fra.k)
+        held = sum(t.numel() * t.element_size() for s in (resolved.q, resolved.k)
                    for t in (s.feat, s.ids, s.coef, *s.dense.values())) / b  # the projected dictionary U is fixed
-        del fra, _
+        del resolved, _
     per_seq = max((peaks[8] - peaks[4]) / 4, held)
     fixed = max(peaks[4] - 4 * per_seq, 0)
     free = free_mib(device)
     return max(1, int(((free << 20) / 2 - fixed) // per_seq)), per_seq / 2**20, free
 
 
-def _check(fra: FRA, model: HookedTransformer, sae: TopKSAE, tokens: Tensor, n_pairs: int,
+def _check(resolved: FRA, model: HookedTransformer, sae: TopKSAE, tokens: Tensor, n_pairs: int,
            rng: random.Random) -> tuple[float, float, float, list[int]]:
     """Largest |engine - reference| and |reference| on ``n_pairs`` sampled (sequence, head, query, key), the
     first from the batch's last sequence, every pair-block value recomputed; plus ``sum |FRA|`` and the sequences."""
@@ -114,15 +115,15 @@ def _check(fra: FRA, model: HookedTransformer, sae: TopKSAE, tokens: Tensor, n_p
     refs = {b: reference_inputs(model, sae, tokens[b], 0) for b in seqs}
     want = {}
     for n in range(n_pairs):
-        b, h = B - 1 if n == 0 else rng.choice(seqs), rng.randrange(len(fra.heads))
+        b, h = B - 1 if n == 0 else rng.choice(seqs), rng.randrange(len(resolved.heads))
         i, j = sorted((rng.randrange(P), rng.randrange(P)), reverse=True)
-        r = analyze_feature_attention_interactions(model, sae, refs[b], 0, fra.heads[h], i, j)
-        slots_q = {a: s for s, a in enumerate(fra.feature_ids[b, i].tolist()) if a >= 0}
-        slots_k = {a: s for s, a in enumerate(fra.feature_ids[b, j].tolist()) if a >= 0}
+        r = analyze_feature_attention_interactions(model, sae, refs[b], 0, resolved.heads[h], i, j)
+        slots_q = {a: s for s, a in enumerate(resolved.feature_ids[b, i].tolist()) if a >= 0}
+        slots_k = {a: s for s, a in enumerate(resolved.feature_ids[b, j].tolist()) if a >= 0}
         want[b, h, i, j] = ([slots_q[int(a)] for a in r["query_active_features"]],
                             [slots_k[int(a)] for a in r["key_active_features"]], r["interaction_matrix"])
     max_diff, max_val, checksum = 0.0, 0.0, 0.0
-    for hs, i0, i1, vals in fra.head_blocks():  # recompute block by block: never hold them all
+    for hs, i0, i1, vals in resolved.head_blocks():  # recompute block by block: never hold them all
         checksum += float(vals.abs().sum())
         for (b, h, i, j), (qa, kb, m) in want.items():
             if hs.start <= h < hs.stop and i0 <= i < i1:
@@ -179,17 +180,17 @@ def bench(*, d_model: int = 768, d_sae: int = 24576, n_heads: int = 12, n_tokens
         label = f"batch {B}" + (" (auto)" if B == fits and "auto" in batches else "")
         base = _reset_peak(device)
         start = time.perf_counter()
-        fra = resolve(model, sae, tokens[:B], 0, cfg=cfg)
+        resolved = resolve(model, sae, tokens[:B], 0, cfg=cfg)
         synchronize(device)
         t_factor = time.perf_counter() - start
         start = time.perf_counter()  # every block's values are computed (and then dropped)
         blocks = [(hs.stop - hs.start, i1 - i0, vals.numel() * vals.element_size())
-                  for hs, i0, i1, vals in fra.head_blocks()]
+                  for hs, i0, i1, vals in resolved.head_blocks()]
         synchronize(device)
         t_pairs = time.perf_counter() - start
         peak = (_peak(device) - base) / 2**20
         t = t_factor + t_pairs
-        K = fra.feature_ids.shape[-1]
+        K = resolved.feature_ids.shape[-1]
         gflops = 2 * B * pairs_per_seq * K * K * E / t_pairs / 1e9
         rate = B * pairs_per_seq / t
         print(f"{label}: engine {t:.3f} s (factors {t_factor:.3f} s, pair blocks {t_pairs:.3f} s) -> {B / t:.2f} "
@@ -198,12 +199,13 @@ def bench(*, d_model: int = 768, d_sae: int = 24576, n_heads: int = 12, n_tokens
         heads, queries, largest = (max(b[n] for b in blocks) for n in range(3))
         print(f"{label}: pair blocks {gflops:.1f} GFLOP/s = {gflops * 1e9 / mm:.0%} of the plain matmul; {len(blocks)} "
               f"blocks of up to {heads} heads x {queries} queries (largest {largest / 2**20:.1f} MiB, budget "
-              f"{fra.block_mib} MiB{' (auto)' if block_mib == 'auto' else ''}); peak memory {peak:.0f} MiB above the start ({where})")
-        diff, val, checksum, seqs = _check(fra, model, sae, tokens[:B], ref_pairs, rng)
+              f"{resolved.block_mib} MiB{' (auto)' if block_mib == 'auto' else ''}); peak memory {peak:.0f} "
+              f"MiB above the start ({where})")
+        diff, val, checksum, seqs = _check(resolved, model, sae, tokens[:B], ref_pairs, rng)
         print(f"{label}: identical results: max |engine - reference| = {diff:.2e} on {ref_pairs} pairs of sequences "
               f"{', '.join(map(str, seqs))} (max |value| {val:.2e}); checksum sum|FRA| = {checksum:.6e}")
         rows.append((label.removeprefix("batch "), t, B / t, rate, gflops, gflops * 1e9 / mm))
-        del fra
+        del resolved
     print(f"sweep ({device}, same run):\n{'batch':>10} {'seconds':>9} {'sequences/s':>12} {'head-pairs/s':>13} "
           f"{'pair GFLOP/s':>13} {'of matmul':>10}")
     for label, t, seq_rate, rate, gflops, share in rows:

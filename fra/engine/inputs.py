@@ -37,12 +37,14 @@ def check_architecture(model: HookedTransformer) -> None:
         problems.append("use_logn_attn rescales queries by position")
     if getattr(cfg, "attn_scores_soft_cap", -1.0) > 0:
         problems.append("attn_scores_soft_cap applies tanh to the scores")
-    if getattr(cfg, "use_qk_norm", False) or cfg.original_architecture in ("OlmoeForCausalLM", "Olmo2ForCausalLM", "Olmo3ForCausalLM"):
+    if (getattr(cfg, "use_qk_norm", False)
+            or cfg.original_architecture in ("OlmoeForCausalLM", "Olmo2ForCausalLM", "Olmo3ForCausalLM")):
         problems.append("QK-norm normalises queries and keys (use_qk_norm)")
     if "local" in (getattr(cfg, "attn_types", None) or []):
         problems.append("local (windowed) attention layers mask keys by a window (attn_types with 'local')")
     if getattr(cfg, "use_split_qkv_input", False) or getattr(cfg, "use_attn_in", False):
-        problems.append("use_split_qkv_input / use_attn_in give each head its own input, not the residual the SAE reads")
+        problems.append("use_split_qkv_input / use_attn_in give each head its own input, "
+                        "not the residual the SAE reads")
     if problems:
         raise FRAError("FRA cannot resolve this model's attention exactly: " + "; ".join(problems) + ". Supported: "
                        "standard, shortformer and rotary positions, LN / LNPre / RMS / RMSPre / no normalisation, "
@@ -122,8 +124,8 @@ def read_layers(model: HookedTransformer, saes: dict[int, SAE], tokens: Tensor) 
         else:
             scale = torch.ones(tokens.shape, dtype=sae_in.dtype, device=sae_in.device)
         out[layer] = AttentionInputs(
-            layer=layer, hook=hook, tokens=tokens, sae_in=sae_in, scale=scale, center=on_resid and norm in ("LN", "LNPre"),
-            pos_embed=cache["hook_pos_embed"] if shortformer else None,
+            layer=layer, hook=hook, tokens=tokens, sae_in=sae_in, scale=scale,
+            center=on_resid and norm in ("LN", "LNPre"), pos_embed=cache["hook_pos_embed"] if shortformer else None,
             scores=cache[f"blocks.{layer}.attn.hook_attn_scores"],
         )
     return out

@@ -37,7 +37,8 @@ def reference_inputs(model: HookedTransformer, sae: SAE, tokens: Tensor, layer: 
     )
 
 
-def _project(model: HookedTransformer, layer: int, vecs: Tensor, s: Tensor, center: bool, W: Tensor, pos: int) -> Tensor:
+def _project(model: HookedTransformer, layer: int, vecs: Tensor, s: Tensor, center: bool, W: Tensor, pos: int
+             ) -> Tensor:
     """ln1 (frozen at scale s, without its bias) then W, then rotate to position ``pos`` for RoPE."""
     if center:
         vecs = vecs - vecs.mean(-1, keepdim=True)
@@ -54,7 +55,8 @@ def _project(model: HookedTransformer, layer: int, vecs: Tensor, s: Tensor, cent
 
 
 def analyze_feature_attention_interactions(
-    model: HookedTransformer, sae: SAE, inputs: ReferenceInputs, layer: int, head: int, query_position: int, key_position: int
+    model: HookedTransformer, sae: SAE, inputs: ReferenceInputs, layer: int, head: int, query_position: int,
+    key_position: int
 ) -> dict[str, Tensor]:
     """Feature x feature contributions to the score of ``head`` between two positions."""
     attn = model.blocks[layer].attn
@@ -62,8 +64,10 @@ def analyze_feature_attention_interactions(
     f_k = inputs.f_act[key_position]
     q_active = torch.where(f_q != 0)[0]
     k_active = torch.where(f_k != 0)[0]
-    u = _project(model, layer, sae.W_dec[q_active], inputs.scale[query_position], inputs.center, attn.W_Q[head], query_position)
-    v = _project(model, layer, sae.W_dec[k_active], inputs.scale[key_position], inputs.center, attn.W_K[head], key_position)
+    u = _project(model, layer, sae.W_dec[q_active], inputs.scale[query_position], inputs.center, attn.W_Q[head],
+                 query_position)
+    v = _project(model, layer, sae.W_dec[k_active], inputs.scale[key_position], inputs.center, attn.W_K[head],
+                 key_position)
     unscaled = (u @ v.T) / attn.attn_scale
     scaling = f_q[q_active][:, None] * f_k[k_active][None, :]
     return {

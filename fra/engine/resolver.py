@@ -38,7 +38,8 @@ from fra.saes.loading import sae_hook_name
 
 @dataclass
 class ActiveFeatures:
-    """The active (and kept) features of every position, largest |activation| first, padded to K slots (id -1, act 0)."""
+    """The active (and kept) features of every position, largest |activation| first, padded to K slots
+    (id -1, act 0)."""
 
     ids: Int[Tensor, "batch pos K"]
     acts: Float[Tensor, "batch pos K"]
@@ -126,11 +127,13 @@ class Projections:
 
     def check(self, model: HookedTransformer, sae: SAE, layer: int, heads: tuple[int, ...], center: bool) -> None:
         """Refuse projections made for another model, SAE, layer, head set or input normalisation."""
-        if self.model is not model or self.sae is not sae or (self.layer, self.heads, self.center) != (layer, heads, center):
-            raise FRAError(f"the feature projections were made for layer {self.layer}, heads {self.heads}, centering "
-                           f"{self.center}{'' if self.model is model and self.sae is sae else ' of another model or SAE'}; "
-                           f"this call resolves layer {layer}, heads {heads}, centering {center}: pass projections made "
-                           "for it (or none)")
+        if (self.model is not model or self.sae is not sae
+                or (self.layer, self.heads, self.center) != (layer, heads, center)):
+            raise FRAError(f"the feature projections were made for layer {self.layer}, heads {self.heads}, "
+                           f"centering {self.center}"
+                           f"{'' if self.model is model and self.sae is sae else ' of another model or SAE'}; "
+                           f"this call resolves layer {layer}, heads {heads}, centering {center}: pass projections "
+                           "made for it (or none)")
 
     def P(self, v: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_model"]:
         return v - v.mean(-1, keepdim=True) if self.center else v
@@ -149,7 +152,8 @@ class Projections:
 
 def _side(U: Float[Tensor, "head d_sae d_head"], known: Bool[Tensor, " d_sae"], W: Float[Tensor, "head d_model d_head"],
           b: Float[Tensor, "head d_head"], feats: ActiveFeatures, inputs: AttentionInputs,
-          dense_sae: dict[str, Float[Tensor, "*batch_pos d_model"]], rotation: Rotation, P: Callable[[Tensor], Tensor]) -> Side:
+          dense_sae: dict[str, Float[Tensor, "*batch_pos d_model"]], rotation: Rotation,
+          P: Callable[[Tensor], Tensor]) -> Side:
     """One side (query or key): factored feature slots and every dense component through W, scaled and rotated
     (a component given as one vector, as b_dec, is projected once)."""
     s = inputs.scale
@@ -188,9 +192,11 @@ def resolve(
     check_heads(model, heads)
     if inputs is None:
         inputs = read_inputs(model, sae, tokens, layer)
-    elif (inputs.layer, inputs.hook) != (layer, sae_hook_name(sae)) or not torch.equal(inputs.tokens.cpu(), tokens.cpu()):
-        raise FRAError(f"the attention inputs were read for layer {inputs.layer} at {inputs.hook} on other tokens or hooks than "
-                       f"layer {layer}'s SAE ({sae_hook_name(sae)}) on these tokens; read them with read_layers")
+    elif ((inputs.layer, inputs.hook) != (layer, sae_hook_name(sae))
+          or not torch.equal(inputs.tokens.cpu(), tokens.cpu())):
+        raise FRAError(f"the attention inputs were read for layer {inputs.layer} at {inputs.hook} on other tokens or "
+                       f"hooks than layer {layer}'s SAE ({sae_hook_name(sae)}) on these tokens; "
+                       "read them with read_layers")
     if projections is None:
         projections = Projections(model, sae, layer, heads, inputs.center)
     projections.check(model, sae, layer, heads, inputs.center)
@@ -198,8 +204,8 @@ def resolve(
     with torch.inference_mode():
         every = encode(sae, inputs.sae_in) if features is None else features
         if every.ids.shape[:2] != inputs.tokens.shape:
-            raise FRAError(f"the active features cover {tuple(every.ids.shape[:2])} positions, the inputs {tuple(inputs.tokens.shape)}; "
-                           "encode these inputs")
+            raise FRAError(f"the active features cover {tuple(every.ids.shape[:2])} positions, the inputs "
+                           f"{tuple(inputs.tokens.shape)}; encode these inputs")
         masks = keep_masks(every, cfg)
         recon = decode(every, sae.W_dec) + sae.b_dec
         dense_sae = {"b_dec": sae.b_dec, "error": inputs.sae_in - recon}
@@ -211,8 +217,10 @@ def resolve(
 
         rotation = Rotation(model, layer, inputs.tokens.shape[1])
         P = projections.P
-        q = _side(projections.q, projections.done, projections.W_Q, projections.b_Q, kept, inputs, dense_sae, rotation, P)
-        k = _side(projections.k, projections.done, projections.W_K, projections.b_K, kept, inputs, dense_sae, rotation, P)
+        q = _side(projections.q, projections.done, projections.W_Q, projections.b_Q, kept, inputs, dense_sae,
+                  rotation, P)
+        k = _side(projections.k, projections.done, projections.W_K, projections.b_K, kept, inputs, dense_sae,
+                  rotation, P)
         if inputs.pos_embed is not None:  # shortformer: p_i enters after ln1, through the raw W_Q/W_K
             q.dense["pos"] = torch.einsum("bpd,hde->bphe", inputs.pos_embed, attn.W_Q[list(heads)])
             k.dense["pos"] = torch.einsum("bpd,hde->bphe", inputs.pos_embed, attn.W_K[list(heads)])
@@ -239,7 +247,8 @@ def resolve(
 
 
 def _removed_shares(inputs: AttentionInputs, every: ActiveFeatures, masks: dict[str, Bool[Tensor, "batch pos K"]],
-                    projections: Projections, rotation: Rotation, heads: tuple[int, ...], cfg: EngineConfig) -> dict[str, float]:
+                    projections: Projections, rotation: Rotation, heads: tuple[int, ...], cfg: EngineConfig
+                    ) -> dict[str, float]:
     """Share of the untruncated sum of |FRA[i, j, a, b]| that each truncation option removes."""
     with torch.inference_mode():
         coef = every.acts / inputs.scale[..., None]
@@ -247,7 +256,8 @@ def _removed_shares(inputs: AttentionInputs, every: ActiveFeatures, masks: dict[
         k = Side(U=projections.k, known=projections.done, ids=every.ids, coef=coef, dense={}, rotation=rotation)
         full = FRA(
             tokens=inputs.tokens, layer=inputs.layer, heads=heads, feature_ids=every.ids, feature_acts=every.acts,
-            q=q, k=k, attn_scale=1.0, scores=inputs.scores, scale=inputs.scale, q_block=cfg.q_block, block_mib=cfg.block_mib,
+            q=q, k=k, attn_scale=1.0, scores=inputs.scores, scale=inputs.scale, q_block=cfg.q_block,
+            block_mib=cfg.block_mib,
         )
         total = 0.0
         removed = dict.fromkeys(masks, 0.0)

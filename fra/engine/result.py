@@ -61,7 +61,8 @@ class Side:
 
     def head(self, slot: int) -> "Side":
         """The components of the head in ``slot`` only."""
-        return dataclasses.replace(self, U=self.U[slot:slot + 1], dense={n: v[:, :, slot:slot + 1] for n, v in self.dense.items()})
+        return dataclasses.replace(self, U=self.U[slot:slot + 1],
+                                   dense={n: v[:, :, slot:slot + 1] for n, v in self.dense.items()})
 
     def row(self, f: Int[Tensor, " M"]) -> Int[Tensor, " M"]:
         """Rows of ``U`` for features ``f``: their own once projected, else row 0 (such a feature is active nowhere
@@ -76,7 +77,8 @@ class Side:
             p = self.source[b, p]
         idx = (b, p) if k is None else (b, p, k)
         f = self.ids[idx].clamp(min=0)
-        v = self.U.index_select(1, f.flatten()).view(self.U.shape[0], *f.shape, self.U.shape[2]).mul_(self.coef[idx][..., None])
+        v = (self.U.index_select(1, f.flatten()).view(self.U.shape[0], *f.shape, self.U.shape[2])
+             .mul_(self.coef[idx][..., None]))
         return self.rotation.rows(v, p if k is not None else p[:, None]) if self.rotation.on else v
 
     def amount(self, f: Int[Tensor, " M"]) -> Float[Tensor, "batch M pos"]:
@@ -157,7 +159,8 @@ class FRA:
         """
         B, P = self.feature_ids.shape[:2]
         perm = torch.cat([torch.zeros(B, 1, dtype=torch.long),
-                          1 + torch.argsort(torch.rand(B, P - 1, generator=generator), dim=1)], 1).to(self.feature_ids.device)
+                          1 + torch.argsort(torch.rand(B, P - 1, generator=generator), dim=1)],
+                         1).to(self.feature_ids.device)
         rows = torch.arange(B, device=perm.device)[:, None]
         source = perm if self.k.source is None else self.k.source[rows, perm]
         return dataclasses.replace(self, k=dataclasses.replace(self.k, source=source), key_ids=self.k_ids[rows, perm])
@@ -185,7 +188,8 @@ class FRA:
         for _, i0, i1, vals in self.head_blocks(q_block, split_heads=False):
             yield i0, i1, vals
 
-    def head_blocks(self, q_block: int | None = None, split_heads: bool = True) -> Iterator[tuple[slice, int, int, Tensor]]:
+    def head_blocks(self, q_block: int | None = None, split_heads: bool = True
+                    ) -> Iterator[tuple[slice, int, int, Tensor]]:
         """Yield ``(heads, i0, i1, values)`` with ``values[b, h - heads.start, i - i0, j, a_slot, b_slot]`` for the
         head slots ``heads`` and keys j < i1, every sequence of the batch in each block.
 
@@ -248,7 +252,8 @@ class FRA:
         with torch.inference_mode():
             q, k = self.q.vectors(b, i), self.k.vectors(b, j)  # [head, n, K, d_head]
             H, n, K, E = q.shape
-            return (q.reshape(H * n, K, E) @ k.reshape(H * n, K, E).transpose(1, 2)).view(H, n, K, K).transpose(0, 1) / self.attn_scale
+            return ((q.reshape(H * n, K, E) @ k.reshape(H * n, K, E).transpose(1, 2)).view(H, n, K, K).transpose(0, 1)
+                    / self.attn_scale)
 
     def remainder_at(self, b: Tensor, i: Tensor, j: Tensor) -> dict[str, Float[Tensor, "n head"]]:
         """Every dense term at a list of (sequence, query, key) triples."""
@@ -289,7 +294,8 @@ class FRA:
 
         Columns: batch, head (model index), query, key, query_feature, key_feature, value.
         """
-        cols: dict[str, list[Tensor]] = {c: [] for c in ("batch", "head", "query", "key", "query_feature", "key_feature", "value")}
+        cols: dict[str, list[Tensor]] = {
+            c: [] for c in ("batch", "head", "query", "key", "query_feature", "key_feature", "value")}
         heads = torch.tensor(self.heads, device=self.tokens.device)
         for i0, _, vals in self.pair_blocks():
             b, h, i, j, sa, sb = torch.nonzero((vals.abs() > min_abs) & (vals != 0), as_tuple=True)
@@ -308,12 +314,15 @@ class FRA:
         Zero where a_m is not active at i or b_m not at j; entries above the diagonal are not masked.
         """
         with torch.inference_mode():
-            return torch.einsum("bmie,bmje->bmij", self.q.feature_rows(slot, a), self.k.feature_rows(slot, b)) / self.attn_scale
+            return (torch.einsum("bmie,bmje->bmij", self.q.feature_rows(slot, a), self.k.feature_rows(slot, b))
+                    / self.attn_scale)
 
     def channel_rows(self, slot: int | Int[Tensor, " M"], seq: Int[Tensor, " n"], query: Int[Tensor, " n"],
-                     a: Int[Tensor, " M"], b: Int[Tensor, " M"]) -> tuple[Int[Tensor, " R"], Int[Tensor, " R"], Float[Tensor, "R pos"]]:
+                     a: Int[Tensor, " M"], b: Int[Tensor, " M"]
+                     ) -> tuple[Int[Tensor, " R"], Int[Tensor, " R"], Float[Tensor, "R pos"]]:
         """The rows ``C_m[seq_n, query_n, :]`` of :meth:`channel` where they can be nonzero: one per (n, m) with
-        query feature ``a_m`` active at ``(seq_n, query_n)``. Returns ``(n, m, rows)``; never forms a ``[pos, pos]`` map.
+        query feature ``a_m`` active at ``(seq_n, query_n)``. Returns ``(n, m, rows)``; never forms a ``[pos, pos]``
+        map.
         A feature holds at most one slot per position (``fra.engine.resolver.active_features``), so rows are distinct.
         ``slot`` is the head slot of every channel, or one per channel. Without rotary positions a row is one dot
         product times the key feature's coefficients, ``C[q, j] = (q_a . U_b) coef_b(j)``.
@@ -331,7 +340,8 @@ class FRA:
                 rows = (qv * u[m]).sum(-1, keepdim=True) * self.k.amount(b)[seq[n], m]
         return n, m, rows / self.attn_scale
 
-    def channel_pairs(self, slot: int, a: int, b: int) -> tuple[Int[Tensor, "m_q 3"], Int[Tensor, "m_k 3"], Float[Tensor, "m_q m_k"]]:
+    def channel_pairs(self, slot: int, a: int, b: int
+                      ) -> tuple[Int[Tensor, "m_q 3"], Int[Tensor, "m_k 3"], Float[Tensor, "m_q m_k"]]:
         """Every occurrence of query feature ``a`` and key feature ``b`` as ``(seq, pos, slot)`` rows, and
         ``FRA[i, j, a, b]`` between them (zero across sequences and for j > i)."""
         qa, kb = (self.feature_ids == a).nonzero(), (self.k_ids == b).nonzero()
@@ -355,7 +365,8 @@ class FRA:
             v = vals[batch, slot].cpu()  # [I, J, K, K]
             i, j, sa, sb = torch.nonzero(v, as_tuple=True)
             val = v[i, j, sa, sb]
-            uniq, inv, (t, at, c) = segment_sums(ids[i + i0, sa] * d + kids[j, sb], val, val.abs(), torch.ones_like(val))
+            uniq, inv, (t, at, c) = segment_sums(ids[i + i0, sa] * d + kids[j, sb], val, val.abs(),
+                                                 torch.ones_like(val))
             keys.append(uniq), total.append(t), abs_total.append(at), count.append(c)
             first = first_largest(inv, val, len(uniq))
             best_val.append(val[first]), best_q.append(i[first] + i0), best_k.append(j[first])

@@ -1,4 +1,5 @@
-"""RoPE as the model applies it (``attn.apply_rotary``), for vectors at any positions, from tables fixed at resolve time."""
+"""RoPE as the model applies it (``attn.apply_rotary``), for vectors at any positions, from tables fixed at resolve
+time."""
 
 from __future__ import annotations
 

@@ -24,7 +24,8 @@ N_TOP = 4  # top activations per card
 
 def card(top: list[list], profile: dict | None, label: str | None, strings: Strings) -> dict:
     """One card from ``[act, left, token, right]`` strings (as :func:`fra.analysis.features.cards_from_acts` gives)."""
-    out = {"top": [[rounded(act, 4), strings.ids(left), strings.id(tok), strings.ids(right)] for act, left, tok, right in top]}
+    out = {"top": [[rounded(act, 4), strings.ids(left), strings.id(tok), strings.ids(right)]
+                   for act, left, tok, right in top]}
     out.update({k: rounded(float(profile[k]), 3) for k in PROFILE} if profile else {})
     if label:
         out["label"] = label

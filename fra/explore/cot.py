@@ -12,7 +12,8 @@ from fra.errors import FRAError
 from fra.explore.encode import clean, packed, page
 
 FIX = "rerun `dvc repro cot` (fra cot writes results/<model>/cot/trace_view.json)"
-KEYS = ["trace", "problem", "split", "proximity", "n_layers", "n_heads", "sentences", "vertical", "receivers", "resolved", "cards"]
+KEYS = ["trace", "problem", "split", "proximity", "n_layers", "n_heads", "sentences", "vertical", "receivers",
+        "resolved", "cards"]
 SENTENCE = ["text", "kind", "anchor", "vertical"]
 CHANNEL = ["query_feature", "key_feature", "confirmed", "by_sentence"]
 
@@ -36,7 +37,8 @@ def check_view(view: dict) -> None:
     except (TypeError, ValueError):
         shape = "ragged"
     if shape != (L, H, S):
-        raise FRAError(f"trace view: 'vertical' has shape {shape}, expected (n_layers, n_heads, sentences) = {(L, H, S)}; {FIX}")
+        raise FRAError(f"trace view: 'vertical' has shape {shape}, expected (n_layers, n_heads, "
+                       f"sentences) = {(L, H, S)}; {FIX}")
     for r, (layer, head) in enumerate(view["receivers"]):
         if not (0 <= layer < L and 0 <= head < H):
             raise FRAError(f"trace view: receivers[{r}] = L{layer}.H{head} is outside {L} layers x {H} heads; {FIX}")
@@ -62,5 +64,6 @@ def cot_page(view: dict, names: dict | None = None) -> tuple[str, dict]:
     """The page (HTML) and its payload for one trace view."""
     payload = cot_payload(view, names)
     model = (names or {}).get("model")
-    title = f"FRA chain-of-thought explorer: trace {view['trace']} (problem {view['problem']})" + (f" of {model}" if model else "")
+    title = (f"FRA chain-of-thought explorer: trace {view['trace']} (problem {view['problem']})"
+             + (f" of {model}" if model else ""))
     return page("cot", title, payload), payload

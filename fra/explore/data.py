@@ -52,9 +52,9 @@ class Detail:
     top_channels: int = 30
 
 
-def attention(fra: FRA, batch: int = 0) -> Float[Tensor, "head pos pos"]:
+def attention(resolved: FRA, batch: int = 0) -> Float[Tensor, "head pos pos"]:
     """The attention pattern: softmax of the model's scores (-inf above the diagonal)."""
-    return torch.softmax(fra.scores[batch].float(), dim=-1)
+    return torch.softmax(resolved.scores[batch].float(), dim=-1)
 
 
 def select_pairs(attn: Float[Tensor, "head pos pos"], detail: Detail) -> Int[Tensor, "n 3"]:
@@ -81,7 +81,8 @@ def pair_detail(view: FRA, qk: Int[Tensor, "n 2"], top_n: int, batch: int = 0, c
     sb, val = sa.clone(), torch.zeros(n, top_n)
     t = min(top_n, K * K)
     b = torch.full((n,), batch)
-    terms = {FEATURE_PAIRS: torch.zeros(n), **{k: v[:, 0].cpu() for k, v in view.remainder_at(b, qk[:, 0], qk[:, 1]).items()}}
+    terms = {FEATURE_PAIRS: torch.zeros(n),
+             **{k: v[:, 0].cpu() for k, v in view.remainder_at(b, qk[:, 0], qk[:, 1]).items()}}
     for s in range(0, n, chunk):
         r = slice(s, s + chunk)
         v = view.pairs_at(b[r], qk[r, 0], qk[r, 1])[:, 0].reshape(-1, K * K).cpu()  # [m, K*K]
@@ -162,23 +163,24 @@ def dense_slots(feat: dict) -> tuple[np.ndarray, np.ndarray]:
 
 
 def single_payload(
-    fra: FRA,
+    resolved: FRA,
     str_tokens: list[str],
+    *,
     detail: Detail = Detail(),
     separable: bool = True,
     batch: int = 0,
     head_scores: dict[int, dict] | None = None,
     start_head: int | None = None,
 ) -> tuple[dict, list[int]]:
-    """Everything the single-text page shows, for sequence ``batch`` of ``fra``, and the listed channels' features.
+    """Everything the single-text page shows, for sequence ``batch`` of ``resolved``, and the listed channels' features.
 
-    ``head_scores``: per head (of ``fra.heads``) its ``read_heads`` scores; ``start_head``: the head the page
+    ``head_scores``: per head (of ``resolved.heads``) its ``read_heads`` scores; ``start_head``: the head the page
     opens on (default: the highest induction score in ``head_scores``, else the first head).
     """
-    P, H = fra.n_pos, len(fra.heads)
-    ids = fra.feature_ids[batch].cpu()  # [pos, K]
-    w = fra.feature_acts[batch].cpu() / fra.scale[batch].cpu()[:, None]  # [pos, K]
-    attn = attention(fra, batch).cpu()
+    P, H = resolved.n_pos, len(resolved.heads)
+    ids = resolved.feature_ids[batch].cpu()  # [pos, K]
+    w = resolved.feature_acts[batch].cpu() / resolved.scale[batch].cpu()[:, None]  # [pos, K]
+    attn = attention(resolved, batch).cpu()
     tri = torch.tril_indices(P, P)
     pairs = select_pairs(attn, detail)
     names, terms, sa, sb, val, top = None, [], [], [], [], []
@@ -186,7 +188,7 @@ def single_payload(
     listed: set[int] = set()
     for slot in range(H):
         mine = pairs[pairs[:, 0] == slot, 1:]
-        t_, a_, b_, v_ = pair_detail(fra.head(slot), mine.to(fra.tokens.device), detail.top_n, batch)
+        t_, a_, b_, v_ = pair_detail(resolved.head(slot), mine.to(resolved.tokens.device), detail.top_n, batch)
         names = names or [FEATURE_PAIRS] + sorted(n for n in t_ if n != FEATURE_PAIRS)
         terms.append(torch.stack([t_[n] for n in names], 1))
         sa.append(a_), sb.append(b_), val.append(v_)
@@ -201,13 +203,15 @@ def single_payload(
                 coef.setdefault((slot, *key), cv)
         top.append(top_channels(ids, mine, a_, b_, v_, detail.top_channels))
     terms = torch.cat(terms)
-    residual = (terms.sum(1) - fra.scores[batch].cpu()[pairs[:, 0], pairs[:, 1], pairs[:, 2]]).abs().max() if len(pairs) else 0.0
-    used = [0] + [t for t in range(1, len(names)) if terms[:, t].abs().max() > 0]  # all-zero terms (no bias, ...) are left out
-    scores = [(head_scores or {}).get(h) for h in fra.heads]
+    residual = ((terms.sum(1) - resolved.scores[batch].cpu()[pairs[:, 0], pairs[:, 1], pairs[:, 2]]).abs().max()
+                if len(pairs) else 0.0)
+    # all-zero terms (no bias, ...) are left out
+    used = [0] + [t for t in range(1, len(names)) if terms[:, t].abs().max() > 0]
+    scores = [(head_scores or {}).get(h) for h in resolved.heads]
     if start_head is not None:
-        if start_head not in fra.heads:
-            raise FRAError(f"start head {start_head} is not among the resolved heads {list(fra.heads)}")
-        slot, why = fra.heads.index(start_head), "chosen"
+        if start_head not in resolved.heads:
+            raise FRAError(f"start head {start_head} is not among the resolved heads {list(resolved.heads)}")
+        slot, why = resolved.heads.index(start_head), "chosen"
     elif ranked := [(s["induction"], -n) for n, s in enumerate(scores) if s and s["induction"] is not None]:
         slot, why = -max(ranked)[1], "induction"  # the first of equally strong heads
     else:
@@ -217,15 +221,15 @@ def single_payload(
     slot_dtype, empty = ("uint8", 255) if ids.shape[1] < 255 else ("uint16", EMPTY_SLOT)
     sa, sb = (torch.cat(x).masked_fill(torch.cat(x) == EMPTY_SLOT, empty) for x in (sa, sb))
     return {
-        "layer": fra.layer,
-        "heads": list(fra.heads),
+        "layer": resolved.layer,
+        "heads": list(resolved.heads),
         "tokens": str_tokens,
         "residual": float(residual),  # max |sum of the terms - the model's score| over the pairs with detail
-        "shares": fra.exactness(from_pairs=False)["shares"],  # of the |score| decomposition, whole text
+        "shares": resolved.exactness(from_pairs=False)["shares"],  # of the |score| decomposition, whole text
         "detail": dataclasses.asdict(detail),
         "separable": separable,
         "attn": packed(attn[:, tri[0], tri[1]], "float16"),  # [head, P(P+1)/2]
-        "lse": packed(torch.logsumexp(fra.scores[batch].float().cpu(), -1), "float32"),  # [head, P]
+        "lse": packed(torch.logsumexp(resolved.scores[batch].float().cpu(), -1), "float32"),  # [head, P]
         "feat": feature_slots(ids, w),
         "term_names": [names[t] for t in used],
         "pairs": {
@@ -240,7 +244,7 @@ def single_payload(
             "h": packed([k[0] for k in keys], "uint8"), "a": packed([k[1] for k in keys], "int32"),
             "b": packed([k[2] for k in keys], "int32"), "c": packed([coef[k] for k in keys], "float32"),
         },
-        "head_scores": scores if head_scores is not None else None,  # per head slot: {induction, previous_token, is_tih}
+        "head_scores": scores if head_scores is not None else None,  # per slot: {induction, previous_token, is_tih}
         "start": {"h": slot, "q": q, "k": k, "why": why},  # why: chosen (--start-head), induction, first
-        "sink_features": sink_features(ids, fra.feature_acts[batch].cpu()),  # key features of BOS/sink channels
+        "sink_features": sink_features(ids, resolved.feature_acts[batch].cpu()),  # key features of BOS/sink channels
     }, sorted(listed)

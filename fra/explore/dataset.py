@@ -34,15 +34,16 @@ KEY = ["layer", "head", "query_feature", "key_feature"]
 Channel = tuple[int, int, int, int]  # (layer, head, query feature, key feature)
 # Short headers for the page; each column's definition (the header's tooltip) is CHANNELS'.
 LABELS = {
-    "layer": "layer", "head": "head", "query_feature": "query f", "key_feature": "key f", "probe": "probe", "group": "group",
-    "support": "support", "channel_induction_discovery": "CI disc.",
+    "layer": "layer", "head": "head", "query_feature": "query f", "key_feature": "key f", "probe": "probe",
+    "group": "group", "support": "support", "channel_induction_discovery": "CI disc.",
     "p_discovery": "p disc.", "support_heldout": "support h/o", "channel_induction_heldout": "CI",
     "null_channel_induction_heldout": "CI null", "lift_heldout": "lift", "softmax_effect": "softmax effect",
     "p_value": "p", "n_targets": "targets", "n_queries": "queries", "q_value": "q", "is_cih": "confirmed",
     "query_sink_share": "q sink", "key_sink_share": "k sink", "query_token_share": "q token",
     "key_token_share": "k token", "kind": "kind",
 }
-SHOWN = ["probe", "support", "channel_induction_heldout", "lift_heldout", "softmax_effect", "p_value", "q_value", "kind"]
+SHOWN = ["probe", "support", "channel_induction_heldout", "lift_heldout", "softmax_effect", "p_value", "q_value",
+         "kind"]
 ASCENDING = ["p_discovery", "p_value", "q_value"]  # sorted smallest first
 
 
@@ -50,7 +51,8 @@ def read_channels(path: str | Path) -> pd.DataFrame:
     """``channels.csv`` with at least the REQUIRED columns (extra columns are kept)."""
     path = Path(path)
     if not path.exists():
-        raise FRAError(f"{path} does not exist; build it first (the channels stage writes results/<model>/channels.csv)")
+        raise FRAError(f"{path} does not exist; build it first (the channels stage writes "
+                       "results/<model>/channels.csv)")
     return CHANNELS.check(pd.read_csv(path), path, REQUIRED)
 
 
@@ -82,10 +84,12 @@ def shown_channels(df: pd.DataFrame, per_head: int) -> pd.DataFrame:
     """Every row (probe) of the channels kept: per (layer, head) the top ``per_head`` by support and by induction
     score (a channel's best row counts) and every confirmed channel; rows best-first within each channel."""
     by = df.assign(_ind=induction_score(df), _cih=confirmed(df)).groupby(KEY, sort=True)
-    best = pd.DataFrame({"support": by["support"].max(), "ind": by["_ind"].max(), "cih": by["_cih"].any()}).reset_index()
+    best = pd.DataFrame({"support": by["support"].max(), "ind": by["_ind"].max(),
+                         "cih": by["_cih"].any()}).reset_index()
     keep = []
     for _, g in best.groupby(["layer", "head"], sort=True):
-        keep += list(g.nlargest(per_head, "support").index) + list(g.dropna(subset="ind").nlargest(per_head, "ind").index)
+        keep += (list(g.nlargest(per_head, "support").index)
+                 + list(g.dropna(subset="ind").nlargest(per_head, "ind").index))
         keep += list(g.index[g["cih"]])
     chosen = best.loc[sorted(set(keep)), KEY]
     rows = df.reset_index(drop=True).merge(chosen, on=KEY)
@@ -94,21 +98,22 @@ def shown_channels(df: pd.DataFrame, per_head: int) -> pd.DataFrame:
 
 class Occurrences:
     """Each feature's occupied slots in a resolved batch as ``(seq, pos, slot)`` rows (sorted: by sequence) with
-    their query-side and key-side vectors of every head (``fra.q`` / ``fra.k`` ``.vectors``), formed once per feature."""
+    their query-side and key-side vectors of every head (``resolved.q`` / ``resolved.k`` ``.vectors``), formed once per
+    feature."""
 
-    def __init__(self, fra: FRA):
-        self.fra, self.q, self.k = fra, {}, {}
+    def __init__(self, resolved: FRA):
+        self.resolved, self.q, self.k = resolved, {}, {}
 
     def query(self, f: int) -> tuple[Tensor, Tensor | None]:
         if f not in self.q:
-            r = (self.fra.feature_ids == f).nonzero()
-            self.q[f] = r, self.fra.q.vectors(r[:, 0], r[:, 1], r[:, 2]) if len(r) else None  # [head, m, d_head]
+            r = (self.resolved.feature_ids == f).nonzero()
+            self.q[f] = r, self.resolved.q.vectors(r[:, 0], r[:, 1], r[:, 2]) if len(r) else None  # [head, m, d_head]
         return self.q[f]
 
     def key(self, f: int) -> tuple[Tensor, Tensor | None]:
         if f not in self.k:
-            r = (self.fra.k_ids == f).nonzero()
-            self.k[f] = r, self.fra.k.vectors(r[:, 0], r[:, 1], r[:, 2]) if len(r) else None
+            r = (self.resolved.k_ids == f).nonzero()
+            self.k[f] = r, self.resolved.k.vectors(r[:, 0], r[:, 1], r[:, 2]) if len(r) else None
         return self.k[f]
 
 
@@ -125,7 +130,7 @@ def strongest(occ: Occurrences, slot: int, a: int, b: int, n: int) -> list[tuple
     for s in sorted(set(qseq.unique().tolist()) & set(kseq.unique().tolist())):
         q0, q1 = (int(x) for x in torch.searchsorted(qseq, torch.tensor([s, s + 1], device=qseq.device)))
         k0, k1 = (int(x) for x in torch.searchsorted(kseq, torch.tensor([s, s + 1], device=kseq.device)))
-        v = qv[q0:q1] @ kv[k0:k1].T / occ.fra.attn_scale  # [m_q, m_k]
+        v = qv[q0:q1] @ kv[k0:k1].T / occ.resolved.attn_scale  # [m_q, m_k]
         v = v.masked_fill(kr[k0:k1, 1][None, :] > qr[q0:q1, 1][:, None], 0.0)
         best = v.abs().argmax(1)
         val = v.gather(1, best[:, None])[:, 0]
@@ -148,7 +153,8 @@ def channel_examples(
 ) -> tuple[dict[Channel, list[tuple[float, int, int, int]]], dict[Channel, np.ndarray]]:
     """Per channel, up to ``n`` examples ``(value, seq, query, key)`` on ``tokens``: the queries where its largest
     |FRA[i, j, a, b]| is largest, each with that key (:func:`strongest`), and the head's attention at the strongest
-    one's query over keys ``0..query``. One model pass per batch reads every layer (:func:`fra.engine.inputs.read_layers`).
+    one's query over keys ``0..query``. One model pass per batch reads every layer
+    (:func:`fra.engine.inputs.read_layers`).
     """
     found: dict[Channel, list[tuple[float, int, int, int]]] = {c: [] for c in channels}
     rows: dict[Channel, np.ndarray] = {}
@@ -162,16 +168,17 @@ def channel_examples(
             mine = [c for c in channels if c[0] == layer]
             if layer not in projections:
                 projections[layer] = Projections(model, saes[layer], layer, heads[layer], inputs[layer].center)
-            fra = resolve(model, saes[layer], batch, layer, heads[layer], cfg, inputs=inputs[layer],
-                          projections=projections[layer])
-            occ = Occurrences(fra)
+            resolved = resolve(model, saes[layer], batch, layer, heads[layer], cfg, inputs=inputs[layer],
+                               projections=projections[layer])
+            occ = Occurrences(resolved)
             with torch.inference_mode():
                 for c in mine:
                     new = [(v, s0 + s, i, j) for v, s, i, j in strongest(occ, heads[layer].index(c[1]), c[2], c[3], n)]
                     merged = sorted(found[c] + new, key=lambda e: -abs(e[0]))[:n]
                     if new and merged[0] is new[0]:  # a new strongest example: keep the head's attention at its query
                         _, s, i, _ = new[0]
-                        rows[c] = torch.softmax(fra.scores[s - s0, heads[layer].index(c[1]), i, :i + 1].float(), -1).cpu().numpy()
+                        rows[c] = torch.softmax(resolved.scores[s - s0, heads[layer].index(c[1]), i, :i + 1].float(),
+                                                -1).cpu().numpy()
                     found[c] = merged
     return found, rows
 
@@ -209,13 +216,15 @@ def dataset_payload(rows: pd.DataFrame, name: str, examples: dict[Channel, list]
     out = {
         "model": name, "columns": cols, "rows": table,
         "channels": [[*c, sorted(groups[c].tolist())] for c in chans],
-        "labels": {c: LABELS.get(c, c) for c in KEY + cols}, "glossary": {c: CHANNELS.columns.get(c, "") for c in KEY + cols},
+        "labels": {c: LABELS.get(c, c) for c in KEY + cols},
+        "glossary": {c: CHANNELS.columns.get(c, "") for c in KEY + cols},
         "shown": [c for c in SHOWN if c in cols], "ascending": [c for c in ASCENDING if c in cols],
         "examples": None, "cards": cards[0] if cards else {}, "neuronpedia": cards[1] if cards else {},
     }
     if examples is not None:
         used = sorted({s for c in chans for _, s, _, _ in examples.get(c, [])})
-        out["examples"] = {n: [[rounded(v), s, i, j] for v, s, i, j in examples.get(c, [])] for n, c in enumerate(chans)}
+        out["examples"] = {n: [[rounded(v), s, i, j] for v, s, i, j in examples.get(c, [])]
+                           for n, c in enumerate(chans)}
         out["seqs"] = {s: strings.ids(strs[s]) for s in used}
         held = [(n, attn_rows[c]) for n, c in enumerate(chans) if c in (attn_rows or {})]
         out["attn"] = {"channel": [n for n, _ in held], "offset": np.cumsum([0] + [len(r) for _, r in held]).tolist(),

@@ -1,5 +1,5 @@
 """Embedding data in a page: typed arrays as base64, a shared token-string table, JSON safe inside ``<script>``,
-page assembly, and reading a built page's data back."""
+page assembly from the jinja2 templates in ``static/``, and reading a built page's data back."""
 
 from __future__ import annotations
 
@@ -10,12 +10,16 @@ import re
 from pathlib import Path
 
 import numpy as np
+from jinja2 import Environment, FileSystemLoader
 
 from fra.errors import FRAError
 
 STATIC = Path(__file__).parent / "static"
-DTYPES = {"uint8": "<u1", "uint16": "<u2", "int32": "<i4", "float32": "<f4", "float16": "<f2"}  # float16: decoded by the page
+# float16 is decoded by the page
+DTYPES = {"uint8": "<u1", "uint16": "<u2", "int32": "<i4", "float32": "<f4", "float16": "<f2"}
 DATA = re.compile(r'<script id="data" type="application/json">(.*?)</script>', re.S)
+# the pages: text is HTML-escaped; CSS, JS and the JSON payload go in as they are (`| safe` in the templates)
+TEMPLATES = Environment(loader=FileSystemLoader(STATIC), autoescape=True, keep_trailing_newline=True)
 
 
 def packed(a, dtype: str) -> dict:
@@ -65,20 +69,16 @@ def clean(obj):
 
 
 def page(name: str, title: str, payload: dict, scripts: tuple[str, ...] = ()) -> str:
-    """Fill ``static/{name}.html`` with the shared CSS/JS, ``scripts`` (other static JS files), the page's JS and
-    the JSON payload."""
+    """Render ``static/{name}.html`` with the title (HTML-escaped), the shared CSS/JS, ``scripts`` (other static JS
+    files), the page's JS and the JSON payload."""
     data = json.dumps(clean(payload), separators=(",", ":"), allow_nan=False).replace("<", "\\u003c")
-    html = (STATIC / f"{name}.html").read_text()
-    parts = {
-        "TITLE": title.replace("&", "&amp;").replace("<", "&lt;"),
-        "CSS": (STATIC / "common.css").read_text(),
-        "COMMON_JS": "\n".join((STATIC / f).read_text() for f in ("common.js", *scripts)),
-        "JS": (STATIC / f"{name}.js").read_text(),
-        "DATA": data,
-    }
-    for k, v in parts.items():
-        html = html.replace(f"/*{k}*/", v)
-    return html
+    return TEMPLATES.get_template(f"{name}.html").render(
+        title=title,
+        css=(STATIC / "common.css").read_text(),
+        common_js="\n".join((STATIC / f).read_text() for f in ("common.js", *scripts)),
+        js=(STATIC / f"{name}.js").read_text(),
+        data=data,
+    )
 
 
 def read_payload(path: str | Path, flag: str) -> dict:

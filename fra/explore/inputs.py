@@ -25,7 +25,8 @@ def heads_table(path: str | Path, flag: str = "--heads") -> pd.DataFrame:
     try:
         df = pd.read_csv(path)
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise FRAError(f"{flag} {path} is not a readable CSV ({exc}); pass the heads.csv written by `fra induction`") from exc
+        raise FRAError(f"{flag} {path} is not a readable CSV ({exc}); pass the heads.csv "
+                       "written by `fra induction`") from exc
     missing = [c for c in HEAD_COLUMNS if c not in df.columns]
     if missing:
         raise FRAError(f"{flag} {path} lacks column(s) {missing}; a heads.csv needs {HEAD_COLUMNS} "
@@ -35,8 +36,8 @@ def heads_table(path: str | Path, flag: str = "--heads") -> pd.DataFrame:
             "layer": pd.to_numeric(df["layer"], errors="raise").astype(int),
             "head": pd.to_numeric(df["head"], errors="raise").astype(int),
             "induction": pd.to_numeric(df["induction"], errors="raise").astype(float),
-            "previous_token": (pd.to_numeric(df["previous_token"], errors="raise").astype(float) if "previous_token" in df
-                               else float("nan")),
+            "previous_token": (pd.to_numeric(df["previous_token"], errors="raise").astype(float)
+                               if "previous_token" in df else float("nan")),
         })
     except (ValueError, TypeError) as exc:
         raise FRAError(f"{flag} {path} has non-numeric layer, head or score values ({exc})") from exc
@@ -93,7 +94,8 @@ def read_labels(path: str | Path, layer: int, flag: str = "--labels") -> dict[in
     """Feature -> label from a ``feature_cards.json`` of the toy SAE stage (``{"L<layer>": [card, ...]}``)."""
     cards = read_json(path, flag)
     if not isinstance(cards, dict) or not all(isinstance(v, list) for v in cards.values()):
-        raise FRAError(f'{flag} {path} is not a feature_cards.json ({{"L<layer>": [card, ...]}}, as the toy SAE stage writes)')
+        raise FRAError(f'{flag} {path} is not a feature_cards.json ({{"L<layer>": [card, ...]}}, '
+                       'as the toy SAE stage writes)')
     if f"L{layer}" not in cards:
         raise FRAError(f"{flag} {path} has no cards for layer {layer} (it has {sorted(cards)})")
     labels = {}

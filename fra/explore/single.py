@@ -19,6 +19,7 @@ def single_page(
     sae: SAE,
     tokens: torch.Tensor,
     layer: int,
+    *,
     detail: Detail = Detail(),
     cfg: EngineConfig = EngineConfig(),
     card_tokens: torch.Tensor | None = None,
@@ -27,7 +28,7 @@ def single_page(
     head_scores: dict[int, dict] | None = None,
     start_head: int | None = None,
 ) -> tuple[str, dict]:
-    """The page (HTML) and its payload for ``tokens`` ``[1, pos]``.
+    """The page (HTML) and its payload for ``tokens`` ``[1, pos]`` at ``layer`` (every head); the rest by keyword.
 
     Feature cards (:mod:`fra.explore.cards`) of the listed channels' features come from ``card_tokens``
     ``[seq, pos]`` (a corpus; default: the text itself, and the page says so), with ``labels`` (feature -> text,
@@ -35,10 +36,11 @@ def single_page(
     :func:`fra.explore.data.single_payload`. ``names``: ``model``, ``sae`` and ``corpus`` as shown in the header.
     """
     names = names or {}
-    fra = resolve(model, sae, tokens, layer, None, cfg)
-    str_tokens = token_strings(model, fra.tokens.cpu())[0]
-    payload, feats = single_payload(fra, str_tokens, detail, model.cfg.positional_embedding_type != "rotary",
-                                    head_scores=head_scores, start_head=start_head)
+    resolved = resolve(model, sae, tokens, layer, None, cfg)
+    str_tokens = token_strings(model, resolved.tokens.cpu())[0]
+    payload, feats = single_payload(resolved, str_tokens, detail=detail,
+                                    separable=model.cfg.positional_embedding_type != "rotary", head_scores=head_scores,
+                                    start_head=start_head)
     source = tokens if card_tokens is None else card_tokens
     strings = Strings()
     payload["cards"] = corpus_cards(model, sae, source, feats, labels or {}, strings)

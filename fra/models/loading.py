@@ -33,8 +33,16 @@ SOURCE = "fra_source"  # hooked_config.json's record of the spec a converted mod
 
 
 def save_hooked(model: HookedTransformer, path: str | Path, source: str | None = None) -> Path:
-    """Save a HookedTransformer (config, weights, tokenizer if any) so :func:`load_model` reads it; ``source``
-    records the spec it was loaded from (see :func:`model_source`)."""
+    """Save a HookedTransformer so :func:`load_model` reads it; ``source`` records the spec it was loaded from
+    (see :func:`model_source`). The folder (replaced as a whole) holds:
+
+    * ``hooked_config.json``: ``model.cfg.to_dict()`` (``dtype`` as a string such as ``float32``, ``device`` null),
+      read back as ``HookedTransformerConfig(**cfg)``;
+    * ``model.safetensors``: ``model.state_dict()``, loaded as it is (no weight processing);
+    * the tokenizer's ``save_pretrained`` files when the model has one; it is read back (as a
+      ``PreTrainedTokenizerFast``) only when they include ``tokenizer.json``. Without one, the model has no
+      tokenizer and the probes of ``fra induction`` take token 0 as BOS.
+    """
     path = Path(path)
     cfg = {k: (str(v).removeprefix("torch.") if k == "dtype" else v) for k, v in model.cfg.to_dict().items()}
     cfg["device"] = None

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
+from fra.report.build.provenance import Provenance, available
 from fra.report.data import read_json
-from fra.report.provenance import Provenance, available
 from fra.report.tables import fmt
 
 # The models of the results section (results/<model>/..., named as in params.yaml's profile.language_models):
@@ -51,7 +51,7 @@ def head_name(layer, head) -> str:
     return f"L{int(layer)}H{int(head)}"
 
 
-def esc(text) -> str:
+def escape_markdown(text) -> str:
     """Arbitrary token text as literal markdown (no emphasis, links, math or citations)."""
     text = str(text).replace("\n", "⏎").replace("\t", "⇥")
     return re.sub(r"([\\`*_{}\[\]<>()#+!|$@~^:\"'-])", r"\\\1", text) if text.strip() else "␣"
@@ -62,12 +62,12 @@ def probe_order(kinds) -> list[str]:
     return [p for p in PROBES if p in set(kinds)] + sorted(set(kinds) - set(PROBES))
 
 
-def span(lo, hi, digits: int = 3) -> str:
+def fmt_range(lo, hi, digits: int = 3) -> str:
     """``lo`` alone when the range is one value, else ``between lo and hi``."""
     return fmt(lo, digits) if fmt(lo, digits) == fmt(hi, digits) else f"between {fmt(lo, digits)} and {fmt(hi, digits)}"
 
 
-def small(x) -> str:
+def fmt_p(x) -> str:
     """A p- or q-value; below 1e-16 the normal approximation's tail means nothing, so say so."""
     return "< 1e-16" if x < 1e-16 else fmt(x, 2)
 
@@ -92,15 +92,15 @@ def card_line(layer, feature, cards: dict, side: str, toy_kinds: dict, sep: str 
     bits = [f"**L{layer} feature {int(feature)}** ({side})"]
     kind = toy_kinds.get((int(layer), int(feature)))
     if kind:
-        bits.append(f"planted-world label *{esc(kind)}*")
+        bits.append(f"planted-world label *{escape_markdown(kind)}*")
     tops = card.get("top") or []
     if tops:
         shown = []
         for act, left, token, right in tops[:3]:
-            before = f"… {esc(sep.join(left[-5:]))}{sep}" if left else ""
-            after = f"{sep}{esc(sep.join(right))} …" if right else ""
+            before = f"… {escape_markdown(sep.join(left[-5:]))}{sep}" if left else ""
+            after = f"{sep}{escape_markdown(sep.join(right))} …" if right else ""
             lead = " " if token[:1].isspace() and before else ""  # emphasis must not start with a space
-            shown.append(f"{fmt(float(act))}: {before}{lead}**{esc(token.strip() or token)}**{after}")
+            shown.append(f"{fmt(float(act))}: {before}{lead}**{escape_markdown(token.strip() or token)}**{after}")
         bits.append("top activations " + "; ".join(shown))
     else:
         bits.append("no activation in the card corpus")

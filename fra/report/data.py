@@ -7,7 +7,7 @@ import json
 import pandas as pd
 
 from fra.errors import FRAError
-from fra.report.provenance import Provenance, provenance
+from fra.report.build.provenance import Provenance, provenance
 
 
 def read_csv(path: str, columns: list[str]) -> tuple[pd.DataFrame, Provenance]:

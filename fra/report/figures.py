@@ -7,8 +7,8 @@ import numpy as np
 import seaborn as sns
 
 from fra.io import atomic_path
-from fra.report.markdown import FIGURE_DIR, caption
-from fra.report.provenance import Provenance, record
+from fra.report.build.markdown import FIGURE_DIR, caption
+from fra.report.build.provenance import Provenance, record
 
 WIDTH_IN = 6.5  # text width of a letter/A4 page; figures are drawn at print size
 DPI = 200

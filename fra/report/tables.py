@@ -7,8 +7,8 @@ import numbers
 
 import pandas as pd
 
-from fra.report.markdown import caption
-from fra.report.provenance import Provenance, record
+from fra.report.build.markdown import caption
+from fra.report.build.provenance import Provenance, record
 
 
 def count(n: int, one: str, many: str | None = None) -> str:

@@ -22,14 +22,14 @@ def cache_resid_pre(
     start = 1 if skip_bos else 0
     S, P = tokens.shape
     device = model.cfg.device
-    out = {l: torch.empty(S * (P - start), model.cfg.d_model, device=device) for l in layers}
+    out = {layer: torch.empty(S * (P - start), model.cfg.d_model, device=device) for layer in layers}
     deepest = max(layers)
-    names = {RESID_PRE.format(layer=l): l for l in layers if l != deepest}
+    names = {RESID_PRE.format(layer=layer): layer for layer in layers if layer != deepest}
     for s in tqdm(range(0, S, batch_size), desc=f"caching layers {sorted(layers)}", leave=False):
         batch = tokens[s : s + batch_size].to(device)
         # the residual returned at stop_at_layer is the deepest layer's attention input
         resid, cache = model.run_with_cache(batch, names_filter=list(names), stop_at_layer=deepest)
         rows = slice(s * (P - start), (s + len(batch)) * (P - start))
-        for layer, x in [(deepest, resid), *((l, cache[n]) for n, l in names.items())]:
+        for layer, x in [(deepest, resid), *((i, cache[n]) for n, i in names.items())]:
             out[layer][rows] = x[:, start:].flatten(0, 1)
     return out

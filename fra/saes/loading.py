@@ -40,7 +40,8 @@ def load_sae(spec: str | Path, layer: int | None = None, device: str = "auto") -
     path = Path(spec)
     if path.is_dir():
         if not (path / "cfg.json").exists():
-            raise FRAError(f"{path} is not an SAELens SAE directory (no cfg.json); save SAEs with `sae.save_model(dir)`")
+            raise FRAError(f"{path} is not an SAELens SAE directory (no cfg.json); save "
+                           "SAEs with `sae.save_model(dir)`")
         try:
             sae = SAE.load_from_disk(str(path), device=device)
         except Exception as exc:
@@ -50,9 +51,11 @@ def load_sae(spec: str | Path, layer: int | None = None, device: str = "auto") -
                            "`sae.save_model(dir)` (or `dvc repro`)") from exc
         return check_decoder(sae)
     if path.exists() or str(spec).startswith((".", "/")):
-        raise FRAError(f"SAE `{spec}` is not a directory; pass an SAELens directory or a release like gpt2-small-res-jb")
+        raise FRAError(f"SAE `{spec}` is not a directory; pass an SAELens directory or a "
+                       "release like gpt2-small-res-jb")
     if str(spec) not in get_pretrained_saes_directory():
-        raise FRAError(f"SAE `{spec}`: no such folder, and not an SAELens release (e.g. gpt2-small-res-jb); check the path")
+        raise FRAError(f"SAE `{spec}`: no such folder, and not an SAELens release (e.g. "
+                       "gpt2-small-res-jb); check the path")
     if layer is None:
         raise FRAError(f"loading SAE release `{spec}` from the hub needs a layer (--layer)")
     require_hub(
@@ -109,28 +112,42 @@ def check_decoder(sae: SAE) -> SAE:
         linear = f @ sae.W_dec + sae.b_dec
         if not torch.allclose(sae.decode(f), linear, rtol=1e-4, atol=1e-4 * linear.abs().max().item()):
             raise FRAError(
-                f"SAE `{type(sae).__name__}` decodes non-linearly (decode(f) != f @ W_dec + b_dec); FRA needs a linear decoder"
+                f"SAE `{type(sae).__name__}` decodes non-linearly (decode(f) != f @ W_dec + "
+                "b_dec); FRA needs a linear decoder"
             )
     return sae
 
 
 def load_saes(spec: str, layers: list[int] | None, model: HookedTransformer) -> dict[int, SAE]:
-    """SAEs from a directory of SAELens folders (one per layer) or a hub release with ``--layers``."""
+    """SAEs from a directory of SAELens folders (one per layer; the folder names are free, each SAE's hook
+    ``blocks.L.*`` gives its layer), from one SAELens folder (its layer's SAE), or a hub release with ``--layers``."""
     path = Path(spec)
     if path.is_dir():
-        saes = {}
-        for sub in sorted(p for p in path.iterdir() if (p / "cfg.json").exists()):
+        single = (path / "cfg.json").exists()
+        folders = [path] if single else sorted(p for p in path.iterdir() if (p / "cfg.json").exists())
+        if not folders:
+            raise FRAError(f"{path} holds no SAELens SAE folders (cfg.json + sae_weights.safetensors); pass the folder "
+                           "that holds one per layer (e.g. L1/, L2/, each written by "
+                           "`sae.save_model(dir)`) or one of them")
+        saes, where = {}, {}
+        for sub in folders:
             sae = load_sae(sub, device=str(model.cfg.device))
-            hook = sae.cfg.metadata.hook_name or ""
-            layer = int(hook.split(".")[1]) if hook.startswith("blocks.") else -1
-            if layers is None or layer in layers:
-                saes[layer] = sae
-        if not saes:
-            raise FRAError(f"{path} holds no SAELens SAE folders{' for layers ' + str(layers) if layers else ''}")
+            hook = sae_hook_name(sae)
+            m = re.match(r"blocks\.(\d+)\.", hook)
+            if m is None:
+                raise FRAError(f"{sub}: its hook `{hook}` names no layer; fra resolves SAEs on "
+                               f"`{RESID_PRE.format(layer='L')}` or `{LN1_NORMALIZED.format(layer='L')}`")
+            layer = int(m.group(1))
+            if layer in where:
+                raise FRAError(f"{where[layer]} and {sub} both hold an SAE for layer {layer} "
+                               f"(`{hook}`); keep one per layer")
+            saes[layer], where[layer] = sae, sub
         missing = sorted(set(layers or []) - set(saes))
         if missing:
-            raise FRAError(f"{path} holds no SAE for layer(s) {missing} (it has {sorted(saes)}); drop them from --layers")
-        return saes
+            raise FRAError(f"{path} holds no SAE for layer(s) {missing} (it has "
+                           f"{sorted(saes)}); drop them from --layers"
+                           + ("" if single else " or add their SAELens folders"))
+        return {layer: sae for layer, sae in saes.items() if layers is None or layer in layers}
     if not layers:
         raise FRAError(f"SAE release `{spec}` needs --layers")
     bad = [layer for layer in layers if not 0 <= layer < model.cfg.n_layers]

@@ -14,13 +14,13 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 
 
-def bag_offsets(rows: Int[torch.Tensor, "nnz"], n: int) -> Int[torch.Tensor, "n"]:
+def bag_offsets(rows: Int[torch.Tensor, " nnz"], n: int) -> Int[torch.Tensor, " n"]:
     """Start of each row's entries in ``rows`` (sorted ascending), as ``embedding_bag`` takes them."""
     return torch.searchsorted(rows, torch.arange(n, device=rows.device))
 
 
 def sparse_decode(
-    rows: Int[torch.Tensor, "nnz"], cols: Int[torch.Tensor, "nnz"], values: Float[torch.Tensor, "nnz"],
+    rows: Int[torch.Tensor, " nnz"], cols: Int[torch.Tensor, " nnz"], values: Float[torch.Tensor, " nnz"],
     W_dec: Float[torch.Tensor, "d_sae d_in"], n: int,
 ) -> Float[torch.Tensor, "n d_in"]:
     """``A @ W_dec`` for the n x d_sae matrix ``A`` with ``values`` at (``rows``, ``cols``), rows sorted."""
@@ -36,13 +36,13 @@ class SampledPre(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, sae_in: Float[torch.Tensor, "n d_in"], W_enc: Float[torch.Tensor, "d_in d_sae"],
-                b_enc: Float[torch.Tensor, "d_sae"], pre: Float[torch.Tensor, "n d_sae"],
-                rows: Int[torch.Tensor, "nnz"], cols: Int[torch.Tensor, "nnz"]) -> Float[torch.Tensor, "nnz"]:
+                b_enc: Float[torch.Tensor, " d_sae"], pre: Float[torch.Tensor, "n d_sae"],
+                rows: Int[torch.Tensor, " nnz"], cols: Int[torch.Tensor, " nnz"]) -> Float[torch.Tensor, " nnz"]:
         ctx.save_for_backward(sae_in, W_enc, rows, cols)
         return pre[rows, cols]
 
     @staticmethod
-    def backward(ctx, grad: Float[torch.Tensor, "nnz"]):
+    def backward(ctx, grad: Float[torch.Tensor, " nnz"]):
         sae_in, W_enc, rows, cols = ctx.saved_tensors
         n, d_sae = len(sae_in), W_enc.shape[1]
         d_sae_in = F.embedding_bag(cols, W_enc.t().contiguous(), bag_offsets(rows, n), mode="sum",

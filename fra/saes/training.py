@@ -122,7 +122,7 @@ class FastBatchTopKTrainingSAE(BatchTopKTrainingSAE):
         )
 
     @torch.no_grad()
-    def _update_threshold(self, kept: Float[torch.Tensor, "nnz"]) -> None:
+    def _update_threshold(self, kept: Float[torch.Tensor, " nnz"]) -> None:
         """sae_lens' ``update_topk_threshold`` from the kept activations (all positive)."""
         if len(kept):
             lr = self.cfg.topk_threshold_lr
@@ -130,7 +130,7 @@ class FastBatchTopKTrainingSAE(BatchTopKTrainingSAE):
 
     def _aux_loss(self, x: Float[torch.Tensor, "n d_in"], sae_in: Float[torch.Tensor, "n d_in"],
                   sae_out: Float[torch.Tensor, "n d_in"], hidden_pre: Float[torch.Tensor, "n d_sae"],
-                  dead: Bool[torch.Tensor, "d_sae"] | None) -> Float[torch.Tensor, ""]:
+                  dead: Bool[torch.Tensor, " d_sae"] | None) -> Float[torch.Tensor, ""]:
         """sae_lens' ``calculate_topk_aux_loss``: the top ``d_in // 2`` dead latents of each row (pre-activations,
         no ReLU) reconstruct the live latents' residual, scaled down when fewer latents are dead. Formed on the
         dead latents' columns only (all of them are the top ones while at most ``d_in // 2`` are dead)."""
@@ -141,7 +141,8 @@ class FastBatchTopKTrainingSAE(BatchTopKTrainingSAE):
         acts = sae_in @ self.W_enc[:, cols] + self.b_enc[cols]
         if k_aux < n_dead:
             with torch.no_grad():
-                keep = torch.zeros_like(acts, dtype=torch.bool).scatter_(-1, hidden_pre[:, cols].topk(k_aux).indices, True)
+                keep = torch.zeros_like(acts, dtype=torch.bool).scatter_(
+                    -1, hidden_pre[:, cols].topk(k_aux).indices, True)
             acts = torch.where(keep, acts, 0.0)
         loss = (acts @ self.W_dec[cols] - (x - sae_out).detach()).pow(2).sum(dim=-1).mean()
         return self.cfg.aux_loss_coefficient * min(n_dead / (x.shape[-1] // 2), 1.0) * loss
@@ -160,7 +161,8 @@ def train_sae(
     torch.manual_seed(cfg.seed)
     sae = FastBatchTopKTrainingSAE(BatchTopKTrainingSAEConfig(
         d_in=acts.shape[1], d_sae=cfg.expansion * acts.shape[1], k=cfg.k, device=device,
-        normalize_activations="expected_average_only_in",  # train at E|x| = sqrt(d_in); folded into the weights at the end
+        # train at E|x| = sqrt(d_in); folded into the weights at the end
+        normalize_activations="expected_average_only_in",
         topk_threshold_lr=THRESHOLD_LR,
     ))
     sae.cfg.metadata.hook_name = hook_name
@@ -228,7 +230,8 @@ def train_layers(
     start = time.time()
     train_acts = cache_resid_pre(model, train_tokens, layers, cfg.cache_batch_size)
     eval_acts = cache_resid_pre(model, eval_tokens, layers, cfg.cache_batch_size, skip_bos=False)
-    print(f"cached {len(layers)} layers x {len(train_tokens) * (train_tokens.shape[1] - 1)} tokens in {time.time() - start:.0f} s")
+    print(f"cached {len(layers)} layers x {len(train_tokens) * (train_tokens.shape[1] - 1)} tokens "
+          f"in {time.time() - start:.0f} s")
     summary, feats = {}, {}
     for layer in layers:
         start = time.time()

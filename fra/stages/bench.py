@@ -26,9 +26,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-heads", type=positive, default=12, help="heads (d_head = d_model / n_heads)")
     p.add_argument("--n-tokens", type=at_least(2), default=128, help="tokens per sequence")
     p.add_argument("--k-active", type=positive, default=50, help="active SAE features per position (TopK)")
-    p.add_argument("--ref-pairs", type=at_least(10), default=300, help="(head, query, key) pairs timed for the reference")
+    p.add_argument("--ref-pairs", type=at_least(10), default=300,
+                   help="(head, query, key) pairs timed for the reference")
     p.add_argument("--batch", type=int_or_auto, nargs="+", default=[1, 8],
-                   help="sequences per engine call, one timed pass each; auto: the largest batch that fits in half the free memory")
+                   help="sequences per engine call, one timed pass each; auto: the largest batch "
+                        "that fits in half the free memory")
     p.add_argument("--block-mib", type=int_or_auto, default="auto",
                    help="MiB cap of one pair block (engine.block_mib); auto: an eighth of free GPU memory, 1024 on CPU")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -36,7 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.k_active > args.d_sae:
-        raise FRAError(f"--k-active {args.k_active} exceeds --d-sae {args.d_sae}: a position cannot have more active features")
+        raise FRAError(f"--k-active {args.k_active} exceeds --d-sae {args.d_sae}: a position "
+                       "cannot have more active features")
     if args.d_model % args.n_heads:
         raise FRAError(f"--d-model {args.d_model} is not a multiple of --n-heads {args.n_heads}")
     twice = sorted({str(b) for b in args.batch if args.batch.count(b) > 1})

@@ -28,7 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.layer >= args.n_layers:
-        raise FRAError(f"--layer {args.layer} is not a layer of a {args.n_layers}-layer model; pass --layer < --n-layers")
+        raise FRAError(f"--layer {args.layer} is not a layer of a {args.n_layers}-layer "
+                       "model; pass --layer < --n-layers")
     if args.d_model % args.n_heads:
         raise FRAError(f"--d-model {args.d_model} is not a multiple of --n-heads {args.n_heads}")
     if args.k_active > args.d_sae:

@@ -31,13 +31,15 @@ def run(args: argparse.Namespace) -> int:
     corpus = generate(world, CORPUS_SEQUENCES, seed=(0, 1)).tokens
     cfg = params.induction
     probes = probe_sets(model, cfg, corpus, templates=False) + list(zip(
-        world_probes(world, cfg.n_discovery, seed=cfg.seed * 2), world_probes(world, cfg.n_heldout, seed=cfg.seed * 2 + 1)))
+        world_probes(world, cfg.n_discovery, seed=cfg.seed * 2),
+        world_probes(world, cfg.n_heldout, seed=cfg.seed * 2 + 1)))
     study = run_study(model, {LAYER: sae}, params, probes, corpus)
     study.metrics["planted"] = planted_recall(study.channels, world)
     study.metrics["verdict"] = verdict(study.hypotheses, study.channels)
     study.write(out)
     v = study.metrics["verdict"]
     for head, h in v["heads"].items():
-        print(f"{head}: expected {h['expected']} (TIH {h['expected_tih']}), observed {h['observed']} (TIH {h['is_tih']})")
+        print(f"{head}: expected {h['expected']} (TIH {h['expected_tih']}), observed "
+              f"{h['observed']} (TIH {h['is_tih']})")
     print("compiled model classified exactly" if v["ok"] else "compiled model MISCLASSIFIED")
     return 0

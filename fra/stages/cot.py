@@ -1,4 +1,5 @@
-"""``fra cot``: feature-resolved thought anchors on the traces of ``fra cot-traces`` (receivers, suppression, channels)."""
+"""``fra cot``: feature-resolved thought anchors on the traces of ``fra cot-traces`` (receivers, suppression,
+channels)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from fra.saes import load_saes
 from fra.stages.args import at_least, token_ids
 
 NAME = "cot"
-HELP = "chain of thought: receiver heads, attention suppression and receiver heads resolved into feature pairs (params: cot)"
+HELP = ("chain of thought: receiver heads, attention suppression and receiver heads resolved into feature pairs "
+        "(params: cot)")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -35,7 +37,8 @@ def _table(folder: str, name: str) -> pd.DataFrame:
     try:
         return pd.read_csv(f"{folder}/{name}")
     except (OSError, pd.errors.ParserError) as exc:
-        raise FRAError(f"--induction {folder} has no readable {name} ({exc}); run `dvc repro lm_induction` first") from exc
+        raise FRAError(f"--induction {folder} has no readable {name} ({exc}); run `dvc "
+                       "repro lm_induction` first") from exc
 
 
 def run(args: argparse.Namespace) -> int:
@@ -51,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
                        f"`fra cot-traces --model {args.model}`")
     saes = load_saes(args.saes, None, model)
     start = time.time()
-    study = run_study(model, saes, traces, params.cot, params.channels, params.engine, corpus, heads, induction, args.saes)
+    study = run_study(model, saes, traces, corpus, cfg=params.cot, channel_cfg=params.channels, engine=params.engine,
+                      heads=heads, induction=induction, sae_spec=args.saes)
     study.write(out)
     m = study.metrics
     print(f"receivers: {', '.join(m['receivers'])}")

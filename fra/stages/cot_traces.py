@@ -11,12 +11,14 @@ from fra.io import output_dir
 from fra.models import load_tokenizer
 
 NAME = "cot-traces"
-HELP = "chain-of-thought traces: reasoning-gym question + worked solution, typed sentences, split by problem (params: cot)"
+HELP = ("chain-of-thought traces: reasoning-gym question + worked solution, typed sentences, split by problem "
+        "(params: cot)")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--params", default="params.yaml")
-    p.add_argument("--model", default="smollm2", help="whose tokenizer: smollm2, gpt2 (or gpt2-small) or a folder with one .gguf")
+    p.add_argument("--model", default="smollm2",
+                   help="whose tokenizer: smollm2, gpt2 (or gpt2-small) or a folder with one .gguf")
     p.add_argument("--out", default="data/smollm2/cot", help="folder for traces.json and sentences.csv")
 
 

@@ -35,8 +35,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                                "filled in (models/toy/saes/L{layer})")
     p.add_argument("--layer", type=layer_arg, required=True,
                    help="layer whose attention the page resolves, every head of it (the SAE must read this layer's "
-                        "input); auto: of the layers with an SAE, the one with the most token induction heads in --heads, "
-                        "then the strongest induction head")
+                        "input); auto: of the layers with an SAE, the one with the most token induction heads in "
+                        "--heads, then the strongest induction head")
     text = p.add_mutually_exclusive_group(required=True)
     text.add_argument("--text", help="the text to explore (the model's BOS is prepended)")
     text.add_argument("--text-file", help="read the text from this UTF-8 file (trailing newlines dropped)")
@@ -59,7 +59,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="head the page opens on; without it, the strongest induction head of --heads, else head 0")
     p.add_argument("--keys-per-query", type=at_least(0), default=8,
                    help="most keys per (head, query) with channel detail (0: all)")
-    p.add_argument("--mass", type=share, default=0.9, help="detail for the keys holding this share of each query's attention")
+    p.add_argument("--mass", type=share, default=0.9,
+                   help="detail for the keys holding this share of each query's attention")
     p.add_argument("--top-n", type=positive, default=8, help="feature-pair channels listed per (query, key) pair")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where the model and SAE run")
 
@@ -109,7 +110,8 @@ def run(args: argparse.Namespace) -> int:
     if layer >= n_layers:
         raise FRAError(f"layer {layer} is out of range: the model has layers 0..{n_layers - 1}")
     if args.start_head is not None and args.start_head >= n_heads:
-        raise FRAError(f"--start-head {args.start_head} is out of range: the model has heads 0..{n_heads - 1} per layer")
+        raise FRAError(f"--start-head {args.start_head} is out of range: the model has "
+                       f"heads 0..{n_heads - 1} per layer")
     scores = None if args.heads is None else read_heads(args.heads, layer, n_heads)
     if corpus is not None and (corpus.numel() == 0 or int(every.max()) >= model.cfg.d_vocab or int(every.min()) < 0):
         raise FRAError(f"--corpus {args.corpus} is empty or holds token ids outside the model's vocabulary "
@@ -122,14 +124,14 @@ def run(args: argparse.Namespace) -> int:
         bos = getattr(model.tokenizer, "bos_token_id", None)
         tokens = torch.cat([tokens, tokens[:, 1:] if bos is not None and int(tokens[0, 0]) == bos else tokens], dim=1)
         if tokens.shape[1] > model.cfg.n_ctx:
-            raise FRAError(f"--repeat makes {tokens.shape[1]} tokens, more than the model's context ({model.cfg.n_ctx}); "
-                           "shorten the text to half of it")
+            raise FRAError(f"--repeat makes {tokens.shape[1]} tokens, more than the model's context "
+                           f"({model.cfg.n_ctx}); shorten the text to half of it")
     sae = load_sae(args.sae.format(layer=layer), layer, args.device)
     detail = Detail(max_keys=args.keys_per_query, mass=args.mass, top_n=args.top_n)
     names = {"model": args.name or Path(args.model).name or str(args.model), "sae": args.sae.format(layer=layer),
              **({"corpus": str(args.corpus)} if args.corpus else {})}
-    html, payload = single_page(model, sae, tokens, layer, detail, card_tokens=corpus, names=names, labels=labels,
-                                head_scores=scores, start_head=args.start_head)
+    html, payload = single_page(model, sae, tokens, layer, detail=detail, card_tokens=corpus, names=names,
+                                labels=labels, head_scores=scores, start_head=args.start_head)
     write_text(out, html)
     start = payload["start"]
     print(f"wrote {args.out} ({len(html.encode()) / 1e6:.2f} MB, {tokens.shape[1]} tokens, {n_heads} heads; "

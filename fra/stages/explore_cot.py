@@ -16,7 +16,8 @@ HELP = "write a self-contained HTML explorer of one chain-of-thought trace: sent
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--view", required=True, help="trace_view.json written by `fra cot` (results/<model>/cot/trace_view.json)")
+    p.add_argument("--view", required=True,
+                   help="trace_view.json written by `fra cot` (results/<model>/cot/trace_view.json)")
     p.add_argument("--name", default=None,
                    help="model name in the title (default: the view's folder, or the one above it when that is `cot`)")
     p.add_argument("-o", "--out", required=True, help="the HTML file to write")

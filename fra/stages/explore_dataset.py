@@ -9,7 +9,14 @@ from pathlib import Path
 from fra.analysis.features import token_strings
 from fra.errors import FRAError
 from fra.explore.cards import pipeline_cards
-from fra.explore.dataset import channel_examples, dataset_payload, load_corpus, read_channels, shown_channels, text_page_links
+from fra.explore.dataset import (
+    channel_examples,
+    dataset_payload,
+    load_corpus,
+    read_channels,
+    shown_channels,
+    text_page_links,
+)
 from fra.explore.encode import Strings, page, read_payload
 from fra.explore.inputs import read_cards, read_features, read_labels
 from fra.io import output_file, read_json, write_text
@@ -22,11 +29,12 @@ HELP = "write a self-contained HTML explorer of a model's channels.csv: one row 
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--channels", required=True, help="the channels.csv written by `fra induction` (results/<model>/channels.csv)")
+    p.add_argument("--channels", required=True, help="the channels.csv written by `fra induction` "
+                                                     "(results/<model>/channels.csv)")
     p.add_argument("-o", "--out", required=True, help="the HTML file to write")
     p.add_argument("--model", default=None, help="model directory or hub name; needed with --corpus")
-    p.add_argument("--sae", default=None, help="SAE per layer, {layer} filled in: models/toy/saes/L{layer} or gpt2-small-res-jb; "
-                                              "needed with --corpus")
+    p.add_argument("--sae", default=None, help="SAE per layer, {layer} filled in: models/toy/saes/L{layer} or "
+                                              "gpt2-small-res-jb; needed with --corpus")
     p.add_argument("--corpus", default=None, help="example contexts from this .npy of token ids [n, pos] or .txt file; "
                                                  "without it, the page has no examples")
     p.add_argument("--n-seqs", type=positive, default=64, help="corpus sequences searched for examples")
@@ -37,10 +45,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                                    "sink / token shares on the cards; without it, none")
     p.add_argument("--cards", default=None, help="channel_features.json of `fra induction`: feature cards (top "
                                                 "activations); without it, the page has no cards")
-    p.add_argument("--labels", default=None, help="feature_cards.json of the toy SAE stage: planted-class labels on the cards")
-    p.add_argument("--text-page", default=None, help="a single-text page of this model (fra explore): channels of its layer "
-                                                    "link to their strongest pair there")
-    p.add_argument("--name", default=None, help="model name in the title; without it, the --channels file's folder name")
+    p.add_argument("--labels", default=None, help="feature_cards.json of the toy SAE stage: "
+                                                  "planted-class labels on the cards")
+    p.add_argument("--text-page", default=None, help="a single-text page of this model (fra explore): channels of its "
+                                                    "layer link to their strongest pair there")
+    p.add_argument("--name", default=None, help="model name in the title; "
+                                                "without it, the --channels file's folder name")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where the model and SAEs run")
 
 
@@ -80,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
         strs = token_strings(model, tokens)
         examples, attn_rows = channel_examples(model, saes, tokens, chans)
     name = args.name or Path(args.channels).parent.name
-    payload = dataset_payload(rows, name, examples, attn_rows, strs, cards, strings, text_page) | {"per_head": args.per_head}
+    payload = (dataset_payload(rows, name, examples, attn_rows, strs, cards, strings, text_page)
+               | {"per_head": args.per_head})
     html = page("dataset", f"FRA channels: {name}", payload)
     write_text(out, html)
     print(f"wrote {args.out} ({len(html.encode()) / 1e6:.2f} MB, {len(chans)} channels, {len(rows)} probe rows)")

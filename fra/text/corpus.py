@@ -163,7 +163,8 @@ def load_text_split(folder: str | Path, split: str) -> tuple[Int[torch.Tensor, "
         raise FRAError(f"split must be one of {list(SPLITS)}, got {split!r}")
     folder = Path(folder)
     if not (folder / f"{split}_tokens.npy").exists():
-        raise FRAError(f"{folder} holds no text corpus; build the corpus first (`dvc repro` or `fra text-corpus --out {folder}`)")
+        raise FRAError(f"{folder} holds no text corpus; build the corpus first (`dvc repro` or "
+                       f"`fra text-corpus --out {folder}`)")
     tokens, sources = (torch.from_numpy(np.load(folder / f"{split}_{name}.npy").astype(np.int64))
                        for name in ("tokens", "sources"))
     return tokens, sources

@@ -19,7 +19,8 @@ def feature_cards(
     cur = tokens.flatten()
     prev = torch.cat([torch.full((tokens.shape[0], 1), -1), tokens[:, :-1]], dim=1).flatten()
     d_vocab = len(names)
-    groups = np.where(token_class >= 0, token_class, token_class.max() - token_class)  # classes, then filler (-1), BOS (-2)
+    # classes, then filler (-1), BOS (-2)
+    groups = np.where(token_class >= 0, token_class, token_class.max() - token_class)
     group_names = [f"c{c:02d}" for c in range(token_class.max() + 1)] + ["filler", "BOS"]
 
     def mass_by(ids: torch.Tensor) -> Float[torch.Tensor, "d_vocab d_sae"]:

@@ -156,7 +156,8 @@ def _induction_heads(model: HookedTransformer, world: WorldConfig, S: dict[str, 
 
 def _basis_sae(d_model: int, d_sae: int) -> JumpReLUSAE:
     """Features = the first ``d_sae`` basis directions of the residual (every subspace but ``out``)."""
-    sae = JumpReLUSAE(JumpReLUSAEConfig(d_in=d_model, d_sae=d_sae, metadata=SAEMetadata(hook_name=RESID_PRE.format(layer=LAYER))))
+    sae = JumpReLUSAE(JumpReLUSAEConfig(d_in=d_model, d_sae=d_sae,
+                                        metadata=SAEMetadata(hook_name=RESID_PRE.format(layer=LAYER))))
     with torch.no_grad():
         for p in sae.parameters():
             p.zero_()

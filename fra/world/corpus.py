@@ -72,10 +72,12 @@ def ground_truth(cfg: WorldConfig) -> dict:
     ]
     role = {-2: "bos", -1: "filler"}
     tokens = [
-        {"id": t, "name": names[t], "role": role.get(int(cls[t]), "member"), "class": int(cls[t]) if cls[t] >= 0 else None}
+        {"id": t, "name": names[t], "role": role.get(int(cls[t]), "member"),
+         "class": int(cls[t]) if cls[t] >= 0 else None}
         for t in range(cfg.d_vocab)
     ]
-    return {"d_vocab": cfg.d_vocab, "bos_id": BOS, "n_conceptual": cfg.n_conceptual, "classes": classes, "tokens": tokens}
+    return {"d_vocab": cfg.d_vocab, "bos_id": BOS, "n_conceptual": cfg.n_conceptual, "classes": classes,
+            "tokens": tokens}
 
 
 @dataclass
@@ -155,7 +157,8 @@ def generate(
     return WorldBatch(tokens.long(), label.long(), key)
 
 
-def episode_batch(cfg: WorldConfig, kind: Literal["token", "concept", "none"], n: int, seed: int | tuple[int, ...]) -> WorldBatch:
+def episode_batch(cfg: WorldConfig, kind: Literal["token", "concept", "none"], n: int,
+                  seed: int | tuple[int, ...]) -> WorldBatch:
     """Evaluation batch of one episode type with induction queries and their keys marked."""
     return generate(cfg, n, seed, kind)
 
@@ -192,11 +195,13 @@ def world_corpus(path: str | Path) -> Path:
     missing = [f"{split}_{name}.npy" for split in SPLITS for name in ("tokens", "label", "key")
                if not (path / f"{split}_{name}.npy").is_file()]
     if missing:
-        raise FRAError(f"{path} is not a planted-world corpus (missing {missing}); build it with `fra toy-data --out {path}`")
+        raise FRAError(f"{path} is not a planted-world corpus (missing {missing}); build it "
+                       f"with `fra toy-data --out {path}`")
     return path
 
 
 def load_split(corpus: Path, split: str) -> WorldBatch:
-    arrays = {name: torch.from_numpy(np.load(corpus / f"{split}_{name}.npy").astype(np.int64)) for name in ("tokens", "label", "key")}
+    arrays = {name: torch.from_numpy(np.load(corpus / f"{split}_{name}.npy").astype(np.int64))
+              for name in ("tokens", "label", "key")}
     return WorldBatch(**arrays)
 

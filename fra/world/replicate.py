@@ -63,8 +63,10 @@ def trained(params: Params, run: tuple[int, int]) -> Trained:
     partner = earlier.loc[earlier.previous_token.idxmax()]
     row = {
         "world_seed": world_seed, "train_seed": train_seed,
-        "acc_token_repeat": round(final["acc_token_repeat"], 4), "acc_concept_repeat": round(final["acc_concept_repeat"], 4),
-        "best_induction_head": f"L{int(best.layer)}H{int(best['head'])}", "best_induction_min": round(float(best.induction_min), 4),
+        "acc_token_repeat": round(final["acc_token_repeat"], 4),
+        "acc_concept_repeat": round(final["acc_concept_repeat"], 4),
+        "best_induction_head": f"L{int(best.layer)}H{int(best['head'])}",
+        "best_induction_min": round(float(best.induction_min), 4),
         "previous_token_head": f"L{int(partner.layer)}H{int(partner['head'])}",
         "previous_token_score": round(float(partner.previous_token), 4),
         "max_positional_control": check["max_positional_control"], "ground_truth_ok": check["ground_truth_ok"],
@@ -89,7 +91,8 @@ def studied(params: Params, done: Trained) -> dict:
                                   list(range(1, model.cfg.n_layers)), params.toy_saes, Path(tmp), "cpu")
         saes = load_saes(tmp, None, model)
         probes = probe_sets(model, cfg, corpus, templates=False) + list(zip(
-            world_probes(world, cfg.n_discovery, seed=cfg.seed * 2), world_probes(world, cfg.n_heldout, seed=cfg.seed * 2 + 1)))
+            world_probes(world, cfg.n_discovery, seed=cfg.seed * 2),
+            world_probes(world, cfg.n_heldout, seed=cfg.seed * 2 + 1)))
         study = run(model, saes, params, probes, corpus, checks=False)
     planted = planted_recall(study.channels, world)
     return {**done.row, "sae_variance_explained": min(s["variance_explained"] for s in summary.values()),

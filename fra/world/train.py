@@ -19,7 +19,8 @@ def build_model(world: WorldConfig, cfg: ToyTrainConfig) -> HookedTransformer:
     torch.manual_seed(cfg.seed)
     model = HookedTransformer(HookedTransformerConfig(
         n_layers=cfg.n_layers, n_heads=cfg.n_heads, d_model=cfg.d_model, d_head=cfg.d_model // cfg.n_heads,
-        d_mlp=cfg.d_mlp or None, attn_only=cfg.d_mlp == 0, d_vocab=world.d_vocab, n_ctx=world.seq_len, act_fn="gelu", normalization_type="LN",
+        d_mlp=cfg.d_mlp or None, attn_only=cfg.d_mlp == 0, d_vocab=world.d_vocab, n_ctx=world.seq_len,
+        act_fn="gelu", normalization_type="LN",
         positional_embedding_type=cfg.positional_embedding_type, default_prepend_bos=True, seed=cfg.seed, device="cpu",
     ))
     model.set_tokenizer(world_tokenizer(world))
@@ -35,7 +36,8 @@ def evaluate(model: HookedTransformer, data: WorldBatch, batch_size: int = 100) 
     for start in range(0, len(data.tokens), batch_size):
         tokens = data.tokens[start : start + batch_size]
         logits = model(tokens)[:, :-1]
-        loss_sum += torch.nn.functional.cross_entropy(logits.flatten(0, 1), tokens[:, 1:].flatten(), reduction="sum").item()
+        loss_sum += torch.nn.functional.cross_entropy(logits.flatten(0, 1), tokens[:, 1:].flatten(),
+                                                      reduction="sum").item()
         correct = (logits.argmax(-1) == tokens[:, 1:]).float()
         label = data.label[:, :-1][start : start + batch_size]
         hits += torch.zeros(len(LABELS)).index_add_(0, label.flatten(), correct.flatten())
@@ -54,7 +56,8 @@ def curriculum_data(world: WorldConfig, cfg: ToyTrainConfig) -> WorldBatch | Non
     """The token-repeat-only sequences of the first ``curriculum_steps`` steps (seeded by the world), or None."""
     if cfg.curriculum_steps == 0:
         return None
-    return generate(world, min(world.n_train, cfg.curriculum_steps * cfg.batch_size), seed=(world.seed, 2), kind="token")
+    return generate(world, min(world.n_train, cfg.curriculum_steps * cfg.batch_size), seed=(world.seed, 2),
+                    kind="token")
 
 
 def fused(model: HookedTransformer) -> bool:
@@ -125,20 +128,21 @@ def train(model: HookedTransformer, train_data: WorldBatch, heldout: WorldBatch,
         if step % cfg.eval_every == 0 or step == cfg.steps:
             history.append({"step": step, **evaluate(model, heldout)})
             h = history[-1]
-            bar.set_postfix(loss=f"{h['heldout_loss']:.3f}", tok=f"{h['acc_token_repeat']:.2f}", con=f"{h['acc_concept_repeat']:.2f}")
+            bar.set_postfix(loss=f"{h['heldout_loss']:.3f}", tok=f"{h['acc_token_repeat']:.2f}",
+                            con=f"{h['acc_concept_repeat']:.2f}")
     model.eval()
     return history
 
 
 POSITIONAL_NOTE = {
     "shortformer": (
-        "Shortformer positions (TransformerLens positional_embedding_type='shortformer': the position embedding is added "
-        "to the query and key inputs after ln1, never to the residual stream or values), as in Anthropic's small "
-        "attention-only models, which NOTES.md section 5 found to give canonical content-based induction heads quickly. "
-        "Attention-only by default (toy_train.d_mlp = 0): on this world (seq_len 64, batch 64, lr 3e-3) an attention-only "
-        "model reached token/concept repeat accuracy 0.76/0.83 and induction heads of 0.54/0.42 after 1500 steps, "
-        "while the same model with a 512-wide MLP was at 0.11/0.22 with no induction head. TransformerLens fold_ln "
-        "is not exact for shortformer, so the model is saved unprocessed (ln1 weights present)."
+        "Shortformer positions (TransformerLens positional_embedding_type='shortformer': the position embedding is "
+        "added to the query and key inputs after ln1, never to the residual stream or values), as in Anthropic's small "
+        "attention-only models, which NOTES.md section 5 found to give canonical content-based induction heads "
+        "quickly. Attention-only by default (toy_train.d_mlp = 0): on this world (seq_len 64, batch 64, lr 3e-3) an "
+        "attention-only model reached token/concept repeat accuracy 0.76/0.83 and induction heads of 0.54/0.42 after "
+        "1500 steps, while the same model with a 512-wide MLP was at 0.11/0.22 with no induction head. TransformerLens "
+        "fold_ln is not exact for shortformer, so the model is saved unprocessed (ln1 weights present)."
     ),
     "standard": "Standard learned absolute positions added to the residual stream.",
 }

@@ -4,14 +4,19 @@ criterion's calibration curve."""
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pandas as pd
 
-from fra.analysis.channels import confirm
 from fra.analysis.kinds import is_sink
+from fra.analysis.stats import confirm
 from fra.config import ChannelConfig, WorldConfig
+from fra.errors import FRAError
+from fra.io import read_json
+from fra.world.corpus import ground_truth
 from fra.world.probes import token_only_classes
 
+TRUTH_KEYS = ("d_vocab", "bos_id", "n_conceptual", "classes", "tokens")  # of fra.world.corpus.ground_truth
 LIFT_GRID = tuple(round(0.05 * n, 2) for n in range(11))  # min_lift values of the calibration curve
 
 
@@ -45,3 +50,52 @@ def calibration(channels: pd.DataFrame, world: WorldConfig, cfg: ChannelConfig) 
                      "n_confirmed": int((again["is_cih"] & ~sink).sum()),
                      "frozen": lift == round(cfg.min_lift, 2)})
     return pd.DataFrame(rows)
+
+
+def checked_world(path: str, params_path: str, world: WorldConfig) -> WorldConfig:
+    """``world`` when the ground truth in ``path`` is the one it generates (:func:`fra.world.corpus.ground_truth`).
+
+    The file holds the vocabulary only; the probes (:func:`fra.world.probes.world_probes`) need the episode shapes
+    too, so the world comes from the params and the file is checked against it: an error names each world field
+    the file implies (``n_classes``, ``class_size``, ``n_filler``, ``n_conceptual``) that differs, else the first
+    entry of ``classes`` / ``tokens`` that the world would not generate.
+    """
+    truth = read_json(path, "--ground-truth")
+    missing = [key for key in TRUTH_KEYS if not isinstance(truth, dict) or key not in truth]
+    if missing:
+        raise FRAError(f"--ground-truth {path} is not a planted-world ground truth: it lacks {missing} (keys of the "
+                       f"file `fra toy-data --ground-truth FILE` writes: {list(TRUTH_KEYS)})")
+    try:
+        implied = {"n_classes": len(truth["classes"]), "class_size": len(truth["classes"][0]["member_ids"]),
+                   "n_filler": sum(t["role"] == "filler" for t in truth["tokens"]),
+                   "n_conceptual": truth["n_conceptual"]}
+    except (TypeError, KeyError, IndexError) as exc:
+        raise FRAError(f"--ground-truth {path} is not a planted-world ground truth: `classes` must be a list of "
+                       "{class, kind, member_ids, members} and `tokens` a list of {id, name, role, class} "
+                       f"({type(exc).__name__}: {exc}); write it with `fra toy-data --ground-truth FILE`") from exc
+    differ = {field: value for field, value in implied.items() if value != getattr(world, field)}
+    if differ:
+        raise FRAError(
+            f"--ground-truth {path} was built with another world than {params_path}'s world section: "
+            + "; ".join(f"{field} is {value} in the file but {getattr(world, field)} in {params_path}"
+                        for field, value in differ.items())
+            + ". Set " + ", ".join(f"world.{field}: {value}" for field, value in differ.items())
+            + f" in {params_path} (or pass --params FILE with the world this ground truth was built with)")
+    expected = ground_truth(world)
+    for key in TRUTH_KEYS:
+        if truth[key] != expected[key]:
+            raise FRAError(
+                f"--ground-truth {path}: `{key}` is not what the world of {params_path} generates "
+                f"({_first_difference(truth[key], expected[key])}); fra's planted world numbers its tokens one way "
+                "(BOS 0, class c's member m at 1 + c * class_size + m, then the fillers; fra.world.corpus): write the "
+                f"file with `fra toy-data --params {params_path} --ground-truth {path}`")
+    return world
+
+
+def _first_difference(got, want) -> str:
+    if isinstance(got, list) and isinstance(want, list) and len(got) == len(want):
+        i = next(i for i, (a, b) in enumerate(zip(got, want)) if a != b)
+        return f"entry {i} is {json.dumps(got[i])} in the file, {json.dumps(want[i])} generated"
+    if isinstance(got, list) and isinstance(want, list):
+        return f"{len(got)} entries in the file, {len(want)} generated"
+    return f"{json.dumps(got)} in the file, {json.dumps(want)} generated"

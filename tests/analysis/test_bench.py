@@ -8,7 +8,8 @@ from fra.cli import main
 from tests.stages.conftest import refuses
 
 TINY = ["bench-channels", "--n-seqs", "4", "--layer", "1", "--n-layers", "2", "--d-model", "64", "--n-heads", "4",
-        "--d-sae", "256", "--k-active", "8", "--max-candidates", "4", "--batch-size", "2", "--repeats", "2", "--device", "cpu"]
+        "--d-sae", "256", "--k-active", "8", "--max-candidates", "4", "--batch-size", "2", "--repeats", "2",
+        "--device", "cpu"]
 
 
 def test_bench_channels_times_both_paths_and_they_agree(capsys):
@@ -17,7 +18,8 @@ def test_bench_channels_times_both_paths_and_they_agree(capsys):
     n = int(re.search(r"(\d+) candidate channels \(4 per head\)", out).group(1))
     assert 0 < n <= 16
     assert re.search(r"inputs, once per batch: model passes \S+ s, SAE encode \S+ s", out)
-    assert re.search(r"statistics from the same inputs \(fastest of 2\): dense path +\S+ s, fast path +\S+ s -> ratio \S+x", out)
+    assert re.search(r"statistics from the same inputs \(fastest of 2\): "
+                     r"dense path +\S+ s, fast path +\S+ s -> ratio \S+x", out)
     assert re.search(r"end to end: before the cache +\S+ s, fast path with its inputs +\S+ s -> ratio \S+x", out)
     diff = float(re.search(r"candidates and decisions identical; max relative difference (\S+)", out).group(1))
     assert diff < 1e-4

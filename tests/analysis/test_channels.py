@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from fra.analysis.cache import ProbeCache
-from fra.analysis.channels import (_best, _best_per_column, candidates, channel_sums, confirm, discover, evaluate, row_sums,
-                                   search)
+from fra.analysis.channels import _best, _best_per_column, candidates, dense_sums, discover, evaluate, row_sums, search
 from fra.analysis.probes import repeated_random
+from fra.analysis.stats import confirm
 from fra.config import ChannelConfig, EngineConfig, ParallelConfig
 from fra.engine import FEATURE_PAIRS, resolve
 from tests.conftest import make_model, make_sae
@@ -25,7 +25,7 @@ def test_channel_on_the_target_scores_one_and_matters():
     C = torch.zeros(4, 2, P)
     C[torch.arange(4), 0, target] = 2.0  # channel 0: only on the target
     C[:, 1, :] = 1.0  # channel 1: the same on every key
-    s = channel_sums(C, query, target, _scores(4), torch.full((4,), 10.0))
+    s = dense_sums(C, query, target, _scores(4), torch.full((4,), 10.0))
     ci = s["obs"] / s["abs_all"]
     assert ci[0] == pytest.approx(1.0)
     assert ci[1] == pytest.approx(4 / float((query + 1).sum()))  # one key of q+1 per query
@@ -40,7 +40,7 @@ def test_channel_against_the_target_has_negative_effect():
     query, target = torch.tensor([9, 10]), torch.tensor([3, 4])
     C = torch.zeros(2, 1, P)
     C[torch.arange(2), 0, target] = -3.0
-    s = channel_sums(C, query, target, _scores(2), torch.ones(2))
+    s = dense_sums(C, query, target, _scores(2), torch.ones(2))
     assert s["obs"][0] < s["null_mean"][0] and s["effect"][0] < 0
 
 
@@ -56,17 +56,21 @@ def test_evaluate_matches_brute_force_from_entries():
     L = probes.tokens.shape[1]
     e = fra.entries()
     terms = fra.terms()
-    for r, c in got.iterrows():
-        sel = (e["head"] == c["head"]) & (e["query_feature"] == c["query_feature"]) & (e["key_feature"] == c["key_feature"])
-        Cmap = torch.zeros(3, L, L).index_put_((e["batch"][sel], e["query"][sel], e["key"][sel]), e["value"][sel], accumulate=True)
+    for _, c in got.iterrows():
+        sel = ((e["head"] == c["head"]) & (e["query_feature"] == c["query_feature"])
+               & (e["key_feature"] == c["key_feature"]))
+        Cmap = torch.zeros(3, L, L).index_put_((e["batch"][sel], e["query"][sel], e["key"][sel]), e["value"][sel],
+                                               accumulate=True)
         Cq = Cmap[probes.seq, probes.query]  # [n, key]
         at_t = Cq[torch.arange(len(probes.query)), probes.target]
         ci = at_t.sum() / Cq.abs().sum()
         # per query: each channel and each dense term counts as one term of the |score| decomposition
-        mass = sum(t[probes.seq, c["head"], probes.query, probes.target].abs() for n, t in terms.items() if n != FEATURE_PAIRS)
+        mass = sum(t[probes.seq, c["head"], probes.query, probes.target].abs()
+                   for n, t in terms.items() if n != FEATURE_PAIRS)
         on_t = (e["head"] == c["head"]) & (Cmap.new_zeros(3, L, L).bool().index_put_(
             (probes.seq, probes.query, probes.target), torch.tensor(True))[e["batch"], e["query"], e["key"]])
-        on_pairs = torch.zeros(3, L, L).index_put_((e["batch"][on_t], e["query"][on_t], e["key"][on_t]), e["value"][on_t].abs(), accumulate=True)
+        on_pairs = torch.zeros(3, L, L).index_put_((e["batch"][on_t], e["query"][on_t], e["key"][on_t]),
+                                                   e["value"][on_t].abs(), accumulate=True)
         mass = mass + on_pairs[probes.seq, probes.query, probes.target]
         here = at_t != 0  # support counts only the targets where the channel is present
         S = fra.scores[probes.seq, c["head"], probes.query]
@@ -96,14 +100,14 @@ def test_rows_path_equals_the_dense_reference(positions, shuffle):
     pd.testing.assert_frame_equal(fast, dense, check_exact=False, rtol=1e-5, atol=1e-7)
 
 
-def test_row_sums_equal_channel_sums_on_random_maps():
+def test_rows_left_out_add_nothing_to_the_sums():
     gen = torch.Generator().manual_seed(4)
     query = torch.arange(P - 6, P)
     target = torch.randint(1, P - 7, (6,), generator=gen)
     C = torch.randn(6, 3, P, generator=gen) * (torch.rand(6, 3, 1, generator=gen) > 0.4)  # some rows all zero
     C[:, 2] = C[:, 2].round()  # ties in the pool
     mass = torch.rand(6, generator=gen)
-    dense = channel_sums(C, query, target, _scores(6), mass)
+    dense = dense_sums(C, query, target, _scores(6), mass)
     n, m = torch.nonzero(C.abs().sum(-1) > 0, as_tuple=True)
     rows = row_sums(C[n, m], m, 3, query[n], target[n], _scores(6)[n], mass[n])
     for name, value in dense.items():
@@ -139,7 +143,8 @@ def test_random_model_yields_no_confirmed_channels():
 
 
 def test_confirm_applies_bh_and_requires_a_real_effect():
-    table = pd.DataFrame({"p_value": [1e-6, 1e-6, 1e-6, 0.04, 0.9, 1e-9], "softmax_effect": [0.1, -0.1, 0.005, 0.1, 0.1, 0.1],
+    table = pd.DataFrame({"p_value": [1e-6, 1e-6, 1e-6, 0.04, 0.9, 1e-9],
+                          "softmax_effect": [0.1, -0.1, 0.005, 0.1, 0.1, 0.1],
                           "lift_heldout": [0.5, 0.5, 0.5, 0.5, 0.5, 0.05], "n_targets": [9] * 6})
     out = confirm(table, ChannelConfig(alpha=0.05, min_effect=0.01, min_queries=5, min_lift=0.2))
     np.testing.assert_allclose(out["q_value"], [6e-6 / 4] * 3 + [0.048, 0.9, 6e-9])
@@ -196,13 +201,13 @@ def test_probe_cache_resolves_each_batch_once_per_probe_set():
     model, sae = make_model(n_ctx=64, seed=1), make_sae(seed=1)
     probes, other = (repeated_random(np.arange(1, 50), 0, 4, 4, 8, seed=s) for s in (0, 1))
     cache = ProbeCache(model, {1: sae}, 2)
-    first = [r.fra for r in cache.resolved(sae, 1, probes, EngineConfig())]
-    kept = [r.fra for r in cache.resolved(sae, 1, probes, EngineConfig())]
+    first = [r.resolved for r in cache.resolved(sae, 1, probes, EngineConfig())]
+    kept = [r.resolved for r in cache.resolved(sae, 1, probes, EngineConfig())]
     assert len(kept) == 2 and all(k is f for k, f in zip(kept, first))  # the same objects: nothing resolved again
-    shuffled = [r.fra for r in cache.resolved(sae, 1, probes, EngineConfig(), shuffle_seed=3)]
+    shuffled = [r.resolved for r in cache.resolved(sae, 1, probes, EngineConfig(), shuffle_seed=3)]
     assert all(s is not f and s.key_ids is not None for s, f in zip(shuffled, first))
-    again = [r.fra for r in cache.resolved(sae, 1, other, EngineConfig())]
+    again = [r.resolved for r in cache.resolved(sae, 1, other, EngineConfig())]
     assert all(a is not f for a, f in zip(again, first))
     fresh = ProbeCache(model, {1: sae}, 2, keep=False)
-    one, two = ([r.fra for r in fresh.resolved(sae, 1, probes, EngineConfig())] for _ in range(2))
-    assert all(a is not b and torch.equal(a.scores, b.scores) for a, b in zip(one, two))
+    one, two = ([r.resolved for r in fresh.resolved(sae, 1, probes, EngineConfig())] for _ in range(2))
+    assert all(a is not b and torch.equal(a.scores, b.scores) for a, b in zip(one, two))  # the same pass twice: bitwise

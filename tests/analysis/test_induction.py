@@ -44,7 +44,8 @@ PARAMS = Params(
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny")
-    cfg = ToyTrainConfig(n_layers=2, n_heads=2, d_model=32, d_mlp=64, steps=80, batch_size=32, warmup_steps=10, eval_every=80, curriculum_steps=0)
+    cfg = ToyTrainConfig(n_layers=2, n_heads=2, d_model=32, d_mlp=64, steps=80, batch_size=32, warmup_steps=10,
+                         eval_every=80, curriculum_steps=0)
     model = build_model(WORLD, cfg)
     data = generate(WORLD, 600, seed=0)
     train(model, data, generate(WORLD, 50, seed=1), cfg)
@@ -62,7 +63,8 @@ def study(tiny):
     corpus = generate(WORLD, 30, seed=5).tokens
     cfg = PARAMS.induction
     probes = probe_sets(model, cfg, corpus, templates=False) + list(zip(
-        world_probes(WORLD, cfg.n_discovery, seed=cfg.seed * 2), world_probes(WORLD, cfg.n_heldout, seed=cfg.seed * 2 + 1)))
+        world_probes(WORLD, cfg.n_discovery, seed=cfg.seed * 2),
+        world_probes(WORLD, cfg.n_heldout, seed=cfg.seed * 2 + 1)))
     return run(model, {1: sae}, PARAMS, probes, corpus)
 
 
@@ -71,7 +73,8 @@ def test_run_tables_are_consistent(study):
     heads, channels, hyp, m = res.heads, res.channels, res.hypotheses, res.metrics
     assert len(heads) == 4 and (heads["is_tih"] == (heads["induction"] >= 0.4)).all()
     assert list(channels.columns) == CHANNELS.names
-    assert set(channels["probe"]) == {"random_repeat", "text_repeat", "token_repeat", "concept_repeat", "concept_control"}
+    assert set(channels["probe"]) == {"random_repeat", "text_repeat", "token_repeat", "concept_repeat",
+                                      "concept_control"}
     np.testing.assert_allclose(channels["q_value"], benjamini_hochberg(channels["p_value"].to_numpy()))
     assert (channels["support"] >= 1e-4).all() and channels["layer"].eq(1).all()
     assert channels.groupby(["probe", "group", "head"]).size().max() <= 3
@@ -81,7 +84,8 @@ def test_run_tables_are_consistent(study):
     assert m["n_channels_tested"] == len(channels)
     assert m["n_cih"] + m["n_sink"] == int(channels["is_cih"].sum())
     np.testing.assert_allclose(channels["lift_heldout"],
-                               channels["channel_induction_heldout"] - channels["null_channel_induction_heldout"], atol=1e-9)
+                               channels["channel_induction_heldout"] - channels["null_channel_induction_heldout"],
+                               atol=1e-9)
     assert (channels.loc[channels["is_cih"], "lift_heldout"] >= PARAMS.channels.min_lift).all()
     assert set(channels.loc[channels["is_cih"], "kind"]) <= {"sink", "token", "conceptual"}
     assert (channels.loc[~channels["is_cih"], "kind"].fillna("") == "").all()
@@ -159,7 +163,8 @@ def test_causal_attention_drop_is_the_softmax_effect(study, tiny):
     channels = study.channels.copy()
     channels["is_cih"] = channels["n_queries"] > 0  # every channel present on held-out probes, as if confirmed
     cfg = PARAMS.induction
-    probes = list(zip(world_probes(WORLD, cfg.n_discovery, seed=cfg.seed * 2), world_probes(WORLD, cfg.n_heldout, seed=cfg.seed * 2 + 1)))
+    probes = list(zip(world_probes(WORLD, cfg.n_discovery, seed=cfg.seed * 2),
+                      world_probes(WORLD, cfg.n_heldout, seed=cfg.seed * 2 + 1)))
     causal = causal_effects(model, {1: sae}, channels, probes, PARAMS.channels, PARAMS.engine)
     causal = causal[causal["n_queries"] > 0]
     assert len(causal) >= 5
@@ -170,7 +175,8 @@ def test_causal_attention_drop_is_the_softmax_effect(study, tiny):
 @pytest.mark.parametrize("arch", ["toy", "standard", "rotary"])
 def test_ablated_pass_from_the_cached_layer_equals_the_full_pass(tiny, arch):
     """Running the ablated model from layer L's cached residual (a subset of sequences) is the full forward pass."""
-    model, sae = tiny[:2] if arch == "toy" else (make_model("RMS" if arch == "rotary" else "LN", arch, n_ctx=64), make_sae())
+    model, sae = tiny[:2] if arch == "toy" else (make_model("RMS" if arch == "rotary" else "LN", arch, n_ctx=64),
+                                                 make_sae())
     tokens = world_probes(WORLD, 4, seed=5)[1].tokens % model.cfg.d_vocab  # concept repeats (toy: shortformer)
     inputs = read_layers(model, {1: sae}, tokens)[1]
     P = tokens.shape[1]

@@ -28,7 +28,8 @@ def test_bad_probes_are_refused():
     with pytest.raises(FRAError, match="vocabulary of at least 30"):
         repeated_random(np.arange(1, 20), 0, 2, 5, 30, seed=0)
     with pytest.raises(FRAError, match="target must be a causal key"):
-        Probes("x", torch.zeros(1, 5, dtype=torch.long), torch.tensor([0]), torch.tensor([2]), torch.tensor([3]), np.array(["g"]))
+        Probes("x", torch.zeros(1, 5, dtype=torch.long), torch.tensor([0]), torch.tensor([2]), torch.tensor([3]),
+               np.array(["g"]))
 
 
 def test_repeated_text_copies_windows_of_the_corpus():

@@ -1,8 +1,39 @@
+"""The statistics core against its definitions: the permutation null by Monte Carlo, scipy's tests, BH by hand."""
+
+import math
+
 import numpy as np
+import pandas as pd
 import pytest
 import torch
+from scipy import stats
 
-from fra.analysis.stats import benjamini_hochberg, log_pvalue_floor, null_moments, permutation_pvalue, z_pvalue
+from fra.analysis.stats import (
+    SUMS,
+    benjamini_hochberg,
+    channel_statistics,
+    channel_sums,
+    confirm,
+    null_rows,
+    wilson_interval,
+    z_pvalue,
+)
+from fra.config import ChannelConfig
+
+
+def permutation_pvalue(C, target, pool, n_draws: int, generator: torch.Generator) -> float:
+    """The null by Monte Carlo: ``(1 + #{null >= observed}) / (1 + n_draws)``, each row's target drawn from its pool."""
+    observed = float(C.gather(1, target[:, None]).sum())
+    weights = pool.float()[None].expand(n_draws, *pool.shape).reshape(-1, pool.shape[1])
+    draws = torch.multinomial(weights, 1, generator=generator).view(n_draws, -1)  # [draw, row]
+    null = C.gather(1, draws.T).sum(0)
+    return (1 + int((null >= observed).sum())) / (1 + n_draws)
+
+
+def totals(C, target, pool):
+    """The rows' sum at the targets, its null mean and variance, and the floor: the arguments of ``z_pvalue``."""
+    r = null_rows(C, target, pool)
+    return float(r.at_target.sum()), float(r.mean.sum()), float(r.var.sum()), float(r.log_floor.sum())
 
 
 def test_benjamini_hochberg_matches_definition():
@@ -32,7 +63,7 @@ def _case(seed, signal):
 
 def test_null_moments_are_exact():
     C, target, pool = _case(0, 0.0)
-    obs, mean, var = null_moments(C, target, pool)
+    obs, mean, var, _ = totals(C, target, pool)
     g = torch.Generator().manual_seed(1)
     draws = torch.multinomial(pool.float().repeat(4000, 1), 1, generator=g).view(4000, -1)
     null = C.gather(1, draws.T).sum(0)
@@ -44,15 +75,20 @@ def test_null_moments_are_exact():
 @pytest.mark.parametrize("signal", [0.0, 0.3, 1.0])
 def test_z_and_permutation_pvalues_agree(signal):
     C, target, pool = _case(2, signal)
-    p_z = z_pvalue(*null_moments(C, target, pool))
+    p_z = z_pvalue(*totals(C, target, pool)[:3])
     p_perm = permutation_pvalue(C, target, pool, 4000, torch.Generator().manual_seed(3))
     assert abs(p_z - p_perm) < 0.03 or (p_z < 1e-3 and p_perm <= 2e-3)
     if signal == 1.0:
         assert p_z < 1e-6
 
 
+def test_z_pvalue_is_the_normal_tail():
+    for z in (-3.0, 0.0, 1.5, 8.0):
+        assert z_pvalue(z, 0.0, 1.0) == pytest.approx(0.5 * math.erfc(z / math.sqrt(2)), rel=1e-12)
+
+
 def test_pvalues_are_uniform_under_the_null():
-    ps = [z_pvalue(*null_moments(*_case(s, 0.0))) for s in range(400)]
+    ps = [z_pvalue(*totals(*_case(s, 0.0))[:3]) for s in range(400)]
     assert 0.03 < np.mean(np.array(ps) < 0.1) < 0.17  # ~0.1 when calibrated
     assert 0.4 < np.mean(ps) < 0.6
 
@@ -60,7 +96,7 @@ def test_pvalues_are_uniform_under_the_null():
 def test_degenerate_channel_is_not_significant():
     C = torch.zeros(5, 6)
     pool = torch.ones(5, 6, dtype=torch.bool)
-    assert z_pvalue(*null_moments(C, torch.ones(5, dtype=torch.long), pool)) == 1.0
+    assert z_pvalue(*totals(C, torch.ones(5, dtype=torch.long), pool)) == 1.0
 
 
 def test_pvalue_floor_keeps_few_lopsided_queries_from_vanishing():
@@ -69,10 +105,41 @@ def test_pvalue_floor_keeps_few_lopsided_queries_from_vanishing():
     C[torch.arange(2), target] = 1.0  # the channel is only ever on the target: zero null variance without it
     pool = torch.ones(2, 10, dtype=torch.bool)
     pool[:, 0] = False  # keys after BOS, the target included
-    floor = log_pvalue_floor(C, pool)
+    obs, mean, var, floor = totals(C, target, pool)
     assert floor == pytest.approx(-2 * np.log(9))
-    p = z_pvalue(*null_moments(C, target, pool), floor)
+    p = z_pvalue(obs, mean, var, floor)
     assert p == pytest.approx(1 / 81)  # both targets redrawn: probability 1/9 each
     exact = permutation_pvalue(C, target, pool, 20000, torch.Generator().manual_seed(0))
     assert exact == pytest.approx(1 / 81, rel=0.3)
-    assert log_pvalue_floor(torch.zeros(2, 10), pool) == 0.0  # constant channel: no constraint
+    assert totals(torch.zeros(2, 10), target, pool)[3] == 0.0  # constant channel: no constraint
+
+
+def test_channel_sums_and_statistics_by_hand():
+    """Two channels, three rows: each statistic is the ratio of its per-channel sums."""
+    rows = {k: torch.tensor([1.0, 2.0, 4.0]) for k in SUMS}
+    rows["abs_all"] = torch.tensor([2.0, 4.0, 8.0])
+    sums = channel_sums(torch.tensor([0, 0, 1]), 2, **rows)
+    np.testing.assert_array_equal(sums["obs"], [3.0, 4.0])
+    got = channel_statistics(sums)
+    np.testing.assert_allclose(got["share"], [0.5, 0.5])
+    np.testing.assert_allclose(got["lift"], [0.0, 0.0])
+    np.testing.assert_allclose(got["support"], [1.0, 1.0])
+    assert got["n_targets"].tolist() == [3, 4]
+    empty = channel_statistics(channel_sums(torch.tensor([0]), 2, **{k: torch.zeros(1) for k in SUMS}))
+    assert empty[["support", "share", "softmax_effect"]].isna().all().all()  # no denominator: undefined, not 0
+
+
+def test_wilson_interval_is_scipys():
+    ci = stats.binomtest(41, 48).proportion_ci(method="wilson")
+    assert wilson_interval(41, 48) == pytest.approx((ci.low, ci.high))
+    assert wilson_interval(0, 80)[0] == 0.0 and wilson_interval(0, 0) == (0.0, 1.0)
+
+
+def test_confirm_needs_every_part_of_the_criterion():
+    cfg = ChannelConfig(alpha=0.05, min_effect=0.01, min_queries=5, min_lift=0.2)
+    good = {"p_value": 1e-6, "lift_heldout": 0.5, "softmax_effect": 0.1, "n_targets": 10}
+    rows = [good, {**good, "p_value": 0.5}, {**good, "lift_heldout": 0.1}, {**good, "softmax_effect": 0.0},
+            {**good, "n_targets": 4}]
+    out = confirm(pd.DataFrame(rows), cfg, column="confirmed")
+    assert out["confirmed"].tolist() == [True, False, False, False, False]
+    np.testing.assert_allclose(out["q_value"], benjamini_hochberg(out["p_value"].to_numpy()))

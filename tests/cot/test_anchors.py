@@ -7,8 +7,15 @@ import pytest
 import torch
 from scipy import stats
 
-from fra.cot.anchors import (kurtosis, patterns, receiver_kinds, receiver_table, sentence_attention, stability,
-                             vertical_scores)
+from fra.cot.anchors import (
+    kurtosis,
+    patterns,
+    receiver_kinds,
+    receiver_table,
+    sentence_attention,
+    stability,
+    vertical_scores,
+)
 from tests.conftest import make_model
 
 # BOS and a prompt prefix outside every sentence, a gap (-1) between sentences, and an empty sentence 5.

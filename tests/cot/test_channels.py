@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from fra.analysis.stats import confirm
 from fra.config import ChannelConfig
 from fra.cot import channels as ch
 from fra.engine import resolve
@@ -29,7 +30,8 @@ def test_sums_equal_the_brute_force_over_dense_maps(positions, proximity):
     tokens, sentence_of = _trace(0)
     fra = resolve(model, sae, tokens[None], 1, heads=(2,))
     rows = ch.anchor_rows(sentence_of, S, [0, 2], proximity)
-    assert (sentence_of[rows.query] >= rows.anchor + proximity + 1).all() and rows.pool[torch.arange(len(rows.query)), rows.anchor].all()
+    assert ((sentence_of[rows.query] >= rows.anchor + proximity + 1).all()
+            and rows.pool[torch.arange(len(rows.query)), rows.anchor].all())
     found = ch.discover(fra, rows, sentence_of, S)
     assert len(found) > 20
     top = found.sort_values("abs_t", ascending=False).head(6)
@@ -63,7 +65,7 @@ def test_candidates_and_confirm_follow_the_criterion():
     cands = ch.candidates(table, cfg, 5)
     assert 0 < len(cands) <= 5 and (cands["support"] >= 0.001).all() and cands["support"].is_monotonic_decreasing
     a, b = torch.tensor(cands["query_feature"].to_numpy()), torch.tensor(cands["key_feature"].to_numpy())
-    stats = ch.confirm(ch.statistics(cands, ch.evaluate(fra, rows, sentence_of, S, a, b)), cfg)
+    stats = confirm(ch.statistics(cands, ch.evaluate(fra, rows, sentence_of, S, a, b)), cfg, column="confirmed")
     assert stats["p_value"].between(0, 1).all() and (stats["q_value"] >= stats["p_value"] - 1e-12).all()
     expected = ((stats["q_value"] <= cfg.alpha) & (stats["lift_heldout"] >= cfg.min_lift)
                 & (stats["softmax_effect"] >= cfg.min_effect) & (stats["n_targets"] >= cfg.min_queries))

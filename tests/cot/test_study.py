@@ -13,7 +13,7 @@ from fra.cot.anchors import forward
 from fra.cot.study import run
 from fra.cot.traces import Sentence, Trace
 from fra.engine import resolve
-from tests.conftest import make_model, make_sae
+from tests.conftest import kl_atol, make_model, make_sae, rounding_atol
 from tests.cot.test_channels import S, _trace
 
 
@@ -21,9 +21,11 @@ def _traces(n: int) -> list[Trace]:
     out = []
     for k in range(n):
         tokens, sentence_of = _trace(k)
-        spans = [(int((sentence_of == s).nonzero().min()), int((sentence_of == s).nonzero().max()) + 1) for s in range(S)]
+        spans = [(int((sentence_of == s).nonzero().min()), int((sentence_of == s).nonzero().max()) + 1)
+                 for s in range(S)]
         kinds = ["problem", "problem", "instruction", "computation", "plan", "final_answer"]
-        out.append(Trace(k, ("discovery", "heldout")[k % 2], tokens, [Sentence(f"s{s}", kinds[s], a, b) for s, (a, b) in enumerate(spans)], "1"))
+        out.append(Trace(k, ("discovery", "heldout")[k % 2], tokens,
+                         [Sentence(f"s{s}", kinds[s], a, b) for s, (a, b) in enumerate(spans)], "1"))
     return out
 
 
@@ -42,9 +44,14 @@ def test_ablation_loses_exactly_the_decomposition_softmax_drop():
     np.testing.assert_allclose(lost.numpy(), sums["effect"], rtol=1e-4, atol=1e-6)
     assert base > 0 and kl.shape == (3, len(tokens)) and (kl >= 0).all()
     resid = model.run_with_cache(tokens[None])[1]["blocks.1.hook_resid_pre"][0]  # the pass from layer 1 on: the same
-    lost_from, base_from, kl_from = channel_ablation(model, tokens, 1, 3, C, sentence_of, rows, (logits, pattern[1, 3]), resid)
-    torch.testing.assert_close((lost_from, kl_from), (lost, kl), rtol=1e-5, atol=1e-7)
-    assert base_from == base
+    lost_from, base_from, kl_from = channel_ablation(model, tokens, 1, 3, C, sentence_of, rows, (logits, pattern[1, 3]),
+                                                     resid)
+    # layer 0 ran on 1 or 3 copies: rounded otherwise. The attention lost is base - ablated, a sum over rows x keys at
+    # the scale of base; the KL moves with the logits (kl_atol)
+    torch.testing.assert_close(lost_from, lost, rtol=0,
+                               atol=rounding_atol(torch.tensor(base), len(rows.query) * len(tokens)))
+    assert ((kl_from - kl).abs() <= kl_atol(torch.maximum(kl, kl_from), logits, model.cfg.d_model)).all()
+    assert base_from == base  # bitwise: both from the same clean pattern
     for m in range(3):  # the model is causal: nothing changes before the first query the channel touches
         first = int((C[m] != 0).any(-1).nonzero().min())
         assert (kl[m, :first] < 1e-9).all() and kl[m, first:].max() > 1e-9
@@ -55,21 +62,25 @@ def test_study_runs_end_to_end_and_writes_every_table(tmp_path):
     traces = _traces(6)
     cfg = CotConfig(n_problems=6, n_receivers=3, n_resolved=2, n_anchors=1, max_candidates=4)
     corpus = torch.randint(1, 50, (4, 20), generator=torch.Generator().manual_seed(0))
-    heads = pd.DataFrame({"layer": np.repeat([0, 1], 4), "head": np.tile(range(4), 2), "induction": 0.1, "is_tih": False})
-    study = run(model, saes, traces, cfg, ChannelConfig(min_support=0.001, min_queries=2), EngineConfig(), corpus, heads)
+    heads = pd.DataFrame({"layer": np.repeat([0, 1], 4), "head": np.tile(range(4), 2), "induction": 0.1,
+                          "is_tih": False})
+    study = run(model, saes, traces, corpus, cfg=cfg, channel_cfg=ChannelConfig(min_support=0.001, min_queries=2),
+                engine=EngineConfig(), heads=heads)
     assert study.receivers["is_receiver"].sum() == 3 and len(study.receivers) == 8
     assert (study.sentences.groupby("trace")["is_anchor"].sum() == 1).all()
     assert len(study.pairs) == 6 * S * (S + 1) // 2 and study.pairs.query("i == j")["kl"].isna().all()
-    assert study.metrics["resolved_heads"] == [f"L1H{h}" for h in study.receivers.query("layer == 1").sort_values("rank")["head"][:2]]
+    assert study.metrics["resolved_heads"] == [
+        f"L1H{h}" for h in study.receivers.query("layer == 1").sort_values("rank")["head"][:2]]
     c = study.channels
     assert len(c) > 0 and set(c["layer"]) == {1} and c["ablated"].sum() >= min(len(c), 2)
     assert c.loc[c["ablated"], "attention_lost_share"].notna().all() and c.loc[~c["ablated"], "kl_share"].isna().all()
     study.write(tmp_path)
     names = {p.name for p in tmp_path.iterdir()}
-    assert names == {"sentences.csv", "receivers.csv", "kinds.csv", "pairs.csv", "channels.csv", "channel_features.json",
-                     "metrics.json", "trace_view.json"}
+    assert names == {"sentences.csv", "receivers.csv", "kinds.csv", "pairs.csv", "channels.csv",
+                     "channel_features.json", "metrics.json", "trace_view.json"}
     view = json.loads((tmp_path / "trace_view.json").read_text())
-    assert view["split"] == "heldout" and len(view["sentences"]) == S and sum(s["anchor"] for s in view["sentences"]) == 1
+    assert (view["split"] == "heldout" and len(view["sentences"]) == S
+            and sum(s["anchor"] for s in view["sentences"]) == 1)
     assert len(view["vertical"]) == 2 and len(view["vertical"][0]) == 4 and len(view["vertical"][0][0]) == S
     n_channels = sum(len(r["channels"]) for r in view["resolved"])
     assert n_channels == len(c) and all(len(x["by_sentence"]) == S for r in view["resolved"] for x in r["channels"])

@@ -9,8 +9,16 @@ import pytest
 import torch
 
 from fra.config import CotConfig
-from fra.cot.traces import (KINDS, build_traces, load_traces, sentence_kind, split_sentences, tokenize_trace,
-                            trace_text, write_traces)
+from fra.cot.traces import (
+    KINDS,
+    build_traces,
+    load_traces,
+    sentence_kind,
+    split_sentences,
+    tokenize_trace,
+    trace_text,
+    write_traces,
+)
 from fra.errors import FRAError
 from fra.models.tokenizers import gpt2_tokenizer
 

@@ -16,6 +16,7 @@ def test_rotation_at_positions_and_dense_equal_apply_rotary(adjacent):
     x = torch.randn(2, 20, 5, model.cfg.d_head)  # [batch, pos, rows per position, d_head]
     full = model.blocks[1].attn.apply_rotary(x)
     rows = rot.rows(x[0].reshape(100, 1, -1), torch.arange(20).repeat_interleave(5)[:, None]).reshape(20, 5, -1)
+    # bitwise: the same elementwise products and sums (x1 cos - x2 sin = x1 cos + (-x2) sin), each rounded once, any CPU
     assert torch.equal(rows, full[0]) and torch.equal(rot.dense(x), full)
 
 
@@ -35,7 +36,7 @@ def test_a_result_keeps_its_rotation_while_the_model_resolves_other_lengths(shuf
     resolve(model, sae, torch.randint(1, 50, (1, 40)), 1)  # another length: the model's tables change
     assert not torch.equal(model.blocks[1].attn.rotary_cos[:12], table)
     after = fra.pairs_at(b, i, j), fra.channel(1, a, f), fra.channel_rows(1, b, i, a, f)[2]
-    for x, y in zip(before, after):
+    for x, y in zip(before, after):  # bitwise: the same calls on the same factors and tables
         assert torch.equal(x, y)
     if not shuffle:
         assert fra.residual() < 1e-4  # every lazily formed term still sums to the scores of its own pass

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.explore.browser import Browser
+from fra.explore.browser import Browser
 
 
 @pytest.fixture(scope="module")

@@ -14,30 +14,33 @@ from fra.stages import explore_cot
 
 NAN = float("nan")
 KINDS = ["problem", "plan", "computation", "check", "final_answer"]
-RESOLVED = {(1, 2): [(11, 12, True), (13, 14, False), (15, 11, False)], (0, 0): [(21, 22, False), (23, 24, True), (25, 21, False)]}
+RESOLVED = {(1, 2): [(11, 12, True), (13, 14, False), (15, 11, False)],
+            (0, 0): [(21, 22, False), (23, 24, True), (25, 21, False)]}
 
 
 def make_view() -> dict:
     """2 layers x 3 heads, 5 sentences (anchors 1 and 3), 2 resolved heads with 3 channels each, some NaN."""
     L, H, S = 2, 3, 5
-    vertical = [[[round(0.05 + ((7 * l + 3 * h + 5 * j) % 11) / 20, 3) if j < S - 1 else NAN for j in range(S)]
-                 for h in range(H)] for l in range(L)]
+    vertical = [[[round(0.05 + ((7 * layer + 3 * h + 5 * j) % 11) / 20, 3) if j < S - 1 else NAN for j in range(S)]
+                 for h in range(H)] for layer in range(L)]
     vertical[0][1][3] = NAN  # a head without a score for sentence 3
     receivers = [[1, 2], [0, 0]]
     sentences = [{"text": f" Sentence {j} of the trace, kind {KINDS[j]}.", "kind": KINDS[j], "anchor": j in (1, 3),
-                  "vertical": NAN if j == S - 1 else sum(vertical[l][h][j] for l, h in receivers) / 2} for j in range(S)]
-    resolved = [{"layer": l, "head": h, "channels": [
+                  "vertical": NAN if j == S - 1 else sum(vertical[layer][h][j] for layer, h in receivers) / 2}
+                 for j in range(S)]
+    resolved = [{"layer": layer, "head": h, "channels": [
         {"query_feature": a, "key_feature": b, "confirmed": conf,
-         "by_sentence": [round(((-1) ** (a + j)) * ((a * 7 + j * 3) % 10) / 4, 3) if j < S - 1 else NAN for j in range(S)]}
-        for a, b, conf in chans]} for (l, h), chans in RESOLVED.items()]
+         "by_sentence": [round(((-1) ** (a + j)) * ((a * 7 + j * 3) % 10) / 4, 3) if j < S - 1 else NAN
+                         for j in range(S)]}
+        for a, b, conf in chans]} for (layer, h), chans in RESOLVED.items()]
     cards = {}
-    for (l, _), chans in RESOLVED.items():
+    for (layer, _), chans in RESOLVED.items():
         for f in sorted({f for a, b, _ in chans for f in (a, b)}):
-            cards.setdefault(f"L{l}", {})[str(f)] = None if f == 25 else {
+            cards.setdefault(f"L{layer}", {})[str(f)] = None if f == 25 else {
                 "top": [[3.5 - n, [" the", " big"], f"cat{f}", [" sat", "\n"]] for n in range(3)],
-                "neuronpedia": f"https://www.neuronpedia.org/x/{l}-res/{f}" if f % 2 else None}
-    return {"trace": 7, "problem": 42, "split": "heldout", "proximity": 0, "n_layers": L, "n_heads": H, "sentences": sentences,
-            "vertical": vertical, "receivers": receivers, "resolved": resolved, "cards": cards}
+                "neuronpedia": f"https://www.neuronpedia.org/x/{layer}-res/{f}" if f % 2 else None}
+    return {"trace": 7, "problem": 42, "split": "heldout", "proximity": 0, "n_layers": L, "n_heads": H,
+            "sentences": sentences, "vertical": vertical, "receivers": receivers, "resolved": resolved, "cards": cards}
 
 
 def test_malformed_view_names_the_key():
@@ -67,9 +70,11 @@ def test_stage_writes_the_page(tmp_path, capsys):
     (folder / "trace_view.json").write_text(json.dumps(make_view()))  # NaN literals, as write_json leaves them
     p = argparse.ArgumentParser()
     explore_cot.add_arguments(p)
-    assert explore_cot.run(p.parse_args(["--view", str(folder / "trace_view.json"), "-o", str(tmp_path / "cot.html")])) == 0
+    assert explore_cot.run(p.parse_args(["--view", str(folder / "trace_view.json"),
+                                         "-o", str(tmp_path / "cot.html")])) == 0
     assert "wrote" in capsys.readouterr().out
-    assert "<title>FRA chain-of-thought explorer: trace 7 (problem 42) of tiny</title>" in (tmp_path / "cot.html").read_text()
+    assert ("<title>FRA chain-of-thought explorer: trace 7 (problem 42) of tiny</title>"
+            in (tmp_path / "cot.html").read_text())
     with pytest.raises(FRAError, match="does not exist.*dvc repro cot"):
         explore_cot.run(p.parse_args(["--view", str(tmp_path / "none.json"), "-o", str(tmp_path / "x.html")]))
     (tmp_path / "bad.json").write_text("{not json")
@@ -146,18 +151,20 @@ def test_click_sentence_heads_channels_cards(browser, built, tmp_path_factory):
     pg.click('#sentences tr[data-s="3"]')
     assert pg.js("fraExplorer.state.s") == 3 and pg.js("location.hash") == "#s=3"
     # heads: descending vertical score for sentence 3, NaN left out
-    want = sorted(((v[3], l, h) for l, row in enumerate(view["vertical"]) for h, v in enumerate(row) if not math.isnan(v[3])),
-                  key=lambda t: (-t[0], t[1], t[2]))[:10]
-    rows = pg.js("[...document.querySelectorAll('#head-table tr[data-l]')].map(r => [+r.dataset.l, +r.dataset.h, +r.cells[2].textContent])")
-    assert [(l, h) for l, h, _ in rows] == [(l, h) for _, l, h in want]
+    want = sorted(((v[3], layer, h) for layer, row in enumerate(view["vertical"]) for h, v in enumerate(row)
+                   if not math.isnan(v[3])), key=lambda t: (-t[0], t[1], t[2]))[:10]
+    rows = pg.js("[...document.querySelectorAll('#head-table tr[data-l]')]"
+                 ".map(r => [+r.dataset.l, +r.dataset.h, +r.cells[2].textContent])")
+    assert [(layer, h) for layer, h, _ in rows] == [(layer, h) for _, layer, h in want]
     assert [v for *_, v in rows] == pytest.approx([v for v, *_ in want], rel=1e-3)
     badges = pg.js("[...document.querySelectorAll('#head-table tr[data-l]')].map(r => r.cells[4].textContent)")
-    for (l, h, _), b in zip(rows, badges):
-        assert ("receiver" in b) == ([l, h] in view["receivers"]) and ("resolved" in b) == ((l, h) in RESOLVED)
+    for (layer, h, _), b in zip(rows, badges):
+        assert ("receiver" in b) == ([layer, h] in view["receivers"]) and ("resolved" in b) == ((layer, h) in RESOLVED)
     # channels of each resolved head: by |by_sentence[3]|
     for res in view["resolved"]:
         sel = f'#channels .headblock[data-l="{res["layer"]}"][data-h="{res["head"]}"] tr.channel'
-        got = pg.js(f"[...document.querySelectorAll('{sel}')].map(r => [+r.dataset.a, +r.dataset.b, r.cells[2].textContent.replace('−', '-')])")
+        got = pg.js(f"[...document.querySelectorAll('{sel}')]"
+                    ".map(r => [+r.dataset.a, +r.dataset.b, r.cells[2].textContent.replace('−', '-')])")
         order = sorted(res["channels"], key=lambda c: -abs(c["by_sentence"][3]))[:6]
         assert [(a, b) for a, b, _ in got] == [(c["query_feature"], c["key_feature"]) for c in order]
         assert [float(t) for *_, t in got] == pytest.approx([c["by_sentence"][3] for c in order], rel=1e-3)
@@ -168,12 +175,14 @@ def test_click_sentence_heads_channels_cards(browser, built, tmp_path_factory):
     first = '#channels .headblock[data-l="1"][data-h="2"] tr.channel'
     a, b = pg.js(f"[+document.querySelector('{first}').dataset.a, +document.querySelector('{first}').dataset.b]")
     pg.click(first)
-    assert pg.js("[fraExplorer.state.ch.l, fraExplorer.state.ch.h, fraExplorer.state.ch.a, fraExplorer.state.ch.b]") == [1, 2, a, b]
+    assert pg.js("[fraExplorer.state.ch.l, fraExplorer.state.ch.h, "
+                 "fraExplorer.state.ch.a, fraExplorer.state.ch.b]") == [1, 2, a, b]
     cards = pg.text("#cards")
     assert f"query feature {a}" in cards and f"key feature {b}" in cards
     assert pg.js(f"document.querySelectorAll('#cards .cardbox[data-feature=\"{a}\"] li').length") == 3
     assert pg.js("document.querySelector('#cards .ctx').textContent") == f"·the·bigcat{a}·sat⏎"
-    assert pg.js("[...document.querySelector('#cards .ctx').children].map(t => t.textContent)") == ["·the", "·big", f"cat{a}", "·sat", "⏎"]
+    assert pg.js("[...document.querySelector('#cards .ctx').children].map(t => t.textContent)") == [
+        "·the", "·big", f"cat{a}", "·sat", "⏎"]
     assert pg.js("document.querySelector('#cards .ctx .hit').textContent") == f"cat{a}"
     assert pg.js("getComputedStyle(document.querySelector('#cards .ctx .hit')).fontWeight") == "700"
     link = pg.js("[...document.querySelectorAll('#cards h3 a')].map(e => e.href)")

@@ -26,29 +26,33 @@ from tests.explore.test_payload import unpack
 PROBES = ["random_repeat", "text_repeat", "concept_templates"]
 
 
-def fixture_csv(path, fra, n_extra: int = 24, seed: int = 0) -> pd.DataFrame:
-    """A channels.csv (CHANNELS' columns plus an extra one) over real channels of ``fra``: each channel tested on
+def fixture_csv(path, resolved, n_extra: int = 24, seed: int = 0) -> pd.DataFrame:
+    """A channels.csv (CHANNELS' columns plus an extra one) over real channels of ``resolved``: each channel tested on
     1-3 probes (concept_templates in two groups), some confirmed, kinds as the CIH classification gives them."""
     rng = np.random.default_rng(seed)
-    e = fra.entries()
+    e = resolved.entries()
     rows = []
-    for h in fra.heads:
+    for h in resolved.heads:
         at = e["head"] == h
-        for a, b in sorted({(int(a), int(b)) for a, b in zip(e["query_feature"][at][:n_extra], e["key_feature"][at][:n_extra])}):
+        for a, b in sorted({(int(a), int(b))
+                            for a, b in zip(e["query_feature"][at][:n_extra], e["key_feature"][at][:n_extra])}):
             sink = rng.random() < 0.15
             for probe in rng.choice(PROBES, int(rng.integers(1, 4)), replace=False):
                 for group in (["names", "synonyms"] if probe == "concept_templates" else ["all"]):
                     ind, q = rng.uniform(-0.2, 1), float(rng.choice([rng.uniform(), rng.uniform() * 1e-6]))
                     cih = q < 0.01 and ind > 0.3
-                    kind = ("sink" if sink else "conceptual" if probe == "concept_templates" else "token") if cih else ""
-                    rows.append({"probe": probe, "group": group, "layer": 1, "head": h, "query_feature": a, "key_feature": b,
-                                 "support": int(rng.integers(1, 500)) / 1000, "channel_induction_discovery": ind,
-                                 "p_discovery": rng.uniform(), "support_heldout": rng.uniform(),
+                    kind = (("sink" if sink else "conceptual" if probe == "concept_templates" else "token") if cih
+                            else "")
+                    rows.append({"probe": probe, "group": group, "layer": 1, "head": h, "query_feature": a,
+                                 "key_feature": b, "support": int(rng.integers(1, 500)) / 1000,
+                                 "channel_induction_discovery": ind, "p_discovery": rng.uniform(),
+                                 "support_heldout": rng.uniform(),
                                  "channel_induction_heldout": ind if rng.random() > 0.2 else np.nan,
-                                 "null_channel_induction_heldout": 0.05, "lift_heldout": ind - 0.05, "softmax_effect": rng.normal(),
-                                 "p_value": q / 3, "n_targets": int(rng.integers(5, 40)), "n_queries": 60, "q_value": q, "is_cih": cih,
-                                 "query_sink_share": 0.6 if sink else 0.1, "key_sink_share": 0.1, "query_token_share": 0.3,
-                                 "key_token_share": 0.2, "kind": kind, "notes": "extra"})
+                                 "null_channel_induction_heldout": 0.05, "lift_heldout": ind - 0.05,
+                                 "softmax_effect": rng.normal(), "p_value": q / 3,
+                                 "n_targets": int(rng.integers(5, 40)), "n_queries": 60, "q_value": q, "is_cih": cih,
+                                 "query_sink_share": 0.6 if sink else 0.1, "key_sink_share": 0.1,
+                                 "query_token_share": 0.3, "key_token_share": 0.2, "kind": kind, "notes": "extra"})
     df = pd.DataFrame(rows)
     assert list(df.columns[:-1]) == CHANNELS.names
     df.to_csv(path, index=False)
@@ -62,12 +66,12 @@ def world(tmp_path_factory):
     model.set_tokenizer(gpt2_tokenizer())
     sae.cfg.metadata.neuronpedia_id = "gpt2-small/1-res-jb"
     tokens = torch.randint(0, 50257, (6, 16), generator=torch.Generator().manual_seed(3))
-    fra = resolve(model, sae, tokens, 1, (0, 2))
-    df = fixture_csv(d / "channels.csv", fra)
+    resolved = resolve(model, sae, tokens, 1, (0, 2))
+    df = fixture_csv(d / "channels.csv", resolved)
     save_hooked(model, d / "model")
     sae.save_model(d / "sae_L1")
     np.save(d / "corpus.npy", tokens.numpy())
-    return d, model, sae, tokens, fra, df
+    return d, model, sae, tokens, resolved, df
 
 
 KEY = ["layer", "head", "query_feature", "key_feature"]
@@ -86,7 +90,8 @@ def test_shown_channels_keep_the_top_and_every_confirmed_channel(world, per_head
     *_, df = world
     shown = shown_channels(df, per_head)
     chans = lambda d: set(map(tuple, d[KEY].drop_duplicates().values.tolist()))  # noqa: E731
-    best = df.groupby(KEY).agg(support=("support", "max"), ind=("channel_induction_heldout", "max"), cih=("is_cih", "any")).reset_index()
+    best = df.groupby(KEY).agg(support=("support", "max"), ind=("channel_induction_heldout", "max"),
+                               cih=("is_cih", "any")).reset_index()
     for h, g in best.groupby("head"):
         want = set(map(tuple, g.nlargest(per_head, "support")[KEY].values.tolist())) | \
             set(map(tuple, g[g["cih"]][KEY].values.tolist()))
@@ -103,19 +108,20 @@ def test_shown_channels_keep_the_top_and_every_confirmed_channel(world, per_head
 def test_channel_examples_are_the_strongest_queries_of_the_engine(world, batch_size, rotary):
     """Per channel: the n queries whose largest |FRA[i, j, a, b]| is largest, each with that key, checked against
     the engine's entries; the attention row is the head's at the strongest one's query."""
-    _, model, sae, tokens, fra, df = world
+    _, model, sae, tokens, resolved, df = world
     chans = [tuple(int(x) for x in c) for c in df[KEY].drop_duplicates().values[:16]]
     if rotary:
         model = make_model(norm="RMS", positions="rotary", d_vocab=50257, n_ctx=32)
-        fra = resolve(model, sae, tokens, 1, (0, 2))
+        resolved = resolve(model, sae, tokens, 1, (0, 2))
     found, rows = channel_examples(model, {1: sae}, tokens, chans, n=2, batch_size=batch_size)
-    e = fra.entries()
-    attn = torch.softmax(fra.scores.float(), -1)
+    e = resolved.entries()
+    attn = torch.softmax(resolved.scores.float(), -1)
     hits = 0
     for (_, h, a, b), ex in found.items():
         at = (e["head"] == h) & (e["query_feature"] == a) & (e["key_feature"] == b)
         per_query = {}
-        for v, s, i, j in zip(e["value"][at].tolist(), e["batch"][at].tolist(), e["query"][at].tolist(), e["key"][at].tolist()):
+        for v, s, i, j in zip(e["value"][at].tolist(), e["batch"][at].tolist(), e["query"][at].tolist(),
+                              e["key"][at].tolist()):
             if abs(v) > abs(per_query.get((s, i), (0.0,))[0]):
                 per_query[(s, i)] = (v, j)
         want = sorted(((v, s, i, j) for (s, i), (v, j) in per_query.items()), key=lambda x: -abs(x[0]))[:2]
@@ -125,7 +131,8 @@ def test_channel_examples_are_the_strongest_queries_of_the_engine(world, batch_s
             assert per_query[(s, i)][0] == pytest.approx(v, rel=1e-5) and per_query[(s, i)][1] == j
         if ex:
             _, s, i, _ = ex[0]
-            np.testing.assert_allclose(rows[(1, h, a, b)], attn[s, fra.heads.index(h), i, :i + 1].numpy(), rtol=1e-5)
+            np.testing.assert_allclose(rows[(1, h, a, b)], attn[s, resolved.heads.index(h), i, :i + 1].numpy(),
+                                       rtol=1e-5)
             hits += 1
     assert hits >= 8
 
@@ -145,7 +152,7 @@ def test_a_feature_that_never_fires_has_no_examples(world):
 def test_text_page_links_go_to_the_strongest_listed_pair(world):
     _, model, sae, _, _, df = world
     text = torch.randint(0, 50257, (1, 14), generator=torch.Generator().manual_seed(9))
-    _, payload = single_page(model, sae, text, 1, Detail(max_keys=3))
+    _, payload = single_page(model, sae, text, 1, detail=Detail(max_keys=3))
     h, i, j = (unpack(payload["pairs"][c]).astype(int) for c in "hij")
     ids, _ = dense_slots(payload["feat"])
     sa, sb, val = (unpack(payload["pairs"][k]) for k in ("slot_a", "slot_b", "value"))
@@ -165,19 +172,21 @@ def test_text_page_links_go_to_the_strongest_listed_pair(world):
 
 @pytest.fixture(scope="module")
 def dpage(world, browser):
-    d, model, sae, tokens, fra, df = world
+    d, model, sae, tokens, resolved, df = world
     shown = shown_channels(df, 5)
     chans = sorted({tuple(int(x) for x in c) for c in shown[KEY].values})
     examples, rows = channel_examples(model, {1: sae}, tokens, chans)
     strings = Strings()
     cards = pipeline_cards({1: sorted({x for c in chans for x in c[2:]})},
-                           {1: {a: {"top": [[2.5, ["a", " b"], f"#{a}", ["c"]]], "neuronpedia": f"https://np/{a}"} for a in range(96)}},
+                           {1: {a: {"top": [[2.5, ["a", " b"], f"#{a}", ["c"]]], "neuronpedia": f"https://np/{a}"}
+                                for a in range(96)}},
                            None, {1: {chans[0][2]: "a planted label"}}, strings)
     text = torch.randint(0, 50257, (1, 14), generator=torch.Generator().manual_seed(9))
-    html, single = single_page(model, sae, text, 1, Detail(max_keys=3))
+    html, single = single_page(model, sae, text, 1, detail=Detail(max_keys=3))
     (d / "text.html").write_text(html)
     links = text_page_links(single, chans)
-    payload = dataset_payload(shown, "tiny", examples, rows, token_strings(model, tokens), cards, strings, ("text.html", links))
+    payload = dataset_payload(shown, "tiny", examples, rows, token_strings(model, tokens), cards, strings,
+                              ("text.html", links))
     (d / "dataset.html").write_text(page("dataset", "FRA channels: tiny", payload))
     return {"url": (d / "dataset.html").as_uri(), "payload": payload, "shown": shown, "chans": chans, "links": links,
             "page": browser.page((d / "dataset.html").as_uri())}
@@ -228,7 +237,8 @@ def test_one_row_per_channel_sorted_by_q_ascending(dpage):
 
 def test_headers_carry_the_glossary_and_the_table_fits(dpage):
     pg = dpage["page"]
-    titles = pg.js("Object.fromEntries([...document.querySelectorAll('#table th[data-col]')].map(t => [t.dataset.col, t.title]))")
+    titles = pg.js("Object.fromEntries([...document.querySelectorAll('#table th[data-col]')]"
+                   ".map(t => [t.dataset.col, t.title]))")
     for c in ["support", "channel_induction_heldout", "lift_heldout", "softmax_effect", "p_value", "q_value", "kind"]:
         assert titles[c] == CHANNELS.columns[c]
     assert pg.text('th[data-col="channel_induction_heldout"]').startswith("CI")
@@ -248,14 +258,16 @@ def test_headers_carry_the_glossary_and_the_table_fits(dpage):
 
 
 def choose(pg, sel: str, value: str) -> None:
-    pg.js(f"(() => {{ const s = document.getElementById('{sel}'); s.value = '{value}'; s.dispatchEvent(new Event('change')); }})()")
+    pg.js(f"(() => {{ const s = document.getElementById('{sel}'); s.value = '{value}';"
+          " s.dispatchEvent(new Event('change')); })()")
 
 
 def test_filters_by_probe_and_by_kind(dpage):
     pg, shown = dpage["page"], dpage["shown"]
     options = pg.js("[...document.querySelectorAll('#status option')].map(o => o.value)")
     assert options == ["all", "confirmed", "conceptual", "token", "sink", "unconfirmed"]
-    by = {k: set(map(tuple, g)) for k, g in [(k, shown[shown["kind"] == k][KEY].values.tolist()) for k in ("conceptual", "token", "sink")]}
+    by = {k: set(map(tuple, g))
+          for k, g in [(k, shown[shown["kind"] == k][KEY].values.tolist()) for k in ("conceptual", "token", "sink")]}
     as_ids = lambda cs: {".".join(map(str, c)) for c in cs}  # noqa: E731
     for kind in ("conceptual", "token", "sink"):
         choose(pg, "status", kind)
@@ -275,7 +287,8 @@ def test_filters_by_probe_and_by_kind(dpage):
         assert q.startswith("text_repeat")
     choose(pg, "probe", "concept_templates")
     choose(pg, "status", "conceptual")
-    assert set(rows_shown(pg)) == as_ids(map(tuple, shown[(shown["probe"] == "concept_templates") & (shown["kind"] == "conceptual")][KEY].values.tolist()))
+    assert set(rows_shown(pg)) == as_ids(map(tuple, shown[(shown["probe"] == "concept_templates")
+                                                          & (shown["kind"] == "conceptual")][KEY].values.tolist()))
     assert "probe=concept_templates" in pg.js("location.hash") and "status=conceptual" in pg.js("location.hash")
     choose(pg, "probe", "all")
     choose(pg, "status", "all")
@@ -284,7 +297,8 @@ def test_filters_by_probe_and_by_kind(dpage):
 
 def test_a_channel_shows_its_probes_contexts_cards_and_link(dpage):
     pg, payload, shown = dpage["page"], dpage["payload"], dpage["shown"]
-    cid = next(".".join(map(str, c)) for c in dpage["chans"] if c in dpage["links"] and payload["examples"][dpage["chans"].index(c)])
+    cid = next(".".join(map(str, c)) for c in dpage["chans"]
+               if c in dpage["links"] and payload["examples"][dpage["chans"].index(c)])
     ms = pg.click(f'#table tr[data-ch="{cid}"]')
     layer, head, a, b = map(int, cid.split("."))
     assert f"L1.H{head}  query feature {a} × key feature {b}" in pg.text("#channel")
@@ -301,13 +315,16 @@ def test_a_channel_shows_its_probes_contexts_cards_and_link(dpage):
     href = pg.js("document.getElementById('text-link').getAttribute('href')")
     assert href == f"text.html#h={hh}&q={qq}&k={kk}&a={a}&b={b}"
     single = pg.browser.page(dpage["url"].rsplit("/", 1)[0] + "/" + href)  # the link opens that view
-    assert single.js("[fraExplorer.state.h, fraExplorer.state.i, fraExplorer.state.j, fraExplorer.state.ch.a, fraExplorer.state.ch.b]") == \
-        [hh, qq, kk, a, b]
-    assert re.fullmatch(rf"#h={hh}&q={qq}&k={kk}&c=\d+", single.js("location.hash"))  # listed there: its rank at the pair
+    assert single.js("[fraExplorer.state.h, fraExplorer.state.i, fraExplorer.state.j, "
+                     "fraExplorer.state.ch.a, fraExplorer.state.ch.b]") == [hh, qq, kk, a, b]
+    # listed there: its rank at the pair
+    assert re.fullmatch(rf"#h={hh}&q={qq}&k={kk}&c=\d+", single.js("location.hash"))
     assert single.errors() == []
-    assert pg.js("[...document.querySelectorAll('#cards .cardbox h3 a.feat')].map(x => x.textContent)") == [str(a), str(b)]
+    assert pg.js("[...document.querySelectorAll('#cards .cardbox h3 a.feat')].map(x => x.textContent)") == [
+        str(a), str(b)]
     assert pg.js("document.querySelector('#cards a.np').href") == f"https://np/{a}"
-    assert pg.js("document.querySelectorAll('#cards .cardbox')[0].querySelectorAll('.ctx .t').length") == 4  # token boxes
+    # token boxes
+    assert pg.js("document.querySelectorAll('#cards .cardbox')[0].querySelectorAll('.ctx .t').length") == 4
     print(f"\ndataset explorer: row click to paint {ms:.1f} ms")
     assert pg.errors() == []
 
@@ -352,8 +369,9 @@ def test_cli_writes_both_pages(world, tmp_path, capsys):
     d, *_ = world
     common = ["--model", str(d / "model"), "--device", "cpu"]
     (tmp_path / "heads.csv").write_text("layer,head,induction,is_tih\n0,0,0.9,True\n1,0,0.2,False\n1,2,0.7,True\n")
-    assert main(["explore", *common, "--sae", str(d / "sae_L{layer}"), "--layer", "auto", "--heads", str(tmp_path / "heads.csv"),
-                 "--corpus", str(d / "corpus.npy"), "--sequence", "2", "--repeat", "-o", str(tmp_path / "one.html")]) == 0
+    assert main(["explore", *common, "--sae", str(d / "sae_L{layer}"), "--layer", "auto",
+                 "--heads", str(tmp_path / "heads.csv"), "--corpus", str(d / "corpus.npy"), "--sequence", "2",
+                 "--repeat", "-o", str(tmp_path / "one.html")]) == 0
     out = capsys.readouterr().out
     # 16 + 16: the corpus row does not start with BOS, so all of it is repeated; layer 0 has no SAE
     assert "one.html" in out and "32 tokens" in out and "opens on L1.H2" in out
@@ -363,7 +381,8 @@ def test_cli_writes_both_pages(world, tmp_path, capsys):
     (tmp_path / "cards.json").write_text(json.dumps(cards))
     assert main(["explore-dataset", *common, "--sae", str(d / "sae_L{layer}"), "--channels", str(d / "channels.csv"),
                  "--corpus", str(d / "corpus.npy"), "--per-head", "3", "--features", str(tmp_path / "features.csv"),
-                 "--cards", str(tmp_path / "cards.json"), "--text-page", str(tmp_path / "one.html"), "-o", str(tmp_path / "all.html")]) == 0
+                 "--cards", str(tmp_path / "cards.json"), "--text-page", str(tmp_path / "one.html"),
+                 "-o", str(tmp_path / "all.html")]) == 0
     out = capsys.readouterr().out
     assert re.search(r"all\.html \([\d.]+ MB, \d+ channels, \d+ probe rows\)", out)
     html = (tmp_path / "all.html").read_text()
@@ -371,12 +390,14 @@ def test_cli_writes_both_pages(world, tmp_path, capsys):
     assert main(["explore-dataset", "--channels", str(d / "channels.csv"), "--corpus", str(d / "corpus.npy"),
                  "-o", str(tmp_path / "x.html")]) == 2
     assert "--corpus needs --model and --sae" in capsys.readouterr().err
-    assert main(["explore", *common, "--sae", str(d / "sae_L1"), "--layer", "auto", "--text", "a b", "-o", str(tmp_path / "y.html")]) == 2
-    assert "--layer auto needs --heads" in capsys.readouterr().err
-    assert main(["explore", *common, "--sae", str(d / "sae_L1"), "--layer", "1", "--sequence", "1", "-o", str(tmp_path / "y.html")]) == 2
-    assert "pass --corpus" in capsys.readouterr().err
-    assert main(["explore", *common, "--sae", str(d / "sae_L1"), "--layer", "1", "--sequence", "9", "--corpus", str(d / "corpus.npy"),
+    assert main(["explore", *common, "--sae", str(d / "sae_L1"), "--layer", "auto", "--text", "a b",
                  "-o", str(tmp_path / "y.html")]) == 2
+    assert "--layer auto needs --heads" in capsys.readouterr().err
+    assert main(["explore", *common, "--sae", str(d / "sae_L1"), "--layer", "1", "--sequence", "1",
+                 "-o", str(tmp_path / "y.html")]) == 2
+    assert "pass --corpus" in capsys.readouterr().err
+    assert main(["explore", *common, "--sae", str(d / "sae_L1"), "--layer", "1", "--sequence", "9",
+                 "--corpus", str(d / "corpus.npy"), "-o", str(tmp_path / "y.html")]) == 2
     assert "--sequence 9 is out of range" in capsys.readouterr().err
 
 

@@ -1,4 +1,5 @@
-"""Reading the pipeline's outputs for the explorers: heads.csv, feature_cards.json, features.csv, channel_features.json."""
+"""Reading the pipeline's outputs for the explorers: heads.csv, feature_cards.json, features.csv,
+channel_features.json."""
 
 import json
 from pathlib import Path
@@ -52,7 +53,8 @@ def card(a, kind, cur=("c11", 0.92), prev=("filler", 0.03)):
 
 def test_read_labels(tmp_path):
     path = tmp_path / "feature_cards.json"
-    path.write_text(json.dumps({"L1": [card(0, "dead"), card(1, "current:c11"), card(2, "previous:c03", ("filler", 0.2), ("c03", 0.71)),
+    path.write_text(json.dumps({"L1": [card(0, "dead"), card(1, "current:c11"),
+                                       card(2, "previous:c03", ("filler", 0.2), ("c03", 0.71)),
                                        card(3, "mixed", ("c01", 0.4), ("c02", 0.3))]}))
     assert read_labels(path, 1) == {
         1: "current:c11 · 92% of its activation on current tokens of class c11 (previous: filler 3%)",
@@ -81,8 +83,8 @@ def test_toy_feature_cards_give_labels():
 
 
 def test_induction_layer_has_the_most_token_induction_heads(tmp_path):
-    path = heads_csv(tmp_path / "heads.csv", ["0,0,0.2,0.1,False", "1,0,0.9,0.0,True", "2,0,0.6,0.0,True", "2,1,0.55,0.0,True",
-                                              "3,0,0.95,0.0,True"])
+    path = heads_csv(tmp_path / "heads.csv", ["0,0,0.2,0.1,False", "1,0,0.9,0.0,True", "2,0,0.6,0.0,True",
+                                              "2,1,0.55,0.0,True", "3,0,0.95,0.0,True"])
     assert induction_layer(path, None) == 2  # two TIHs beat one stronger head
     assert induction_layer(path, [0, 1, 3]) == 3  # one TIH each: the strongest induction head
     assert induction_layer(path, [0]) == 0
@@ -93,7 +95,8 @@ def test_induction_layer_has_the_most_token_induction_heads(tmp_path):
 
 
 def test_read_features_and_cards(tmp_path):
-    (tmp_path / "features.csv").write_text("layer,feature,firing_rate,sink_share,token_share,prev_token_share\n1,3,0.1,0,0.5,0.2\n")
+    (tmp_path / "features.csv").write_text("layer,feature,firing_rate,sink_share,token_share,prev_token_share\n"
+                                           "1,3,0.1,0,0.5,0.2\n")
     df = read_features(tmp_path / "features.csv")
     assert df.loc[(1, 3), "token_share"] == 0.5
     (tmp_path / "bad.csv").write_text("layer,feature\n1,3\n")

@@ -23,7 +23,8 @@ def unpack(o):
 @pytest.mark.parametrize("max_keys,mass", [(0, 1.0), (2, 1.0), (8, 0.5), (1, 0.9)])
 def test_select_pairs_takes_the_keys_holding_the_mass(max_keys, mass):
     torch.manual_seed(0)
-    attn = torch.softmax(torch.randn(3, 10, 10).masked_fill(~torch.ones(10, 10, dtype=torch.bool).tril(), -torch.inf), -1)
+    attn = torch.softmax(torch.randn(3, 10, 10).masked_fill(~torch.ones(10, 10, dtype=torch.bool).tril(), -torch.inf),
+                         -1)
     pairs = select_pairs(attn, Detail(max_keys=max_keys, mass=mass))
     assert (pairs[:, 2] <= pairs[:, 1]).all()
     for h in range(3):
@@ -43,55 +44,56 @@ def built(request):
     norm, pos = request.param
     model, sae = make_model(norm=norm, positions=pos), make_sae()
     tokens = torch.randint(0, 50, (1, 14), generator=torch.Generator().manual_seed(1))
-    fra = resolve(model, sae, tokens, 1)
-    payload, feats = single_payload(fra, [str(t) for t in tokens[0].tolist()], Detail(max_keys=3, top_n=5),
+    resolved = resolve(model, sae, tokens, 1)
+    payload, feats = single_payload(resolved, [str(t) for t in tokens[0].tolist()], detail=Detail(max_keys=3, top_n=5),
                                     separable=pos != "rotary")
     payload["listed"] = feats
-    return model, sae, tokens, fra, payload, fra.entries()
+    return model, sae, tokens, resolved, payload, resolved.entries()
 
 
 def test_pair_terms_sum_to_the_model_scores(built):
-    _, _, _, fra, p, e = built
+    _, _, _, resolved, p, e = built
     h, i, j = (unpack(p["pairs"][c]).astype(int) for c in "hij")
     terms = unpack(p["pairs"]["terms"])
     assert p["term_names"][0] == FEATURE_PAIRS and terms.shape == (len(h), len(p["term_names"]))
-    err = np.abs(terms.sum(1) - fra.scores[0, h, i, j].numpy())
+    err = np.abs(terms.sum(1) - resolved.scores[0, h, i, j].numpy())
     assert (err <= 1e-3 * np.abs(terms).sum(1) + 1e-4).all()  # float16 terms
     assert 0 < p["residual"] < 1e-4  # the same check in float32, over the pairs with detail
-    every = fra.terms()
+    every = resolved.terms()
     assert set(p["term_names"]) == {n for n, t in every.items() if t.abs().max() > 0}  # all-zero terms are left out
-    assert p["shares"] == pytest.approx(fra.exactness()["shares"], abs=1e-5)
+    assert p["shares"] == pytest.approx(resolved.exactness()["shares"], abs=1e-5)
     attn = unpack(p["attn"]).astype(float)
-    tri = torch.tril_indices(fra.n_pos, fra.n_pos)
-    want = attention(fra)[:, tri[0], tri[1]].numpy()
+    tri = torch.tril_indices(resolved.n_pos, resolved.n_pos)
+    want = attention(resolved)[:, tri[0], tri[1]].numpy()
     np.testing.assert_allclose(attn, want, rtol=1e-3, atol=1e-7)  # float16
 
 
 def test_every_score_from_attention_and_logsumexp(built):
     """The page's score of a pair without detail, ln p + logsumexp of the row, is the model's (float16 attention)."""
-    _, _, _, fra, p, _ = built
-    P = fra.n_pos
+    _, _, _, resolved, p, _ = built
+    P = resolved.n_pos
     tri = torch.tril_indices(P, P)
     attn, lse = unpack(p["attn"]).astype(float), unpack(p["lse"])
-    assert lse.shape == (len(fra.heads), P)
-    scores = fra.scores[0][:, tri[0], tri[1]].double().numpy()
+    assert lse.shape == (len(resolved.heads), P)
+    scores = resolved.scores[0][:, tri[0], tri[1]].double().numpy()
     live = attn > 1e-4
     derived = np.log(np.where(live, attn, 1)) + lse[:, tri[0]]
     np.testing.assert_allclose(derived[live], scores[live], atol=2e-3)
 
 
 def test_feature_slots_are_the_engines(built):
-    _, _, _, fra, p, _ = built
+    _, _, _, resolved, p, _ = built
     ids, w = dense_slots(p["feat"])
-    want = fra.feature_ids[0].numpy()
+    want = resolved.feature_ids[0].numpy()
     K = want.shape[1]
     assert ids.shape[1] <= K and (want[:, ids.shape[1]:] == -1).all()
     np.testing.assert_array_equal(ids, want[:, :ids.shape[1]])
-    np.testing.assert_allclose(w, (fra.feature_acts[0] / fra.scale[0][:, None]).numpy()[:, :ids.shape[1]], rtol=1e-6)
+    np.testing.assert_allclose(w, (resolved.feature_acts[0] / resolved.scale[0][:, None]).numpy()[:, :ids.shape[1]],
+                               rtol=1e-6)
 
 
 def test_listed_features_are_those_of_the_listed_channels(built):
-    _, _, _, fra, p, _ = built
+    _, _, _, resolved, p, _ = built
     h, i, j = (unpack(p["pairs"][c]).astype(int) for c in "hij")
     ids, sa, sb = dense_slots(p["feat"])[0], unpack(p["pairs"]["slot_a"]), unpack(p["pairs"]["slot_b"])
     n, r = np.nonzero(sa != p["empty_slot"])
@@ -100,12 +102,12 @@ def test_listed_features_are_those_of_the_listed_channels(built):
 
 
 def test_pair_channels_are_the_engines_largest(built):
-    _, _, _, fra, p, e = built
+    _, _, _, resolved, p, e = built
     h, i, j = (unpack(p["pairs"][c]).astype(int) for c in "hij")
     sa, sb, val = unpack(p["pairs"]["slot_a"]), unpack(p["pairs"]["slot_b"]), unpack(p["pairs"]["value"])
-    ids = fra.feature_ids[0]
+    ids = resolved.feature_ids[0]
     for n in range(0, len(h), 11):
-        at = (e["head"] == fra.heads[h[n]]) & (e["query"] == i[n]) & (e["key"] == j[n])
+        at = (e["head"] == resolved.heads[h[n]]) & (e["query"] == i[n]) & (e["key"] == j[n])
         ref = e["value"][at]
         want = ref[ref.abs().argsort(descending=True)][:5]
         live = sa[n] != p["empty_slot"]
@@ -117,7 +119,7 @@ def test_pair_channels_are_the_engines_largest(built):
 
 def test_channel_coefficients_rebuild_whole_maps(built):
     """Separable models: c_ab * w_ia * w_jb equals the engine's value at every causal pair of the channel."""
-    _, _, _, fra, p, e = built
+    _, _, _, resolved, p, e = built
     if not p["separable"]:
         assert unpack(p["coef"]["c"]).size == 0
         return
@@ -125,14 +127,15 @@ def test_channel_coefficients_rebuild_whole_maps(built):
     ch, ca, cb, cc = (unpack(p["coef"][c]) for c in "habc")
     assert len(cc) > 0
     for n in range(0, len(cc), max(1, len(cc) // 15)):
-        at = (e["head"] == fra.heads[ch[n]]) & (e["query_feature"] == int(ca[n])) & (e["key_feature"] == int(cb[n]))
+        at = ((e["head"] == resolved.heads[ch[n]]) & (e["query_feature"] == int(ca[n]))
+              & (e["key_feature"] == int(cb[n])))
         for q, k, v in zip(e["query"][at].tolist(), e["key"][at].tolist(), e["value"][at].tolist()):
             got = cc[n] * w[q][ids[q] == ca[n]][0] * w[k][ids[k] == cb[n]][0]
             assert got == pytest.approx(v, rel=1e-4, abs=1e-6)
 
 
 def test_top_channels_sum_the_listed_channels(built):
-    _, _, _, fra, p, e = built
+    _, _, _, resolved, p, e = built
     h, i, j = (unpack(p["pairs"][c]).astype(int) for c in "hij")
     ids = dense_slots(p["feat"])[0]
     sa, sb, val = unpack(p["pairs"]["slot_a"]), unpack(p["pairs"]["slot_b"]), unpack(p["pairs"]["value"])
@@ -145,7 +148,8 @@ def test_top_channels_sum_the_listed_channels(built):
         assert sum(val[n, r] for n, r in hits) == pytest.approx(total, rel=2e-3, abs=1e-3)
         assert sum(abs(val[n, r]) for n, r in hits) == pytest.approx(abs_total, rel=2e-3)
         assert abs(v) == pytest.approx(max(abs(val[n, r]) for n, r in hits), rel=1e-3)
-        at = (e["head"] == fra.heads[slot]) & (e["query"] == q) & (e["key"] == k) & (e["query_feature"] == a) & (e["key_feature"] == b)
+        at = ((e["head"] == resolved.heads[slot]) & (e["query"] == q) & (e["key"] == k) & (e["query_feature"] == a)
+              & (e["key_feature"] == b))
         assert float(e["value"][at]) == pytest.approx(v, rel=1e-5)
 
 
@@ -176,22 +180,24 @@ def test_neuronpedia_links_only_for_gpt2_res_jb(np_id, hook, spec, want):
 
 
 def test_start_head_is_the_strongest_induction_head(built):
-    _, _, tokens, fra, p, _ = built
+    _, _, tokens, resolved, p, _ = built
     assert p["start"]["h"] == 0 and p["start"]["why"] == "first" and p["head_scores"] is None
     strs = [str(t) for t in tokens[0].tolist()]
-    scores = {0: {"induction": 0.1, "previous_token": 0.5, "is_tih": False}, 2: {"induction": 0.9, "previous_token": 0.0,
-              "is_tih": True}, 3: {"induction": None, "previous_token": None, "is_tih": None}}
-    q, _ = single_payload(fra, strs, Detail(max_keys=3, top_n=5), head_scores=scores)
+    scores = {0: {"induction": 0.1, "previous_token": 0.5, "is_tih": False},
+              2: {"induction": 0.9, "previous_token": 0.0, "is_tih": True},
+              3: {"induction": None, "previous_token": None, "is_tih": None}}
+    q, _ = single_payload(resolved, strs, detail=Detail(max_keys=3, top_n=5), head_scores=scores)
     assert q["start"]["h"] == 2 and q["start"]["why"] == "induction"
-    assert q["head_scores"] == [scores.get(h) for h in fra.heads]
-    attn = attention(fra)
+    assert q["head_scores"] == [scores.get(h) for h in resolved.heads]
+    attn = attention(resolved)
     pairs = select_pairs(attn, Detail(max_keys=3))
     mine = pairs[(pairs[:, 0] == 2) & (pairs[:, 2] > 0)]
-    assert q["start"]["k"] > 0 and float(attn[2, q["start"]["q"], q["start"]["k"]]) == float(attn[2, mine[:, 1], mine[:, 2]].max())
-    chosen, _ = single_payload(fra, strs, Detail(max_keys=3, top_n=5), head_scores=scores, start_head=1)
+    assert (q["start"]["k"] > 0
+            and float(attn[2, q["start"]["q"], q["start"]["k"]]) == float(attn[2, mine[:, 1], mine[:, 2]].max()))
+    chosen, _ = single_payload(resolved, strs, detail=Detail(max_keys=3, top_n=5), head_scores=scores, start_head=1)
     assert chosen["start"]["h"] == 1 and chosen["start"]["why"] == "chosen"
     with pytest.raises(FRAError, match="start head 7 is not among"):
-        single_payload(fra, strs, Detail(max_keys=3), start_head=7)
+        single_payload(resolved, strs, detail=Detail(max_keys=3), start_head=7)
 
 
 def test_start_pair_skips_bos_keys():
@@ -224,7 +230,8 @@ def test_corpus_cards_are_the_top_activations_with_the_pipelines_profile():
     table = strings.table
     for a in feats:
         c = cards[a]
-        assert [[act, [table[x] for x in left], table[tok], [table[x] for x in right]] for act, left, tok, right in c["top"]] == \
+        assert [[act, [table[x] for x in left], table[tok], [table[x] for x in right]]
+                for act, left, tok, right in c["top"]] == \
             [[pytest.approx(act, rel=1e-3), left, tok, right] for act, left, tok, right in want[a]]
         for k in PROFILE:
             assert c[k] == (pytest.approx(prof.loc[a, k], rel=5e-3) if np.isfinite(prof.loc[a, k]) else None)

@@ -26,7 +26,8 @@ def page(browser, tmp_path_factory):
     sae = make_sae()
     sae.cfg.metadata.neuronpedia_id = "gpt2-small/1-res-jb"
     tokens = tokenize(model, TEXT)
-    html, payload = single_page(model, sae, tokens, 1, Detail(max_keys=3), names={"model": "tiny", "sae": "random"})
+    html, payload = single_page(model, sae, tokens, 1, detail=Detail(max_keys=3),
+                                names={"model": "tiny", "sae": "random"})
     path = tmp_path_factory.mktemp("single") / "single.html"
     path.write_text(html)
     pg = browser.page(path.as_uri())
@@ -42,7 +43,8 @@ def pair_detail(payload, h, i, j):
     terms = dict(zip(payload["term_names"], unpack(payload["pairs"]["terms"])[n].tolist()))
     ids = dense_slots(payload["feat"])[0]
     sa, sb, v = (unpack(payload["pairs"][c])[n] for c in ("slot_a", "slot_b", "value"))
-    return terms, [(int(ids[i, a]), int(ids[j, b]), float(x)) for a, b, x in zip(sa, sb, v) if a != payload["empty_slot"]]
+    return terms, [(int(ids[i, a]), int(ids[j, b]), float(x)) for a, b, x in zip(sa, sb, v)
+                   if a != payload["empty_slot"]]
 
 
 def test_page_loads_offline_without_errors(page):
@@ -58,24 +60,28 @@ def test_page_loads_offline_without_errors(page):
     assert "Attention of query" in pg.text("#keys-title") and "Top" in pg.text("#pair")
     assert "the first head" in pg.text("#guide")
     assert "cards from this text only" in pg.text("#cards-from")
-    assert pg.js("[...document.querySelectorAll('#head option')].map(o => o.textContent)") == [f"L1.H{h}" for h in range(4)]
+    assert pg.js("[...document.querySelectorAll('#head option')].map(o => o.textContent)") == [
+        f"L1.H{h}" for h in range(4)]
 
 
 def test_click_query_key_channel_shows_engine_values(page, tmp_path_factory):
     pg, payload, _ = page
-    pg.js("document.getElementById('head').value = '2'; document.getElementById('head').dispatchEvent(new Event('change'))")
+    pg.js("document.getElementById('head').value = '2';"
+          " document.getElementById('head').dispatchEvent(new Event('change'))")
     i = 20
     pg.click(f'#tokens .tok[data-i="{i}"]')
     assert pg.js("fraExplorer.state.i") == i
     assert "Attention of query" in pg.text("#keys-title")
-    j = pg.js("(() => { let b = 0, bj = 0; for (let j = 0; j <= 20; j++) { const p = att(2, 20, j); if (p > b) { b = p; bj = j; } } return bj; })()")
+    j = pg.js("(() => { let b = 0, bj = 0; for (let j = 0; j <= 20; j++) {"
+              " const p = att(2, 20, j); if (p > b) { b = p; bj = j; } } return bj; })()")
     pg.click(f'#keys .tok[data-j="{j}"]')
     terms, channels = pair_detail(payload, 2, i, j)
     stats = pg.text("#pair-stats")
     assert num(stats.split("score")[1]) == pytest.approx(sum(terms.values()), rel=5e-3)
     rest = 1 - abs(terms[FEATURE_PAIRS]) / sum(abs(v) for v in terms.values())
     assert num(pg.text("#rest-share")) == pytest.approx(100 * rest, abs=0.06)
-    rows = pg.js("[...document.querySelectorAll('#channels tr.clickable')].map(r => [+r.dataset.a, +r.dataset.b, r.cells[3].textContent])")
+    rows = pg.js("[...document.querySelectorAll('#channels tr.clickable')]"
+                 ".map(r => [+r.dataset.a, +r.dataset.b, r.cells[3].textContent])")
     assert [(a, b) for a, b, _ in rows] == [(a, b) for a, b, _ in channels]
     assert [num(t) for _, _, t in rows] == pytest.approx([v for _, _, v in channels], rel=5e-3)
     pg.click("#channels tr.clickable")
@@ -105,7 +111,8 @@ def test_channel_map_matches_engine(page):
 
 def cell_xy(pg, i: int, j: int, grid: int = 0) -> tuple[float, float]:
     """Viewport coordinates of the centre of cell (i, j) of a grid (0: the pattern, 1: the channel map)."""
-    return pg.js(f"(() => {{ const v = fraExplorer.view, g = v.grids[{grid}], r = g.canvas.getBoundingClientRect(), c = g.side() / v.n;"
+    return pg.js(f"(() => {{ const v = fraExplorer.view, g = v.grids[{grid}], r = g.canvas.getBoundingClientRect(),"
+                 " c = g.side() / v.n;"
                  f" return [r.left + MARGIN + ({j} - v.c0 + .5) * c, r.top + MARGIN + ({i} - v.r0 + .5) * c]; }})()")
 
 
@@ -118,7 +125,8 @@ def test_pattern_click_and_pair_without_detail(page):
     P = len(payload["tokens"])
     pg.js("window.scrollTo(0, 0)")
     # the last query's weakest key has no embedded detail (3 keys per query)
-    j = pg.js(f"(() => {{ let b = 2, bj = 0; for (let j = 0; j < {P}; j++) {{ const p = att(2, {P - 1}, j); if (p < b) {{ b = p; bj = j; }} }} return bj; }})()")
+    j = pg.js(f"(() => {{ let b = 2, bj = 0; for (let j = 0; j < {P}; j++) {{ const p = att(2, {P - 1}, j);"
+              " if (p < b) { b = p; bj = j; } } return bj; })()")
     pg.js(f"fraExplorer.select({P - 1}, {j})")
     assert "only for the keys holding" in pg.text("#pair")
     assert "score ≈" in pg.text("#pair") and "score units" in pg.text("#pair")
@@ -160,7 +168,7 @@ def guided(browser, tmp_path_factory):
     fire_at_bos_only(model, sae, tokens)
     corpus = torch.randint(0, 50257, (6, 20), generator=torch.Generator().manual_seed(3))
     labels = {a: f"label of {a}" for a in range(0, 96, 2)}
-    html, payload = single_page(model, sae, tokens, 1, Detail(max_keys=3), card_tokens=corpus, labels=labels,
+    html, payload = single_page(model, sae, tokens, 1, detail=Detail(max_keys=3), card_tokens=corpus, labels=labels,
                                 names={"model": "tiny", "sae": "random", "corpus": "c.npy"}, head_scores=SCORES)
     path = tmp_path_factory.mktemp("guided") / "guided.html"
     path.write_text(html)
@@ -176,7 +184,8 @@ def press(pg, key: str, times: int = 1):
     code = {"ArrowLeft": 37, "ArrowUp": 38, "ArrowRight": 39, "ArrowDown": 40}[key]
     for _ in range(times):
         for kind in ("keyDown", "keyUp"):
-            pg.call("Input.dispatchKeyEvent", type=kind, key=key, code=key, windowsVirtualKeyCode=code, nativeVirtualKeyCode=code)
+            pg.call("Input.dispatchKeyEvent", type=kind, key=key, code=key, windowsVirtualKeyCode=code,
+                    nativeVirtualKeyCode=code)
 
 
 def listed(payload, h, i, j):
@@ -218,7 +227,8 @@ def test_cards_come_from_the_corpus_with_labels(guided):
     a, b = next((a, b) for a, b, _ in listed(payload, *view(pg)) if a % 2 == 0)  # a labelled query feature
     pg.js(f"fraExplorer.update(() => {{ fraExplorer.state.ch = {{a: {a}, b: {b}}}; }})")
     assert pg.text("#cards .cardbox .label") == f"label of {a}"
-    assert pg.js("document.querySelectorAll('#cards .cardbox')[0].querySelectorAll('li').length") == len(payload["cards"][a]["top"])
+    assert pg.js("document.querySelectorAll('#cards .cardbox')[0].querySelectorAll('li').length") == len(
+        payload["cards"][a]["top"])
     assert pg.errors() == []
 
 
@@ -241,7 +251,8 @@ def test_the_address_opens_a_view_and_follows_clicks(browser, guided):
     assert view(pg) == [h, i, j] and pg.js("[fraExplorer.state.ch.a, fraExplorer.state.ch.b]") == [a, b]
     assert pg.js("location.hash") == f"#h={h}&q={i}&k={j}&c=2"
     assert pg.js("document.getElementById('head').value") == str(h) and pg.text("#pair").startswith(f"L1.H{h}")
-    assert pg.js("[...document.querySelectorAll('#channels tr.sel')].map(r => [+r.dataset.a, +r.dataset.b])") == [[a, b]]
+    assert pg.js("[...document.querySelectorAll('#channels tr.sel')].map(r => [+r.dataset.a, +r.dataset.b])") == [
+        [a, b]]
     assert f"query feature {a}" in pg.text("#cards") and f"key feature {b}" in pg.text("#cards")
     n = pg.js("history.length")
     pg.click('#tokens .tok[data-i="5"]')  # the channel stays selected (its map too)
@@ -260,7 +271,8 @@ def test_the_address_opens_a_view_and_follows_clicks(browser, guided):
     pg.wait("fraExplorer.state.i === 5")
     assert view(pg) == [h, 5, None] and pg.js("[fraExplorer.state.ch.a, fraExplorer.state.ch.b]") == [a, b]
     pg.js("const s = document.getElementById('head'); s.value = '3'; s.dispatchEvent(new Event('change'))")
-    assert pg.js("location.hash") == "#h=3&q=5" and pg.js("fraExplorer.state.ch") is None  # a new head drops the channel
+    # a new head drops the channel
+    assert pg.js("location.hash") == "#h=3&q=5" and pg.js("fraExplorer.state.ch") is None
     pg.js("location.hash = '#h=0&q=9&k=4'")  # an edited address
     pg.wait("fraExplorer.state.h === 0")
     assert view(pg) == [0, 9, 4] and pg.js("document.getElementById('head').value") == "0"
@@ -290,7 +302,8 @@ def test_arrow_keys_move_the_query_and_the_key(browser, guided):
     press(pg, "ArrowLeft")
     assert view(pg) == [0, 8, 8] and pg.js("location.hash") == "#h=0&q=8&k=8"
     assert pg.js("history.length") == n  # keyboard moves replace the entry
-    assert "Attention of query" in pg.text("#keys-title") and pg.js("document.querySelector('#keys .tok.k').dataset.j") == "8"
+    assert ("Attention of query" in pg.text("#keys-title")
+            and pg.js("document.querySelector('#keys .tok.k').dataset.j") == "8")
     pg.js("document.getElementById('hide-bos').focus()")
     press(pg, "ArrowRight")
     assert view(pg) == [0, 8, 8]  # not while a form control has the focus
@@ -304,8 +317,10 @@ def test_hide_bos_sink_channels(browser, guided):
     payload = guided["payload"]
     bos = set(payload["sink_features"])
     assert 0 in bos
-    cands = sorted((sum(b in bos for _, b, _ in listed(payload, h, i, j)), h, i, j) for h, i, j in pairs_of(payload) if j == 0)
-    hits, h, i, j = next(c for c in reversed(cands) if 0 < c[0] < len(listed(payload, *c[1:])))  # sink and other channels
+    cands = sorted((sum(b in bos for _, b, _ in listed(payload, h, i, j)), h, i, j)
+                   for h, i, j in pairs_of(payload) if j == 0)
+    # sink and other channels
+    hits, h, i, j = next(c for c in reversed(cands) if 0 < c[0] < len(listed(payload, *c[1:])))
     pg = browser.page(guided["path"].as_uri() + f"#h={h}&q={i}&k={j}")
     rows = "[...document.querySelectorAll('#channels tr.clickable')].map(r => +r.dataset.b)"
     before = pg.js(rows)
@@ -315,7 +330,8 @@ def test_hide_bos_sink_channels(browser, guided):
     assert f"({hits} BOS/sink channel" in pg.text("#pair")
     terms, chans = pair_detail(payload, h, i, j)
     other = pg.js("[...document.querySelectorAll('#channels tr')].at(-1).cells[2].textContent")
-    assert num(other) == pytest.approx(terms[FEATURE_PAIRS] - sum(v for _, b, v in chans if b not in bos), rel=5e-3, abs=1e-3)
+    assert num(other) == pytest.approx(terms[FEATURE_PAIRS] - sum(v for _, b, v in chans if b not in bos),
+                                       rel=5e-3, abs=1e-3)
     assert not bos & set(pg.js("[...document.querySelectorAll('#top tr.clickable')].map(r => +r.dataset.b)"))
     pg.click("#hide-bos")
     assert pg.js(rows) == before
@@ -362,8 +378,8 @@ def test_hover_tooltip_reads_attention_score_and_top_channel(browser, guided):
     assert "score ≈" in tip and "no channel detail at this pair" in tip
     model, sae = guided["model"], guided["sae"]
     from fra.engine import resolve
-    fra = resolve(model, sae, torch.tensor([[int(t) for t in tokens_of(guided)]]), 1)
-    assert num(tip.split("score ≈")[1]) == pytest.approx(float(fra.scores[0, 2, P - 1, k]), abs=2e-2)
+    resolved = resolve(model, sae, torch.tensor([[int(t) for t in tokens_of(guided)]]), 1)
+    assert num(tip.split("score ≈")[1]) == pytest.approx(float(resolved.scores[0, 2, P - 1, k]), abs=2e-2)
     mouse(pg, "mouseMoved", *cell_xy(pg, 3, 9))  # above the diagonal: no readout
     assert pg.js("getComputedStyle(document.getElementById('tip')).display") == "none"
     assert pg.errors() == []
@@ -380,7 +396,8 @@ def test_colour_bars_and_units_are_stated(guided):
     assert "colour ∝ √attention" in pg.text("#pattern-bar")
     assert pg.js("[...document.querySelectorAll('#pattern-bar .cticks span')].map(s => s.textContent)") == \
         ["0", "0.01", "0.05", "0.1", "0.25", "0.5", "1"]
-    assert "score units: pre-softmax, as hook_attn_scores" in pg.text("#summary") and "exactness residual" in pg.text("#summary")
+    assert ("score units: pre-softmax, as hook_attn_scores" in pg.text("#summary")
+            and "exactness residual" in pg.text("#summary"))
     pg.click("#channels tr.clickable")
     assert "FRA value of the channel (score units" in pg.text("#map-bar") and "linear" in pg.text("#map-bar")
     assert "score units" in pg.text("#map-note")
@@ -398,7 +415,8 @@ def test_terms_start_collapsed_and_the_channels_are_above_the_fold(browser, guid
     assert pg.text("#terms-more") == f"show all {nonzero} terms"
     pg.click("#terms-more")
     assert pg.js("document.querySelectorAll('#terms tr').length") == 1 + nonzero
-    shown = [num(t) for t in pg.js("[...document.querySelectorAll('#terms tr')].slice(1).map(r => r.cells[1].textContent)")]
+    shown = [num(t)
+             for t in pg.js("[...document.querySelectorAll('#terms tr')].slice(1).map(r => r.cells[1].textContent)")]
     assert shown == pytest.approx(sorted((v for v in terms.values() if v), key=abs, reverse=True), rel=5e-3)
     pg.click("#terms-more")
     assert pg.js("document.querySelectorAll('#terms tr').length") == 1 + 3
@@ -411,7 +429,7 @@ def long_page(browser, tmp_path_factory):
     model = make_model(d_vocab=50257, n_ctx=320)
     model.set_tokenizer(gpt2_tokenizer())
     tokens = torch.randint(0, 50257, (1, 300), generator=torch.Generator().manual_seed(5))
-    html, payload = single_page(model, make_sae(), tokens, 1, Detail(max_keys=2))
+    html, payload = single_page(model, make_sae(), tokens, 1, detail=Detail(max_keys=2))
     path = tmp_path_factory.mktemp("long") / "long.html"
     path.write_text(html)
     return browser.page(path.as_uri() + "#h=1&q=250&k=40"), payload
@@ -449,7 +467,8 @@ def test_zoom_and_pan_for_long_texts(long_page):
 def test_cards_show_token_boxes_density_and_neuronpedia(page):
     pg, payload, _ = page
     st = payload["start"]
-    pg.js(f"fraExplorer.update(() => Object.assign(fraExplorer.state, {{h: {st['h']}, i: {st['q']}, j: {st['k']}, ch: null}}))")
+    pg.js(f"fraExplorer.update(() => Object.assign(fraExplorer.state,"
+          f" {{h: {st['h']}, i: {st['q']}, j: {st['k']}, ch: null}}))")
     pg.click("#channels tr.clickable")
     a = pg.js("fraExplorer.state.ch.a")
     card = payload["cards"][a]

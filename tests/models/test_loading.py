@@ -22,8 +22,8 @@ def test_offline_gpt2_tokenizer_matches_gpt2():
 
 
 def test_load_tokenizer_alone(tmp_path):
-    from fra.models.smollm2 import PACKAGE
     from fra.models import load_tokenizer
+    from fra.models.smollm2 import PACKAGE
 
     assert load_tokenizer("gpt2") is gpt2_tokenizer()
     with pytest.raises(FRAError, match="must be smollm2, gpt2 or a folder"):

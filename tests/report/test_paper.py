@@ -14,15 +14,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fra.analysis.channels import confirm
 from fra.analysis.induction import EXACT_PROBE, hypotheses, summary
 from fra.analysis.kinds import classify
-from fra.world.truth import planted_recall
 from fra.analysis.schema import CHANNELS
 from fra.analysis.schema import TESTED as COLUMNS
+from fra.analysis.stats import confirm
 from fra.config import ChannelConfig, Params, WorldConfig
-from fra.report.build import build
+from fra.report.build.build import build
 from fra.stages.toy_seeds import pooled
+from fra.world.truth import planted_recall
 from tests.report.conftest import commit, write_results
 
 PAPER = Path(__file__).parents[2] / "paper"
@@ -45,7 +45,8 @@ def profiles(raw: pd.DataFrame, sinks: tuple[int, ...] = ()) -> pd.DataFrame:
     """Feature profiles as ``fra induction`` writes them (features.csv); ``sinks`` fire mostly on BOS."""
     feats = raw.drop_duplicates(["layer", "query_feature"])[["layer", "query_feature"]].rename(
         columns={"query_feature": "feature"})
-    feats = pd.concat([feats, raw[["layer", "key_feature"]].rename(columns={"key_feature": "feature"})]).drop_duplicates()
+    feats = pd.concat([feats,
+                       raw[["layer", "key_feature"]].rename(columns={"key_feature": "feature"})]).drop_duplicates()
     return feats.assign(firing_rate=0.05, sink_share=[0.9 if f in sinks else 0.01 for f in feats.feature],
                         token_share=0.4, prev_token_share=0.3)
 
@@ -58,7 +59,8 @@ def study_tables(raw: pd.DataFrame, heads: pd.DataFrame, layers: list[int], exac
     metrics = summary(channels, hyp, exactness, layers, Params(channels=CRITERION))
     confirmed = channels[channels.is_cih]
     causal = confirmed[["probe", "group", "layer", "head", "query_feature", "key_feature"]].assign(
-        n_queries=50, attention_drop=confirmed.softmax_effect.to_numpy(), softmax_effect=confirmed.softmax_effect.to_numpy(),
+        n_queries=50, attention_drop=confirmed.softmax_effect.to_numpy(),
+        softmax_effect=confirmed.softmax_effect.to_numpy(),
         logprob_drop=[0.9, 0.001, 0.3][:len(confirmed)] + [0.2] * max(0, len(confirmed) - 3), logprob_drop_se=0.01)
     causal["moves_output"] = causal.logprob_drop > 3 * causal.logprob_drop_se
     metrics["controls"] = {"random_sae": {"n_tested": 4, "n_confirmed": 0, "confirmed_by_probe": {}},
@@ -91,7 +93,8 @@ def toy_results(ground_truth_ok: bool = False) -> dict[str, tuple[str, str]]:
     ], columns=COLUMNS)
     exactness = {"L1": {probe: {"max_residual": 2.4e-6 if probe == "random_repeat" else 1.1e-6, "max_abs_score": 9.5,
                                 "shares": TERMS, "share_with_error": 0.19, "mean_active_features": 7.8}
-                        for probe in ("random_repeat", "text_repeat", "token_repeat", "concept_repeat", "concept_control")}}
+                        for probe in ("random_repeat", "text_repeat", "token_repeat", "concept_repeat",
+                                      "concept_control")}}
     channels, feats, hyp, metrics, causal = study_tables(raw, heads, [1], exactness)
     metrics["planted"] = planted_recall(channels, WORLD)
     calibration = pd.DataFrame({"min_lift": [0.0, 0.1, 0.2, 0.3], "recall_conceptual": [0.5, 0.25, 0.25, 0.25],
@@ -181,7 +184,8 @@ def lm_results() -> dict[str, tuple[str, str]]:
                               for layer in (17, 18) for h in range(3)])
     exactness = {f"L{layer}": {probe: {"max_residual": 3e-5, "max_abs_score": 31.0, "shares": TERMS,
                                        "share_with_error": 0.3, "mean_active_features": 30.5}
-                               for probe in ("random_repeat", "text_repeat", "concept_templates")} for layer in (17, 18)}
+                               for probe in ("random_repeat", "text_repeat", "concept_templates")}
+                 for layer in (17, 18)}
     channels, feats, hyp, metrics, causal = study_tables(raw, heads, [17, 18], exactness, sinks=(0,))
     source = {"documents": {"train": 30, "heldout": 4}, "tokens_before_cap": {"train": 900000, "heldout": 90000},
               "sequences": {"train": 390, "heldout": 39},
@@ -191,7 +195,8 @@ def lm_results() -> dict[str, tuple[str, str]]:
                           "variance_explained": 0.71, "dead_fraction": 0.2, "n_tokens": 19812,
                           "freq_quantiles": {"0.5": 0.004}} for layer in (17, 18)}
     saes["run"] = {"device": "cpu", "train_sequences": 1560, "eval_sequences": 156, "seq_len": 128}
-    sae_cards = {f"L{layer}": {str(f): {"freq": 0.01, "top": [[3.0, ["a"], " b", []]]} for f in (5, 6)} for layer in (17, 18)}
+    sae_cards = {f"L{layer}": {str(f): {"freq": 0.01, "top": [[3.0, ["a"], " b", []]]} for f in (5, 6)}
+                 for layer in (17, 18)}
     cards = {f"L{layer}": {str(f): {"top": [[4.0, ["one", ","], " two", []]], "neuronpedia": None}
                            for f in (3, 4, 7, 33, 40, 70)} for layer in (17, 18)}
     csv = lambda df: df.to_csv(index=False, float_format="%.6g")  # noqa: E731
@@ -236,8 +241,8 @@ def gpt2_results() -> dict[str, tuple[str, str]]:
                           "freq_quantiles": {"0.5": 0.0008}} for layer in layers}
     saes["run"] = {"device": "cuda", "pretrained": "gpt2-small-res-jb", "eval_sequences": 200,
                    "seq_len": 128}
-    cards = {f"L{layer}": {str(f): {"top": [[4.0, ["A"], " name", []]], "neuronpedia": None} for f in (4, 11, 21, 40, 110, 210)}
-             for layer in layers}
+    cards = {f"L{layer}": {str(f): {"top": [[4.0, ["A"], " name", []]], "neuronpedia": None}
+                           for f in (4, 11, 21, 40, 110, 210)} for layer in layers}
     csv = lambda df: df.to_csv(index=False, float_format="%.6g")  # noqa: E731
     stage = "lm_induction@gpt2-small"
     return {
@@ -280,9 +285,11 @@ def test_hypotheses_are_stated_and_answered_the_right_way_round(paper):
     page = text(html)
     assert "H1. Does every token induction head have at least one confirmed CIH channel" in page
     assert "H2. Do some heads that are not token induction heads have confirmed CIH channels" in page
-    assert ("H1: no — 1 of 2 token induction heads have a confirmed (non-sink) CIH channel on exact repeats, 0 of them a "
-            "conceptual one. H2: yes — 1 of 2 heads that are not token induction heads have one, 1 of them a conceptual one") in page
-    assert "every TIH has a confirmed CIH channel on exact repeats (random_repeat) | TIH" not in page  # a table, not text
+    assert ("H1: no — 1 of 2 token induction heads have a confirmed (non-sink) CIH channel on exact repeats, 0 of "
+            "them a conceptual one. H2: yes — 1 of 2 heads that are not token induction heads have one, 1 of them a "
+            "conceptual one") in page
+    # a table, not text
+    assert "every TIH has a confirmed CIH channel on exact repeats (random_repeat) | TIH" not in page
     assert re.search(r"<td[^>]*>H1</td>\s*<td[^>]*>every TIH has a confirmed CIH channel", html)
     assert "H2 confirmations in detail (min_lift = 0.2, min_effect = 0.01) — L1H2: 1 channel on concept_repeat" in page
     assert re.search(r"<td[^>]*>H2</td>\s*<td[^>]*>some non-TIH head has a confirmed CIH channel", html)
@@ -309,8 +316,8 @@ def test_results_sections_tables_figures_cards_and_absent_models(paper):
     assert ("7 candidate channels of the planted-concept toy model were tested and 3 confirmed as induction channels; "
             "0 more passed the criterion but are sink channels") in page
     assert ("lowers the log-probability of the induction token significantly (one-sided z-test over its queries, "
-            "Benjamini–Hochberg over channels at α) in 2 of 3 on the toy model (planted world); 2 of 3 on SmolLM2-135M; "
-            "1 of 2 on GPT-2 small") in page  # the compiled model's fixture has no causal.csv
+            "Benjamini–Hochberg over channels at α) in 2 of 3 on the toy model (planted world); 2 of 3 on "
+            "SmolLM2-135M; 1 of 2 on GPT-2 small") in page  # the compiled model's fixture has no causal.csv
     assert "Over all models the negative controls confirm 0 of the 40 channels they test" in page
     assert "planted-world label current:c00" in page and "c00m2" in page and "\\*odd\\*" not in page
     assert 'href="../../results/toy/explorer/channels.html"' in html
@@ -339,10 +346,12 @@ def test_language_model_section_reads_its_corpus_saes_and_template_probes(paper)
     _, _, html = paper
     page = text(html)
     assert "Corpus and SAEs" in page and "in sequences of 128 tokens" in page
-    assert "explain 0.71 of the variance of held-out attention inputs" in page and "They were trained on the CPU." in page
+    assert ("explain 0.71 of the variance of held-out attention inputs" in page
+            and "They were trained on the CPU." in page)
     assert "H1: yes" in page and "1 of 1 token induction heads" in page  # L18H2 on exact repeats
     assert "L17H0: 1 channel on concept_templates" in page  # H2 through the templated concept probes
-    assert "4 candidate channels of SmolLM2-135M were tested and 2 confirmed as induction channels; 1 more passed" in page
+    assert ("4 candidate channels of SmolLM2-135M were tested and 2 confirmed as induction channels; 1 more passed"
+            in page)
     assert "concept repeats (concept_templates)" in page
     assert "L18 feature 6 (fires on 1% of held-out tokens)" in page
 
@@ -368,7 +377,7 @@ def test_the_paper_text_cross_references_no_model_result_statically():
 
 
 def test_table_headers_with_a_pipe_stay_one_column():
-    from fra.report.provenance import Provenance
+    from fra.report.build.provenance import Provenance
     from fra.report.tables import table
 
     md = table(pd.DataFrame({"max |x|": [1.5]}), "tbl-x", "T.", Provenance("results/a.csv", "s", "0" * 32, "none", "1"))
@@ -386,11 +395,12 @@ def test_abstract_discussion_and_conclusion_state_the_findings(paper):
     assert "it classifies the heads of a hand-compiled model as built; the negative controls confirm 0 of the" in page
     assert ("On SmolLM2-135M (every head of 2 layers, 1 token induction head), 1 of the 1 token induction heads have a "
             "confirmed channel on repeated random tokens (H1: yes) and 0 on repeated text; 1 of 5 other heads have one "
-            "(H2: yes). 1 head has a conceptual channel, and removing a confirmed channel measurably lowers the induction "
-            "token’s probability for 2 of the 3 confirmed channels.") in page
+            "(H2: yes). 1 head has a conceptual channel, and removing a confirmed channel measurably lowers the "
+            "induction token’s probability for 2 of the 3 confirmed channels.") in page
     assert "On GPT-2 small (every head of 3 layers, 2 token induction heads), 1 of the 2" in page
     assert ("H1 and the probe (GPT-2 small). H1 is asked on repeats of random tokens, where 1 of the 2 token induction "
-            "heads have a confirmed channel; on repeats of ordinary text 0 do, so asked there H1 would be answered ‘no’") in page
+            "heads have a confirmed channel; on repeats of ordinary text 0 do, so asked there H1 would be answered "
+            "‘no’") in page
     assert "on random repeats than on text repeats in 0 of 2 resolved layers (mean 0.3 against 0.3)" in page
     assert "That fits one explanation" not in page  # more channels on random tokens than on text: no SAE-mismatch story
     assert ("On templated concept pairs (concept_templates) the token induction heads attend to the induction target "

@@ -5,20 +5,20 @@ import pytest
 import yaml
 
 from fra.errors import FRAError
-from fra.report import provenance as prov_module
-from fra.report.lock import code_digest, dir_md5, listing_md5
-from fra.report.provenance import (
-    RECORD_ENV,
-    ROOT_ENV,
-    available,
-    md5sum,
-    provenance,
-    record,
-    sources,
-    verify_manifest,
-    write_manifest,
-)
-from fra.report.tree import Tree, state
+from fra.report.build import provenance as prov_module
+from fra.report.build.lock import code_digest, dir_md5, listing_md5, md5_bytes
+from fra.report.build.provenance import (
+                                         RECORD_ENV,
+                                         ROOT_ENV,
+                                         available,
+                                         md5sum,
+                                         provenance,
+                                         record,
+                                         sources,
+                                         verify_manifest,
+                                         write_manifest,
+                                         )
+from fra.report.build.tree import Tree, state
 from tests.report.conftest import CODE, commit, make_project
 
 HEADS = "results/toy/heads.csv"
@@ -55,18 +55,31 @@ def md5sum_text(text: str) -> str:
     return subprocess.run(["md5sum"], input=text, capture_output=True, text=True).stdout.split()[0]
 
 
-def test_directory_hash_is_dvcs(tmp_path):
-    build = pytest.importorskip("dvc_data.hashfile.build").build
-    from dvc.fs import LocalFileSystem
-    from dvc_data.hashfile.db import HashFileDB
+def test_hashes_are_md5sum_and_dvcs_directory_listing(tmp_path):
+    """DVC's hash functions give what ``md5sum`` and DVC's JSON listing of a folder give by hand."""
+    folder = tmp_path / "d"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "x.txt").write_bytes(b"a\r\nb\n")  # DVC 3 hashes the bytes as they are (no dos2unix)
+    (folder / "sub/y.bin").write_bytes(bytes(range(256)))
+    by_hand = {rel: subprocess.run(["md5sum", rel], cwd=folder, capture_output=True, text=True,
+                                   check=True).stdout.split()[0]
+               for rel in ("x.txt", "sub/y.bin")}
+    assert {rel: md5sum(folder / rel) for rel in by_hand} == by_hand
+    assert md5_bytes((folder / "x.txt").read_bytes()) == by_hand["x.txt"]
+    listing = json.dumps([{"md5": by_hand[rel], "relpath": rel} for rel in sorted(by_hand)])  # DVC's .dir object
+    expected = md5sum_text(listing) + ".dir"
+    assert dir_md5(folder) == listing_md5(by_hand) == expected
+    assert listing_md5({"x.txt": by_hand["x.txt"]}) != expected
 
-    (tmp_path / "d/sub").mkdir(parents=True)
-    (tmp_path / "d/x.txt").write_text("a\n")
-    (tmp_path / "d/sub/y.txt").write_text("b\n")
-    fs = LocalFileSystem()
-    expected = build(HashFileDB(fs, str(tmp_path / "odb")), str(tmp_path / "d"), fs, "md5")[2].hash_info.value
-    assert dir_md5(tmp_path / "d") == expected
-    assert listing_md5({"x.txt": md5sum(tmp_path / "d/x.txt")}) != expected
+
+def test_an_unreadable_lock_is_refused_with_the_fix(project):
+    (project / "dvc.lock").write_text("schema: '2.0'\nstages:\n  toy:\n    outs:\n    - pth: results/toy\n")
+    with pytest.raises(FRAError, match="dvc.lock cannot be read as DVC reads it .*extra keys not allowed"):
+        provenance(HEADS)
+    (project / "dvc.lock").write_text("stages: [\n")
+    with pytest.raises(FRAError,
+                       match="(?s)YAML file structure is corrupted.*restore it from git or rerun `dvc repro`"):
+        provenance(HEADS)
 
 
 def test_stale_file_names_both_hashes_and_the_fix(project):

@@ -1,8 +1,8 @@
 import pytest
 
 from fra.errors import FRAError
-from fra.report.execute import _render
-from fra.report.qmd import Cell, parse
+from fra.report.build.execute import _render
+from fra.report.build.qmd import Cell, parse
 
 DOC = """\
 ---
@@ -58,7 +58,8 @@ PNG = "iVBORw0KGgo="
 
 
 def test_cell_options_become_figures_tables_and_asis_markdown(tmp_path):
-    fig = render(tmp_path, {"label": "fig-a", "fig-cap": "Cap."}, [{"output_type": "display_data", "data": {"image/png": PNG}}])
+    fig = render(tmp_path, {"label": "fig-a", "fig-cap": "Cap."},
+                 [{"output_type": "display_data", "data": {"image/png": PNG}}])
     assert fig == ["![Cap.](_figures/fig-a.png){#fig-a}"] and (tmp_path / "_figures/fig-a.png").exists()
     stream = {"output_type": "stream", "name": "stdout", "text": "| a |\n|--:|\n| 1 |\n"}
     assert render(tmp_path, {"label": "tbl-b", "tbl-cap": "T.", "output": "asis"}, [stream]) == [

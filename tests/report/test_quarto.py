@@ -1,17 +1,18 @@
 """The Quarto route, checked as far as possible without Quarto: the project and the cells against Quarto's
-published schema (tests/report/quarto_schema.py), and the options both routes must share."""
+published schema (vendor/quarto-schema/, read by fra/report/build/quarto_schema.py), and the options both routes
+must share."""
 
 import pytest
 import yaml
 
 from fra.errors import FRAError
-from fra.report.execute import kernel_name
-from fra.report.pandoc import QUARTO_KEYS
-from fra.report.qmd import OPTIONS, parse
-from tests.report.quarto_schema import Schema
+from fra.report.build.execute import kernel_name
+from fra.report.build.pandoc import QUARTO_KEYS
+from fra.report.build.qmd import OPTIONS, parse
+from fra.report.build.quarto_schema import FOLDER, Schema
 from tests.report.test_paper import PAPER
 
-SCHEMA = Schema()
+SCHEMA = Schema(PAPER.parent / FOLDER)
 
 
 def project() -> dict:
@@ -53,7 +54,8 @@ def test_the_validator_catches_misspelled_keys_wrong_values_and_wrong_formats():
 def test_both_routes_run_the_same_kernel_filters_and_styles():
     config = project()
     assert kernel_name(config) == "python3"  # `jupyter:` names the kernel; the offline route reads it too
-    assert kernel_name({"jupyter": {"kernelspec": {"name": "python3", "display_name": "P", "language": "python"}}}) == "python3"
+    assert kernel_name({"jupyter": {"kernelspec": {"name": "python3", "display_name": "P",
+                                                   "language": "python"}}}) == "python3"
     assert config["filters"] == ["paper.lua"] and (PAPER / "paper.lua").is_file()
     assert config["format"]["html"]["css"] == "paper.css" and ".provenance" in (PAPER / "paper.css").read_text()
     assert config["format"]["typst"]["include-in-header"] == "layout.typ" and (PAPER / "layout.typ").is_file()

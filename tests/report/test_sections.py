@@ -1,5 +1,5 @@
-"""The paper's section helpers (fra/report/common, method, planted, hypotheses, results, checks) on hand-built
-inputs."""
+"""The paper's sections (fra/report/sections/: method, planted, hypotheses, results, checks) and the helpers they
+share (fra/report/common, figures, tables) on hand-built inputs."""
 
 import json
 
@@ -10,9 +10,10 @@ import pytest
 
 from fra.analysis.induction import CONTROL_PROBE, EXACT_PROBE, answers
 from fra.analysis.schema import CHANNELS
-from fra.report import checks, common, figures, hypotheses, method, planted, results
-from fra.report.provenance import ROOT_ENV, Provenance
+from fra.report import common, figures
+from fra.report.build.provenance import ROOT_ENV, Provenance
 from fra.report.figures import label_points
+from fra.report.sections import checks, hypotheses, method, planted, results
 from fra.report.tables import count, in_text
 from tests.report.conftest import write_results
 
@@ -21,10 +22,10 @@ PROV = Provenance("results/toy/metrics.json", "toy_induction", "0" * 32, "none",
 
 def test_formatting_helpers():
     assert common.head_name(1.0, 2) == "L1H2"
-    assert common.esc("*a*_[b](c)") == r"\*a\*\_\[b\]\(c\)"
-    assert common.esc("a\nb\tc") == "a⏎b⇥c" and common.esc("  ") == "␣"
-    assert common.span(0.5, 0.50001) == "0.5" and common.span(0.5, 0.75) == "between 0.5 and 0.75"
-    assert common.small(1e-20) == "< 1e-16" and common.small(0.0123) == "0.012"
+    assert common.escape_markdown("*a*_[b](c)") == r"\*a\*\_\[b\]\(c\)"
+    assert common.escape_markdown("a\nb\tc") == "a⏎b⇥c" and common.escape_markdown("  ") == "␣"
+    assert common.fmt_range(0.5, 0.50001) == "0.5" and common.fmt_range(0.5, 0.75) == "between 0.5 and 0.75"
+    assert common.fmt_p(1e-20) == "< 1e-16" and common.fmt_p(0.0123) == "0.012"
     assert (common.yes_no(True), common.yes_no(0)) == ("yes", "no")
     assert common.files("toy", "a.csv", "b.json") == ["results/toy/a.csv", "results/toy/b.json"]
 
@@ -81,7 +82,8 @@ def test_card_line_shows_label_contexts_and_link():
 
 
 def test_feature_kinds_label_live_features_only():
-    cards = {"L1": [{"feature": 3, "kind": "current:c00", "current_class": ["c00", 0.912], "previous_class": ["f", 0.4]},
+    cards = {"L1": [{"feature": 3, "kind": "current:c00", "current_class": ["c00", 0.912],
+                     "previous_class": ["f", 0.4]},
                     {"feature": 4, "kind": "dead", "current_class": ["", 0], "previous_class": ["", 0]}]}
     assert planted.feature_kinds(cards) == {(1, 3): "current:c00; current token c00 (0.91), previous token f (0.4)"}
 
@@ -105,8 +107,8 @@ def test_hypotheses_are_read_from_metrics_not_recomputed():
     metrics = answers(HYP)
     sentence, table = hypotheses.hypotheses_summary(metrics)
     assert sentence == ("**H1: no** — 1 of 2 token induction heads have a confirmed (non-sink) CIH channel on exact "
-                        "repeats, 0 of them a conceptual one. **H2: yes** — 1 of 2 heads that are not token induction heads "
-                        "have one, 1 of them a conceptual one")
+                        "repeats, 0 of them a conceptual one. **H2: yes** — 1 of 2 heads that are not token induction "
+                        "heads have one, 1 of them a conceptual one")
     assert table[["", "n", "with confirmed channel", "with conceptual channel", "answer"]].values.tolist() == [
         ["H1", 2, 1, 0, "no"], ["H2", 2, 1, 1, "yes"]]
     metrics["H1"] = {"n_tih": 7, "n_tih_with_cih": 7, "n_tih_with_conceptual": 3,
@@ -219,7 +221,8 @@ def test_calibration_section_reads_the_curve_and_the_frozen_value(tmp_path, monk
     monkeypatch.setenv(ROOT_ENV, str(tmp_path))
     md = planted.calibration_section()
     assert "the smallest `min_lift` on a 0.05 grid without false discoveries is 0.1" in md
-    assert "the frozen `min_lift` = 0.15 (dashed, a margin of 0.05 above it) gives recall 0.9 and false discoveries 0" in md
+    assert ("the frozen `min_lift` = 0.15 (dashed, a margin of 0.05 above it) gives recall 0.9 and false discoveries 0"
+            in md)
     assert "{#fig-toy-calibration" in md
 
 
@@ -228,10 +231,12 @@ def test_compiled_section_controls_and_causal_test(tmp_path, monkeypatch):
     metrics = {**answers(HYP), "n_channels_tested": 10, "n_cih": 4, "n_confirmed_any": 5,
                "verdict": {"ok": True, "heads": {
                    "L1H0": {"expected": "token", "observed": "token", "expected_tih": True, "is_tih": True},
-                   "L1H2": {"expected": "conceptual", "observed": "conceptual", "expected_tih": False, "is_tih": False}}},
-               "controls": {"random_sae": {"n_tested": 0, "n_confirmed": 0}, "shuffled_keys": {"n_tested": 5, "n_confirmed": 1}},
-               "causal": {"n_channels": 2, "n_moves_output": 1, "median_attention_drop": 0.5, "median_logprob_drop": 1.25,
-                          "max_attention_mismatch": 1e-7}}
+                   "L1H2": {"expected": "conceptual", "observed": "conceptual", "expected_tih": False,
+                            "is_tih": False}}},
+               "controls": {"random_sae": {"n_tested": 0, "n_confirmed": 0},
+                            "shuffled_keys": {"n_tested": 5, "n_confirmed": 1}},
+               "causal": {"n_channels": 2, "n_moves_output": 1, "median_attention_drop": 0.5,
+                          "median_logprob_drop": 1.25, "max_attention_mismatch": 1e-7}}
     causal = pd.DataFrame({"probe": ["random_repeat", "concept_repeat"], "layer": [1, 1], "head": [0, 2],
                            "attention_drop": [0.8, 0.2], "logprob_drop": [2.0, 0.001], "moves_output": [True, False]})
     files = {"results/compiled/metrics.json": ("compiled", json.dumps(metrics)),
@@ -242,7 +247,8 @@ def test_compiled_section_controls_and_causal_test(tmp_path, monkeypatch):
     monkeypatch.setenv(ROOT_ENV, str(tmp_path))
     monkeypatch.chdir(tmp_path)  # figures go to ./_figures
     md = planted.compiled_section()
-    assert "classifies every head as built" in md and "confirm 0 of the 0 channels `random_sae` tested and 1 of the 5 channels `shuffled_keys` tested" in md
+    assert "classifies every head as built" in md and ("confirm 0 of the 0 channels `random_sae` tested and 1 of the 5 "
+                                                       "channels `shuffled_keys` tested") in md
     assert "| L1H2 | 0.1 | no / no |" in md and "{#tbl-compiled}" in md
     md = checks.controls_section()
     assert "confirm 2 of the 10 channels they test (@tbl-controls)" in md  # toy and compiled: 0 + 1 each
@@ -278,12 +284,14 @@ def test_many_heads_get_a_grid_and_a_table_of_the_heads_with_a_channel(tmp_path,
     assert ("Over the 27 resolvable heads of GPT-2 small, every head of 3 layers (3, 7, 12), 3 token induction heads "
             "and 24 others: **H1: no** — 1 of 3") in md
     assert "head by head in @fig-gpt2-small-hypotheses-grid and @tbl-gpt2-small-hypotheses-heads)" in md
-    assert "{#fig-gpt2-small-hypotheses-grid" in md and (tmp_path / "_figures/fig-gpt2-small-hypotheses-grid.png").exists()
+    assert ("{#fig-gpt2-small-hypotheses-grid" in md
+            and (tmp_path / "_figures/fig-gpt2-small-hypotheses-grid.png").exists())
     rows = [line for line in md.splitlines() if line.startswith("| L")]
     assert [r.split(" | ")[0] for r in rows] == ["| L7H4", "| L12H1"]  # heads with a counted channel only
     assert "per resolvable head with a counted channel of GPT-2 small" in md
     none = hyp.assign(n_cih=0, n_cih_random_repeat=0, n_cih_concept_repeat=0, n_token=0, n_conceptual=0)
-    write_results(tmp_path, {"results/gpt2-small/hypotheses.csv": ("lm_induction@gpt2-small", none.to_csv(index=False))})
+    write_results(tmp_path, {"results/gpt2-small/hypotheses.csv": ("lm_induction@gpt2-small",
+                                                                   none.to_csv(index=False))})
     md = hypotheses.hypotheses_part("gpt2-small", common.MODELS["gpt2-small"], answers(none), PROV)
     assert "in @fig-gpt2-small-hypotheses-grid; no resolvable head has a counted channel)" in md
     assert "tbl-gpt2-small-hypotheses-heads" not in md
@@ -327,7 +335,8 @@ def test_lm_saes_part_for_released_saes(tmp_path, monkeypatch):
     md = results.lm_saes_part("gpt2-small", common.MODELS["gpt2-small"])
     assert ("Its 3 SAEs, one per layer (0, 2, 10; read at `blocks.L.hook_resid_pre`; @tbl-gpt2-small-saes), explain "
             "0.9 of the variance") in md and "an L0 of between 20 and 30" in md
-    assert "They are released SAEs (`gpt2-small-res-jb`), copied and evaluated here, not trained. They were evaluated on cuda." in md
+    assert ("They are released SAEs (`gpt2-small-res-jb`), copied and evaluated here, not trained. "
+            "They were evaluated on cuda.") in md
     assert "| 10 | 24,576 | 30 | 0.9 | 0.01 | 0.001 |" in md
     assert "firing rate (released: copied, not trained)." in md and "file `results/gpt2-small/saes.json`" in md
     assert "The first 3 of the randomly drawn feature cards" in md and md.count("- **L") == 15  # 16 lines at most

@@ -15,7 +15,8 @@ TINY = ["bench-saes", "--d-in", "16", "--expansion", "4", "--k", "3", "--batch",
 def test_bench_saes_times_both_steps_and_they_agree(capsys, dead):
     assert main([*TINY, "--dead-fraction", dead]) == 0
     out = capsys.readouterr().out
-    match = re.search(r"CPU threads: dense \S+ ms, sparse \S+ ms -> \S+x; largest relative gradient difference (\S+)", out)
+    match = re.search(r"CPU threads: dense \S+ ms, sparse \S+ ms -> \S+x; "
+                      r"largest relative gradient difference (\S+)", out)
     assert match and float(match.group(1)) < 1e-4
 
 

@@ -60,6 +60,7 @@ def test_sparse_training_step_equals_sae_lens_dense_step(rescale, b_dec_in, n_de
     want, want_grads, want_threshold = _step(sae, lambda s: BatchTopKTrainingSAE.training_forward_pass(sae, s), x, dead)
     sae.topk_threshold = start
     got, grads, threshold = _step(sae, sae.training_forward_pass, x, dead)
+    # bitwise: both steps form the pre-activations with the same matmul and select with the same values
     assert torch.equal(got.feature_acts, want.feature_acts) and torch.equal(threshold, want_threshold)
     assert (got.losses["auxiliary_reconstruction_loss"] > 0) == (n_dead > 0)
     for key in ("mse_loss", "auxiliary_reconstruction_loss"):
@@ -86,7 +87,8 @@ def test_sae_lens_trainer_trains_the_same_sae_with_either_step():
     trained = []
     for cls in (BatchTopKTrainingSAE, FastBatchTopKTrainingSAE):
         torch.manual_seed(0)
-        sae = cls(BatchTopKTrainingSAEConfig(d_in=16, d_sae=64, k=3.0, normalize_activations="expected_average_only_in"))
+        sae = cls(BatchTopKTrainingSAEConfig(d_in=16, d_sae=64, k=3.0,
+                                             normalize_activations="expected_average_only_in"))
         cfg = SAETrainerConfig(total_training_samples=8 * 256, train_batch_size_samples=256, lr=1e-3, lr_end=1e-4,
                                device="cpu", dead_feature_window=2, feature_sampling_window=4,
                                n_batches_for_norm_estimate=2)

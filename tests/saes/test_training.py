@@ -5,11 +5,11 @@ import torch
 from sae_lens import SAE
 from sae_lens.saes.batchtopk_sae import BatchTopK
 
+from fra import repro
 from fra.config import ToySAEConfig, ToyTrainConfig, WorldConfig
 from fra.errors import FRAError
 from fra.saes import load_sae, validate_sae
 from fra.saes.cache import cache_resid_pre
-from fra import repro
 from fra.saes.training import KthBatchTopK, sae_metrics, shuffled_batches, train_layers, train_sae
 from fra.world.corpus import generate
 from fra.world.train import build_model
@@ -22,7 +22,8 @@ CFG = ToySAEConfig(expansion=2, k=4.0, training_tokens=40960, batch_size_tokens=
 
 @pytest.fixture(scope="module")
 def model():
-    return build_model(WORLD, ToyTrainConfig(n_layers=3, n_heads=2, d_model=16, d_mlp=32, steps=2, warmup_steps=0, curriculum_steps=0)).eval()
+    return build_model(WORLD, ToyTrainConfig(n_layers=3, n_heads=2, d_model=16, d_mlp=32, steps=2, warmup_steps=0,
+                                             curriculum_steps=0)).eval()
 
 
 @pytest.fixture(scope="module")
@@ -76,13 +77,14 @@ def test_metrics_leave_bos_out_and_features_cover_every_position(trained):
 
 
 def test_training_is_reproducible(tmp_path, monkeypatch):
-    """Twice the same SAE, the second time with torch's NaN fill of new tensors on (no kernel reads unwritten memory)."""
+    """Twice the same SAE, the second time with torch's NaN fill of new tensors on (no kernel reads unwritten
+    memory)."""
     acts = torch.randn(2048, 8)
     cfg = ToySAEConfig(expansion=2, k=2.0, training_tokens=2048, batch_size_tokens=256)
     a = train_sae(acts, "blocks.1.hook_resid_pre", cfg, tmp_path / "a")
     monkeypatch.setattr(repro, "FILL_UNWRITTEN", True)
     b = train_sae(acts, "blocks.1.hook_resid_pre", cfg, tmp_path / "b")
-    assert torch.equal(a.W_dec, b.W_dec) and torch.equal(a.W_enc, b.W_enc)
+    assert torch.equal(a.W_dec, b.W_dec) and torch.equal(a.W_enc, b.W_enc)  # bitwise: one process, the same threads
     cfg_json = (tmp_path / "a" / "cfg.json").read_text()
     assert list(json.loads(cfg_json)) == sorted(json.loads(cfg_json))  # SAELens's own order varies by process
     with pytest.raises(FRAError, match="fewer than one batch"):
@@ -97,12 +99,13 @@ def test_metrics_on_known_reconstructions():
     assert mean_only["variance_explained"] == pytest.approx(0.0, abs=1e-6) and mean_only["dead_fraction"] == 1
 
 
-@pytest.mark.parametrize("k, shift", [(4.0, 0.0), (2.5, 0.0), (4.0, -2.5)])  # shift -2.5: fewer positives than k * batch
+# shift -2.5: fewer positives than k * batch
+@pytest.mark.parametrize("k, shift", [(4.0, 0.0), (2.5, 0.0), (4.0, -2.5)])
 @torch.enable_grad()
 def test_kth_batch_topk_equals_sae_lens_batch_topk_with_gradients(k, shift):
     x = (torch.randn(64, 96, generator=torch.Generator().manual_seed(0)) + shift).requires_grad_()
     y = x.detach().clone().requires_grad_()
-    got, want = KthBatchTopK(k)(x), BatchTopK(k)(y)
+    got, want = KthBatchTopK(k)(x), BatchTopK(k)(y)  # selections of the same values, no arithmetic: bitwise
     assert torch.equal(got, want) and 0 < int((got > 0).sum()) <= int(k * 64)
     weight = torch.randn(64, 96)
     (got * weight).sum().backward()

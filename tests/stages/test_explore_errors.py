@@ -34,8 +34,8 @@ def test_explore_bad_flags(saved, tmp_path, capsys, flags, match):
 
 
 def test_explore_needs_a_text(saved, tmp_path, capsys):
-    refuses(explore(saved, tmp_path / "page.html", text=()), "one of the arguments --text --text-file --sequence is required",
-            capsys, tmp_path)
+    refuses(explore(saved, tmp_path / "page.html", text=()),
+            "one of the arguments --text --text-file --sequence is required", capsys, tmp_path)
 
 
 @pytest.mark.parametrize("content, match", [
@@ -123,9 +123,12 @@ def test_explore_dataset_bad_inputs(tmp_path, capsys, case, match):
     (tmp_path / "page.txt").write_text("<html></html>")
     (tmp_path / "cards.json").write_text("[1, 2]")
     (tmp_path / "dataset.html").write_text(page("dataset", "channels", {"rows": []}))
-    flags = {"no_model": ["--corpus", str(tmp_path / "c.npy")], "features_alone": ["--features", str(tmp_path / "f.csv")],
-             "no_page": ["--text-page", str(tmp_path / "none.html")], "bad_page": ["--text-page", str(tmp_path / "page.txt")],
+    flags = {"no_model": ["--corpus", str(tmp_path / "c.npy")],
+             "features_alone": ["--features", str(tmp_path / "f.csv")],
+             "no_page": ["--text-page", str(tmp_path / "none.html")],
+             "bad_page": ["--text-page", str(tmp_path / "page.txt")],
              "bad_cards": ["--cards", str(tmp_path / "cards.json")],
              "other_page": ["--text-page", str(tmp_path / "dataset.html")],
-             "bad_labels": ["--cards", str(tmp_path / "cards.json"), "--labels", str(tmp_path / "cards.json")]}.get(case, [])
+             "bad_labels": ["--cards", str(tmp_path / "cards.json"),
+                            "--labels", str(tmp_path / "cards.json")]}.get(case, [])
     refuses(["explore-dataset", "--channels", str(channels), "-o", str(out), *flags], match, capsys, tmp_path)

@@ -27,8 +27,9 @@ def test_explore_with_corpus_labels_and_heads(saved, tmp_path, capsys):
                                         "1,0,0.2,0.5,False\n1,1,0.1,0.0,False\n1,2,0.2,0.1,False\n1,3,0.85,0.03,True\n")
     out = tmp_path / "page.html"
     argv = ["explore", "--model", str(saved / "gpt2"), "--sae", str(saved / "sae"), "--layer", "1", "--text-file",
-            str(tmp_path / "text.txt"), "-o", str(out), "--corpus", str(tmp_path / "corpus.npy"), "--corpus-sequences", "4",
-            "--labels", str(tmp_path / "cards.json"), "--heads", str(tmp_path / "heads.csv"), "--name", "tiny"]
+            str(tmp_path / "text.txt"), "-o", str(out), "--corpus", str(tmp_path / "corpus.npy"),
+            "--corpus-sequences", "4", "--labels", str(tmp_path / "cards.json"), "--heads", str(tmp_path / "heads.csv"),
+            "--name", "tiny"]
     assert main(argv) == 0
     assert "opens on L1.H3" in capsys.readouterr().out
     html = out.read_text()
@@ -38,8 +39,10 @@ def test_explore_with_corpus_labels_and_heads(saved, tmp_path, capsys):
     assert p["tokens"][-1] != "\n" and "".join(p["tokens"][1:]) == "The cat sat on the mat. The cat sat on the mat."
     assert p["cards_from"] == {"kind": "corpus", "name": str(tmp_path / "corpus.npy"), "n_seqs": 4, "n_pos": 12}
     label = "current:c11 · 92% of its activation on current tokens of class c11 (previous: filler 3%)"
-    assert p["cards"] and {a: c.get("label") for a, c in p["cards"].items()} == {a: label if int(a) % 2 else None for a in p["cards"]}
-    assert all({"firing_rate", "sink_share", "token_share", "prev_token_share", "top"} <= set(c) for c in p["cards"].values())
+    assert p["cards"] and ({a: c.get("label") for a, c in p["cards"].items()}
+                           == {a: label if int(a) % 2 else None for a in p["cards"]})
+    assert all({"firing_rate", "sink_share", "token_share", "prev_token_share", "top"} <= set(c)
+               for c in p["cards"].values())
     assert p["start"]["h"] == 3 and p["start"]["why"] == "induction" and p["start"]["k"] > 0
     assert p["head_scores"][3] == {"induction": 0.85, "previous_token": 0.03, "is_tih": True}
 

@@ -75,9 +75,10 @@ def test_pipeline_resolves_every_head(profile):
                  "--out", str(root / "results")]) == 0
     res = root / "results"
     heads = pd.read_csv(res / "heads.csv")
-    assert sorted(zip(heads["layer"], heads["head"])) == [(l, h) for l in range(N_LAYERS) for h in range(N_HEADS)]
+    assert sorted(zip(heads["layer"], heads["head"])) == [(layer, h) for layer in range(N_LAYERS)
+                                                          for h in range(N_HEADS)]
     hyp = pd.read_csv(res / "hypotheses.csv")
-    assert sorted(zip(hyp["layer"], hyp["head"])) == [(l, h) for l in range(N_LAYERS) for h in range(N_HEADS)]
+    assert sorted(zip(hyp["layer"], hyp["head"])) == [(layer, h) for layer in range(N_LAYERS) for h in range(N_HEADS)]
     channels = pd.read_csv(res / "channels.csv")
     assert set(channels["layer"]) <= set(range(N_LAYERS))
     metrics = json.loads((res / "metrics.json").read_text())

@@ -34,7 +34,8 @@ def setup(tmp_path_factory):
 def run(root, lm_saes, corpus=None):
     (root / "params.yaml").write_text(yaml.safe_dump({"lm_saes": lm_saes}))
     return main(["lm-saes", "--params", str(root / "params.yaml"), "--model", str(root / "model"),
-                 "--corpus", str(corpus or root / "corpus"), "--out", str(root / "saes"), "--results", str(root / "res")])
+                 "--corpus", str(corpus or root / "corpus"), "--out", str(root / "saes"),
+                 "--results", str(root / "res")])
 
 
 def test_trains_reports_and_cards(setup):

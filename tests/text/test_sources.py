@@ -25,7 +25,7 @@ Now, fair Hippolyta, our nuptial hour
 Draws on apace \\--four happy days bring in
 __\\[Aside]_  
 *Exeunt.*
-"""
+"""  # noqa: W291  (two trailing spaces are markdown hard line breaks, as in the Gutenberg source)
 
 BIBLE = """
 Genesis 1

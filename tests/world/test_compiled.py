@@ -8,7 +8,13 @@ from fra.config import HeadScoreConfig
 from fra.engine import resolve
 from fra.saes.loading import validate_sae
 from fra.world.compiled import (
-    EXPECTED, EXPECTED_CHANNEL, LAYER, PREVIOUS_TOKEN_HEAD, compiled_features, compiled_model, compiled_world,
+    EXPECTED,
+    EXPECTED_CHANNEL,
+    LAYER,
+    PREVIOUS_TOKEN_HEAD,
+    compiled_features,
+    compiled_model,
+    compiled_world,
 )
 from fra.world.corpus import token_classes, token_names
 from fra.world.probes import world_probes
@@ -36,7 +42,8 @@ def n_matching_keys(p, by_class: bool) -> torch.Tensor:
     """Keys j <= query whose previous token is the query's token (or another member of its conceptual class)."""
     cls = torch.from_numpy(token_classes(WORLD))
     prev, q = p.tokens[p.seq, :-1], p.tokens[p.seq, p.query][:, None]  # prev[:, j - 1] precedes key j
-    same = (cls[prev] == cls[q]) & (cls[q] >= 0) & (cls[q] < WORLD.n_conceptual) & (prev != q) if by_class else prev == q
+    same = ((cls[prev] == cls[q]) & (cls[q] >= 0) & (cls[q] < WORLD.n_conceptual) & (prev != q) if by_class
+            else prev == q)
     return (same & (torch.arange(1, p.tokens.shape[1]) <= p.query[:, None])).sum(1)
 
 
@@ -53,7 +60,8 @@ def test_induction_heads_attend_to_their_targets(compiled, probes):
     model, _ = compiled
     token, concept = target_attention(model, probes["token"], 0), target_attention(model, probes["concept"], 1)
     # each splits its attention evenly over the keys that follow earlier matches; the target is one of them
-    for attn, m in ((token, n_matching_keys(probes["token"], False)), (concept, n_matching_keys(probes["concept"], True))):
+    for attn, m in ((token, n_matching_keys(probes["token"], False)),
+                    (concept, n_matching_keys(probes["concept"], True))):
         assert (m >= 1).all() and (attn * m).min() >= 0.9
         assert attn[m == 1].mean() >= 0.9
     assert concept.mean() >= 0.5

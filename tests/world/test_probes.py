@@ -1,4 +1,5 @@
-"""Planted-world probes: the control reaches every token-only class, with the earlier occurrence's next token as target."""
+"""Planted-world probes: the control reaches every token-only class, with the earlier occurrence's next token as
+target."""
 
 import numpy as np
 import pytest

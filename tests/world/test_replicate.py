@@ -6,8 +6,16 @@ import pickle
 import pandas as pd
 import pytest
 
-from fra.config import (ChannelConfig, HeadScoreConfig, InductionConfig, Params, ToySAEConfig, ToySeedsConfig,
-                        ToyTrainConfig, WorldConfig)
+from fra.config import (
+    ChannelConfig,
+    HeadScoreConfig,
+    InductionConfig,
+    Params,
+    ToySAEConfig,
+    ToySeedsConfig,
+    ToyTrainConfig,
+    WorldConfig,
+)
 from fra.stages.toy_seeds import pooled, seed_table
 from fra.world import replicate as rep
 
@@ -15,7 +23,8 @@ WORLD = WorldConfig(n_classes=10, class_size=3, n_filler=16, n_conceptual=4, seq
                     gap_max=6, lead_max=2, n_train=300, n_heldout=40)
 PARAMS = Params(
     world=WORLD, heads=HeadScoreConfig(n_rep=20, offsets=(10,), batch_size=4),
-    toy_train=ToyTrainConfig(n_heads=2, d_model=32, steps=40, batch_size=16, warmup_steps=5, eval_every=40, curriculum_steps=0),
+    toy_train=ToyTrainConfig(n_heads=2, d_model=32, steps=40, batch_size=16, warmup_steps=5, eval_every=40,
+                             curriculum_steps=0),
     toy_saes=ToySAEConfig(expansion=2, k=4, training_tokens=4096, batch_size_tokens=512, eval_sequences=10),
     induction=InductionConfig(n_discovery=6, n_heldout=6, repeat_min=5, repeat_max=20),
     channels=ChannelConfig(min_support=1e-4, min_queries=1, max_candidates=2, batch_size=6),
@@ -23,7 +32,8 @@ PARAMS = Params(
 
 
 def test_failing_ground_truth_stops_before_the_method(monkeypatch):
-    monkeypatch.setattr(rep, "train_layers", lambda *a, **k: pytest.fail("SAEs trained on a model without ground truth"))
+    monkeypatch.setattr(rep, "train_layers",
+                        lambda *a, **k: pytest.fail("SAEs trained on a model without ground truth"))
     row = rep.replicate(PARAMS, 3, 4)  # 40 steps: no induction head
     assert row["ground_truth_ok"] is False and (row["world_seed"], row["train_seed"]) == (3, 4)
     assert "recall_conceptual" not in row and row["best_induction_head"].startswith("L1H")
@@ -48,8 +58,9 @@ def test_study_step_gets_the_trained_model_through_a_pickle(monkeypatch):
 def test_seed_table_does_not_depend_on_workers():
     params = dataclasses.replace(PARAMS, toy_seeds=ToySeedsConfig(runs=((3, 4), (5, 6), (7, 8)), workers=1))
     serial = seed_table(params)
-    pooled_rows = seed_table(dataclasses.replace(params, toy_seeds=ToySeedsConfig(runs=params.toy_seeds.runs, workers=2)))
-    pd.testing.assert_frame_equal(serial, pooled_rows)
+    pooled_rows = seed_table(dataclasses.replace(params,
+                                                 toy_seeds=ToySeedsConfig(runs=params.toy_seeds.runs, workers=2)))
+    pd.testing.assert_frame_equal(serial, pooled_rows)  # each run on one spawned process of one thread either way
     assert list(zip(serial.world_seed, serial.train_seed)) == [(3, 4), (5, 6), (7, 8)]
 
 
@@ -61,7 +72,8 @@ def test_seeds_differ_in_world_and_training():
 
 def test_pooled_rates_and_intervals():
     table = pd.DataFrame({"ground_truth_ok": [True, True, False], "recall_conceptual": [1.0, 0.75, None],
-                          "n_conceptual": [4, 4, None], "false_discoveries": [1, 0, None], "n_token_only": [20, 20, None]})
+                          "n_conceptual": [4, 4, None], "false_discoveries": [1, 0, None],
+                          "n_token_only": [20, 20, None]})
     p = pooled(table)
     assert (p["n_runs"], p["n_ground_truth_ok"], p["recall_found"], p["recall_tested"]) == (3, 2, 7, 8)
     assert p["false_discovery_rate"] == 1 / 40 and p["false_discovery_ci95"][0] < 0.025 < p["false_discovery_ci95"][1]

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from fra.report.lock import stages
-from fra.report.markdown import absent
-from fra.report.provenance import checked_stage, repo_root, tree_state
+from fra.report.build.lock import stages
+from fra.report.build.markdown import absent
+from fra.report.build.provenance import checked_stage, repo_root, tree_state
 from fra.report.tables import table
 
 PAPER_STAGE = "paper"

@@ -25,10 +25,17 @@ from typing import Iterator
 import yaml
 
 from fra.errors import FRAError
-from fra.report import execute, pandoc, qmd, tree
-from fra.report.markdown import FIGURE_DIR
-from fra.report.provenance import (RECORD_ENV, ROOT_ENV, recorded_labels, repo_root, sources, verify_manifest,
-                                   write_manifest)
+from fra.report.build import execute, pandoc, qmd, tree
+from fra.report.build.markdown import FIGURE_DIR
+from fra.report.build.provenance import (
+    RECORD_ENV,
+    ROOT_ENV,
+    recorded_labels,
+    repo_root,
+    sources,
+    verify_manifest,
+    write_manifest,
+)
 
 LABEL = re.compile(r"\{#((?:fig|tbl)-[\w-]+)")
 SCRATCH = ".fra-build"  # executed markdown, Typst sources and metadata of the offline route

@@ -56,7 +56,8 @@ def filters(meta: dict, paper_dir: Path) -> list[str]:
     for entry in _listed(meta.get("filters")):
         path = entry.get("path") if isinstance(entry, dict) else entry
         if not isinstance(path, str) or not path.endswith(".lua") or not (paper_dir / path).is_file():
-            raise FRAError(f"filters: {entry!r} is not a Lua file in {paper_dir}; the offline route runs Lua filters only")
+            raise FRAError(f"filters: {entry!r} is not a Lua file in {paper_dir}; the "
+                           "offline route runs Lua filters only")
         flags += ["--lua-filter", str(paper_dir / path)]
     return flags
 
@@ -90,9 +91,10 @@ def html(markdown: Path, meta: dict, options: dict, paper_dir: Path, out: Path) 
     """Standalone HTML: embedded images and styles, MathML, numbered cross-references, citations."""
     meta_file, flags = _meta(meta, options, paper_dir, markdown.parent, f"{out.stem}.html.yaml")
     with atomic_path(out) as tmp:
-        _pandoc([str(markdown), "--from", "markdown", "--to", "html5", "--standalone", "--wrap=none", "--embed-resources",
-                 "--mathml", "--metadata-file", str(meta_file), *filters(meta, paper_dir), "--lua-filter", str(FILTER),
-                 "--citeproc", "--variable", "document-css", "--css", str(CSS),  # pandoc's default style, then ours
+        _pandoc([str(markdown), "--from", "markdown", "--to", "html5", "--standalone", "--wrap=none",
+                 "--embed-resources", "--mathml", "--metadata-file", str(meta_file), *filters(meta, paper_dir),
+                 "--lua-filter", str(FILTER), "--citeproc",
+                 "--variable", "document-css", "--css", str(CSS),  # pandoc's default style, then ours
                  "--resource-path", str(paper_dir), *flags, "--output", str(tmp)], cwd=paper_dir)
         remote = external_resources(tmp.read_text())
         if remote:

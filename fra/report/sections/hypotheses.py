@@ -16,12 +16,24 @@ import seaborn as sns
 from matplotlib.ticker import MaxNLocator
 
 from fra.analysis.schema import CHANNELS
-from fra.report.common import (CONCEPTS, CONTROL, EXACT, HYP_COLUMNS, SHORT, card_line, esc, head_name, probe_order,
-                               small, span, yes_no)
+from fra.report.build.provenance import Provenance, available
+from fra.report.common import (
+    CONCEPTS,
+    CONTROL,
+    EXACT,
+    HYP_COLUMNS,
+    SHORT,
+    card_line,
+    escape_markdown,
+    fmt_p,
+    fmt_range,
+    head_name,
+    probe_order,
+    yes_no,
+)
 from fra.report.data import read_csv, read_json
 from fra.report.figures import figure
-from fra.report.planted import toy_feature_kinds
-from fra.report.provenance import Provenance, available
+from fra.report.sections.planted import toy_feature_kinds
 from fra.report.tables import count, fmt, table
 
 GRID_FROM = 24  # more resolvable heads than this: a layer × head grid, and a table of the heads with a channel only
@@ -32,13 +44,15 @@ def hypotheses_summary(metrics: dict) -> tuple[str, pd.DataFrame]:
     others = (f"{fmt(h2['n_non_tih_with_cih'])} of {fmt(h2['n_non_tih'])} heads that are not token induction heads "
               f"have one, {fmt(h2['n_non_tih_with_conceptual'])} of them a conceptual one" if h2["n_non_tih"]
               else "every resolvable head is a token induction head")
-    sentence = (f"**H1: {esc(h1['answer'])}** — {fmt(h1['n_tih_with_cih'])} of {fmt(h1['n_tih'])} token induction "
-                f"heads have a confirmed (non-sink) CIH channel on exact repeats, {fmt(h1['n_tih_with_conceptual'])} "
-                f"of them a conceptual one. **H2: {esc(h2['answer'])}** — {others}")
+    sentence = (f"**H1: {escape_markdown(h1['answer'])}** — {fmt(h1['n_tih_with_cih'])} of {fmt(h1['n_tih'])} token "
+                "induction heads have a confirmed (non-sink) CIH channel on exact repeats, "
+                f"{fmt(h1['n_tih_with_conceptual'])} of them a conceptual one. **H2: "
+                f"{escape_markdown(h2['answer'])}** — {others}")
     rows = [("H1", f"every TIH has a confirmed CIH channel on exact repeats (`{EXACT}`)", "resolvable TIH",
              h1["n_tih"], h1["n_tih_with_cih"], h1["n_tih_with_conceptual"], h1["answer"]),
-            ("H2", "some non-TIH head has a confirmed CIH channel (any probe kind but the control)", "resolvable non-TIH",
-             h2["n_non_tih"], h2["n_non_tih_with_cih"], h2["n_non_tih_with_conceptual"], h2["answer"])]
+            ("H2", "some non-TIH head has a confirmed CIH channel (any probe kind but the control)",
+             "resolvable non-TIH", h2["n_non_tih"], h2["n_non_tih_with_cih"], h2["n_non_tih_with_conceptual"],
+             h2["answer"])]
     columns = ["", "hypothesis", "heads asked", "n", "with confirmed channel", "with conceptual channel", "answer"]
     return sentence, pd.DataFrame(rows, columns=columns)
 
@@ -49,9 +63,10 @@ def h2_details(hyp: pd.DataFrame, channels: pd.DataFrame) -> list[str]:
     real = channels.is_cih & (channels.kind != "sink") & (channels.probe != CONTROL)
     cih = channels[real].merge(other[["layer", "head"]], on=["layer", "head"])
     return [f"{head_name(layer, head)}: {count(len(g), 'channel')} on {', '.join(probe_order(g.probe.unique()))} "
-            f"({', '.join(sorted(g.kind.unique()))}), held-out lift {span(g.lift_heldout.min(), g.lift_heldout.max())}, "
-            f"softmax effect {span(g.softmax_effect.min(), g.softmax_effect.max())}, present at "
-            f"{span(g.n_targets.min(), g.n_targets.max())} held-out induction targets each"
+            f"({', '.join(sorted(g.kind.unique()))}), held-out lift "
+            f"{fmt_range(g.lift_heldout.min(), g.lift_heldout.max())}, softmax effect "
+            f"{fmt_range(g.softmax_effect.min(), g.softmax_effect.max())}, present at "
+            f"{fmt_range(g.n_targets.min(), g.n_targets.max())} held-out induction targets each"
             for (layer, head), g in cih.groupby(["layer", "head"])]
 
 
@@ -68,7 +83,7 @@ def per_head_table(hyp: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     """``hypotheses.csv`` rows for the paper: confirmed channels per probe kind and in all, by kind, the best
     channel; and the probe kinds of the counts."""
     kinds = probe_order([c.removeprefix("n_cih_") for c in hyp.columns if c.startswith("n_cih_")])
-    show = pd.DataFrame({"head": [head_name(l, h) for l, h in zip(hyp.layer, hyp["head"])],
+    show = pd.DataFrame({"head": [head_name(layer, h) for layer, h in zip(hyp.layer, hyp["head"])],
                          "induction": hyp.induction, "TIH": hyp.is_tih.map(yes_no)})
     show["confirmed per probe kind"] = [" / ".join(str(int(v)) for v in r)
                                         for r in hyp[[f"n_cih_{k}" for k in kinds]].itertuples(index=False)]
@@ -113,8 +128,8 @@ def hypotheses_part(model: str, spec: dict, metrics: dict, mprov: Provenance) ->
     if len(shown):
         where.append(f"@tbl-{model}-hypotheses-heads")
     none = "; no resolvable head has a counted channel" if grid and shown.empty else ""
-    out = [f"Over the {fmt(len(hyp))} resolvable heads of {spec['name']}, every head of "
-           f"{count(len(layers), 'layer')} ({', '.join(map(str, layers))}), {fmt(metrics['H1']['n_tih'])} token induction heads and "
+    out = [f"Over the {fmt(len(hyp))} resolvable heads of {spec['name']}, every head of {count(len(layers), 'layer')} "
+           f"({', '.join(map(str, layers))}), {fmt(metrics['H1']['n_tih'])} token induction heads and "
            f"{fmt(metrics['H2']['n_non_tih'])} others: {sentence} (@tbl-{model}-hypotheses; head by head in "
            f"{' and '.join(where)}{none}).",
            table(summary, f"tbl-{model}-hypotheses", f"H1 and H2 for {spec['name']}.", mprov)]
@@ -158,16 +173,16 @@ def probe_counts(channels: pd.DataFrame) -> pd.DataFrame:
 
 
 def top_channels(confirmed: pd.DataFrame) -> pd.DataFrame:
-    """Confirmed channels as the paper's channel table shows them (held-out statistics, q as ``small``)."""
+    """Confirmed channels as the paper's channel table shows them (held-out statistics, q as ``fmt_p`` writes it)."""
     return pd.DataFrame({
-        "head": [head_name(l, h) for l, h in zip(confirmed.layer, confirmed["head"])],
+        "head": [head_name(layer, h) for layer, h in zip(confirmed.layer, confirmed["head"])],
         "probe": [SHORT.get(p, p) + ("" if g == "all" else f" {g}") for p, g in zip(confirmed.probe, confirmed.group)],
         "q→k": [f"{int(a)}→{int(b)}" for a, b in zip(confirmed.query_feature, confirmed.key_feature)],
         "kind": confirmed.kind, "token share q / k": [f"{fmt(a, 2)} / {fmt(b, 2)}" for a, b in zip(
             confirmed.query_token_share, confirmed.key_token_share)],
         "support": confirmed.support_heldout, "CI": confirmed.channel_induction_heldout,
         "null CI": confirmed.null_channel_induction_heldout, "lift": confirmed.lift_heldout,
-        "effect": confirmed.softmax_effect, "targets": confirmed.n_targets, "q": confirmed.q_value.map(small)})
+        "effect": confirmed.softmax_effect, "targets": confirmed.n_targets, "q": confirmed.q_value.map(fmt_p)})
 
 
 def channels_part(model: str, spec: dict, metrics: dict) -> str:

@@ -1,5 +1,5 @@
-"""Quarto's published YAML schema (tests/report/quarto-schema/, see its README.md) and a validator for the part
-of its schema language the paper's options use.
+"""Quarto's published YAML schema (vendored in ``vendor/quarto-schema/``, see its README.md) and a validator for
+the part of its schema language the paper's options use: the Quarto route's options checked without Quarto.
 
 Quarto describes every option as an entry ``{name, schema, tags: {formats, contexts}, disabled}`` in
 ``document-*.yml`` (front matter and ``_quarto.yml``), ``cell-*.yml`` (``#|`` cell options) and
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-FOLDER = Path(__file__).parent / "quarto-schema"
+FOLDER = "vendor/quarto-schema"  # the vendored schema, relative to the repository root
 META = {"description", "completions", "hidden", "default", "errorDescription", "errorMessage", "tags",
         "additionalCompletions", "namingConvention", "propertyNames", "id"}
 TYPES = {"boolean": (bool,), "string": (str,), "path": (str,), "number": (int, float), "object": (dict,),
@@ -22,7 +22,8 @@ TYPES = {"boolean": (bool,), "string": (str,), "path": (str,), "number": (int, f
 
 
 class Schema:
-    def __init__(self, folder: Path = FOLDER):
+    def __init__(self, folder: Path):
+        """The schema files in ``folder`` (the repository's ``FOLDER``)."""
         def entries(pattern: str) -> dict[str, list[dict]]:
             out: dict[str, list[dict]] = {}
             for file in sorted(folder.glob(pattern)):

@@ -7,11 +7,11 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
+from fra.report.build.markdown import absent
+from fra.report.build.provenance import available
 from fra.report.common import MODELS, model_metrics
 from fra.report.data import read_csv
 from fra.report.figures import figure
-from fra.report.markdown import absent
-from fra.report.provenance import available
 from fra.report.tables import fmt, in_text, table
 
 # The models the checks run on, in the order the validation discusses them.
@@ -27,7 +27,8 @@ def control_totals(models: dict = CHECKED) -> dict[str, dict]:
     for _, title, m, _ in model_metrics(models):
         for kind, c in m.get("controls", {}).items():
             t = out.setdefault(CONTROLS.get(kind, kind), {"tested": 0, "confirmed": 0, "idle": [], "models": 0})
-            t["tested"], t["confirmed"], t["models"] = t["tested"] + c["n_tested"], t["confirmed"] + c["n_confirmed"], t["models"] + 1
+            t["tested"], t["confirmed"], t["models"] = (t["tested"] + c["n_tested"], t["confirmed"] + c["n_confirmed"],
+                                                        t["models"] + 1)
             if c["n_tested"] == 0:
                 t["idle"].append(in_text(title))
     return out
@@ -36,7 +37,7 @@ def control_totals(models: dict = CHECKED) -> dict[str, dict]:
 def controls_section(models: dict = CHECKED) -> str:
     """Channels tested and confirmed by the real search and by each negative control, one row per model."""
     rows, sources = [], []
-    for model, title, m, prov in model_metrics(models):
+    for _, title, m, prov in model_metrics(models):
         if "controls" not in m:
             continue
         row = {"model": title, "real SAE": f"{fmt(m['n_confirmed_any'])} of {fmt(m['n_channels_tested'])}"}
@@ -83,12 +84,13 @@ def causal_section(models: dict = CHECKED) -> str:
     df = pd.DataFrame(rows)
     each = "; ".join(f"{r['move the output']} of {r['channels']} on "
                      f"{'' if in_text(r['model']) == r['model'] else 'the '}{in_text(r['model'])}" for r in rows)
-    out = [f"Removed from its head's scores in a real forward pass (`hook_attn_scores`), a confirmed channel lowers "
-           f"the log-probability of the induction token significantly (one-sided z-test over its queries, "
-           f"Benjamini–Hochberg over channels at α) in {each} (@tbl-causal). The attention drop measured in the forward "
-           f"pass equals the softmax effect computed from the decomposition to at most "
+    out = ["Removed from its head's scores in a real forward pass (`hook_attn_scores`), a confirmed channel lowers the "
+           "log-probability of the induction token significantly (one-sided z-test over its queries, "
+           f"Benjamini–Hochberg over channels at α) in {each} (@tbl-causal). The attention drop measured in the "
+           "forward pass equals the softmax effect computed from the decomposition to at most "
            f"{fmt(df['max |attention drop − softmax effect|'].max(), 2)}.",
-           table(df, "tbl-causal", "Causal test of the confirmed (non-sink) channels per model.", *metric_sources, digits=2)]
+           table(df, "tbl-causal", "Causal test of the confirmed (non-sink) channels per model.", *metric_sources,
+                 digits=2)]
     data = pd.concat(frames, ignore_index=True)
     if len(data):
         fig, ax = plt.subplots(figsize=(6.5, 3.0))

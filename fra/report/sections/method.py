@@ -7,11 +7,11 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from fra.analysis.schema import CHANNELS
-from fra.report.common import MODELS, PROBES, SHORT, files, model_metrics, span
+from fra.report.build.markdown import absent
+from fra.report.build.provenance import Provenance, available
+from fra.report.common import MODELS, PROBES, SHORT, files, fmt_range, model_metrics
 from fra.report.data import read_csv, read_json
 from fra.report.figures import figure
-from fra.report.markdown import absent
-from fra.report.provenance import Provenance, available
 from fra.report.tables import fmt, table
 
 GROUPS = ["feature pairs", "biases", "positional", "SAE error", "dropped features"]  # kinds of term, in plot order
@@ -60,8 +60,8 @@ def exactness_sentence(name: str, metrics: dict) -> str:
     return (f"For {name}, the largest residual over all layers and probe kinds is "
             f"{fmt(metrics['max_residual'])}, against scores of magnitude up to "
             f"{fmt(max(e['max_abs_score'] for e in exactness_entries(metrics)))}. "
-            f"Feature pairs carry {span(*minmax(metrics, 'feat·feat'))} of Σ|term|, terms with the SAE error "
-            f"{span(*minmax(metrics, None))}.\n")
+            f"Feature pairs carry {fmt_range(*minmax(metrics, 'feat·feat'))} of Σ|term|, terms with the SAE error "
+            f"{fmt_range(*minmax(metrics, None))}.\n")
 
 
 def probe_list() -> str:
@@ -87,8 +87,8 @@ def parameters_section(models: dict = MODELS) -> str:
         return absent("results/toy/metrics.json", "It records the significance level and thresholds the search used.")
     return ("Every model ran with the same frozen criterion (@tbl-parameters); a head in a resolved layer is "
             "*resolvable*.\n" + table(pd.DataFrame(rows).astype({"resolved layers": object}), "tbl-parameters",
-                                         "The criterion and the resolved layers of each model's search (columns: the parameters' names in "
-                                         "`params.yaml`, with spaces for underscores).", *sources))
+                                         "The criterion and the resolved layers of each model's search (columns: the "
+                                         "parameters' names in `params.yaml`, with spaces for underscores).", *sources))
 
 
 def exactness_section(models: dict = MODELS) -> str:
@@ -99,16 +99,17 @@ def exactness_section(models: dict = MODELS) -> str:
         sources.append(prov)
         out.append(exactness_sentence(spec["name"], metrics))
     if not frames:
-        return absent(files("toy", "metrics.json"), "Its `exactness` entry holds the measured residual and term shares.")
+        return absent(files("toy", "metrics.json"), "Its `exactness` entry holds the "
+                                                    "measured residual and term shares.")
     ex = pd.concat(frames, ignore_index=True)
     ex = ex[[c for c in ex.columns if c not in GROUPS or ex[c].abs().sum() > 0]]
     shown = ex.drop(columns=["max score"] + (["model"] if ex.model.nunique() == 1 else []))
     shown = shown.assign(probe=shown.probe.map(lambda p: SHORT.get(p, p))).rename(
         columns={"max residual": "residual", "active features": "active", "dropped features": "dropped"})
-    out.append(table(shown, "tbl-exactness", "Exactness per layer and probe kind (discovery probes): residual = largest "
-                     "|sum of all terms − score| on the causal triangle; then the share of Σ|term| by kind of term "
-                     "(biases: terms with b_dec, b_Q or b_K only, including feature × bias); active = mean number of "
-                     "active SAE features per position.", *sources, digits=2))
+    out.append(table(shown, "tbl-exactness", "Exactness per layer and probe kind (discovery probes): residual = "
+                     "largest |sum of all terms − score| on the causal triangle; then the share of Σ|term| by kind of "
+                     "term (biases: terms with b_dec, b_Q or b_K only, including feature × bias); active = mean number "
+                     "of active SAE features per position.", *sources, digits=2))
     groups = [g for g in GROUPS if g in ex.columns]
     # one bar per model and probe kind, averaged over layers (the table has every layer)
     ex["row"] = [f"{models[m]['title'].split(' (')[0]}, {SHORT.get(p, p)}" for m, p in zip(ex.model, ex.probe)]
@@ -140,24 +141,25 @@ def error_share_section(models: dict = MODELS) -> str:
                                      "feature-pair share (max)"])
     return "\n".join([
         f"Across layers and probe kinds, the terms that involve the SAE error carry "
-        f"{span(df['error share (min)'].min(), df['error share (max)'].max())} of Σ|term|, and feature pairs "
-        f"{span(df['feature-pair share (min)'].min(), df['feature-pair share (max)'].max())} (@tbl-error-share).",
+        f"{fmt_range(df['error share (min)'].min(), df['error share (max)'].max())} of Σ|term|, and feature pairs "
+        f"{fmt_range(df['feature-pair share (min)'].min(), df['feature-pair share (max)'].max())} (@tbl-error-share).",
         table(df, "tbl-error-share", "Share of Σ|term| carried by terms that involve the SAE error, and by feature "
               "pairs, over the layers and probe kinds of each model.", *sources)])
 
 
 def few_targets_sentence(name: str, channels: pd.DataFrame, metrics: dict, sources: list[Provenance]) -> str:
-    """How many confirmed channels have q < 1e-16, and the fewest held-out targets a confirmed channel has ("" if none)."""
+    """How many confirmed channels have q < 1e-16, and the fewest held-out targets a confirmed channel has
+    ("" if none)."""
     cih = channels[channels.is_cih & (channels.kind != "sink")]
     if cih.empty:
         return ""
     tiny = int((cih.q_value < 1e-16).sum())
     return (f"For {name}, {tiny} of the {len(cih)} confirmed channels have $q$ < 1e-16, where the normal "
             "approximation's tail means nothing beyond 'very small'; every one is present at no fewer than "
-            f"`min_queries` = {fmt(metrics.get('criterion', {}).get('min_queries'))} induction targets on both the discovery and the "
-            f"held-out probes (here at least {fmt(int(cih.n_targets.min()))} held-out), and no $p$-value is below the "
-            "probability that the null redraws every target. A large $n$ makes a small lift significant, which is why "
-            "confirmation also needs the effect size `min_lift`. "
+            f"`min_queries` = {fmt(metrics.get('criterion', {}).get('min_queries'))} induction targets on both the "
+            f"discovery and the held-out probes (here at least {fmt(int(cih.n_targets.min()))} held-out), and no "
+            "$p$-value is below the probability that the null redraws every target. A large $n$ makes a small lift "
+            "significant, which is why confirmation also needs the effect size `min_lift`. "
             f"[Sources: {'; '.join(s.line() for s in sources)}.]{{.provenance}}\n")
 
 

@@ -1,4 +1,5 @@
-"""Headless Debian Chromium driven over the Chrome DevTools Protocol through a pipe (no ports, no downloads)."""
+"""Headless Debian Chromium driven over the Chrome DevTools Protocol through a pipe (no ports, no downloads): the
+explorer pages' browser tests and ``fra bench-pages`` run the pages in it."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from fra.errors import FRAError
+
 CHROMIUM = os.environ.get("FRA_CHROMIUM", "/usr/bin/chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
          "--disable-sync", "--no-first-run", "--disable-dev-shm-usage", "--remote-debugging-pipe"]
@@ -20,13 +23,19 @@ class CDPError(RuntimeError):
     pass
 
 
+def chromium(exe: str = CHROMIUM) -> str:
+    """``exe``, or ``FRAError`` naming the fix when it is missing."""
+    if not Path(exe).exists():
+        raise FRAError(f"Chromium is missing at {exe}: run `bash scripts/setup.sh` as root (installs Debian's "
+                       "`chromium`) or `apt-get install -y chromium`; FRA_CHROMIUM may point at another binary")
+    return exe
+
+
 class Browser:
     """One Chromium process; ``page(url)`` opens a tab."""
 
     def __init__(self, exe: str = CHROMIUM):
-        if not Path(exe).exists():
-            raise CDPError(f"Chromium is missing at {exe}: run `bash scripts/setup.sh` as root (installs Debian's "
-                           "`chromium`) or `apt-get install -y chromium`; FRA_CHROMIUM may point at another binary")
+        exe = chromium(exe)
         self.profile = tempfile.mkdtemp(prefix="fra-chromium-")
         to_chrome_r, self._w = os.pipe()
         self._r, from_chrome_w = os.pipe()
@@ -36,7 +45,8 @@ class Browser:
             os.dup2(from_chrome_w, 4)
 
         self.proc = subprocess.Popen([exe, *FLAGS, f"--user-data-dir={self.profile}", "about:blank"],
-                                     preexec_fn=fds, pass_fds=(3, 4), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                     preexec_fn=fds, pass_fds=(3, 4), stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
         os.close(to_chrome_r)
         os.close(from_chrome_w)
         self._buf = b""
@@ -136,8 +146,9 @@ class Page:
         self.js("window.__t0 = performance.now()")
         for kind in ("mousePressed", "mouseReleased"):
             self.call("Input.dispatchMouseEvent", type=kind, x=box[0], y=box[1], button="left", clickCount=1)
-        return self.js("new Promise(r => requestAnimationFrame(() => setTimeout(() => r(performance.now() - window.__t0))))",
-                       await_promise=True)
+        return self.js(
+            "new Promise(r => requestAnimationFrame(() => setTimeout(() => r(performance.now() - window.__t0))))",
+            await_promise=True)
 
     def text(self, selector: str) -> str:
         return self.js(f"(document.querySelector({json.dumps(selector)}) || {{}}).textContent || ''")

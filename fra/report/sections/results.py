@@ -11,12 +11,23 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from fra.report.common import ATTN_COLUMNS, EXACT, HEAD_COLUMNS, SHORT, card_line, files, head_name, probe_order, span, yes_no
+from fra.report.build.markdown import absent
+from fra.report.build.provenance import available, provenance
+from fra.report.common import (
+    ATTN_COLUMNS,
+    EXACT,
+    HEAD_COLUMNS,
+    SHORT,
+    card_line,
+    files,
+    fmt_range,
+    head_name,
+    probe_order,
+    yes_no,
+)
 from fra.report.data import read_csv, read_json
 from fra.report.figures import figure, label_points
-from fra.report.hypotheses import channels_part, hypotheses_part
-from fra.report.markdown import absent
-from fra.report.provenance import available, provenance
+from fra.report.sections.hypotheses import channels_part, hypotheses_part
 from fra.report.tables import fmt, table
 
 STUDY = ["heads.csv", "channels.csv", "head_attention.csv", "hypotheses.csv", "metrics.json"]  # fra induction's files
@@ -38,9 +49,11 @@ def heads_part(model: str, spec: dict, metrics: dict | None) -> str:
     ax.set(xlabel="previous-token score", ylabel="induction score")
     ax.legend(title=None, loc="center right")
     named = heads[heads.is_tih | (heads.previous_token >= heads.previous_token.max() * 0.8)]
-    label_points(ax, named.previous_token, named.induction, [head_name(l, h) for l, h in zip(named.layer, named["head"])])
+    label_points(ax, named.previous_token, named.induction,
+                 [head_name(layer, h) for layer, h in zip(named.layer, named["head"])])
     top = heads.sort_values("induction", ascending=False).head(8)
-    top = top.assign(head=[head_name(l, h) for l, h in zip(top.layer, top["head"])], is_tih=top.is_tih.map(yes_no))
+    top = top.assign(head=[head_name(layer, h) for layer, h in zip(top.layer, top["head"])],
+                     is_tih=top.is_tih.map(yes_no))
     cols = ["head", "induction", "induction_min", "previous_token", "duplicate_token", "positional_control", "is_tih"]
     top = top[[c for c in cols if c in top.columns]].rename(columns={
         "induction_min": "induction, min over N", "previous_token": "previous token", "duplicate_token":
@@ -65,10 +78,10 @@ def head_attention(model: str) -> tuple[pd.DataFrame, pd.Series, object]:
     attn, prov = read_csv(f"results/{model}/head_attention.csv", ATTN_COLUMNS)
     heads, _ = read_csv(f"results/{model}/heads.csv", HEAD_COLUMNS)
     mean = attn.groupby(["probe", "layer", "head"], as_index=False).attention_to_target.mean()
-    mean["name"] = [head_name(l, h) for l, h in zip(mean.layer, mean["head"])]
+    mean["name"] = [head_name(layer, h) for layer, h in zip(mean.layer, mean["head"])]
     wide = mean.pivot_table(index="name", columns="probe", values="attention_to_target", sort=False)
     wide = wide[probe_order(wide.columns)]
-    tih = pd.Series({head_name(l, h): bool(t) for l, h, t in zip(heads.layer, heads["head"], heads.is_tih)})
+    tih = pd.Series({head_name(layer, h): bool(t) for layer, h, t in zip(heads.layer, heads["head"], heads.is_tih)})
     return wide, tih.reindex(wide.index, fill_value=False), prov
 
 
@@ -102,7 +115,7 @@ def attention_figure(wide: pd.DataFrame, tih: pd.Series) -> plt.Figure:
 def attention_part(model: str, spec: dict) -> str:
     """Each resolvable head's attention to the induction target per probe kind (head_attention.csv)."""
     wide, tih, prov = head_attention(model)
-    parts = [f"{SHORT.get(p, p)} {span(wide.loc[tih, p].min(), wide.loc[tih, p].max(), 2)}" for p in wide.columns]
+    parts = [f"{SHORT.get(p, p)} {fmt_range(wide.loc[tih, p].min(), wide.loc[tih, p].max(), 2)}" for p in wide.columns]
     text = (f" The {int(tih.sum())} token induction heads among them attend to the target with: " + "; ".join(parts)
             + "." if tih.any() else "")
     layout = ("each probe kind against exact repeats of random tokens, one point per head (dotted: equal attention)"
@@ -149,13 +162,14 @@ def lm_saes_part(model: str, spec: dict) -> str:
                                                 for name, s in saes.items() if name != "run"}))
     origin = (f"They are released SAEs (`{released}`), copied and evaluated here, not trained. " if released
               else "")
-    where = f" on the {run['device'].upper()}" if run.get("device") == "cpu" else f" on {run['device']}" if "device" in run else ""
+    where = (f" on the {run['device'].upper()}" if run.get("device") == "cpu"
+             else f" on {run['device']}" if "device" in run else "")
     explained = df["variance explained"]
     out += [f"Its {fmt(len(df))} SAEs, one per layer ({', '.join(map(str, df.layer))}; read at {hooks}; "
-            f"@tbl-{model}-saes), explain {span(explained.min(), explained.max())} of the variance of held-out "
-            f"attention inputs (BOS left out) with an L0 of {span(df.L0.min(), df.L0.max())}; the largest dead "
-            f"fraction is {fmt(df['dead fraction'].max())}. {origin}They were {'evaluated' if released else 'trained'}{where}. "
-            "What the SAEs do not explain stays in the error terms.",
+            f"@tbl-{model}-saes), explain {fmt_range(explained.min(), explained.max())} of the variance of held-out "
+            f"attention inputs (BOS left out) with an L0 of {fmt_range(df.L0.min(), df.L0.max())}; the largest dead "
+            f"fraction is {fmt(df['dead fraction'].max())}. {origin}They were "
+            f"{'evaluated' if released else 'trained'}{where}. What the SAEs do not explain stays in the error terms.",
             table(df, f"tbl-{model}-saes", f"SAEs of {spec['name']}, per layer: dictionary size, sparsity (L0), "
                   "variance explained and dead fraction on held-out text, median feature firing rate"
                   + (" (released: copied, not trained)." if released else "."), prov)]
@@ -173,7 +187,8 @@ def lm_saes_part(model: str, spec: dict) -> str:
 def explorers_part(model: str) -> str:
     """Links to the model's interactive explorers, if produced."""
     links = []
-    for name, what in (("channels.html", "dataset explorer of the channels"), ("showcase.html", "single-text explorer")):
+    for name, what in (("channels.html", "dataset explorer of the channels"),
+                       ("showcase.html", "single-text explorer")):
         path = f"results/{model}/explorer/{name}"
         if available(path):
             prov = provenance(path)

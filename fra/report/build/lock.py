@@ -1,25 +1,37 @@
-"""What ``dvc.lock`` records, read without DVC: stage outputs with their md5, and each stage's code.
+"""What ``dvc.lock`` records: stage outputs with their md5, and each stage's code.
 
 A stage's *code* is every dependency dvc.lock lists that no stage writes (the ``fra/`` modules and
-package data the stage imports); its other dependencies are upstream outputs. Hashes are DVC's: a
-file's md5 equals ``md5sum``; a directory's is the md5 of DVC's JSON listing of its files, with
-``.dir`` appended (``dir_md5``).
+package data the stage imports); its other dependencies are upstream outputs. dvc.lock and params.yaml
+are read with DVC's own parser (dvc.lock checked against DVC's lockfile schema), and hashes are DVC's
+own (``dvc_data``): a file's md5 equals ``md5sum``'s; a directory's is the md5 of DVC's JSON listing of
+its files, with ``.dir`` appended.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Callable
 
 import yaml
+from dvc.dvcfile import Lockfile
+from dvc.exceptions import DvcException
+from dvc.utils import strictyaml
+from dvc_data.hashfile.build import build
+from dvc_data.hashfile.db import HashFileDB
+from dvc_data.hashfile.hash import file_md5, fobj_md5
+from dvc_data.hashfile.hash_info import HashInfo
+from dvc_data.hashfile.tree import Tree
+from dvc_objects.fs import LocalFileSystem, MemoryFileSystem
 
 from fra.errors import FRAError
 
 LOCK = "dvc.lock"
+LOCAL = LocalFileSystem()
+STAGING = HashFileDB(MemoryFileSystem(), "memory://fra-lock")  # where DVC builds a directory's listing
 
 
 def norm(path: str) -> str:
@@ -27,25 +39,23 @@ def norm(path: str) -> str:
 
 
 def md5_bytes(data: bytes) -> str:
-    return hashlib.md5(data).hexdigest()
+    """DVC's md5 of a file holding ``data``."""
+    return fobj_md5(io.BytesIO(data))
 
 
 def md5sum(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_md5(str(path), LOCAL)
 
 
 def listing_md5(listing: dict[str, str]) -> str:
     """DVC's directory hash of ``{relpath: md5}``."""
-    entries = [{"md5": md5, "relpath": rel} for rel, md5 in sorted(listing.items())]
-    return md5_bytes(json.dumps(entries).encode()) + ".dir"
+    tree = Tree.from_list([{"md5": md5, "relpath": rel} for rel, md5 in listing.items()])
+    tree.digest()
+    return tree.hash_info.value
 
 
 def dir_md5(path: Path) -> str:
-    return listing_md5({p.relative_to(path).as_posix(): md5sum(p) for p in path.rglob("*") if p.is_file()})
+    return build(STAGING, str(path), LOCAL, "md5", dry_run=True)[2].hash_info.value
 
 
 def path_md5(path: Path) -> str:
@@ -58,12 +68,18 @@ def code_digest(code: dict[str, str]) -> str:
     return md5_bytes("".join(f"{md5}  {path}\n" for path, md5 in sorted(code.items())).encode())
 
 
+def read_yaml(path: Path, schema: Callable | None = None, fix: str = "fix it or restore it from git") -> dict:
+    """``path`` as DVC reads it (YAML 1.2; ``schema``: DVC's check of the file's structure); ``fix`` goes into the
+    error."""
+    try:
+        return strictyaml.load(str(path), schema)[0] or {}
+    except DvcException as exc:
+        raise FRAError(f"{path} cannot be read as DVC reads it ({exc}: {exc.__cause__}); {fix}") from exc
+
+
 @functools.lru_cache(maxsize=8)
 def _stages(lock: Path, mtime: float) -> dict:
-    try:
-        return (yaml.safe_load(lock.read_text()) or {}).get("stages") or {}
-    except yaml.YAMLError as exc:
-        raise FRAError(f"{lock} is not valid YAML ({exc}); restore it from git or rerun `dvc repro`") from exc
+    return read_yaml(lock, Lockfile.SCHEMA, "restore it from git or rerun `dvc repro`").get("stages") or {}
 
 
 def stages(root: Path) -> dict:
@@ -85,11 +101,12 @@ def is_output(rel: str, outs: dict[str, tuple[str, str]]) -> bool:
 
 def _dir_listing(root: Path, dir_md5: str) -> dict[str, str] | None:
     """The ``{relpath: md5}`` listing DVC keeps in its cache for a directory hash, if present."""
-    digest = dir_md5.removesuffix(".dir")
     for cache in (root / ".dvc/cache/files/md5", root / ".dvc/cache"):  # DVC 3, DVC 2
-        obj = cache / digest[:2] / f"{digest[2:]}.dir"
-        if obj.exists():
-            return {norm(e["relpath"]): e["md5"] for e in json.loads(obj.read_text())}
+        try:
+            tree = Tree.load(HashFileDB(LOCAL, str(cache)), HashInfo("md5", dir_md5))
+        except FileNotFoundError:
+            continue
+        return {"/".join(key): hash_info.value for key, _, hash_info in tree}
     return None
 
 
@@ -155,7 +172,7 @@ class StageCode:
             stage, current = recorded(path, root) or ("?", "not recorded")
             if current != md5:
                 out.append(f"{path} was {md5} when it ran; stage `{stage}` has since written {current}")
-        params = yaml.safe_load((root / "params.yaml").read_text()) if self.params else {}
+        params = read_yaml(root / "params.yaml") if self.params else {}
         for key, value in sorted(self.params.items()):
             now = _lookup(params or {}, key)
             if now != value:

@@ -12,11 +12,21 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from fra.analysis.schema import CHANNELS
-from fra.report.checks import control_totals
-from fra.report.common import (ATTN_COLUMNS, CONCEPTS, EXACT, HYP_COLUMNS, MODELS, SHORT, TARGET_FALSE, TARGET_RECALL,
-                               head_name, span)
+from fra.report.build.provenance import available
+from fra.report.common import (
+    ATTN_COLUMNS,
+    CONCEPTS,
+    EXACT,
+    HYP_COLUMNS,
+    MODELS,
+    SHORT,
+    TARGET_FALSE,
+    TARGET_RECALL,
+    fmt_range,
+    head_name,
+)
 from fra.report.data import read_csv, read_json
-from fra.report.provenance import available
+from fra.report.sections.checks import control_totals
 from fra.report.tables import count, fmt
 
 TEXT = "text_repeat"  # the other exact-repeat probe of language models
@@ -53,7 +63,7 @@ class Model:
         attn, wide = _csv(f"{base}/head_attention.csv", ATTN_COLUMNS), None
         if attn is not None:
             mean = attn.groupby(["probe", "layer", "head"], as_index=False).attention_to_target.mean()
-            mean["name"] = [head_name(l, h) for l, h in zip(mean.layer, mean["head"])]
+            mean["name"] = [head_name(layer, h) for layer, h in zip(mean.layer, mean["head"])]
             wide = mean.pivot_table(index="name", columns="probe", values="attention_to_target")
         tih = [head_name(r.layer, r.head) for r in hyp[hyp.is_tih].itertuples()]
         return cls(model, metrics, hyp, channels, wide, tih)
@@ -73,7 +83,7 @@ class Model:
 
     def tih_candidates(self, probe: str) -> pd.DataFrame:
         c = self.channels
-        names = [head_name(l, h) for l, h in zip(c.layer, c["head"])]
+        names = [head_name(layer, h) for layer, h in zip(c.layer, c["head"])]
         return c[(c.probe == probe) & pd.Series([n in self.tih for n in names], index=c.index)]
 
     def error_share(self, probe: str) -> list[float]:
@@ -101,9 +111,10 @@ def validation_sentence() -> str:
     toy, seeds = _json("results/toy/metrics.json"), _json("results/toy/seeds.json")
     if toy and "planted" in toy:
         p = toy["planted"]
-        out.append(f"On a small transformer trained on a world with planted concepts, the search finds a channel for "
+        out.append("On a small transformer trained on a world with planted concepts, the search finds a channel for "
                    f"{len(p['conceptual_found'])} of {p['n_conceptual']} planted concept classes with "
-                   f"{len(p['token_only_found'])} false discoveries among {p['n_token_only_tested']} token-only controls")
+                   f"{len(p['token_only_found'])} false discoveries among "
+                   f"{p['n_token_only_tested']} token-only controls")
         if seeds and "recall" in seeds:
             lo, hi = seeds["recall_ci95"]
             out[-1] += (f" (on fresh seeds: recall {fmt(seeds['recall'], 2)}, 95% interval {fmt(lo, 2)}–{fmt(hi, 2)}, "
@@ -182,15 +193,17 @@ def probe_dependence(m: Model) -> str:
     head = f"**H1 and the probe ({m.name}).** "
     if r == t:
         return head + (f"H1's answer does not depend on which exact repeats ask it: {fmt(r)} of {fmt(n)} token "
-                       "induction heads have a confirmed channel on repeated random tokens, and as many on repeated text.")
-    out = [head, f"H1 is asked on repeats of random tokens, where {fmt(r)} of the {fmt(n)} token induction heads have a "
-                 f"confirmed channel; on repeats of ordinary text {fmt(t)} do, so asked there H1 would be answered "
+                       "induction heads have a confirmed channel on repeated random tokens, "
+                       "and as many on repeated text.")
+    out = [head, f"H1 is asked on repeats of random tokens, where {fmt(r)} of the {fmt(n)} token induction heads have "
+                 f"a confirmed channel; on repeats of ordinary text {fmt(t)} do, so asked there H1 would be answered "
                  f"'{'yes' if t == n else 'no'}' with a different count. "]
     cands = m.tih_candidates(EXACT)
     if len(cands):
         out.append(f"On random tokens the token induction heads have {count(len(cands), 'candidate channel')}; the "
-                   f"best reaches a held-out channel induction score of {fmt(cands.channel_induction_heldout.max(), 2)} "
-                   f"and the best lift is {fmt(cands.lift_heldout.max(), 2)}. ")
+                   "best reaches a held-out channel induction score of "
+                   f"{fmt(cands.channel_induction_heldout.max(), 2)} and the best lift is "
+                   f"{fmt(cands.lift_heldout.max(), 2)}. ")
     rand, text = m.error_share(EXACT), m.error_share(TEXT)
     higher = sum(a > b for a, b in zip(rand, text))
     out.append(f"Terms with the SAE error carry more of Σ|term| on random repeats than on text repeats in {higher} of "
@@ -215,23 +228,24 @@ def concept_attention(m: Model) -> str:
     conf = m.confirmed(concept)
     tested = int((m.channels.probe == concept).sum())
     s = (f"**Concepts ({m.name}).** On templated concept pairs (`{concept}`) the token induction heads "
-         f"attend to the induction target with mean attention {span(att.min(), att.max(), 2)}, where the target is "
-         f"another token of the query's concept. ")
+         f"attend to the induction target with mean attention {fmt_range(att.min(), att.max(), 2)}, where the target "
+         "is another token of the query's concept. ")
     if conf.empty:
-        s += (f"Yet none of the {fmt(tested)} candidate channels on these probes is confirmed: that attention is spread "
-              "over many feature pairs each below the effect size, carried by the bias and error terms, or by pairs "
-              "rarer than `min_support`. A channel-level account of it needs other SAEs or a search over sets of "
+        s += (f"Yet none of the {fmt(tested)} candidate channels on these probes is confirmed: that attention is "
+              "spread over many feature pairs each below the effect size, carried by the bias and error terms, or by "
+              "pairs rarer than `min_support`. A channel-level account of it needs other SAEs or a search over sets of "
               "channels.")
     else:
         s += (f"{fmt(len(conf))} of the {fmt(tested)} candidate channels on these probes are confirmed, in "
-              f"{count(len({(l, h) for l, h in zip(conf.layer, conf['head'])}), 'head')}.")
+              f"{count(len({(layer, h) for layer, h in zip(conf.layer, conf['head'])}), 'head')}.")
     return s
 
 
 def near_misses(m: Model) -> str:
     """Candidates that meet every condition but ``min_lift`` by less than ``NEAR``, and those just above it."""
     c, crit = m.channels, m.metrics["criterion"]
-    other = (c.q_value <= crit["alpha"]) & (c.softmax_effect >= crit["min_effect"]) & (c.n_targets >= crit["min_queries"])
+    other = ((c.q_value <= crit["alpha"]) & (c.softmax_effect >= crit["min_effect"])
+             & (c.n_targets >= crit["min_queries"]))
     lift = crit["min_lift"]
     below = int((other & (c.lift_heldout < lift) & (c.lift_heldout >= lift - NEAR)).sum())
     above = int((c.is_cih & (c.kind != "sink") & (c.lift_heldout < lift + NEAR)).sum())

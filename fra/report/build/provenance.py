@@ -20,8 +20,8 @@ import yaml
 
 from fra.errors import FRAError
 from fra.io import write_json
-from fra.report import lock, tree
-from fra.report.lock import LOCK, md5sum
+from fra.report.build import lock, tree
+from fra.report.build.lock import LOCK, md5sum
 
 ROOT_ENV = "FRA_ROOT"  # repository root; found by walking up from the working directory when unset
 RECORD_ENV = "FRA_PROVENANCE_RECORD"  # JSON-lines file the build collects; set by `fra paper`

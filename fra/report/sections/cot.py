@@ -7,10 +7,10 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from fra.report.build.markdown import absent
+from fra.report.build.provenance import available, provenance
 from fra.report.data import read_csv, read_json
 from fra.report.figures import figure
-from fra.report.markdown import absent
-from fra.report.provenance import available, provenance
 from fra.report.tables import fmt, table
 
 CHANNEL_COLUMNS = {"layer": "layer", "head": "head", "query_feature": "query feature", "key_feature": "key feature",
@@ -30,7 +30,8 @@ def kurtosis_grid(receivers: pd.DataFrame) -> plt.Figure:
     """Layers × heads: mean kurtosis of vertical scores on discovery traces; receiver heads outlined."""
     grid = receivers.pivot(index="layer", columns="head", values="kurt_discovery")
     fig, ax = plt.subplots(figsize=(6.5, 0.13 * len(grid) + 1.2))
-    sns.heatmap(grid, cmap="viridis", linewidths=0.3, linecolor="white", cbar_kws={"label": "kurtosis (discovery)"}, ax=ax)
+    sns.heatmap(grid, cmap="viridis", linewidths=0.3, linecolor="white", cbar_kws={"label": "kurtosis (discovery)"},
+                ax=ax)
     rows, cols = list(grid.index), list(grid.columns)
     for r in receivers[receivers["is_receiver"]].itertuples():
         ax.add_patch(plt.Rectangle((cols.index(r.head), rows.index(r.layer)), 1, 1, fill=False, ec="red", lw=1.5))
@@ -67,7 +68,8 @@ def suppression_scatter(pairs: pd.DataFrame, proximity: int) -> plt.Figure:
 def cot_section(model: str = "smollm2") -> str:
     """Receiver heads, their stability, what they receive, suppression vs attention and the resolved channels."""
     base = f"results/{model}/cot"
-    paths = [f"{base}/{n}" for n in ("metrics.json", "receivers.csv", "sentences.csv", "pairs.csv", "channels.csv", "kinds.csv")]
+    paths = [f"{base}/{n}"
+             for n in ("metrics.json", "receivers.csv", "sentences.csv", "pairs.csv", "channels.csv", "kinds.csv")]
     if not all(available(p) for p in paths):
         return absent(paths[0], "It holds the chain-of-thought study (`fra cot`).")
     m, mprov = read_json(paths[0])
@@ -78,8 +80,8 @@ def cot_section(model: str = "smollm2") -> str:
     kinds, kprov = read_csv(paths[5], ["kind", "share", "top_share", "enrichment"])
     stab, corr = m["stability"], m["suppression_correlation"]
     out = [f"{m['n_traces']} teacher-forced traces ({m['splits']['discovery']} discovery, {m['splits']['heldout']} "
-           f"held-out problems) give {len(sentences)} sentences. The {len(m['receivers'])} receiver heads (highest mean "
-           f"kurtosis of vertical scores on discovery traces, @fig-{model}-cot-kurtosis) are "
+           f"held-out problems) give {len(sentences)} sentences. The {len(m['receivers'])} receiver heads "
+           f"(highest mean kurtosis of vertical scores on discovery traces, @fig-{model}-cot-kurtosis) are "
            f"{', '.join(m['receivers'])}. Their ranking carries over to held-out traces with Spearman "
            f"{fmt(stab['spearman'])} over {stab['n_heads']} heads; {stab['overlap']} of the top {stab['top_n']} are "
            f"also in the top {stab['top_n']} on held-out traces."]
@@ -89,40 +91,43 @@ def cot_section(model: str = "smollm2") -> str:
     scored = kinds.assign(kind=kinds["kind"].str.replace("_", " ")).rename(columns=KIND_COLUMNS)
     out.append(table(scored, f"tbl-{model}-cot-kinds",
                      f"Sentence kinds: their share of the {fmt(int(kinds['n_sentences'].sum()))} scored sentences (a "
-                     "trace's last sentences have no later sentence beyond the ignored neighbours, so no vertical score) "
-                     "and of the anchors (the sentences with the highest vertical score under the receiver heads), and "
-                     "the enrichment (ratio).", kprov))
+                     "trace's last sentences have no later sentence beyond the ignored neighbours, so no vertical "
+                     "score) and of the anchors (the sentences with the highest vertical score under the receiver "
+                     "heads), and the enrichment (ratio).", kprov))
     out.append(figure(kurtosis_grid(receivers), f"fig-{model}-cot-kurtosis",
-                      "Kurtosis of vertical scores by head (mean over discovery traces); receiver heads outlined.", rprov))
+                      "Kurtosis of vertical scores by head (mean over discovery traces); receiver heads outlined.",
+                      rprov))
     first = int(sentences.loc[sentences["split"] == "heldout", "trace"].min())
     out.append(figure(trace_maps(pairs, sentences, first), f"fig-{model}-cot-trace",
-                      f"Held-out trace {first}: the receiver heads' mean sentence attention (left) and the KL divergence "
-                      "of later predictions when all attention to sentence j is suppressed (right); * marks anchors.",
-                      pprov, sprov))
+                      f"Held-out trace {first}: the receiver heads' mean sentence attention (left) and the KL "
+                      "divergence of later predictions when all attention to sentence j is suppressed (right); * marks "
+                      "anchors.", pprov, sprov))
     h, ha = corr["heldout"], corr["heldout_all_heads"]
-    out.append(f"\nReceiver-head attention predicts the suppression effect on held-out traces with {_corr(h)}; the mean "
-               f"attention of every head gives {_corr(ha)} (@fig-{model}-cot-suppression)"
+    out.append(f"\nReceiver-head attention predicts the suppression effect on held-out traces with {_corr(h)}; "
+               f"the mean attention of every head gives {_corr(ha)} (@fig-{model}-cot-suppression)"
                + ("; on these short traces, choosing the receiver heads does not improve the prediction."
                   if h["spearman"] <= ha["spearman"] else "."))
     out.append(figure(suppression_scatter(pairs, 0), f"fig-{model}-cot-suppression",
                       "Held-out sentence pairs: receiver heads' mean attention against the suppression KL.", pprov,
                       width="60%"))
     n_conf = int(channels["confirmed"].sum())
-    out.append(f"\nResolved into feature pairs ({', '.join(m['resolved_heads'])}: the best-ranked heads in layers with an "
-               f"SAE), {m['n_candidates']} candidate channels from discovery traces were tested on held-out traces; "
-               f"{n_conf} pass Benjamini–Hochberg and the induction study's frozen criterion "
+    out.append(f"\nResolved into feature pairs ({', '.join(m['resolved_heads'])}: the best-ranked heads "
+               f"in layers with an SAE), {m['n_candidates']} candidate channels from discovery traces were tested on "
+               f"held-out traces; {n_conf} pass Benjamini–Hochberg and the induction study's frozen criterion "
                f"(@tbl-{model}-cot-channels). {m['channels_sharing_an_induction_feature']} candidates share a query or "
                "key feature with a confirmed induction channel of the same layer.")
     shown = channels.sort_values(["confirmed", "support_heldout"], ascending=[False, False]).head(12)
     shown = shown[[c for c in CHANNEL_COLUMNS if c in shown.columns]].rename(columns=CHANNEL_COLUMNS)
     shown["confirmed"] = shown["confirmed"].map({True: "yes", False: "no"})
     out.append(table(shown, f"tbl-{model}-cot-channels",
-                     "Receiver-head channels on held-out traces (confirmed first, then by support): support at the anchors, "
-                     "anchor share and its lift over the sentence-permutation null, softmax effect on the attention to the "
-                     "anchors, BH q-value, and (for the ablated channels) the share of the head's attention to the anchors "
-                     "and of the anchors' suppression KL lost when the channel is removed.", cprov, mprov))
+                     "Receiver-head channels on held-out traces (confirmed first, then by support): support at the "
+                     "anchors, anchor share and its lift over the sentence-permutation null, softmax effect on the "
+                     "attention to the anchors, BH q-value, and (for the ablated channels) the share of the head's "
+                     "attention to the anchors and of the anchors' suppression KL lost when the channel is "
+                     "removed.", cprov, mprov))
     page = f"results/{model}/explorer/cot.html"
     if available(page):
-        out.append(f"\nOne held-out trace can be explored interactively (sentence → the heads that receive it → the resolved "
-                   f"heads' channels): [chain-of-thought explorer](../../{page}) (`{page}`, md5 `{provenance(page).md5}`).")
+        out.append(f"\nOne held-out trace can be explored interactively (sentence → the heads that receive it → the "
+                   f"resolved heads' channels): [chain-of-thought explorer](../../{page}) (`{page}`, md5 "
+                   f"`{provenance(page).md5}`).")
     return "\n".join(out)

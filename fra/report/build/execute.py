@@ -1,8 +1,8 @@
 """Run a document's python cells in one Jupyter kernel and turn their outputs into pandoc markdown.
 
 Quarto semantics the offline route keeps: the kernel is the one ``jupyter:`` names (``kernel_name``);
-its working directory is the document's folder; ``echo``/``eval``/``include``/``warning``/``output`` (``asis`` inserts printed text as
-markdown); a cell labelled ``fig-*`` with ``fig-cap`` becomes a numbered figure and one labelled
+its working directory is the document's folder; ``echo``/``eval``/``include``/``warning``/``output`` (``asis`` inserts
+printed text as markdown); a cell labelled ``fig-*`` with ``fig-cap`` becomes a numbered figure and one labelled
 ``tbl-*`` with ``tbl-cap`` a numbered table. An error in any cell stops the build.
 """
 
@@ -18,8 +18,8 @@ from nbclient.exceptions import CellExecutionError
 
 from fra.errors import FRAError
 from fra.io import atomic_path
-from fra.report.markdown import FIGURE_DIR
-from fra.report.qmd import Cell, Document
+from fra.report.build.markdown import FIGURE_DIR
+from fra.report.build.qmd import Cell, Document
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 DEFAULTS = {"echo": True, "eval": True, "include": True, "output": True, "warning": True}
@@ -83,7 +83,8 @@ def _render(doc: Document, cell: Cell, opts: dict, outputs: list) -> list[str]:
 
 
 def kernel_name(meta: dict) -> str:
-    """The Jupyter kernel of ``jupyter:`` (a name, or ``{kernelspec: {name: ...}}``) in _quarto.yml or the front matter."""
+    """The Jupyter kernel of ``jupyter:`` (a name, or ``{kernelspec: {name: ...}}``) in _quarto.yml or the front
+    matter."""
     value = meta.get("jupyter")
     if isinstance(value, dict):
         value = (value.get("kernelspec") or {}).get("name")

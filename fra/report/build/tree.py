@@ -16,7 +16,7 @@ from pathlib import Path
 
 import fra
 from fra.errors import FRAError
-from fra.report import lock
+from fra.report.build import lock
 
 TREE_ENV = "FRA_TREE"  # the Tree a build computed, as JSON, for the kernel it starts
 NO_COMMIT = "none"

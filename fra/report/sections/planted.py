@@ -6,11 +6,11 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from fra.report.common import HYP_COLUMNS, TARGET_FALSE, TARGET_RECALL, esc, head_name, span, yes_no
+from fra.report.build.markdown import absent
+from fra.report.build.provenance import Provenance, available
+from fra.report.common import HYP_COLUMNS, TARGET_FALSE, TARGET_RECALL, escape_markdown, fmt_range, head_name, yes_no
 from fra.report.data import read_csv, read_json
 from fra.report.figures import figure
-from fra.report.markdown import absent
-from fra.report.provenance import Provenance, available
 from fra.report.tables import count, fmt, table
 
 
@@ -19,7 +19,8 @@ def architecture(model: dict) -> str:
     words = {"n_layers": lambda v: count(v, "layer"), "n_heads": lambda v: f"{count(v, 'head')} per layer",
              "d_model": lambda v: f"$d_{{model}}$ = {v}", "d_mlp": lambda v: f"$d_{{mlp}}$ = {v}" if v else "no MLPs",
              "positional_embedding_type": lambda v: f"{v} positions"}
-    return ", ".join(words[k](v) if k in words else f"{esc(k)} {esc(v)}" for k, v in model.items())
+    return ", ".join(words[k](v) if k in words else f"{escape_markdown(k)} {escape_markdown(v)}"
+                     for k, v in model.items())
 
 
 def feature_kinds(cards: dict) -> dict[tuple[int, int], str]:
@@ -47,9 +48,9 @@ def toy_feature_kinds(model: str) -> tuple[dict, list[Provenance]]:
 
 def targets_sentence() -> str:
     """The planted-world recall and false-discovery targets."""
-    return (f"Two targets make the check quantitative: the method should find a confirmed class-level channel on "
-            f"`concept_repeat` probes for at least a share {fmt(TARGET_RECALL)} of the conceptual classes (recall), and "
-            f"on `concept_control` probes, which carry concept repeats the model never saw, for at most a share "
+    return ("Two targets make the check quantitative: the method should find a confirmed class-level channel on "
+            f"`concept_repeat` probes for at least a share {fmt(TARGET_RECALL)} of the conceptual classes (recall), "
+            "and on `concept_control` probes, which carry concept repeats the model never saw, for at most a share "
             f"{fmt(TARGET_FALSE)} of the token-only classes (false discoveries).")
 
 
@@ -62,7 +63,7 @@ def ground_truth_text(train: dict) -> str:
                 else "; none has a previous-token partner")
     passed = bool(train["ground_truth_ok"])
     return (f"\n**Ground-truth check: {'passed' if passed else 'failed'}** (`ground_truth_ok` = {passed}). "
-            f"The check asks for {esc(check['criteria'].replace('>=', '≥').replace('<=', '≤'))}. "
+            f"The check asks for {escape_markdown(check['criteria'].replace('>=', '≥').replace('<=', '≤'))}. "
             + (f"Canonical induction heads: {', '.join(h['head'] for h in canonical)}"
                f"{partners}. "
                if canonical else "The model has **no** canonical induction head. ")
@@ -113,7 +114,7 @@ def toy_train_heads_section(path: str = "results/toy/train_heads.csv") -> str:
     if not available(path):
         return ""
     th, prov = read_csv(path, ["layer", "head", "induction", "induction_min", "previous_token", "positional_control"])
-    th = th.assign(head=[head_name(l, h) for l, h in zip(th.layer, th["head"])])
+    th = th.assign(head=[head_name(layer, h) for layer, h in zip(th.layer, th["head"])])
     cols = ["head", "induction", "induction_min", "previous_token", "duplicate_token", "positional_control"]
     th = th[[c for c in cols if c in th.columns]].rename(columns={
         "induction_min": "induction (min over N)", "previous_token": "prev. token",
@@ -139,12 +140,11 @@ def toy_saes_section(path: str = "results/toy/saes.json") -> str:
     hooks = ", ".join(f"`{s['hook_name']}`" for s in saes.values())
     explained = df["variance explained"]
     return "\n".join([
-        f"The toy {'SAE' if len(df) == 1 else 'SAEs'} (@tbl-toy-saes; read at {hooks}) explain {span(explained.min(), explained.max())} "
-        f"of the variance of {'its' if len(df) == 1 else 'their'} input, with an L0 (mean active features per token) of "
-        f"{span(df.L0.min(), df.L0.max())}; {'its' if len(df) == 1 else 'the largest'} dead fraction is "
-        f"{fmt(df['dead fraction'].max())}. "
-        f"What the SAE does not explain stays in the error terms of the decomposition "
-        f"(@tbl-exactness).\n",
+        f"The toy {'SAE' if len(df) == 1 else 'SAEs'} (@tbl-toy-saes; read at {hooks}) explain "
+        f"{fmt_range(explained.min(), explained.max())} of the variance of {'its' if len(df) == 1 else 'their'} input, "
+        f"with an L0 (mean active features per token) of {fmt_range(df.L0.min(), df.L0.max())}; "
+        f"{'its' if len(df) == 1 else 'the largest'} dead fraction is {fmt(df['dead fraction'].max())}. What the SAE "
+        "does not explain stays in the error terms of the decomposition (@tbl-exactness).\n",
         table(df, "tbl-toy-saes", "SAEs of the toy model: sparsity (L0, mean active features per token), "
               "variance explained, dead fraction, and live features labelled by whether they track the current "
               "token's class, the previous token's class, or neither cleanly.", prov)])
@@ -275,9 +275,10 @@ def compiled_section(model: str = "compiled") -> str:
     heads, hprov = read_csv(f"results/{model}/hypotheses.csv", HYP_COLUMNS)
     rows = []
     for name, v in m["verdict"]["heads"].items():
-        r = heads[[head_name(l, h) == name for l, h in zip(heads.layer, heads["head"])]].iloc[0]
-        rows.append({"head": name, "induction": r.induction, "TIH (built / found)": f"{yes_no(v['expected_tih'])} / "
-                     f"{yes_no(r.is_tih)}", "token channels": int(r.n_token), "conceptual channels": int(r.n_conceptual),
+        r = heads[[head_name(layer, h) == name for layer, h in zip(heads.layer, heads["head"])]].iloc[0]
+        rows.append({"head": name, "induction": r.induction,
+                     "TIH (built / found)": f"{yes_no(v['expected_tih'])} / {yes_no(r.is_tih)}",
+                     "token channels": int(r.n_token), "conceptual channels": int(r.n_conceptual),
                      "kind built": v["expected"], "kind found": v["observed"]})
     controls = " and ".join(f"{c['n_confirmed']} of the {c['n_tested']} channels `{k}` tested"
                             for k, c in m["controls"].items())
@@ -291,9 +292,9 @@ def compiled_section(model: str = "compiled") -> str:
         "another member of the query's class, and nothing on an exact repeat, so it is no TIH), and head 2 a "
         f"duplicate-token head without induction. With the frozen criterion the pipeline classifies "
         f"{'every head as built' if m['verdict']['ok'] else 'the heads NOT as built'} (@tbl-compiled): "
-        f"H1 {esc(m['H1']['answer'])}, H2 {esc(m['H2']['answer'])}. The negative controls confirm {controls}; "
-        f"removing each confirmed channel in a real forward pass drops the head's attention to the target by a median "
-        f"{fmt(c['median_attention_drop'])} and the induction token's log-probability by a median "
+        f"H1 {escape_markdown(m['H1']['answer'])}, H2 {escape_markdown(m['H2']['answer'])}. The negative controls "
+        f"confirm {controls}; removing each confirmed channel in a real forward pass drops the head's attention to the "
+        f"target by a median {fmt(c['median_attention_drop'])} and the induction token's log-probability by a median "
         f"{fmt(c['median_logprob_drop'])} nats ({c['n_moves_output']} of {c['n_channels']} move the output).",
         table(pd.DataFrame(rows), "tbl-compiled", "The compiled model's layer-1 heads: induction score, TIH as built "
               "and as found, confirmed token and conceptual channels (distinct feature pairs), the kind built in and "

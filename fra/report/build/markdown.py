@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fra.report.provenance import Provenance, producing_command, repo_root, tree_state
+from fra.report.build.provenance import Provenance, producing_command, repo_root, tree_state
 
 FIGURE_DIR = Path("_figures")  # cell figures, relative to the paper folder (the cells' working directory)
 
@@ -13,7 +13,7 @@ def caption(text: str, sources: tuple[Provenance, ...], note: str | None = None)
     """``text`` followed by the provenance line of every source (or ``note``, for what no results file holds),
     as a ``.provenance`` span."""
     if not sources and not note:
-        raise ValueError("a figure or table needs at least one provenance record (fra.report.provenance)")
+        raise ValueError("a figure or table needs at least one provenance record (fra.report.build.provenance)")
     label = "Source" if len(sources) + bool(note) == 1 else "Sources"
     lines = "; ".join([s.line() for s in sources] + ([note] if note else []))
     return f"{text.rstrip()} [{label}: {lines}.]{{.provenance}}"

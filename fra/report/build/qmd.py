@@ -19,7 +19,8 @@ OPTIONS = {"label", "fig-cap", "fig-alt", "tbl-cap", "echo", "eval", "output", "
 FENCE = re.compile(r"^(`{3,})\s*(.*?)\s*$")
 EXECUTABLE = re.compile(r"^\{([A-Za-z][\w-]*)(.*)\}$")
 UNSUPPORTED = [
-    (re.compile(r"`\{\w+\}[^`]*`"), "inline code expressions (`{python} ...`); print the sentence from an `output: asis` cell"),
+    (re.compile(r"`\{\w+\}[^`]*`"),
+     "inline code expressions (`{python} ...`); print the sentence from an `output: asis` cell"),
     (re.compile(r"\{\{<"), "shortcodes ({{< ... >}})"),
 ]
 

@@ -1,0 +1,145 @@
+"""A user's own model through the CLI: a tiny random HookedTransformer with a word-level, non-English tokenizer and
+one random SAELens SAE per layer, saved in the folder layout of README's "Your own model and SAEs" and studied by
+``fra induction`` with a shrunk copy of the repository's params.yaml."""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+from sae_lens import TopKSAE, TopKSAEConfig
+from sae_lens.saes.sae import SAEMetadata
+from tokenizers import Tokenizer, models, pre_tokenizers, processors
+from transformer_lens import HookedTransformer, HookedTransformerConfig
+from transformers import PreTrainedTokenizerFast
+
+from fra.analysis.induction import probe_sets
+from fra.analysis.schema import CHANNELS
+from fra.cli import main
+from fra.config import InductionConfig, WorldConfig
+from fra.models import gpt2_tokenizer, load_model, save_hooked
+from fra.world.corpus import ground_truth, world_tokenizer
+from tests.conftest import make_model
+from tests.stages.conftest import refuses
+
+ROOT = Path(__file__).resolve().parents[2]
+N_LAYERS, N_HEADS, D_MODEL, D_VOCAB = 2, 4, 32, 64
+HOOKS = ("blocks.0.hook_resid_pre", "blocks.1.ln1.hook_normalized")  # the two attention inputs fra accepts
+SHRINK = {
+    "engine": {"device": "cpu"},
+    "heads": {"n_rep": 8, "offsets": [4, 6], "batch_size": 4},
+    "induction": {"n_discovery": 8, "n_heldout": 8, "repeat_min": 4, "repeat_max": 10},
+    "channels": {"batch_size": 8, "max_candidates": 4},
+}
+SKIPPED = "the English concept-template probes are skipped"
+
+
+def word_tokenizer() -> PreTrainedTokenizerFast:
+    """Made-up words ``w01``..``w63`` after ``<s>`` (id 0, prepended): no English word is in its vocabulary."""
+    vocab = {"<s>": 0, **{f"w{i:02d}": i for i in range(1, D_VOCAB)}}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token=None))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 0)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="<s>", pad_token="<s>",
+                                   add_bos_token=True, name_or_path="made-up-words")  # TransformerLens needs both
+
+
+@pytest.fixture(scope="module")
+def user(tmp_path_factory) -> Path:
+    """``model/`` (save_hooked), ``saes/L0``, ``saes/L1`` (sae.save_model), ``params.yaml``: nothing from the
+    pipeline."""
+    root = tmp_path_factory.mktemp("user")
+    torch.manual_seed(0)
+    model = HookedTransformer(HookedTransformerConfig(
+        n_layers=N_LAYERS, n_heads=N_HEADS, d_model=D_MODEL, d_head=8, d_mlp=64, d_vocab=D_VOCAB, n_ctx=32,
+        act_fn="gelu", normalization_type="LN"))
+    model.set_tokenizer(word_tokenizer())
+    save_hooked(model, root / "model")
+    for layer, hook in enumerate(HOOKS):
+        sae = TopKSAE(TopKSAEConfig(d_in=D_MODEL, d_sae=64, k=6, metadata=SAEMetadata(hook_name=hook)))
+        sae.save_model(str(root / "saes" / f"L{layer}"))
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for section, values in SHRINK.items():
+        params[section].update(values)
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    return root
+
+
+def induction(root: Path, *flags: str) -> list[str]:
+    return ["induction", "--model", str(root / "model"), "--saes", str(root / "saes"), "--params",
+            str(root / "params.yaml"), "--out", str(root / "out"), *flags]
+
+
+def test_induction_on_a_users_model(user, capsys):
+    assert load_model(user / "model", "cpu").tokenizer is not None  # the word-level tokenizer travels with the model
+    assert main(induction(user)) == 0
+    err = capsys.readouterr().err
+    assert err.count(SKIPPED) == 1 and "no concept-pair family of English" in err
+    out = user / "out"
+    heads = pd.read_csv(out / "heads.csv")
+    assert sorted(zip(heads["layer"], heads["head"])) == [(layer, h) for layer in range(N_LAYERS)
+                                                          for h in range(N_HEADS)]
+    channels = pd.read_csv(out / "channels.csv")
+    assert list(channels.columns) == CHANNELS.names and set(channels["probe"]) == {"random_repeat"}  # some tested
+    assert set(channels["layer"]) <= set(range(N_LAYERS))
+    hyp = pd.read_csv(out / "hypotheses.csv")
+    assert sorted(zip(hyp["layer"], hyp["head"])) == [(layer, h) for layer in range(N_LAYERS) for h in range(N_HEADS)]
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["layers_resolved"] == [0, 1] and m["n_channels_tested"] == len(channels) and m["max_residual"] < 1e-3
+    assert m["H1"]["n_tih"] + m["H2"]["n_non_tih"] == N_LAYERS * N_HEADS
+    assert {m["H1"]["answer"].split()[0], m["H2"]["answer"].split()[0]} <= {"yes", "no", "untestable"}
+    assert {"controls", "causal"} <= set(m) and (out / "controls.csv").is_file() and (out / "causal.csv").is_file()
+
+
+def test_one_sae_folder_is_its_layers_sae(user, tmp_path, capsys):
+    assert main(induction(user, "--saes", str(user / "saes" / "L1"), "--out", str(tmp_path), "--no-checks")) == 0
+    assert json.loads((tmp_path / "metrics.json").read_text())["layers_resolved"] == [1]
+
+
+def test_ground_truth_of_another_world_names_each_field(user, tmp_path, capsys):
+    world = WorldConfig(n_classes=8, class_size=4, n_filler=16, n_conceptual=4, segment_min=4, segment_max=8)
+    (tmp_path / "gt.json").write_text(json.dumps(ground_truth(world)))
+    # a model folder that does not exist: the ground truth is checked before the model loads
+    argv = induction(user, "--model", str(tmp_path / "no_model"), "--ground-truth", str(tmp_path / "gt.json"))
+    err = refuses(argv, "was built with another world", capsys, tmp_path)
+    params = user / "params.yaml"
+    for field, theirs, ours in (("n_classes", 8, 32), ("class_size", 4, 6), ("n_filler", 16, 56),
+                                ("n_conceptual", 4, 12)):
+        assert f"{field} is {theirs} in the file but {ours} in {params}" in err and f"world.{field}: {theirs}" in err
+    assert "pass --params FILE with the world this ground truth was built with" in err
+
+
+def test_ground_truth_entries_are_compared(user, tmp_path, capsys):
+    truth = ground_truth(WorldConfig())  # params.yaml's world: every field agrees
+    truth["tokens"][7]["name"] = "renamed"
+    (tmp_path / "gt.json").write_text(json.dumps(truth))
+    err = refuses(induction(user, "--model", str(tmp_path / "no_model"), "--ground-truth", str(tmp_path / "gt.json")),
+                  r"`tokens` is not what the world of .* generates \(entry 7 is", capsys, tmp_path)
+    assert '"renamed"' in err and "fra toy-data --params" in err
+
+
+@pytest.mark.parametrize("tokenizer, why", [
+    (None, "the model has no tokenizer"),
+    (word_tokenizer, "no concept-pair family of English tokenizes to single tokens"),
+    (lambda: world_tokenizer(WorldConfig()), "no concept-pair family of English tokenizes to single tokens"),
+])
+def test_probe_sets_skip_the_templates_without_english(tokenizer, why, capsys):
+    model = make_model(d_vocab=WorldConfig().d_vocab, n_ctx=64)
+    if tokenizer is not None:
+        model.set_tokenizer(tokenizer())
+    cfg = InductionConfig(n_discovery=2, n_heldout=2, repeat_min=4, repeat_max=8)
+    assert [disc.kind for disc, _ in probe_sets(model, cfg)] == ["random_repeat"]
+    err = capsys.readouterr().err
+    assert err.count(SKIPPED) == 1 and why in err and "--ground-truth" in err
+    assert [disc.kind for disc, _ in probe_sets(model, cfg, templates=False)] == ["random_repeat"]
+    assert capsys.readouterr().err == ""  # templates not asked for: no notice
+
+
+def test_probe_sets_keep_the_templates_with_english(capsys):
+    model = make_model(d_vocab=50257, n_ctx=64)
+    model.set_tokenizer(gpt2_tokenizer())
+    cfg = InductionConfig(n_discovery=2, n_heldout=2, repeat_min=4, repeat_max=8)
+    assert [disc.kind for disc, _ in probe_sets(model, cfg)] == ["random_repeat", "concept_templates"]
+    assert capsys.readouterr().err == ""
