@@ -164,7 +164,7 @@ class ToyTrainConfig:
     d_model: int = 128
     d_mlp: int = 0  # 0: attention-only (learns content induction far sooner on 2 CPU cores; see results/toy)
     positional_embedding_type: Literal["standard", "shortformer"] = "shortformer"
-    steps: int = 3000
+    steps: int = 2000
     batch_size: int = 64
     lr: float = 3e-3
     warmup_steps: int = 100
@@ -295,7 +295,9 @@ class TextCorpusConfig:
 class ToySeedsConfig:
     """Replicates of the planted world (``fra toy-seeds``): fresh (world seed, training seed) pairs, same recipe."""
 
-    runs: tuple[tuple[int, ...], ...] = ((21, 21), (22, 22), (23, 23), (24, 24), (25, 25))
+    runs: tuple[tuple[int, ...], ...] = tuple((s, s) for s in range(21, 31))
+    # runs the criterion's rule was chosen on (with the main seed); the others judge it
+    tuning: tuple[tuple[int, ...], ...] = ((21, 21), (24, 24))
     workers: int = 2  # processes; each replicate runs on one torch thread, so the table is the same for any count
 
     def __post_init__(self) -> None:
@@ -304,6 +306,8 @@ class ToySeedsConfig:
         for n, run in enumerate(self.runs):
             require(len(run) == 2, f"toy_seeds.runs[{n}]", f"must be [world_seed, train_seed], got {list(run)}")
         require(len(set(self.runs)) == len(self.runs), "toy_seeds.runs", "lists a pair twice")
+        require(set(self.tuning) <= set(self.runs), "toy_seeds.tuning",
+                f"must be runs of toy_seeds.runs, got {[list(r) for r in self.tuning]}")
 
 
 @dataclass(frozen=True)
@@ -331,25 +335,38 @@ class InductionConfig:
     n_heldout: int = 48  # fresh probe sequences per kind for confirmation
     repeat_min: int = 10  # repeated random tokens: segment length N drawn from repeat_min..repeat_max
     repeat_max: int = 30
+    # frequent_repeat probes: repeats of the corpus's most frequent tokens, so each meets ~10 held-out targets
+    frequent_pool: int = 96
 
     def __post_init__(self) -> None:
         require(0 < self.tih_threshold <= 1, "induction.tih_threshold", f"must be in (0, 1], got {self.tih_threshold}")
         require(self.n_discovery >= 1, "induction.n_discovery", f"must be >= 1, got {self.n_discovery}")
         require(self.n_heldout >= 1, "induction.n_heldout", f"must be >= 1, got {self.n_heldout}")
+        require(self.frequent_pool >= self.repeat_max, "induction.frequent_pool",
+                f"must be >= induction.repeat_max ({self.repeat_max}: a repeat takes distinct tokens), "
+                f"got {self.frequent_pool}")
         require(2 <= self.repeat_min <= self.repeat_max, "induction.repeat_min",
                 f"must satisfy 2 <= repeat_min <= repeat_max, got {self.repeat_min}, {self.repeat_max}")
 
 
 @dataclass(frozen=True)
 class ChannelConfig:
-    """Channel search and its confirmation criterion (``fra.analysis.channels``); thresholds frozen on the
-    planted world and the compiled model before any language model is run (README, paper)."""
+    """Channel search and its confirmation criterion (``fra.analysis.channels``, ``fra.analysis.stats.confirm``).
+
+    The rule is fixed here for every model; the lift threshold it yields is each model's own
+    (``fra.analysis.stats.lift_threshold``), reported in its metrics.json."""
 
     min_support: float = 0.02  # share of the head's |score| at the targets (where present) a candidate carries
     min_queries: int = 5  # induction targets where a candidate must be present, on discovery and held-out probes
     max_candidates: int = 20  # per (probe group, layer, head), best support first
     min_effect: float = 0.01  # held-out attention to the target a confirmed channel must move
-    min_lift: float = 0.2  # effect size: held-out CI minus the null's CI (in [-2, 2])
+    # the lift threshold: lift_null_factor x this quantile of the model's shuffled-key null lifts
+    lift_null_quantile: float = 0.99
+    lift_null_factor: float = 2.0
+    min_scale_share: float = 1e-3  # mean |value| at the targets over the head's score scale (RMS) there
+    max_informative_share: float = 0.5  # above it, the matched null (keys where b is active) must reject too
+    n_bootstrap: int = 1000  # sequence-bootstrap resamples of the lift's interval
+    token_share: float = 0.5  # a feature with less of its activation on its top token spans several tokens
     sink_share: float = 0.5  # a feature with this share of its activation on BOS / special tokens is a sink
     alpha: float = 0.05  # Benjamini-Hochberg false discovery rate
     batch_size: int = 16  # probe sequences resolved at once
@@ -359,10 +376,43 @@ class ChannelConfig:
         require(self.min_queries >= 1, "channels.min_queries", f"must be >= 1, got {self.min_queries}")
         require(self.max_candidates >= 1, "channels.max_candidates", f"must be >= 1, got {self.max_candidates}")
         require(0 <= self.min_effect < 1, "channels.min_effect", f"must be in [0, 1), got {self.min_effect}")
-        require(0 <= self.min_lift < 2, "channels.min_lift", f"must be in [0, 2), got {self.min_lift}")
+        require(0 < self.lift_null_quantile < 1, "channels.lift_null_quantile",
+                f"must be in (0, 1), got {self.lift_null_quantile}")
+        require(self.lift_null_factor >= 0, "channels.lift_null_factor", f"must be >= 0, got {self.lift_null_factor}")
+        require(0 <= self.min_scale_share < 1, "channels.min_scale_share",
+                f"must be in [0, 1), got {self.min_scale_share}")
+        require(0 <= self.max_informative_share <= 1, "channels.max_informative_share",
+                f"must be in [0, 1], got {self.max_informative_share}")
+        require(self.n_bootstrap >= 100, "channels.n_bootstrap", f"must be >= 100, got {self.n_bootstrap}")
+        require(0 < self.token_share <= 1, "channels.token_share", f"must be in (0, 1], got {self.token_share}")
         require(0 < self.sink_share <= 1, "channels.sink_share", f"must be in (0, 1], got {self.sink_share}")
         require(0 < self.alpha < 1, "channels.alpha", f"must be in (0, 1), got {self.alpha}")
         require(self.batch_size >= 1, "channels.batch_size", f"must be >= 1, got {self.batch_size}")
+
+
+@dataclass(frozen=True)
+class PowerConfig:
+    """Channels planted into real heads at known strengths (``fra power``, ``fra.analysis.power``)."""
+
+    probes: tuple[str, ...] = ("text_repeat", "frequent_repeat")  # probe kinds the plants are searched on
+    strengths: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0)  # in the head's score scale at the targets
+    n_pairs: int = 10  # induction pairs per head and probe
+    n_control_pairs: int = 5  # pairs of the same strength that do no induction
+    min_follow: float = 0.5  # induction pair: P(b at j | a at j - 1) on the corpus at least this
+    max_density: float = 0.1  # neither feature active at more than this share of positions (no always-on features)
+    corpus_sequences: int = 256  # corpus sequences the pairs and the planted features' profiles are read from
+
+    def __post_init__(self) -> None:
+        corpus_probes = ("random_repeat", "frequent_repeat", "text_repeat")  # what `fra induction --corpus` makes
+        require(len(self.probes) >= 1 and set(self.probes) <= set(corpus_probes), "power.probes",
+                f"must name probe kinds among {list(corpus_probes)} (the ones every model with a corpus gets), got "
+                f"{list(self.probes)}")
+        require(len(self.strengths) >= 1 and all(s > 0 for s in self.strengths), "power.strengths",
+                f"must be positive numbers, got {list(self.strengths)}")
+        for key in ("n_pairs", "n_control_pairs", "corpus_sequences"):
+            require(getattr(self, key) >= 1, f"power.{key}", f"must be >= 1, got {getattr(self, key)}")
+        require(0 < self.min_follow <= 1, "power.min_follow", f"must be in (0, 1], got {self.min_follow}")
+        require(0 < self.max_density <= 1, "power.max_density", f"must be in (0, 1], got {self.max_density}")
 
 
 @dataclass(frozen=True)
@@ -429,6 +479,7 @@ class Params:
     induction: InductionConfig = field(default_factory=InductionConfig)
     channels: ChannelConfig = field(default_factory=ChannelConfig)
     controls: ControlConfig = field(default_factory=ControlConfig)
+    power: PowerConfig = field(default_factory=PowerConfig)
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
     cot: CotConfig = field(default_factory=CotConfig)
 

@@ -23,7 +23,7 @@ def test_repository_params_load():
         ({"engine": {"block_mib": 0}}, "engine.block_mib"),
         ({"profile": {"language_models": ["gpt2"]}}, "profile.language_models[0]"),  # no offline profile for it
         ({"lm_saes": {"layers": [17, 17]}}, "lm_saes.layers"),
-        ({"channels": {"min_lift": 2.5}}, "channels.min_lift"),
+        ({"channels": {"lift_null_quantile": 1.5}}, "channels.lift_null_quantile"),
         ({"controls": {"kinds": ["random_sae", "random_sae"]}}, "controls.kinds"),
         ({"channels": {"sink_share": 0}}, "channels.sink_share"),
         ({"controls": {"kinds": ["random"]}}, "controls.kinds[0]"),

@@ -32,13 +32,14 @@ from transformer_lens import HookedTransformer, HookedTransformerConfig
 from fra.analysis.cache import ProbeCache
 from fra.analysis.channels import search
 from fra.analysis.probes import repeated_random
-from fra.analysis.stats import confirm
+from fra.analysis.stats import confirm, lift_threshold, null_lifts
 from fra.config import ChannelConfig, EngineConfig
 from fra.devices import pick_device, synchronize
 from fra.saes.random import random_sae
 
 STATS = ["support", "channel_induction_discovery", "p_discovery", "support_heldout", "channel_induction_heldout",
-         "null_channel_induction_heldout", "lift_heldout", "softmax_effect", "p_value"]
+         "null_channel_induction_heldout", "lift_heldout", "lift_low", "lift_high", "lift_matched", "scale_share",
+         "softmax_effect", "p_value", "p_matched", "null_lift_heldout"]
 
 
 def _model(n_layers: int, d_model: int, n_heads: int, d_vocab: int, device: str) -> HookedTransformer:
@@ -64,7 +65,9 @@ def _compare(fast: pd.DataFrame, dense: pd.DataFrame, cfg: ChannelConfig) -> tup
         return float("inf"), False
     x, y = a[STATS].to_numpy(float), b[STATS].to_numpy(float)
     rel = np.abs(x - y) / np.maximum(np.abs(y), 1e-6)
-    same = (confirm(a, cfg)["is_cih"] == confirm(b, cfg)["is_cih"]).all() and (a["n_targets"] == b["n_targets"]).all()
+    threshold = lift_threshold(null_lifts(a), cfg)  # one threshold, so only the rows can differ
+    same = ((confirm(a, cfg, threshold)["is_cih"] == confirm(b, cfg, threshold)["is_cih"]).all()
+            and (a["n_targets"] == b["n_targets"]).all())
     return float(np.nanmax(rel)) if rel.size else 0.0, bool(same)
 
 

@@ -44,6 +44,7 @@ class Resolved:
     target: Tensor
     group: np.ndarray
     mass: Float[Tensor, "query head"] | None = None
+    term_mass: Float[Tensor, "term query head"] | None = None  # ``mass`` split into term groups (channels.TERM_GROUPS)
 
 
 class ProbeCache:

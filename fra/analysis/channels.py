@@ -18,13 +18,15 @@ same for every head (up to sign); support and softmax effect say how much the he
 Null: each t(q) is replaced by a uniform random causal key in 1..q (keys shifted off the induction
 target; the target itself included, as in a permutation test); the one-sided p-value of
 ``sum_q C[q, t]`` uses the exact permutation mean and variance and is never below the probability that the null
-redraws every target (``fra.analysis.stats.null_rows``, the statistics core this search shares with the
-chain-of-thought study). Candidates are chosen on discovery probes
-(support >= min_support at >= min_queries targets, at most max_candidates per head and group);
-CI, effect and p-value are recomputed on held-out probes and Benjamini–Hochberg runs over every
-candidate tested. A confirmed channel needs q <= alpha and an effect size: held-out lift = CI minus
-the null's CI of at least min_lift, a softmax effect of at least min_effect, and presence at
-min_queries held-out targets (:func:`fra.analysis.stats.confirm`).
+redraws every target (``fra.analysis.stats.null_terms``, the statistics core this search shares with the
+chain-of-thought study); the matched null redraws it among the keys where the key feature is active. Candidates are
+chosen on discovery probes (support >= min_support at >= min_queries targets, at most max_candidates per head and
+group); CI, effect, p-values, the lift's sequence-bootstrap interval and the shuffled-key null lift are recomputed on
+held-out probes, and Benjamini–Hochberg runs over every test made (``test``: a pair whose statistics cannot differ
+between heads counts once). A confirmed channel needs q <= alpha and an effect size: a held-out lift (CI minus the
+null's CI) of at least the model's lift threshold with its interval above 0, a softmax effect of at least
+min_effect, a scale share of at least min_scale_share, presence at min_queries held-out targets, and the matched
+null where it can tell (:func:`fra.analysis.stats.confirm`).
 
 ``shuffle_seed`` runs the same search on a negative control: key-side features permuted across
 positions within each sequence (:meth:`fra.engine.FRA.with_shuffled_keys`).
@@ -46,19 +48,34 @@ from transformer_lens import HookedTransformer
 from fra.analysis.cache import ProbeCache, Resolved
 from fra.analysis.probes import Probes
 from fra.analysis.schema import TESTED
-from fra.analysis.stats import SUMS, channel_statistics, channel_sums, is_candidate, null_rows
+from fra.analysis.stats import (
+    BY_SEQUENCE,
+    SUMS,
+    channel_statistics,
+    channel_sums,
+    is_candidate,
+    null_terms,
+    score_scale,
+)
 from fra.config import ChannelConfig, EngineConfig, ParallelConfig
 from fra.engine.result import segment_sums
 from fra.errors import FRAError
 from fra.parallel import map_shards
 
+TERM_GROUPS = ("feature pairs", "error", "bias and rest")  # how a score's |terms| at the target split
+
 
 def _target_mass(batch: Resolved) -> torch.Tensor:
-    """Pair values at the targets ``[n, head, K, K]``; each query's total |score| there (``[n, head]``) is kept in
-    ``batch``."""
+    """Pair values at the targets ``[n, head, K, K]``. Each query's total |score| terms there (``[n, head]``) is kept
+    in ``batch.mass``, and split into :data:`TERM_GROUPS` in ``batch.term_mass`` (``[group, n, head]``): feature
+    pairs, every term with an SAE-error side, and the rest (b_dec, biases, positions, truncated features)."""
     vals = batch.resolved.pairs_at(batch.seq, batch.query, batch.target)
     rest = batch.resolved.remainder_at(batch.seq, batch.query, batch.target)
-    batch.mass = (vals.abs().sum((-2, -1)) + sum(r.abs() for r in rest.values())).cpu()
+    pairs = vals.abs().sum((-2, -1))
+    error = sum((r.abs() for name, r in rest.items() if "error" in name), torch.zeros_like(pairs))
+    other = sum((r.abs() for name, r in rest.items() if "error" not in name), torch.zeros_like(pairs))
+    batch.term_mass = torch.stack([pairs, error, other]).cpu()
+    batch.mass = (pairs + error + other).cpu()
     return vals.cpu()
 
 
@@ -132,9 +149,10 @@ def discover(sae: SAE, layer: int, probes: Probes, engine: EngineConfig, cache: 
     """
     groups = probes.groups
     index = {g: n for n, g in enumerate(groups)}
-    H, d = cache.model.cfg.n_heads, sae.cfg.d_sae
-    attn, n_q = torch.zeros(len(groups), H), torch.zeros(len(groups))
     batches = list(cache.resolved(sae, layer, probes, engine, shuffle_seed))
+    heads_of = np.array(batches[0].resolved.heads)  # a slot's head (all of the layer's, or the one a plant is in)
+    H, d = len(heads_of), sae.cfg.d_sae
+    attn, n_q = torch.zeros(len(groups), H), torch.zeros(len(groups))
     targets = []
     for batch in batches:
         resolved, seq, query, target = batch.resolved, batch.seq, batch.query, batch.target
@@ -167,15 +185,21 @@ def discover(sae: SAE, layer: int, probes: Probes, engine: EngineConfig, cache: 
         g, h, rest, total, support, n_present = (x[keep] for x in (g, h, rest, total, support, n_present))
         keep = torch.from_numpy(_best(g.numpy(), h.numpy(), support.numpy(), cfg.max_candidates))
         g, h, rest, total, support, n_present = (x[keep] for x in (g, h, rest, total, support, n_present))
+    terms = torch.zeros(len(TERM_GROUPS), len(groups), H)
+    for batch, t in zip(batches, targets):
+        terms.index_add_(1, t.g, batch.term_mass)
     channels = pd.DataFrame({
-        "group": np.array(groups)[g.numpy()], "layer": layer, "head": h.numpy(),
+        "group": np.array(groups)[g.numpy()], "layer": layer, "head": heads_of[h.numpy()],
         "query_feature": (rest // d).numpy(), "key_feature": (rest % d).numpy(),
         "target_sum": total.numpy(), "support": support.numpy(),
         "n_targets": n_present.long().numpy(),
     })
+    share = (terms / terms.sum(0).clamp(min=1e-30)).flatten(1)  # [term group, group x head]
     heads = pd.DataFrame({
-        "group": np.repeat(groups, H), "layer": layer, "head": np.tile(np.arange(H), len(groups)),
+        "group": np.repeat(groups, H), "layer": layer, "head": np.tile(heads_of, len(groups)),
         "attention_to_target": (attn / n_q[:, None]).flatten().numpy(),
+        "pair_share_at_target": share[0].numpy(), "error_share_at_target": share[1].numpy(),
+        "other_share_at_target": share[2].numpy(),
     })
     return channels, heads, exactness
 
@@ -232,48 +256,53 @@ def _head_rows(C: Float[Tensor, "row key"], query: Int[Tensor, " row"], target: 
     j = torch.arange(C.shape[-1])
     causal = j[None] <= query[:, None]
     C = C * causal
-    null = null_rows(C, target, causal & (j[None] >= 1))
-    on_t = (null.at_target != 0).to(C.dtype)
+    rows = null_terms(C, target, causal & (j[None] >= 1))
+    on_t = (rows["obs"] != 0).to(C.dtype)
     present = (C != 0).any(1).to(C.dtype)
     base = scores.softmax(-1).gather(1, target[:, None])[:, 0]
     ablated = (scores - C).softmax(-1).gather(1, target[:, None])[:, 0]
-    return {"obs": null.at_target, "null_mean": null.mean, "null_var": null.var, "log_floor": null.log_floor,
-            "abs_t": null.at_target.abs(), "mass_t": on_t * mass, "n_t": on_t, "abs_all": C.abs().sum(1),
-            "effect": (base - ablated) * present, "n_present": present}
+    return {**rows, "abs_t": rows["obs"].abs(), "mass_t": on_t * mass, "scale_t": on_t * score_scale(scores),
+            "n_t": on_t, "abs_all": C.abs().sum(1), "effect": (base - ablated) * present, "n_present": present}
 
 
 def row_sums(
     C: Float[Tensor, "row key"], channel: Int[Tensor, " row"], n_channels: int, query: Int[Tensor, " row"],
     target: Int[Tensor, " row"], scores: Float[Tensor, "row key"], mass: Float[Tensor, " row"],
+    sequence: Int[Tensor, " row"] | None = None, n_sequences: int = 0,
 ) -> dict[str, np.ndarray]:
-    """Per channel, the sums of :data:`fra.analysis.stats.SUMS` over the rows where it can be nonzero
-    (:meth:`fra.engine.FRA.channel_rows`; row r belongs to channel ``channel[r]``). Every sum is zero on the rows
-    left out, so this equals summing over every probe query (:func:`dense_sums`, the reference)."""
-    return channel_sums(channel, n_channels, **_head_rows(C, query, target, scores, mass))
+    """Per channel (and, with ``sequence``, per channel and probe sequence), the sums of
+    :data:`fra.analysis.stats.SUMS` over the rows where it can be nonzero (:meth:`fra.engine.FRA.channel_rows`; row r
+    belongs to channel ``channel[r]``). Every sum is zero on the rows left out, so this equals summing over every probe
+    query (:func:`dense_sums`, the reference)."""
+    return channel_sums(channel, n_channels, sequence, n_sequences, **_head_rows(C, query, target, scores, mass))
 
 
 def dense_sums(
     C: Float[Tensor, "query channel key"], query: Int[Tensor, " query"], target: Int[Tensor, " query"],
-    scores: Float[Tensor, "query key"], mass: Float[Tensor, " query"],
+    scores: Float[Tensor, "query key"], mass: Float[Tensor, " query"], sequence: Int[Tensor, " query"] | None = None,
+    n_sequences: int = 0,
 ) -> dict[str, np.ndarray]:
     """:func:`row_sums` from every channel's full map at every query (the reference path)."""
     n, M = C.shape[:2]
     expand = lambda x: x.repeat_interleave(M, 0)  # noqa: E731  query-major rows, one per (query, channel)
     return row_sums(C.flatten(0, 1), torch.arange(M).repeat(n), M, expand(query), expand(target), expand(scores),
-                    expand(mass))
+                    expand(mass), None if sequence is None else expand(sequence), n_sequences)
 
 
 def evaluate(sae: SAE, layer: int, probes: Probes, cands: pd.DataFrame, engine: EngineConfig,
-             cache: ProbeCache, shuffle_seed: int | None = None, dense: bool = False) -> pd.DataFrame:
-    """Support, channel induction, softmax effect and null p-value of each candidate on ``probes``
-    (:func:`fra.analysis.stats.channel_statistics`).
+             cache: ProbeCache, shuffle_seed: int | None = None, dense: bool = False,
+             n_resamples: int = 0) -> pd.DataFrame:
+    """Every statistic of each candidate on ``probes`` (:func:`fra.analysis.stats.channel_statistics`; with
+    ``n_resamples`` the lift's sequence-bootstrap interval).
 
     The sums come from the rows where a candidate's query feature is active (:func:`row_sums`);
     ``dense`` forms every channel's full ``[pos, pos]`` map instead (:func:`dense_sums`, the reference).
     """
     cands = cands[cands["layer"] == layer].reset_index(drop=True)
-    acc = {k: np.zeros(len(cands)) for k in SUMS}
+    n_seq = len(probes.tokens)
+    acc = {k: np.zeros(len(cands)) for k in SUMS} | {f"{k}_by_seq": np.zeros((len(cands), n_seq)) for k in BY_SEQUENCE}
     parts = cands.groupby(["group", "head"] if dense else "group").groups  # the rows path takes every head at once
+    offset = 0  # the batch's first sequence in ``probes``
     for batch in cache.resolved(sae, layer, probes, engine, shuffle_seed):
         resolved, seq, query, target, group = batch.resolved, batch.seq, batch.query, batch.target, batch.group
         if batch.mass is None:  # kept from discovery on the discovery probes
@@ -284,30 +313,39 @@ def evaluate(sae: SAE, layer: int, probes: Probes, cands: pd.DataFrame, engine: 
             if not sel.any():
                 continue
             s, q, t = seq[sel], query[sel], target[sel]
-            a, b, head = (torch.tensor(cands.loc[rows, c].to_numpy()) for c in ("query_feature", "key_feature", "head"))
+            a, b, head = (torch.tensor(cands.loc[rows, c].to_numpy(dtype=np.int64))
+                          for c in ("query_feature", "key_feature", "head"))
+            head = torch.tensor([resolved.heads.index(int(x)) for x in head])  # each head's slot in this result
             if dense:
-                C = resolved.channel(part[1], a, b)[s, :, q]  # [n, M, key]
-                sums = dense_sums(C.cpu(), q, t, resolved.scores[s, part[1], q].cpu(), mass[sel, part[1]])
+                slot = resolved.heads.index(int(part[1]))
+                C = resolved.channel(slot, a, b)[s, :, q]  # [n, M, key]
+                sums = dense_sums(C.cpu(), q, t, resolved.scores[s, slot, q].cpu(), mass[sel, slot],
+                                  s.cpu() + offset, n_seq)
             else:
                 n, m, C = resolved.channel_rows(head, s, q, a, b)
                 n, m = n.cpu(), m.cpu()
                 h = head[m]
                 sums = row_sums(C.cpu(), m, len(rows), q[n], t[n], resolved.scores[s[n], h, q[n]].cpu(),
-                                mass[sel][n, h])
+                                mass[sel][n, h], s[n].cpu() + offset, n_seq)
             for name, value in sums.items():
                 acc[name][rows] += value
-    out = channel_statistics(acc).rename(columns={"share": "channel_induction", "null_share": "null_channel_induction"})
+        offset += resolved.tokens.shape[0]
+    out = channel_statistics(acc, n_resamples).rename(
+        columns={"share": "channel_induction", "null_share": "null_channel_induction"})
     return pd.concat([cands[["group", "layer", "head", "query_feature", "key_feature"]], out], axis=1)
 
 
 @dataclass
 class Search:
-    """One probe kind's search: candidates with their statistics (before :func:`confirm`), head attention
-    to the target, and the decomposition's exactness per layer."""
+    """One probe kind's search: candidates with their statistics (before :func:`fra.analysis.stats.confirm`), head
+    attention to the target, and the decomposition's exactness per layer."""
 
     table: pd.DataFrame
     attention: pd.DataFrame
     exactness: dict[int, dict]
+
+
+NULL_SEED = 7919  # key shuffle of the threshold's null (the shuffled-keys control has its own seed)
 
 
 @dataclass(frozen=True)
@@ -323,6 +361,7 @@ class _SearchJob:
     seeds: tuple[int | None, int | None]  # key-shuffle seeds of the discovery and held-out probes (the control)
     cache: ProbeCache | None
     dense: bool
+    null_seed: int | None  # the held-out lifts of the same candidates with keys shuffled (the threshold's null)
 
 
 def _search_layer(job: _SearchJob, layer: int) -> tuple[pd.DataFrame | None, pd.DataFrame, dict]:
@@ -335,13 +374,27 @@ def _search_layer(job: _SearchJob, layer: int) -> tuple[pd.DataFrame | None, pd.
     if cands.empty:
         return None, attn, exactness
     disc = evaluate(sae, layer, job.discovery, cands, job.engine, cache, job.seeds[0], job.dense)
-    held = evaluate(sae, layer, job.heldout, cands, job.engine, cache, job.seeds[1], job.dense)
+    held = evaluate(sae, layer, job.heldout, cands, job.engine, cache, job.seeds[1], job.dense, cfg.n_bootstrap)
     keys = ["group", "layer", "head", "query_feature", "key_feature"]
     table = disc[keys + ["support", "channel_induction", "p_value"]].rename(columns={
         "channel_induction": "channel_induction_discovery", "p_value": "p_discovery"})
     held = held.rename(columns={"support": "support_heldout", "channel_induction": "channel_induction_heldout",
                                 "null_channel_induction": "null_channel_induction_heldout", "lift": "lift_heldout"})
+    if job.null_seed is not None:
+        null = evaluate(sae, layer, job.heldout, cands, job.engine, cache, job.null_seed, job.dense)
+        held["null_lift_heldout"] = null["lift"].to_numpy()
     return table.merge(held, on=keys), attn, exactness
+
+
+def test_ids(table: pd.DataFrame, per_head: bool) -> pd.Series:
+    """Which rows are one test. Without rotary positions ``C[q, j] = alpha_a(q) beta_b(j) G_ab`` with one constant per
+    head, so a feature pair's position statistics (share, lift, p-values) are the same in every head up to the sign of
+    G: one test per (probe, group, layer, a, b, sign). With rotary positions each head is a test of its own."""
+    if not len(table):
+        return pd.Series([], dtype=object)
+    cols = ["probe", "group", "layer"] + (["head"] if per_head else []) + ["query_feature", "key_feature"]
+    sign = np.sign(table["channel_induction_heldout"].fillna(0)).astype(int).astype(str)
+    return table[cols].astype(str).agg("|".join, axis=1) + ("" if per_head else "|" + sign)
 
 
 def search(
@@ -367,13 +420,15 @@ def search(
         cache.check(cfg.batch_size, saes)
     else:
         cache = None  # each worker runs its own model passes (the caller's cache stays here)
-    job = _SearchJob(model, saes, discovery, heldout, cfg, engine, seeds, cache, dense)
+    job = _SearchJob(model, saes, discovery, heldout, cfg, engine, seeds, cache, dense,
+                     None if shuffle_seed is not None else NULL_SEED)
     layers = sorted(saes)
     shards = map_shards(_search_layer, layers, shared=job, backend=parallel.backend, workers=parallel.workers,
                         address=parallel.address, desc=f"layers ({discovery.kind})")
     tables = [t for t, _, _ in shards if t is not None]
     table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=TESTED[1:])
     table.insert(0, "probe", discovery.kind)
+    table["test"] = test_ids(table, per_head=model.cfg.positional_embedding_type == "rotary")
     head_table = pd.concat([a for _, a, _ in shards], ignore_index=True)
     head_table.insert(0, "probe", discovery.kind)
     return Search(table, head_table, {layer: e for layer, (_, _, e) in zip(layers, shards)})

@@ -26,6 +26,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 from sae_lens import SAE
@@ -35,17 +36,24 @@ from transformer_lens import HookedTransformer
 from fra.analysis.cache import ProbeCache
 from fra.analysis.causal import causal_effects
 from fra.analysis.channels import search
-from fra.analysis.controls import control_counts, run_controls
+from fra.analysis.controls import control_counts, no_repeat, run_controls
 from fra.analysis.features import cards_from_acts, layer_acts, neuronpedia_base, token_strings
 from fra.analysis.heads import bos_id, head_scores, special_ids, token_pool
-from fra.analysis.kinds import CROSS_TOKEN, classify, feature_profiles
-from fra.analysis.probes import Probes, concept_families, concept_templates, repeated_random, repeated_text
+from fra.analysis.kinds import classify, feature_profiles, with_shares
+from fra.analysis.probes import (
+    EXACT_PROBES,
+    Probes,
+    concept_families,
+    concept_templates,
+    frequent_pool,
+    repeated_random,
+    repeated_text,
+)
 from fra.analysis.schema import CHANNELS
-from fra.analysis.stats import confirm
+from fra.analysis.stats import confirm, lift_threshold, null_lifts
 from fra.config import HeadScoreConfig, InductionConfig, Params
 from fra.io import atomic_files, write_json
 
-EXACT_PROBE = "random_repeat"  # H1 is asked on exact token repeats
 CONTROL_PROBE = "concept_control"  # planted-world control: its confirmations are false discoveries
 
 
@@ -53,7 +61,8 @@ def probe_sets(model: HookedTransformer, cfg: InductionConfig, corpus: torch.Ten
                templates: bool = True) -> list[tuple[Probes, Probes]]:
     """(discovery, held-out) probe sets of the model-agnostic kinds; held-out uses disjoint seeds / text.
 
-    Repeated random tokens always; repeated text from ``corpus``; templated concept pairs of English
+    Repeated random tokens always; with ``corpus``, repeats of its ``frequent_pool`` most frequent tokens and repeated
+    text; templated concept pairs of English
     when ``templates`` and the model's tokenizer writes them as single tokens (else a notice on stderr says
     why they are skipped).
     """
@@ -62,7 +71,12 @@ def probe_sets(model: HookedTransformer, cfg: InductionConfig, corpus: torch.Ten
         repeated_random(pool, bos, n, cfg.repeat_min, cfg.repeat_max, seed=cfg.seed * 2 + split)
         for split, n in ((0, cfg.n_discovery), (1, cfg.n_heldout))
     )]
-    if corpus is not None:  # natural text: windows from the first / second half of the corpus
+    if corpus is not None:  # natural text: windows from the first / second half of the corpus; its frequent tokens
+        frequent = frequent_pool(corpus, pool, cfg.frequent_pool)
+        pairs.append(tuple(
+            repeated_random(frequent, bos, n, cfg.repeat_min, cfg.repeat_max, seed=cfg.seed * 2 + split,
+                            kind="frequent_repeat") for split, n in ((0, cfg.n_discovery), (1, cfg.n_heldout))
+        ))
         half = len(corpus) // 2
         pairs.append(tuple(
             repeated_text(part, bos, n, cfg.repeat_min, cfg.repeat_max, seed=cfg.seed * 2 + split)
@@ -98,20 +112,21 @@ def hypotheses(heads: pd.DataFrame, channels: pd.DataFrame, layers: list[int]) -
     """One row per resolvable head: TIH score, confirmed channels per probe kind and kind, and the best channel.
 
     ``n_cih_<probe>`` counts non-sink confirmed channels per probe; ``n_sink`` the sink channels;
-    ``n_token`` / ``n_conceptual`` distinct non-sink (a, b) pairs confirmed on exact repeats / on
-    cross-token probes. ``n_cih``, ``n_conceptual`` and the best channel leave out the planted-world control.
+    ``n_token`` / ``n_conceptual`` distinct non-sink (a, b) pairs of kind token / conceptual (``fra.analysis.kinds``).
+    ``n_cih``, ``n_conceptual`` and the best channel leave out the planted-world control.
     """
     rows = heads[heads["layer"].isin(layers)][["layer", "head", "induction", "is_tih"]].copy()
     non_sink = channels[channels["is_cih"] & (channels["kind"] != "sink")]  # per probe, the control included
-    counts = non_sink.groupby(["layer", "head", "probe"]).size().unstack(fill_value=0)
+    counts = (non_sink.groupby(["layer", "head", "probe"]).size().unstack(fill_value=0)
+              .reindex(columns=sorted(channels["probe"].unique()), fill_value=0))  # every probe asked, 0 where none
     counts.columns = [f"n_cih_{p}" for p in counts.columns]
     rows = rows.merge(counts.reset_index(), on=["layer", "head"], how="left")
     real = channels[counted(channels)]  # the control measures false discoveries
     sinks = channels[channels["is_cih"] & (channels["kind"] == "sink") & (channels["probe"] != CONTROL_PROBE)]
-    cross = real["probe"].isin(CROSS_TOKEN)
+    conceptual = real["kind"] == "conceptual"
     pairs = ["layer", "head", "query_feature", "key_feature"]
-    for name, sel in (("n_cih", real), ("n_sink", sinks), ("n_token", real[~cross].drop_duplicates(pairs)),
-                      ("n_conceptual", real[cross].drop_duplicates(pairs))):
+    for name, sel in (("n_cih", real), ("n_sink", sinks), ("n_token", real[~conceptual].drop_duplicates(pairs)),
+                      ("n_conceptual", real[conceptual].drop_duplicates(pairs))):
         rows = rows.merge(sel.groupby(["layer", "head"]).size().rename(name).reset_index(), on=["layer", "head"],
                           how="left")
     n_cols = [c for c in rows.columns if c.startswith("n_")]
@@ -124,25 +139,36 @@ def hypotheses(heads: pd.DataFrame, channels: pd.DataFrame, layers: list[int]) -
 
 
 def answers(hyp: pd.DataFrame) -> dict:
-    """H1: every TIH has a confirmed non-sink channel on exact repeats. H2: some non-TIH head has one on a
-    real probe. Each also counts the heads with a conceptual channel."""
-    exact = f"n_cih_{EXACT_PROBE}"
+    """H1: every TIH has a confirmed non-sink channel on exact repeats (any of :data:`EXACT_PROBES`). H2: some non-TIH
+    head has one on a real probe. Each also counts the heads with a conceptual channel, and is answered per probe."""
     tih, other = hyp[hyp["is_tih"]], hyp[~hyp["is_tih"]]
-    n_exact = tih[exact] if exact in tih else pd.Series(0, index=tih.index)
+
+    def n_with(rows: pd.DataFrame, probes: tuple[str, ...]) -> pd.Series:
+        cols = [f"n_cih_{p}" for p in probes if f"n_cih_{p}" in rows]
+        return rows[cols].sum(axis=1) if cols else pd.Series(0, index=rows.index)
+
+    probes = sorted(c.removeprefix("n_cih_") for c in hyp.columns
+                    if c.startswith("n_cih_") and c != f"n_cih_{CONTROL_PROBE}")
+    h1 = {p: {"n_tih_with_cih": int((n_with(tih, (p,)) > 0).sum()),
+              "answer": _answer(tih, n_with(tih, (p,)), every=True)} for p in probes if p in EXACT_PROBES}
+    h2 = {p: {"n_non_tih_with_cih": int((n_with(other, (p,)) > 0).sum()),
+              "answer": _answer(other, n_with(other, (p,)), every=False)} for p in probes}
+    exact = n_with(tih, EXACT_PROBES)
     return {
-        "H1": {
-            "n_tih": len(tih), "n_tih_with_cih": int((n_exact > 0).sum()),
-            "n_tih_with_conceptual": int((tih["n_conceptual"] > 0).sum()),
-            "answer": ("untestable (no TIH in the resolved layers)" if tih.empty
-                       else "yes" if (n_exact > 0).all() else "no"),
-        },
-        "H2": {
-            "n_non_tih": len(other), "n_non_tih_with_cih": int((other["n_cih"] > 0).sum()),
-            "n_non_tih_with_conceptual": int((other["n_conceptual"] > 0).sum()),
-            "answer": "untestable (every resolved head is a TIH)" if other.empty
-                      else ("yes" if (other["n_cih"] > 0).any() else "no"),
-        },
+        "H1": {"n_tih": len(tih), "n_tih_with_cih": int((exact > 0).sum()),
+               "n_tih_with_conceptual": int((tih["n_conceptual"] > 0).sum()),
+               "answer": _answer(tih, exact, every=True), "by_probe": h1},
+        "H2": {"n_non_tih": len(other), "n_non_tih_with_cih": int((other["n_cih"] > 0).sum()),
+               "n_non_tih_with_conceptual": int((other["n_conceptual"] > 0).sum()),
+               "answer": _answer(other, other["n_cih"], every=False), "by_probe": h2},
     }
+
+
+def _answer(heads: pd.DataFrame, n: pd.Series, every: bool) -> str:
+    """yes / no: every head (H1) or some head (H2) of ``heads`` has ``n`` > 0; untestable without such heads."""
+    if heads.empty:
+        return "untestable (no TIH in the resolved layers)" if every else "untestable (every resolved head is a TIH)"
+    return "yes" if ((n > 0).all() if every else (n > 0).any()) else "no"
 
 
 @dataclass
@@ -184,12 +210,16 @@ def search_all(model: HookedTransformer, saes: dict[int, SAE], probes: list[tupl
     return pd.concat(tables, ignore_index=True), pd.concat(attention, ignore_index=True), exactness
 
 
-def summary(channels: pd.DataFrame, hyp: pd.DataFrame, exactness: dict, layers: list[int], params: Params) -> dict:
-    """Counts, criteria, the H1/H2 answers and the decomposition's exactness: ``metrics.json``."""
+def summary(channels: pd.DataFrame, hyp: pd.DataFrame, exactness: dict, layers: list[int], params: Params,
+            threshold: float) -> dict:
+    """Counts, the criterion with this model's lift threshold, the H1/H2 answers and the decomposition's exactness:
+    ``metrics.json``."""
     c = params.channels
     confirmed = channels[channels["is_cih"]]
     return {
-        "n_channels_tested": len(channels), "n_cih": int(counted(channels).sum()),
+        "n_channels_tested": len(channels), "n_tests": int(channels["test"].nunique()),
+        "n_cih": int(counted(channels).sum()),
+        "n_cih_tests": int(channels[counted(channels)]["test"].nunique()),
         "n_confirmed_any": len(confirmed),  # sinks and the control probe included, as the negative controls count
         "n_sink": int((confirmed["kind"] == "sink").sum()),
         "n_control_confirmed": int((confirmed["probe"] == CONTROL_PROBE).sum()),
@@ -197,12 +227,20 @@ def summary(channels: pd.DataFrame, hyp: pd.DataFrame, exactness: dict, layers: 
         "cih_by_probe": channels[counted(channels)].groupby("probe").size().to_dict(),
         "kinds": confirmed.groupby(["probe", "kind"]).size().unstack(fill_value=0).to_dict(orient="index"),
         "layers_resolved": layers, "tih_threshold": params.induction.tih_threshold,
-        "criterion": {"alpha": c.alpha, "min_lift": c.min_lift, "min_effect": c.min_effect,
-                      "min_queries": c.min_queries, "min_support": c.min_support, "sink_share": c.sink_share},
+        "criterion": {"lift_threshold": threshold, "lift_null_quantile": c.lift_null_quantile,
+                      "lift_null_factor": c.lift_null_factor, "null_lift_quantile_value": _null_quantile(channels, c),
+                      "alpha": c.alpha, "min_effect": c.min_effect, "min_scale_share": c.min_scale_share,
+                      "max_informative_share": c.max_informative_share, "min_queries": c.min_queries,
+                      "min_support": c.min_support, "token_share": c.token_share, "sink_share": c.sink_share},
         **answers(hyp),
         "exactness": exactness,
         "max_residual": max(e["max_residual"] for per in exactness.values() for e in per.values()),
     }
+
+
+def _null_quantile(channels: pd.DataFrame, cfg) -> float | None:
+    null = pd.Series(null_lifts(channels)).dropna()
+    return float(np.quantile(null, cfg.lift_null_quantile)) if len(null) else None
 
 
 def causal_summary(causal: pd.DataFrame) -> dict:
@@ -224,21 +262,28 @@ def run(model: HookedTransformer, saes: dict[int, SAE], params: Params, probes: 
     heads = tih_scores(model, params.heads, params.induction.tih_threshold)
     cache = ProbeCache(model, saes, params.channels.batch_size)  # one model pass per probe batch for everything below
     tested, attention, exactness = search_all(model, saes, probes, params, cache)
-    confirmed = confirm(tested, params.channels)
+    threshold = lift_threshold(null_lifts(tested), params.channels)
     corpus = probes[0][0].tokens if corpus is None else corpus
-    profiles, cards, l0 = feature_study(model, saes, confirmed, corpus, sae_spec)
-    channels = classify(confirmed, profiles, params.channels)[CHANNELS.names]  # the table's one schema, in file order
+    profiles, cards, l0 = feature_study(model, saes, tested, corpus, sae_spec)
+    confirmed = confirm(with_shares(tested, profiles, params.channels), params.channels, threshold)
+    # the table's one schema, in file order (the no-repeat columns stay empty without checks)
+    channels = classify(confirmed, params.channels).reindex(columns=CHANNELS.names)
     hyp = hypotheses(heads, channels, sorted(saes))
-    metrics = summary(channels, hyp, exactness, sorted(saes), params)
+    metrics = summary(channels, hyp, exactness, sorted(saes), params, threshold)
     metrics["sae_l0_on_corpus"] = {f"L{layer}": round(v, 3) for layer, v in l0.items()}
     study = Study(heads, channels, profiles, attention, hyp, metrics, cards)
     if checks and params.controls.kinds:
-        study.controls = run_controls(model, saes, probes, params, l0, cache)
+        study.controls = run_controls(model, saes, probes, params, l0, threshold, cache)
         metrics["controls"] = control_counts(study.controls, params.controls.kinds)
     if checks:
         study.causal = causal_effects(model, saes, channels[counted(channels)], probes, params.channels, params.engine,
                                       cache)
         metrics["causal"] = causal_summary(study.causal)
+        keys = ["probe", "group", "layer", "head", "query_feature", "key_feature"]
+        controls = no_repeat(model, saes, channels[counted(channels)], probes, params, cache).set_index(keys)
+        at = pd.MultiIndex.from_frame(channels[keys])
+        for col in ("no_repeat_effect", "no_repeat_lift"):
+            channels[col] = controls[col].reindex(at).to_numpy()
     return study
 
 

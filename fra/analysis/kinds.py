@@ -5,13 +5,16 @@ Each feature of a channel is profiled on a corpus by where its activation mass f
 * sink share: on position 0 / BOS / special tokens (features that only mark the sequence start);
 * token share: on the one token that carries most of it -- the current token for a query feature,
   the previous token for a key feature (an induction key is found through the token before it).
-  Near 1 the feature is a token-identity feature; the shares are reported, the kind below does not
-  use them.
+  Near 1 the feature is a token-identity feature; below ``token_share`` it spans several tokens.
 
-A confirmed channel is a *sink* channel when either feature's sink share is at least
-``sink_share``; otherwise *conceptual* when it was confirmed on a probe whose earlier occurrence is
-another token of the same concept (:data:`CROSS_TOKEN`), and *token* when confirmed on exact
-repeats. Sink channels are not counted as induction channels (``fra.analysis.induction``).
+A confirmed channel (layer, head, a, b) is a *sink* channel when either feature's sink share is at least
+``sink_share``. Otherwise it is *conceptual* when it carries attention across different tokens: it is confirmed on a
+probe whose earlier occurrence is another token of the same concept (:data:`CROSS_TOKEN`), or both of its features
+span several tokens (``feature_kind`` multi-token: a class or concept of tokens on both sides, as a concept-only
+head's class features, whatever probe confirmed them); else a *token* channel (``feature_kind`` token, or mixed: one
+side token-specific). The kind comes from the features and
+the probes together; both are reported (``feature_kind``, ``probe``). Sink channels are not counted as induction
+channels (``fra.analysis.induction``).
 """
 
 from __future__ import annotations
@@ -56,17 +59,29 @@ def is_sink(channels: pd.DataFrame, cfg: ChannelConfig) -> pd.Series:
     return (channels["query_sink_share"] >= cfg.sink_share) | (channels["key_sink_share"] >= cfg.sink_share)
 
 
-def classify(channels: pd.DataFrame, profiles: pd.DataFrame, cfg: ChannelConfig) -> pd.DataFrame:
-    """``channels`` with both features' sink and token shares and, for confirmed ones, their kind.
-
-    ``profiles`` has one row per (layer, feature) from :func:`feature_profiles`.
-    """
+def with_shares(channels: pd.DataFrame, profiles: pd.DataFrame, cfg: ChannelConfig) -> pd.DataFrame:
+    """``channels`` with both features' sink and token shares and their ``feature_kind`` (module docstring), from
+    ``profiles`` (one row per (layer, feature), :func:`feature_profiles`); the criterion reads the key feature's."""
     out = channels.copy()
     by = profiles.set_index(["layer", "feature"])
     for side, share in (("query", "token_share"), ("key", "prev_token_share")):
         idx = pd.MultiIndex.from_arrays([out["layer"], out[f"{side}_feature"]])
         out[f"{side}_sink_share"] = by["sink_share"].reindex(idx).to_numpy()
         out[f"{side}_token_share"] = by[share].reindex(idx).to_numpy()
-    kind = np.where(is_sink(out, cfg), "sink", np.where(out["probe"].isin(CROSS_TOKEN), "conceptual", "token"))
+    known = out["query_token_share"].notna() & out["key_token_share"].notna()  # NaN: never fires on the corpus
+    wide = (out["query_token_share"] < cfg.token_share).astype(int) + (out["key_token_share"] < cfg.token_share)
+    by_shares = np.select([wide == 0, wide == 2], ["token", "multi-token"], "mixed")
+    out["feature_kind"] = np.where(~known, "unknown", by_shares)
+    return out
+
+
+def classify(channels: pd.DataFrame, cfg: ChannelConfig) -> pd.DataFrame:
+    """``channels`` (with :func:`with_shares`' columns and ``is_cih``) with the kind of every confirmed channel."""
+    out = channels.copy()
+    multi = (out["feature_kind"] == "multi-token").to_numpy()
+    keys = ["layer", "head", "query_feature", "key_feature"]
+    cross = out[out["is_cih"] & out["probe"].isin(CROSS_TOKEN)][keys].drop_duplicates()
+    crossed = out[keys].merge(cross.assign(_cross=True), on=keys, how="left")["_cross"].fillna(False).to_numpy(bool)
+    kind = np.where(is_sink(out, cfg), "sink", np.where(crossed | multi, "conceptual", "token"))
     out["kind"] = np.where(out["is_cih"], kind, "")
     return out

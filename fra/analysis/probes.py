@@ -17,6 +17,9 @@ from torch import Tensor
 
 from fra.errors import FRAError
 
+# probes whose earlier occurrence is the query's own token
+EXACT_PROBES = ("random_repeat", "frequent_repeat", "text_repeat", "token_repeat")
+
 
 @dataclass
 class Probes:
@@ -49,13 +52,15 @@ class Probes:
 
 
 def repeated_random(
-    pool: Int[np.ndarray, " n_pool"], bos: int, n_seq: int, n_min: int, n_max: int, seed: int
+    pool: Int[np.ndarray, " n_pool"], bos: int, n_seq: int, n_min: int, n_max: int, seed: int,
+    kind: str = "random_repeat",
 ) -> Probes:
     """``[BOS] r_1..r_N r_1..r_N`` with N drawn per sequence from ``n_min..n_max`` (so no fixed offset).
 
     Shorter sequences are padded at the end with fresh random tokens (no queries there). Query
     ``N + k`` (the second copy of r_k, k = 1..N-1) has target ``k + 1`` (the earlier r_{k+1}).
-    Tokens come from ``pool`` (the ordinary tokens, :func:`fra.analysis.heads.token_pool`).
+    Tokens come from ``pool``: the ordinary tokens (:func:`fra.analysis.heads.token_pool`, ``random_repeat``) or the
+    most frequent ones of a corpus (:func:`frequent_pool`, ``frequent_repeat``).
     """
     pool = np.asarray(pool)
     if len(pool) < n_max or n_min < 2:
@@ -66,7 +71,16 @@ def repeated_random(
     for _ in range(n_seq):
         n = int(rng.integers(n_min, n_max + 1))
         parts.append((rng.choice(pool, n, replace=False), rng.choice(pool, 2 * (n_max - n))))
-    return _doubled("random_repeat", bos, parts)
+    return _doubled(kind, bos, parts)
+
+
+def frequent_pool(corpus: Int[Tensor, "seq pos"], allowed: Int[np.ndarray, " n_pool"], n: int) -> Int[np.ndarray, " n"]:
+    """The ``n`` most frequent tokens of ``corpus`` among ``allowed`` (ties: the smaller id), for repeats whose tokens
+    each recur at many targets: a token- or class-tied channel can then meet ``min_queries`` held-out targets, which
+    repeats drawn from a whole vocabulary of tens of thousands never give it."""
+    counts = np.bincount(corpus.flatten().numpy(), minlength=int(allowed.max()) + 1)[allowed]
+    order = np.lexsort((allowed, -counts))
+    return np.sort(allowed[order[:n]])
 
 
 def _long(x) -> Tensor:

@@ -34,7 +34,8 @@ class Table:
 
 
 CHANNELS = Table("channels.csv", {
-    "probe": "probe kind: random_repeat, text_repeat, concept_templates or, in the planted world, token_repeat, "
+    "probe": "probe kind: random_repeat, frequent_repeat, text_repeat, concept_templates or, in the planted world, "
+             "token_repeat, "
              "concept_repeat and the token-only concept_control",
     "group": "query group within the probe: planted class, template family, or all",
     "layer": "layer of the head",
@@ -50,19 +51,40 @@ CHANNELS = Table("channels.csv", {
     "null_channel_induction_heldout": "held-out CI expected under the null (target redrawn among the causal keys "
                                       "after BOS, the target included)",
     "lift_heldout": "effect size: held-out CI minus the null's CI",
+    "lift_low": "held-out lift's 95% interval, low end (bootstrap over probe sequences)",
+    "lift_high": "held-out lift's 95% interval, high end",
+    "lift_matched": "held-out CI minus the matched null's CI (the target redrawn among the keys where the key feature "
+                    "is active)",
+    "informative_share": "share of the |value| at the targets on queries where the key feature is active at other keys "
+                         "too (where the matched null can tell anything)",
+    "scale_share": "mean |value| at the targets over the head's score scale there (RMS of its scores over the keys)",
     "softmax_effect": "held-out mean drop of attention to the target when the channel is removed from the scores",
     "p_value": "held-out one-sided permutation p-value",
+    "p_matched": "held-out one-sided p-value under the matched null",
     "n_targets": "held-out queries where the channel is nonzero at the target (>= min_queries on discovery too)",
     "n_queries": "held-out queries where the channel is nonzero on some causal key",
-    "q_value": "Benjamini-Hochberg q-value over every channel tested",
-    "is_cih": "confirmed induction channel: q <= alpha, held-out lift >= min_lift, softmax effect >= min_effect, "
-              ">= min_queries held-out targets",
+    "null_lift_heldout": "held-out lift of the same channel with key features shuffled across positions (the null of "
+                         "the model's lift threshold)",
+    "test": "the test this row belongs to: without rotary positions one feature pair (and sign) for every head, whose "
+            "position statistics cannot differ between heads",
+    "q_value": "Benjamini-Hochberg q-value over every test made (distinct `test`)",
+    "q_matched": "Benjamini-Hochberg q-value of p_matched over the informative channels (informative_share > "
+                 "max_informative_share); empty elsewhere",
+    "is_cih": "confirmed induction channel: q <= alpha, held-out lift >= the model's threshold with its interval "
+              "above 0, softmax effect >= min_effect, scale_share >= min_scale_share, >= min_queries held-out "
+              "targets, and the matched null rejected where informative",
     "query_sink_share": "share of the query feature's activation on BOS / position 0 / special tokens (corpus)",
     "key_sink_share": "the same for the key feature",
     "query_token_share": "share of the query feature's activation on the current token "
                          "that carries most of it (corpus)",
     "key_token_share": "share of the key feature's activation on the previous token that carries most of it (corpus)",
+    "feature_kind": "token when both features carry >= token_share of their activation on one (current / previous) "
+                    "token, multi-token when neither does, mixed otherwise (unknown: a feature never fires)",
     "kind": "confirmed channels only: sink (a feature with sink share >= sink_share), conceptual (confirmed where the "
-            "earlier occurrence is another token of the concept) or token (confirmed on exact repeats)",
+            "earlier occurrence is another token of the concept, or both features span several tokens) or token",
+    "no_repeat_effect": "counted channels of exact-repeat probes: held-out softmax effect at the would-be target "
+                        "when the earlier occurrence of each query's token is replaced (no repeat); an induction "
+                        "channel loses it",
+    "no_repeat_lift": "the same channel's lift without the repeat",
 })
 TESTED = CHANNELS.names[:CHANNELS.names.index("q_value")]  # the search's columns; ``confirm`` adds q_value and is_cih

@@ -29,7 +29,7 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from fra.analysis.stats import channel_statistics, channel_sums, is_candidate, null_rows
+from fra.analysis.stats import channel_statistics, channel_sums, is_candidate, null_terms, score_scale
 from fra.config import ChannelConfig
 from fra.engine import FRA
 from fra.engine.result import segment_sums
@@ -118,23 +118,24 @@ def evaluate(resolved: FRA, rows: AnchorRows, sentence_of: Tensor, n_sentences: 
     causal = torch.arange(C.shape[1])[None] <= q[:, None]
     C = C * causal
     X = C @ W  # [row, sentence]
-    null = null_rows(X, t, pool)
-    on_t = (null.at_target != 0).float()
+    rows_ = null_terms(X, t, pool)
+    on_t = (rows_["obs"] != 0).float()
     S = resolved.scores[0, 0].cpu()[q]  # [row, key]
     anchor_keys = (sentence_of[None] == t[:, None]).float()
     base = (S.softmax(-1) * anchor_keys).sum(1)
     ablated = ((S - C).softmax(-1) * anchor_keys).sum(1)
     present = (C != 0).any(1).float()
-    return channel_sums(m, len(a), obs=null.at_target, null_mean=null.mean, null_var=null.var, log_floor=null.log_floor,
-                        abs_all=(X.abs() * pool).sum(1), abs_t=null.at_target.abs(), mass_t=on_t * mass[n], n_t=on_t,
+    return channel_sums(m, len(a), **rows_, abs_all=(X.abs() * pool).sum(1), abs_t=rows_["obs"].abs(),
+                        mass_t=on_t * mass[n], scale_t=on_t * score_scale(S), n_t=on_t,
                         effect=(base - ablated) * present, n_present=present)
 
 
-def statistics(cands: pd.DataFrame, sums: dict[str, np.ndarray]) -> pd.DataFrame:
-    """Held-out support, anchor share, its null, lift, softmax effect and p-value of each candidate
-    (:func:`fra.analysis.stats.channel_statistics`)."""
-    out = (cands[["layer", "head", "query_feature", "key_feature", "support"]]
-           .rename(columns={"support": "support_discovery"}))
-    held = channel_statistics(sums).rename(columns={"support": "support_heldout", "share": "anchor_share",
-                                                    "null_share": "null_anchor_share", "lift": "lift_heldout"})
+def statistics(cands: pd.DataFrame, sums: dict[str, np.ndarray], n_resamples: int = 0) -> pd.DataFrame:
+    """Held-out support, anchor share, its null, lift (with its interval over traces when ``sums`` holds per-trace
+    sums), softmax effect and p-values of each candidate (:func:`fra.analysis.stats.channel_statistics`)."""
+    out = cands[["layer", "head", "query_feature", "key_feature", "support"]].rename(
+        columns={"support": "support_discovery"})
+    held = channel_statistics(sums, n_resamples).rename(
+        columns={"support": "support_heldout", "share": "anchor_share", "null_share": "null_anchor_share",
+                 "lift": "lift_heldout"})
     return pd.concat([out.reset_index(drop=True), held], axis=1)

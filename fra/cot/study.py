@@ -33,8 +33,9 @@ from torch import Tensor
 from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
+from fra.analysis.channels import NULL_SEED
 from fra.analysis.induction import feature_study
-from fra.analysis.stats import SUMS, confirm, positive
+from fra.analysis.stats import BY_SEQUENCE, SUMS, channel_statistics, confirm, lift_threshold, null_lifts, positive
 from fra.config import ChannelConfig, CotConfig, EngineConfig
 from fra.cot import channels as ch
 from fra.cot.ablation import channel_ablation
@@ -181,8 +182,10 @@ class TraceResolver:
 
 
 def channel_study(att: AttentionStudy, heads: pd.DataFrame, cfg: CotConfig, channel_cfg: ChannelConfig,
-                  resolver: TraceResolver) -> pd.DataFrame:
-    """Candidates on discovery traces, held-out statistics, BH and the criterion, then channel ablation."""
+                  resolver: TraceResolver) -> tuple[pd.DataFrame, float]:
+    """Candidates on discovery traces, held-out statistics (each held-out trace one sample of the lift's bootstrap),
+    the lift threshold from the same candidates with key features shuffled, BH and the criterion, then channel
+    ablation. Returns the table and the threshold."""
     traces = resolver.traces
     rows = {n: ch.anchor_rows(t.sentence_of, len(t.sentences), att.anchors[n], cfg.proximity)
             for n, t in enumerate(traces)}
@@ -196,19 +199,29 @@ def channel_study(att: AttentionStudy, heads: pd.DataFrame, cfg: CotConfig, chan
                          .assign(layer=layer, head=head))
     cands = ch.candidates(ch.pooled_support(parts), channel_cfg, cfg.max_candidates) if parts else pd.DataFrame()
     if cands.empty:
-        return pd.DataFrame(columns=["layer", "head", "query_feature", "key_feature", "confirmed"])
-    tested = []
+        return pd.DataFrame(columns=["layer", "head", "query_feature", "key_feature", "confirmed"]), 0.0
+    tested, null_parts = [], []
     for (layer, head), group in cands.groupby(["layer", "head"], sort=False):
         a, b = torch.tensor(group["query_feature"].to_numpy()), torch.tensor(group["key_feature"].to_numpy())
-        acc = {k: np.zeros(len(group)) for k in SUMS}
-        for n in split["heldout"]:
-            t = traces[n]
-            for k, v in ch.evaluate(resolver.resolved(n, layer, head), rows[n], t.sentence_of, len(t.sentences),
-                                    a, b).items():
+        held = split["heldout"]
+        acc, null = ({k: np.zeros(len(group)) for k in SUMS} for _ in range(2))
+        acc |= {f"{k}_by_seq": np.zeros((len(group), len(held))) for k in BY_SEQUENCE}
+        for i, n in enumerate(held):
+            t, resolved = traces[n], resolver.resolved(n, layer, head)
+            for k, v in ch.evaluate(resolved, rows[n], t.sentence_of, len(t.sentences), a, b).items():
                 acc[k] += v
-        tested.append(ch.statistics(group.reset_index(drop=True), acc))
-    table = confirm(pd.concat(tested, ignore_index=True), channel_cfg, column="confirmed")
-    return _ablate(table, rows, split["heldout"], att.token_kl, resolver, cfg.proximity)
+                if k in BY_SEQUENCE:
+                    acc[f"{k}_by_seq"][:, i] = v
+            shuffled = resolved.with_shuffled_keys(torch.Generator().manual_seed(NULL_SEED + n))
+            for k, v in ch.evaluate(shuffled, rows[n], t.sentence_of, len(t.sentences), a, b).items():
+                null[k] += v
+        tested.append(ch.statistics(group.reset_index(drop=True), acc, channel_cfg.n_bootstrap))
+        null_parts.append(channel_statistics(null)["lift"].to_numpy())
+    table = pd.concat(tested, ignore_index=True)
+    table["null_lift_heldout"] = np.concatenate(null_parts)
+    threshold = lift_threshold(null_lifts(table), channel_cfg)
+    table = confirm(table, channel_cfg, threshold, column="confirmed")
+    return _ablate(table, rows, split["heldout"], att.token_kl, resolver, cfg.proximity), threshold
 
 
 def _ablate(table: pd.DataFrame, rows: dict[int, ch.AnchorRows], heldout: list[int], token_kls: list[Tensor],
@@ -309,7 +322,8 @@ def run(model: HookedTransformer, saes: dict[int, SAE], traces: list[Trace], cor
     kinds = receiver_kinds(att.vertical, [[s.kind for s in t.sentences] for t in traces], cfg.n_anchors)
     chosen = resolved_heads(table, saes, cfg.n_resolved)
     resolver = TraceResolver(model, {layer: saes[layer] for layer in sorted(set(chosen["layer"]))}, traces, engine)
-    channels = relation(channel_study(att, chosen, cfg, channel_cfg, resolver), table, induction)
+    tested, threshold = channel_study(att, chosen, cfg, channel_cfg, resolver)
+    channels = relation(tested, table, induction)
     used = {layer: saes[layer] for layer in sorted(set(channels["layer"]))}
     cards = feature_study(model, used, channels, corpus, sae_spec)[1] if used else {}
     receivers = table[table["is_receiver"]]
@@ -325,7 +339,7 @@ def run(model: HookedTransformer, saes: dict[int, SAE], traces: list[Trace], cor
         "suppression_correlation": _correlations(traces, att, cfg.proximity),
         "resolved_heads": [f"L{layer}H{h}" for layer, h in zip(chosen["layer"], chosen["head"])],
         "resolved_are_receivers": [bool(x) for x in chosen["is_receiver"]],
-        "n_candidates": len(channels), "n_confirmed": len(confirmed),
+        "n_candidates": len(channels), "n_confirmed": len(confirmed), "lift_threshold": threshold,
         "confirmed": [f"L{r.layer}H{r.head} {r.query_feature}x{r.key_feature}" for r in confirmed.itertuples()],
         "receivers_tih": int(receivers["is_tih"].fillna(False).astype(bool).sum()) if "is_tih" in receivers else None,
         "receivers_mean_induction": float(receivers["induction"].mean()) if "induction" in receivers else None,

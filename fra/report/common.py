@@ -29,17 +29,22 @@ MODELS = {
 
 PROBES = {  # probe kind -> what its queries are (fra/analysis/probes.py, fra/world)
     "random_repeat": "exact repeats of random tokens, `[BOS] r r`",
+    "frequent_repeat": "exact repeats of the corpus's most frequent tokens (each meets enough targets for a token "
+                       "channel)",
     "text_repeat": "exact repeats of windows of text from the corpus",
     "token_repeat": "planted world: exact token repeats",
     "concept_repeat": "planted world: concept repeats, one group per conceptual class",
     "concept_control": "planted world: concept repeats moved onto token-only classes (control)",
-    "concept_templates": "language model: templated concept pairs (numbers, capitalisation, synonyms, names)",
+    "concept_templates": "language model: templated concept pairs (capitalisation, synonyms, names, and numbers where "
+                         "the tokenizer writes each as one token: SmolLM2's writes \" 3\" as two, so it has none)",
 }
-SHORT = {"random_repeat": "random", "text_repeat": "text", "token_repeat": "token", "concept_repeat": "concept",
+SHORT = {"random_repeat": "random", "frequent_repeat": "frequent", "text_repeat": "text", "token_repeat": "token",
+         "concept_repeat": "concept",
          "concept_control": "control", "concept_templates": "templates"}  # probe kinds in narrow table cells
-# H1's probe (fra.analysis.induction.EXACT_PROBE, not imported: it would load torch into the paper's kernel),
-# and the concept probes of the planted world and of language models.
+# The figures' exact-repeat probe, H1's probes (fra.analysis.probes.EXACT_PROBES, not imported: it would load torch
+# into the paper's kernel), and the concept probes of the planted world and of language models.
 EXACT, CONCEPTS, CONTROL = "random_repeat", ("concept_repeat", "concept_templates"), "concept_control"
+EXACT_PROBES = ("random_repeat", "frequent_repeat", "text_repeat", "token_repeat")
 TARGET_RECALL, TARGET_FALSE = 0.8, 0.1  # the planted-world targets the method must meet
 HEAD_COLUMNS = ["layer", "head", "induction", "previous_token", "duplicate_token", "is_tih"]
 HYP_COLUMNS = ["layer", "head", "induction", "is_tih", "n_cih", "n_token", "n_conceptual", "n_sink"]

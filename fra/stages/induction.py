@@ -67,8 +67,8 @@ def run(args: argparse.Namespace) -> int:
         study.calibration = calibration(study.channels, world, params.channels)
     study.write(out)
     m = study.metrics
-    print(f"{m['n_channels_tested']} channels tested, {m['n_cih']} confirmed (BH at {m['criterion']['alpha']}, "
-          f"lift >= {m['criterion']['min_lift']})")
+    print(f"{m['n_channels_tested']} channels tested ({m['n_tests']} tests), {m['n_cih']} confirmed (BH at "
+          f"{m['criterion']['alpha']}, lift >= {m['criterion']['lift_threshold']:.4g}, this model's threshold)")
     print(f"H1 {m['H1']['answer']}: {m['H1']['n_tih_with_cih']}/{m['H1']['n_tih']} TIH with a confirmed channel")
     print(f"H2 {m['H2']['answer']}: {m['H2']['n_non_tih_with_cih']}/{m['H2']['n_non_tih']} non-TIH heads with one")
     for kind, c in m.get("controls", {}).items():

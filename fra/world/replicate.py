@@ -24,7 +24,7 @@ from fra.saes.training import train_layers
 from fra.world.corpus import generate
 from fra.world.probes import world_probes
 from fra.world.train import build_model, curriculum_data, train
-from fra.world.truth import planted_recall
+from fra.world.truth import calibration, planted_recall
 
 CORPUS_SEQUENCES = 256  # held-out sequences for text probes and cards, as `fra induction --corpus` takes
 
@@ -95,7 +95,13 @@ def studied(params: Params, done: Trained) -> dict:
             world_probes(world, cfg.n_heldout, seed=cfg.seed * 2 + 1)))
         study = run(model, saes, params, probes, corpus, checks=False)
     planted = planted_recall(study.channels, world)
-    return {**done.row, "sae_variance_explained": min(s["variance_explained"] for s in summary.values()),
+    curve = calibration(study.channels, world, params.channels)
+    return {**done.row,
+            "calibration": curve[["lift_null_factor", "recall_conceptual",
+                                  "false_discovery_token_only"]].to_dict("list"),
+            "sae_variance_explained": min(s["variance_explained"] for s in summary.values()),
+            "lift_threshold": round(study.metrics["criterion"]["lift_threshold"], 6),
+            "n_cih": study.metrics["n_cih"], "n_cih_tests": study.metrics["n_cih_tests"],
             "recall_conceptual": planted["recall_conceptual"], "n_conceptual": planted["n_conceptual"],
             "false_discoveries": len(planted["token_only_found"]), "n_token_only": planted["n_token_only_tested"],
             "H1": study.metrics["H1"]["answer"], "H2": study.metrics["H2"]["answer"]}

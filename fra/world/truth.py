@@ -9,7 +9,7 @@ import json
 import pandas as pd
 
 from fra.analysis.kinds import is_sink
-from fra.analysis.stats import confirm
+from fra.analysis.stats import confirm, lift_threshold, null_lifts
 from fra.config import ChannelConfig, WorldConfig
 from fra.errors import FRAError
 from fra.io import read_json
@@ -17,7 +17,7 @@ from fra.world.corpus import ground_truth
 from fra.world.probes import token_only_classes
 
 TRUTH_KEYS = ("d_vocab", "bos_id", "n_conceptual", "classes", "tokens")  # of fra.world.corpus.ground_truth
-LIFT_GRID = tuple(round(0.05 * n, 2) for n in range(11))  # min_lift values of the calibration curve
+FACTOR_GRID = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0)  # lift_null_factor values of the curve
 
 
 def planted_recall(channels: pd.DataFrame, world: WorldConfig) -> dict:
@@ -37,18 +37,21 @@ def planted_recall(channels: pd.DataFrame, world: WorldConfig) -> dict:
 
 
 def calibration(channels: pd.DataFrame, world: WorldConfig, cfg: ChannelConfig) -> pd.DataFrame:
-    """Planted recall and false discoveries of ``channels`` re-confirmed at every ``min_lift`` of :data:`LIFT_GRID`
-    (the other thresholds as in ``cfg``): the curve the frozen ``min_lift`` was read from."""
+    """Planted recall and false discoveries of ``channels`` re-confirmed at every ``lift_null_factor`` of
+    :data:`FACTOR_GRID` (the other parts of the rule as in ``cfg``), with the lift threshold each factor gives on
+    this model: the curve the factor is read from on the tuning worlds (README)."""
     sink = is_sink(channels, cfg)
     rows = []
-    for lift in LIFT_GRID:
-        again = confirm(channels.drop(columns=["q_value", "is_cih"]), dataclasses.replace(cfg, min_lift=lift))
+    for factor in FACTOR_GRID:
+        rule = dataclasses.replace(cfg, lift_null_factor=factor)
+        threshold = lift_threshold(null_lifts(channels), rule)
+        again = confirm(channels.drop(columns=["q_value", "q_matched", "is_cih"]), rule, threshold)
         again["kind"] = sink.map({True: "sink", False: ""})
         p = planted_recall(again, world)
-        rows.append({"min_lift": lift, "recall_conceptual": p["recall_conceptual"],
+        rows.append({"lift_null_factor": factor, "lift_threshold": threshold,
+                     "recall_conceptual": p["recall_conceptual"],
                      "false_discovery_token_only": p["false_discovery_token_only"],
-                     "n_confirmed": int((again["is_cih"] & ~sink).sum()),
-                     "frozen": lift == round(cfg.min_lift, 2)})
+                     "n_confirmed": int((again["is_cih"] & ~sink).sum()), "chosen": factor == cfg.lift_null_factor})
     return pd.DataFrame(rows)
 
 

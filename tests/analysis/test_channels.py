@@ -6,7 +6,7 @@ import torch
 from fra.analysis.cache import ProbeCache
 from fra.analysis.channels import _best, _best_per_column, candidates, dense_sums, discover, evaluate, row_sums, search
 from fra.analysis.probes import repeated_random
-from fra.analysis.stats import confirm
+from fra.analysis.stats import confirm, lift_threshold
 from fra.config import ChannelConfig, EngineConfig, ParallelConfig
 from fra.engine import FEATURE_PAIRS, resolve
 from tests.conftest import make_model, make_sae
@@ -137,22 +137,23 @@ def test_random_model_yields_no_confirmed_channels():
     cfg = ChannelConfig(min_support=0.003, min_queries=1, min_effect=0.0, batch_size=4)
     found = search(model, {1: sae}, disc, held, cfg, EngineConfig())
     table, heads = found.table, found.attention
-    table = confirm(table, cfg)
+    table = confirm(table, cfg, lift_threshold(table["null_lift_heldout"], cfg))
     assert len(table) > 0 and not table["is_cih"].any()
     assert (heads["attention_to_target"] < 0.2).all()
 
 
-def test_confirm_applies_bh_and_requires_a_real_effect():
-    table = pd.DataFrame({"p_value": [1e-6, 1e-6, 1e-6, 0.04, 0.9, 1e-9],
-                          "softmax_effect": [0.1, -0.1, 0.005, 0.1, 0.1, 0.1],
-                          "lift_heldout": [0.5, 0.5, 0.5, 0.5, 0.5, 0.05], "n_targets": [9] * 6})
-    out = confirm(table, ChannelConfig(alpha=0.05, min_effect=0.01, min_queries=5, min_lift=0.2))
-    np.testing.assert_allclose(out["q_value"], [6e-6 / 4] * 3 + [0.048, 0.9, 6e-9])
-    # tiny softmax effect, or a lift below min_lift however small p is: not confirmed
-    assert out["is_cih"].tolist() == [True, False, False, True, False, False]
-    assert confirm(table, ChannelConfig(min_lift=0.01))["is_cih"].iloc[5]
-    table.loc[0, "n_targets"] = 2
-    assert not confirm(table, ChannelConfig(min_queries=5))["is_cih"][0]  # too few held-out targets
+def test_search_tests_a_feature_pair_once_where_heads_cannot_differ():
+    """Without rotary positions a pair's position statistics are one head-independent test; with them, one per head."""
+    disc, held = (repeated_random(np.arange(1, 50), 0, 6, 5, 12, seed=s) for s in (0, 1))
+    cfg = ChannelConfig(min_support=0.001, min_queries=1, batch_size=3)
+    for norm, positions, per_head in (("LN", "standard", False), ("RMS", "rotary", True)):
+        model, sae = make_model(norm, positions, seed=4, n_ctx=64), make_sae(seed=4)
+        table = search(model, {1: sae}, disc, held, cfg, EngineConfig()).table
+        shared = table.groupby("test")["head"].nunique()
+        assert (shared > 1).any() != per_head
+        for _, rows in table[table["test"].isin(shared[shared > 1].index)].groupby("test"):
+            np.testing.assert_allclose(rows["lift_heldout"], rows["lift_heldout"].iloc[0], rtol=1e-4, atol=1e-6)
+        assert table["null_lift_heldout"].notna().all() and (table["lift_low"] <= table["lift_high"]).all()
 
 
 @pytest.mark.parametrize("positions", ["standard", "rotary", "shortformer"])

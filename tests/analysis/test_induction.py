@@ -11,7 +11,7 @@ from fra.analysis import causal
 from fra.analysis.causal import causal_effects
 from fra.analysis.induction import answers, hypotheses, probe_sets, run
 from fra.analysis.schema import CHANNELS
-from fra.analysis.stats import benjamini_hochberg
+from fra.analysis.stats import q_values
 from fra.cli import main
 from fra.config import (
     ChannelConfig,
@@ -37,7 +37,7 @@ WORLD = WorldConfig(n_classes=8, class_size=3, n_filler=16, n_conceptual=4, seq_
 PARAMS = Params(
     world=WORLD, heads=HeadScoreConfig(n_rep=20, offsets=(10,), batch_size=8),
     induction=InductionConfig(n_discovery=12, n_heldout=12, repeat_min=5, repeat_max=20),
-    channels=ChannelConfig(min_support=1e-4, min_queries=1, max_candidates=3, batch_size=6, min_lift=0.0),
+    channels=ChannelConfig(min_support=1e-4, min_queries=1, max_candidates=3, batch_size=6, lift_null_factor=0.0),
 )
 
 
@@ -73,9 +73,11 @@ def test_run_tables_are_consistent(study):
     heads, channels, hyp, m = res.heads, res.channels, res.hypotheses, res.metrics
     assert len(heads) == 4 and (heads["is_tih"] == (heads["induction"] >= 0.4)).all()
     assert list(channels.columns) == CHANNELS.names
-    assert set(channels["probe"]) == {"random_repeat", "text_repeat", "token_repeat", "concept_repeat",
-                                      "concept_control"}
-    np.testing.assert_allclose(channels["q_value"], benjamini_hochberg(channels["p_value"].to_numpy()))
+    assert set(channels["probe"]) == {"random_repeat", "frequent_repeat", "text_repeat", "token_repeat",
+                                      "concept_repeat", "concept_control"}
+    np.testing.assert_allclose(channels["q_value"], q_values(channels))
+    per_test = channels.groupby("test")
+    assert (per_test["q_value"].nunique() == 1).all() and m["n_tests"] == channels["test"].nunique()
     assert (channels["support"] >= 1e-4).all() and channels["layer"].eq(1).all()
     assert channels.groupby(["probe", "group", "head"]).size().max() <= 3
     assert set(channels.loc[channels["probe"] == "concept_control", "group"]) <= {f"class{c:02d}" for c in range(4, 8)}
@@ -86,7 +88,8 @@ def test_run_tables_are_consistent(study):
     np.testing.assert_allclose(channels["lift_heldout"],
                                channels["channel_induction_heldout"] - channels["null_channel_induction_heldout"],
                                atol=1e-9)
-    assert (channels.loc[channels["is_cih"], "lift_heldout"] >= PARAMS.channels.min_lift).all()
+    assert (channels.loc[channels["is_cih"], "lift_heldout"] >= m["criterion"]["lift_threshold"]).all()
+    assert (channels.loc[channels["is_cih"], "lift_low"] > 0).all()
     assert set(channels.loc[channels["is_cih"], "kind"]) <= {"sink", "token", "conceptual"}
     assert (channels.loc[~channels["is_cih"], "kind"].fillna("") == "").all()
     assert m["max_residual"] < 1e-4
@@ -147,13 +150,27 @@ def test_hypotheses_leave_out_sink_channels_and_count_kinds():
     assert a["H1"]["answer"] == "yes" and a["H2"]["answer"] == "no"
 
 
+def test_every_probe_asked_is_answered_even_without_a_confirmed_channel():
+    heads = pd.DataFrame({"layer": [1, 1], "head": [0, 1], "induction": [0.9, 0.1], "is_tih": [True, False]})
+    row = dict(layer=1, group="all", q_value=0.001, lift_heldout=0.5, softmax_effect=0.1, query_feature=1,
+               key_feature=2)
+    channels = pd.DataFrame([{**row, "head": 0, "probe": "random_repeat", "is_cih": True, "kind": "token"},
+                             {**row, "head": 1, "probe": "frequent_repeat", "is_cih": False, "kind": ""}])
+    hyp = hypotheses(heads, channels, [1])
+    assert hyp["n_cih_frequent_repeat"].tolist() == [0, 0]
+    a = answers(hyp)
+    assert a["H1"]["by_probe"]["frequent_repeat"] == {"n_tih_with_cih": 0, "answer": "no"}
+    assert a["H1"]["by_probe"]["random_repeat"]["answer"] == "yes" and a["H1"]["answer"] == "yes"
+    assert a["H2"]["by_probe"]["frequent_repeat"]["answer"] == "no"
+
+
 def test_controls_and_causal_test(study, tiny):
     controls, causal, m = study.controls, study.causal, study.metrics
     assert set(controls["control"]) == {"random_sae", "shuffled_keys"}
     for kind, c in m["controls"].items():
         rows = controls[controls["control"] == kind]
         assert c["n_tested"] == len(rows) and c["n_confirmed"] == int(rows["is_cih"].sum())
-        np.testing.assert_allclose(rows["q_value"], benjamini_hochberg(rows["p_value"].to_numpy()))
+        np.testing.assert_allclose(rows["q_value"], q_values(rows))  # BH over the control's own tests
     assert len(causal) == int(study.channels["is_cih"].sum()) == m["causal"]["n_channels"]
 
 

@@ -65,8 +65,10 @@ def test_candidates_and_confirm_follow_the_criterion():
     cands = ch.candidates(table, cfg, 5)
     assert 0 < len(cands) <= 5 and (cands["support"] >= 0.001).all() and cands["support"].is_monotonic_decreasing
     a, b = torch.tensor(cands["query_feature"].to_numpy()), torch.tensor(cands["key_feature"].to_numpy())
-    stats = confirm(ch.statistics(cands, ch.evaluate(fra, rows, sentence_of, S, a, b)), cfg, column="confirmed")
+    stats = confirm(ch.statistics(cands, ch.evaluate(fra, rows, sentence_of, S, a, b)), cfg, 0.1, column="confirmed")
     assert stats["p_value"].between(0, 1).all() and (stats["q_value"] >= stats["p_value"] - 1e-12).all()
-    expected = ((stats["q_value"] <= cfg.alpha) & (stats["lift_heldout"] >= cfg.min_lift)
-                & (stats["softmax_effect"] >= cfg.min_effect) & (stats["n_targets"] >= cfg.min_queries))
+    expected = ((stats["q_value"] <= cfg.alpha) & (stats["lift_heldout"] >= 0.1) & (stats["lift_low"] > 0)
+                & (stats["softmax_effect"] >= cfg.min_effect) & (stats["n_targets"] >= cfg.min_queries)
+                & (stats["scale_share"] >= cfg.min_scale_share)
+                & ((stats["informative_share"] <= cfg.max_informative_share) | (stats["q_matched"] <= cfg.alpha)))
     assert stats["confirmed"].equals(expected)

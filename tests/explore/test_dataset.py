@@ -49,10 +49,15 @@ def fixture_csv(path, resolved, n_extra: int = 24, seed: int = 0) -> pd.DataFram
                                  "support_heldout": rng.uniform(),
                                  "channel_induction_heldout": ind if rng.random() > 0.2 else np.nan,
                                  "null_channel_induction_heldout": 0.05, "lift_heldout": ind - 0.05,
-                                 "softmax_effect": rng.normal(), "p_value": q / 3,
-                                 "n_targets": int(rng.integers(5, 40)), "n_queries": 60, "q_value": q, "is_cih": cih,
+                                 "lift_low": ind - 0.1, "lift_high": ind, "lift_matched": ind - 0.1,
+                                 "informative_share": 0.1, "scale_share": 0.05,
+                                 "softmax_effect": rng.normal(), "p_value": q / 3, "p_matched": q,
+                                 "n_targets": int(rng.integers(5, 40)), "n_queries": 60, "null_lift_heldout": 0.01,
+                                 "test": f"{a}-{b}", "q_value": q, "q_matched": np.nan, "is_cih": cih,
                                  "query_sink_share": 0.6 if sink else 0.1, "key_sink_share": 0.1,
-                                 "query_token_share": 0.3, "key_token_share": 0.2, "kind": kind, "notes": "extra"})
+                                 "query_token_share": 0.3, "key_token_share": 0.2, "feature_kind": "multi-token",
+                                 "kind": kind, "no_repeat_effect": np.nan, "no_repeat_lift": np.nan,
+                                 "notes": "extra"})
     df = pd.DataFrame(rows)
     assert list(df.columns[:-1]) == CHANNELS.names
     df.to_csv(path, index=False)

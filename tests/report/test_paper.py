@@ -14,8 +14,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fra.analysis.induction import EXACT_PROBE, hypotheses, summary
-from fra.analysis.kinds import classify
+from fra.analysis.induction import hypotheses, summary
+from fra.analysis.kinds import classify, with_shares
+from fra.analysis.power import summary as power_summary
 from fra.analysis.schema import CHANNELS
 from fra.analysis.schema import TESTED as COLUMNS
 from fra.analysis.stats import confirm
@@ -30,6 +31,7 @@ WORLD = WorldConfig(n_classes=8, class_size=3, n_filler=16, n_conceptual=4, seq_
                     segment_max=8, gap_max=6, lead_max=2)
 ALPHA = 0.05
 CRITERION = ChannelConfig(alpha=ALPHA, min_effect=0.01)
+THRESHOLD = 0.2  # the lift threshold a model's null gave (metrics.json criterion.lift_threshold)
 TERMS = {"feat·feat": 0.55, "feat·b_dec": 0.05, "feat·error": 0.1, "feat·bias": 0.04, "feat·pos": 0.06,
          "b_dec·feat": 0.03, "error·feat": 0.07, "error·error": 0.02, "bias·bias": 0.01, "pos·pos": 0.07}
 
@@ -38,7 +40,9 @@ def channel(probe, group, head, a, b, p, effect, ci):
     return {"probe": probe, "group": group, "layer": 1, "head": head, "query_feature": a, "key_feature": b,
             "support": 0.1, "channel_induction_discovery": ci + 0.05, "p_discovery": p / 2, "support_heldout": 0.09,
             "channel_induction_heldout": ci, "null_channel_induction_heldout": 0.02, "lift_heldout": ci - 0.02,
-            "softmax_effect": effect, "p_value": p, "n_targets": 100, "n_queries": 120}
+            "lift_low": ci - 0.07, "lift_high": ci + 0.01, "lift_matched": ci - 0.03, "informative_share": 0.1,
+            "scale_share": 0.05, "softmax_effect": effect, "p_value": p, "p_matched": p, "n_targets": 100,
+            "n_queries": 120, "null_lift_heldout": 0.05, "test": f"{probe}/{group}/{head}/{a}-{b}"}
 
 
 def profiles(raw: pd.DataFrame, sinks: tuple[int, ...] = ()) -> pd.DataFrame:
@@ -48,15 +52,16 @@ def profiles(raw: pd.DataFrame, sinks: tuple[int, ...] = ()) -> pd.DataFrame:
     feats = pd.concat([feats,
                        raw[["layer", "key_feature"]].rename(columns={"key_feature": "feature"})]).drop_duplicates()
     return feats.assign(firing_rate=0.05, sink_share=[0.9 if f in sinks else 0.01 for f in feats.feature],
-                        token_share=0.4, prev_token_share=0.3)
+                        token_share=0.8, prev_token_share=0.7)  # token features: the probe decides the kind
 
 
 def study_tables(raw: pd.DataFrame, heads: pd.DataFrame, layers: list[int], exactness: dict, sinks=()) -> tuple:
     """channels, features, hypotheses and metrics through the pipeline's own confirm / classify / summary."""
     feats = profiles(raw, sinks)
-    channels = classify(confirm(raw, CRITERION), feats, CRITERION)[CHANNELS.names]
+    confirmed = confirm(with_shares(raw, feats, CRITERION), CRITERION, THRESHOLD)
+    channels = classify(confirmed, CRITERION).reindex(columns=CHANNELS.names)
     hyp = hypotheses(heads, channels, layers)
-    metrics = summary(channels, hyp, exactness, layers, Params(channels=CRITERION))
+    metrics = summary(channels, hyp, exactness, layers, Params(channels=CRITERION), THRESHOLD)
     confirmed = channels[channels.is_cih]
     causal = confirmed[["probe", "group", "layer", "head", "query_feature", "key_feature"]].assign(
         n_queries=50, attention_drop=confirmed.softmax_effect.to_numpy(),
@@ -97,9 +102,13 @@ def toy_results(ground_truth_ok: bool = False) -> dict[str, tuple[str, str]]:
                                       "concept_control")}}
     channels, feats, hyp, metrics, causal = study_tables(raw, heads, [1], exactness)
     metrics["planted"] = planted_recall(channels, WORLD)
-    calibration = pd.DataFrame({"min_lift": [0.0, 0.1, 0.2, 0.3], "recall_conceptual": [0.5, 0.25, 0.25, 0.25],
+    calibration = pd.DataFrame({"lift_null_factor": [0.0, 1.0, 2.0, 3.0], "lift_threshold": [0.0, 0.1, 0.2, 0.3],
+                                "recall_conceptual": [0.5, 0.25, 0.25, 0.25],
                                 "false_discovery_token_only": [0.25, 0.0, 0.0, 0.0], "n_confirmed": [5, 3, 3, 3],
-                                "frozen": [False, False, True, False]})
+                                "chosen": [False, False, True, False]})
+    seeds_calibration = pd.DataFrame({"world_seed": 23, "train_seed": 23, "role": "tuning",
+                                      "lift_null_factor": [0.0, 1.0, 2.0, 3.0], "recall_conceptual": 1.0,
+                                      "false_discovery_token_only": [0.5, 0.25, 0.0, 0.0]})
     attention = pd.DataFrame([
         {"probe": probe, "group": group, "layer": 1, "head": h,
          "attention_to_target": (0.8 if h < 2 else 0.1) * (0.5 if probe.startswith("concept") else 1.0)}
@@ -126,14 +135,18 @@ def toy_results(ground_truth_ok: bool = False) -> dict[str, tuple[str, str]]:
                    "dead_fraction": 0.95, "n_tokens": 64000,
                    "feature_kinds": {"current": 10, "previous": 9, "mixed": 30, "dead": 975}}}
     csv = lambda df: df.to_csv(index=False, float_format="%.6g")  # noqa: E731 (as fra induction writes them)
-    seeds = pd.DataFrame({"world_seed": [21, 22], "train_seed": [21, 22], "acc_token_repeat": [0.98, 0.97],
-                          "acc_concept_repeat": [0.97, 0.96], "best_induction_head": ["L1H0", "L1H2"],
-                          "best_induction_min": [0.89, 0.93], "previous_token_score": [0.48, 0.37],
-                          "ground_truth_ok": [True, False], "recall_conceptual": [1.0, None], "n_conceptual": [4, None],
-                          "false_discoveries": [1, None], "n_token_only": [4, None]})
+    seeds = pd.DataFrame({"world_seed": [21, 22, 23], "train_seed": [21, 22, 23],
+                          "role": ["validation", "validation", "tuning"], "acc_token_repeat": [0.98, 0.97, 0.98],
+                          "acc_concept_repeat": [0.97, 0.96, 0.97], "best_induction_head": ["L1H0", "L1H2", "L1H1"],
+                          "best_induction_min": [0.89, 0.93, 0.9], "previous_token_score": [0.48, 0.37, 0.5],
+                          "ground_truth_ok": [True, False, True], "recall_conceptual": [1.0, None, 0.75],
+                          "n_conceptual": [4, None, 4], "false_discoveries": [1, None, 0], "n_token_only": [4, None, 4],
+                          "lift_threshold": [0.21, 0.19, 0.2], "n_cih": [30, 25, 28], "H1": ["yes", "no", "yes"],
+                          "H2": ["no", "no", "no"]})
     return {
         "results/toy/seeds.csv": ("toy_seeds", csv(seeds)),
         "results/toy/seeds.json": ("toy_seeds", json.dumps(pooled(seeds))),
+        "results/toy/seeds_calibration.csv": ("toy_seeds", csv(seeds_calibration)),
         "results/toy/train_metrics.json": ("toy_train", json.dumps(train)),
         "results/toy/train_heads.csv": ("toy_train", csv(train_heads)),
         "results/toy/saes.json": ("toy_saes", json.dumps(saes)),
@@ -179,7 +192,9 @@ def lm_results() -> dict[str, tuple[str, str]]:
         {**channel("text_repeat", "all", 1, 4, 40, 0.4, 0.0, 0.1), "layer": 17},
         {**channel("random_repeat", "all", 1, 0, 0, 1e-9, 0.2, 0.5), "layer": 17},  # a sink channel: not counted
     ], columns=COLUMNS)
-    attention = pd.DataFrame([{"probe": probe, "group": "all", "layer": layer, "head": h, "attention_to_target": 0.3}
+    attention = pd.DataFrame([{"probe": probe, "group": "all", "layer": layer, "head": h, "attention_to_target": 0.3,
+                               "pair_share_at_target": 0.4 + 0.1 * h, "error_share_at_target": 0.3,
+                               "other_share_at_target": 0.3 - 0.1 * h}
                               for probe in ("random_repeat", "text_repeat", "concept_templates")
                               for layer in (17, 18) for h in range(3)])
     exactness = {f"L{layer}": {probe: {"max_residual": 3e-5, "max_abs_score": 31.0, "shares": TERMS,
@@ -199,6 +214,7 @@ def lm_results() -> dict[str, tuple[str, str]]:
                  for layer in (17, 18)}
     cards = {f"L{layer}": {str(f): {"top": [[4.0, ["one", ","], " two", []]], "neuronpedia": None}
                            for f in (3, 4, 7, 33, 40, 70)} for layer in (17, 18)}
+    plants = planted_channels()
     csv = lambda df: df.to_csv(index=False, float_format="%.6g")  # noqa: E731
     return {
         "results/smollm2/corpus.json": ("lm_corpus@smollm2", json.dumps(corpus)),
@@ -211,7 +227,27 @@ def lm_results() -> dict[str, tuple[str, str]]:
         "results/smollm2/channel_features.json": ("lm_induction@smollm2", json.dumps(cards)),
         "results/smollm2/metrics.json": ("lm_induction@smollm2", json.dumps(metrics)),
         "results/smollm2/causal.csv": ("lm_induction@smollm2", csv(causal)),
+        "results/smollm2/power/power.csv": ("lm_power@smollm2", csv(plants)),
+        "results/smollm2/power/power.json": ("lm_power@smollm2", json.dumps(
+            {"heads": [["tih", 18, 2], ["same_layer", 18, 0]], **power_summary(plants, channels, ALPHA)})),
     }
+
+
+def planted_channels() -> pd.DataFrame:
+    """power.csv as ``fra power`` writes it: two heads, 2 induction and 1 control pair each, three strengths; the
+    induction plants are found from strength 0.1 in the TIH and only at 1.0 in the other head, no control is."""
+    rows = []
+    for role, head in (("tih", 2), ("same_layer", 0)):
+        for kind, a, b in (("induction", 1, 2), ("induction", 3, 4), ("control", 5, 6)):
+            for strength in (0.01, 0.1, 1.0):
+                found = kind == "induction" and strength >= (0.1 if role == "tih" else 1.0)
+                rows.append({"probe": "text_repeat", "role": role, "layer": 18, "head": head, "pair_kind": kind,
+                             "query_feature": a, "key_feature": b, "strength": strength, "beta": 2 * strength,
+                             "follows": 0.9 if kind == "induction" else 0.0, "candidate": strength > 0.01,
+                             "confirmed": found, "support": 0.05, "lift": 0.1, "lift_low": 0.05,
+                             "softmax_effect": strength / 4, "q_value": 1e-5, "n_targets": 20,
+                             "others_confirmed": 0})
+    return pd.DataFrame(rows)
 
 
 def gpt2_results() -> dict[str, tuple[str, str]]:
@@ -230,7 +266,8 @@ def gpt2_results() -> dict[str, tuple[str, str]]:
         {**channel("text_repeat", "all", 3, 4, 40, 0.4, 0.0, 0.1), "layer": 0},
     ], columns=COLUMNS)
     probes = ("random_repeat", "text_repeat", "concept_templates")
-    attention = pd.DataFrame([{"probe": probe, "group": "all", "layer": layer, "head": h, "attention_to_target": 0.2}
+    attention = pd.DataFrame([{"probe": probe, "group": "all", "layer": layer, "head": h, "attention_to_target": 0.2,
+                               "pair_share_at_target": 0.5, "error_share_at_target": 0.3, "other_share_at_target": 0.2}
                               for probe in probes for layer in layers for h in range(12)])
     exactness = {f"L{layer}": {probe: {"max_residual": 5e-5, "max_abs_score": 20.0, "shares": TERMS,
                                        "share_with_error": 0.25, "mean_active_features": 40.0}
@@ -277,7 +314,7 @@ def test_fixture_schema_is_the_pipelines():
     channels = pd.read_csv(pd.io.common.StringIO(files["results/toy/channels.csv"][1]))
     assert list(channels.columns) == CHANNELS.names
     metrics = json.loads(files["results/toy/metrics.json"][1])
-    assert (metrics["H1"]["answer"], metrics["H2"]["answer"]) == ("no", "yes") and EXACT_PROBE == "random_repeat"
+    assert (metrics["H1"]["answer"], metrics["H2"]["answer"]) == ("no", "yes")
 
 
 def test_hypotheses_are_stated_and_answered_the_right_way_round(paper):
@@ -291,14 +328,15 @@ def test_hypotheses_are_stated_and_answered_the_right_way_round(paper):
     # a table, not text
     assert "every TIH has a confirmed CIH channel on exact repeats (random_repeat) | TIH" not in page
     assert re.search(r"<td[^>]*>H1</td>\s*<td[^>]*>every TIH has a confirmed CIH channel", html)
-    assert "H2 confirmations in detail (min_lift = 0.2, min_effect = 0.01) — L1H2: 1 channel on concept_repeat" in page
+    assert ("H2 confirmations in detail (lift threshold 0.2, min_effect = 0.01) — L1H2: 1 channel on concept_repeat"
+            in page)
     assert re.search(r"<td[^>]*>H2</td>\s*<td[^>]*>some non-TIH head has a confirmed CIH channel", html)
 
 
 def test_method_parameters_exactness_and_planted_world_come_from_the_results(paper):
     _, _, html = paper
     page = text(html)
-    assert re.search(r"<td[^>]*>Toy model \(planted world\)</td>(\s*<td[^>]*>[^<]*</td>){7}\s*<td[^>]*>1</td>", html)
+    assert re.search(r"<td[^>]*>Toy model \(planted world\)</td>(\s*<td[^>]*>[^<]*</td>){9}\s*<td[^>]*>1</td>", html)
     assert re.search(r"<th[^>]*>min queries</th>", html)  # a header breaks between words
     assert "the largest residual over all layers and probe kinds is 2.4e-06" in page
     assert "Ground-truth check: failed (ground_truth_ok = False)" in page and "cannot validate the method" in page
@@ -306,7 +344,8 @@ def test_method_parameters_exactness_and_planted_world_come_from_the_results(pap
     assert "explain 0.66 of the variance of its input, with an L0 (mean active features per token) of 7.8" in page
     assert "results/engine/exactness.json" not in html
     assert "min_queries = 5 induction targets on both the discovery and the held-out probes" in page
-    assert "the smallest min_lift on a 0.05 grid without false discoveries is 0.1" in page
+    assert "the smallest factor on the grid without a false discovery on any of them is 2" in page
+    assert "lift_null_factor = 2 (dashed) gives the main seed a lift threshold of 0.2, recall 0.25" in page
     assert "the pipeline classifies every head as built" in page and "0 of the 4 channels random_sae tested" in page
 
 
@@ -321,13 +360,15 @@ def test_results_sections_tables_figures_cards_and_absent_models(paper):
     assert "Over all models the negative controls confirm 0 of the 40 channels they test" in page
     assert "planted-world label current:c00" in page and "c00m2" in page and "\\*odd\\*" not in page
     assert 'href="../../results/toy/explorer/channels.html"' in html
-    assert page.count("Results not available") == 2  # the toy ablation and the chain-of-thought study (no fixtures)
+    # the toy ablation, the chain-of-thought study and GPT-2's planted channels (no fixtures)
+    assert page.count("Results not available") == 3 and "<code>results/gpt2-small/power/power.csv</code>" in html
     assert "<code>results/smollm2/cot/metrics.json</code>" in html
-    assert "1 of 2 pass the ground-truth check" in page and "finds 4 of 4 conceptual classes" in page
+    assert "2 of 3 pass the ground-truth check" in page and "the search finds 4 of 4 conceptual classes" in page
     assert "<code>results/toy_ablation/metrics.json</code>" in html
     manifest = json.loads(built.manifest.read_text())
     assert {f["label"] for f in manifest["figures"]} == {
-        "fig-exactness", "fig-toy-training", "fig-toy-heads", "fig-toy-ci", "fig-toy-attention", "fig-toy-calibration",
+        "fig-exactness", "fig-smollm2-power", "fig-toy-training", "fig-toy-heads", "fig-toy-ci", "fig-toy-attention",
+        "fig-toy-calibration",
         "fig-causal", "fig-smollm2-heads", "fig-smollm2-ci", "fig-smollm2-attention", "fig-gpt2-small-heads",
         "fig-gpt2-small-hypotheses-grid", "fig-gpt2-small-ci", "fig-gpt2-small-attention"}
     assert {t["label"] for t in manifest["tables"]} >= {
@@ -391,23 +432,24 @@ def test_abstract_discussion_and_conclusion_state_the_findings(paper):
     page = text(html)
     assert "terms sum to the model’s own scores to within 5e-05 (floating-point rounding)" in page
     assert ("the search finds a channel for 1 of 4 planted concept classes with 0 false discoveries among 4 token-only "
-            "controls (on fresh seeds: recall 1") in page
+            "controls (on fresh seeds nobody tuned on: recall 1") in page
     assert "it classifies the heads of a hand-compiled model as built; the negative controls confirm 0 of the" in page
     assert ("On SmolLM2-135M (every head of 2 layers, 1 token induction head), 1 of the 1 token induction heads have a "
             "confirmed channel on repeated random tokens (H1: yes) and 0 on repeated text; 1 of 5 other heads have one "
             "(H2: yes). 1 head has a conceptual channel, and removing a confirmed channel measurably lowers the "
             "induction token’s probability for 2 of the 3 confirmed channels.") in page
     assert "On GPT-2 small (every head of 3 layers, 2 token induction heads), 1 of the 2" in page
-    assert ("H1 and the probe (GPT-2 small). H1 is asked on repeats of random tokens, where 1 of the 2 token induction "
-            "heads have a confirmed channel; on repeats of ordinary text 0 do, so asked there H1 would be answered "
-            "‘no’") in page
+    assert ("H1 and the probe (GPT-2 small). On repeats of random tokens 1 of the 2 token induction heads have a "
+            "confirmed channel; on repeats of ordinary text 0 do, so asked on one probe alone H1 would be answered "
+            "‘no’ and ‘no’") in page
     assert "on random repeats than on text repeats in 0 of 2 resolved layers (mean 0.3 against 0.3)" in page
     assert "That fits one explanation" not in page  # more channels on random tokens than on text: no SAE-mismatch story
     assert ("On templated concept pairs (concept_templates) the token induction heads attend to the induction target "
             "with mean attention 0.3") in page and "1 of the 1 candidate channels on these probes are confirmed" in page
-    assert "0 candidates of SmolLM2-135M meet every other condition and miss it by less than 0.05" in page
+    assert ("Its own null sets SmolLM2-135M’s lift threshold at 0.2 (2 × the 99th percentile of its null lifts). 0 "
+            "candidates meet every other condition and miss it by less than a factor 2") in page
     assert ("In SmolLM2-135M it finds conceptual channels in 1 head: 1 of 1 token induction heads resolve into a "
-            "confirmed channel on random repeats, and 1 other head does on some probe.") in page
+            "confirmed channel on exact repeats, and 1 other head does on some probe.") in page
     assert "with no uncommitted code" in page and "Draft" not in page
 
 

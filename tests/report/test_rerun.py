@@ -37,6 +37,17 @@ def test_tables_match_rows_by_their_keys_and_report_flips():
     assert fewer.rows_old_only == 1 and any("is_cih true only in the old" in f for f in fewer.flips)
 
 
+def test_missing_labels_on_both_sides_are_no_flip(tmp_path):
+    """A CSV read back gives pandas string columns, which keep NaN through astype(str): NaN on both sides is the
+    same decision (an unconfirmed channel has no kind), NaN against a label is a flip."""
+    old = pd.DataFrame({"layer": [1, 1], "head": [0, 1], "kind": ["token", None]})
+    old.to_csv(tmp_path / "a.csv", index=False)
+    old = pd.read_csv(tmp_path / "a.csv")
+    assert not compare_tables("a.csv", old, old.copy()).flips
+    new = old.assign(kind=["token", "conceptual"])
+    assert compare_tables("a.csv", old, new).flips == ["kind <missing> -> conceptual at {'layer': 1, 'head': 1}"]
+
+
 def test_json_counts_and_answers_are_decisions_floats_are_numbers():
     old = {"H1": {"answer": "no", "n_tih": 8}, "recall": 0.85, "seconds": 12.0, "cards": {"1": {"top": [["a", 1.5]]}}}
     new = {"H1": {"answer": "no", "n_tih": 8}, "recall": 0.86, "seconds": 99.0, "cards": {"1": {"top": [["b", 1.5]]}}}

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fra.analysis.induction import CONTROL_PROBE, EXACT_PROBE, answers
+from fra.analysis.induction import CONTROL_PROBE, answers
+from fra.analysis.probes import EXACT_PROBES
 from fra.analysis.schema import CHANNELS
 from fra.report import common, figures
 from fra.report.build.provenance import ROOT_ENV, Provenance
@@ -33,7 +34,8 @@ def test_formatting_helpers():
 def test_probe_order_follows_the_probe_list_then_sorts_unknown_kinds():
     assert common.probe_order(["zeta", "concept_repeat", "alpha", "random_repeat", "concept_repeat"]) == [
         "random_repeat", "concept_repeat", "alpha", "zeta"]
-    assert common.EXACT == EXACT_PROBE and CONTROL_PROBE in common.PROBES  # the paper names the pipeline's probes
+    assert common.EXACT_PROBES == EXACT_PROBES and set(EXACT_PROBES) <= set(common.PROBES)
+    assert CONTROL_PROBE in common.PROBES  # the paper names the pipeline's probes
     assert method.probe_list().splitlines()[0] == "- `random_repeat`: exact repeats of random tokens, `[BOS] r r`."
 
 
@@ -108,7 +110,8 @@ def test_hypotheses_are_read_from_metrics_not_recomputed():
     sentence, table = hypotheses.hypotheses_summary(metrics)
     assert sentence == ("**H1: no** — 1 of 2 token induction heads have a confirmed (non-sink) CIH channel on exact "
                         "repeats, 0 of them a conceptual one. **H2: yes** — 1 of 2 heads that are not token induction "
-                        "heads have one, 1 of them a conceptual one")
+                        "heads have one, 1 of them a conceptual one. Probe by probe: H1 on `random_repeat` no "
+                        "(1 of 2); H2 on `concept_repeat` yes (1 of 2); H2 on `random_repeat` no (0 of 2)")
     assert table[["", "n", "with confirmed channel", "with conceptual channel", "answer"]].values.tolist() == [
         ["H1", 2, 1, 0, "no"], ["H2", 2, 1, 1, "yes"]]
     metrics["H1"] = {"n_tih": 7, "n_tih_with_cih": 7, "n_tih_with_conceptual": 3,
@@ -177,7 +180,7 @@ def test_few_targets_counts_tiny_q_values_and_thin_channels():
 
 def test_hypotheses_part_shows_what_metrics_json_records(tmp_path, monkeypatch):
     """A paper section on a results folder: H1/H2 from metrics.json even where hypotheses.csv would differ."""
-    metrics = {**answers(HYP), "criterion": {"min_effect": 0.01, "min_lift": 0.2}}
+    metrics = {**answers(HYP), "criterion": {"min_effect": 0.01, "lift_threshold": 0.2}}
     metrics["H2"] = {"n_non_tih": 2, "n_non_tih_with_cih": 2, "n_non_tih_with_conceptual": 2,
                      "answer": "yes"}  # not what HYP gives (1 of 2)
     write_results(tmp_path, {"results/toy/hypotheses.csv": ("toy_induction", HYP.to_csv(index=False)),
@@ -189,46 +192,60 @@ def test_hypotheses_part_shows_what_metrics_json_records(tmp_path, monkeypatch):
             "induction heads and 2 others: **H1: no** — 1 of 2") in md
     assert "head by head in @tbl-toy-hypotheses-heads)" in md and "fig-toy-hypotheses-grid" not in md
     assert "**H2: yes** — 2 of 2 heads that are not token induction heads have one" in md
-    assert "The H2 confirmations in detail (`min_lift` = 0.2, `min_effect` = 0.01) — L1H2: 2 channels" in md
+    assert "The H2 confirmations in detail (lift threshold 0.2, `min_effect` = 0.01) — L1H2: 2 channels" in md
     assert "{#tbl-toy-hypotheses}" in md and "{#tbl-toy-hypotheses-heads}" in md
     assert "file `results/toy/channels.csv`" in md
 
 
 def test_seeds_section_reports_the_table_and_pooled_rates(tmp_path, monkeypatch):
-    seeds = pd.DataFrame({"world_seed": [21, 22], "train_seed": [21, 22], "acc_token_repeat": [0.95, 0.9],
+    seeds = pd.DataFrame({"world_seed": [21, 22], "train_seed": [21, 22], "role": ["validation", "tuning"],
+                          "acc_token_repeat": [0.95, 0.9],
                           "acc_concept_repeat": [0.94, 0.88], "best_induction_head": ["L1H3", "L1H0"],
                           "best_induction_min": [0.81, 0.02], "previous_token_score": [0.55, 0.1],
                           "ground_truth_ok": [True, False], "recall_conceptual": [0.75, None],
                           "false_discoveries": [1, None], "n_token_only": [20, None]})
-    pooled = {"n_runs": 2, "n_ground_truth_ok": 1, "recall": 0.75, "recall_found": 9, "recall_tested": 12,
-              "recall_ci95": [0.47, 0.91], "false_discovery_rate": 0.05, "false_discoveries": 1,
-              "token_only_tested": 20, "false_discovery_ci95": [0.009, 0.236]}
+    pooled = {"n_runs": 2, "n_ground_truth_ok": 1, "validation": {
+        "n_runs": 1, "recall": 0.75, "recall_found": 9, "recall_tested": 12, "recall_ci95": [0.47, 0.91],
+        "min_recall": 0.75, "false_discovery_rate": 0.05, "false_discoveries": 1, "token_only_tested": 20,
+        "false_discovery_ci95": [0.009, 0.236], "h1_yes": 1, "h2_yes": 0}, "tuning": {"n_runs": 0, "recall": None}}
     write_results(tmp_path, {"results/toy/seeds.csv": ("toy_seeds", seeds.to_csv(index=False)),
                              "results/toy/seeds.json": ("toy_seeds", json.dumps(pooled))})
     monkeypatch.setenv(ROOT_ENV, str(tmp_path))
     md = planted.seeds_section()
     assert "on 2 fresh (world seed, training seed) pairs" in md and "1 of 2 pass the ground-truth check" in md
-    assert "finds 9 of 12 conceptual classes (recall 0.75" in md and "1 of 20 token-only control classes" in md
+    assert "chosen on the main world and 1 tuning run, and the other 1 judge it" in md
+    assert ("Over the validation runs that pass (1) the search finds 9 of 12 conceptual classes (recall 0.75" in md
+            and "1 of 20 token-only control classes" in md and "H1 is answered yes on 1 and H2 on 0" in md)
+    assert "Over the tuning runs" not in md  # none passed
     assert "{#tbl-toy-seeds}" in md and "file `results/toy/seeds.csv`" in md
     assert "| 22 " in md and "–" in md  # the failing seed has no recall
 
 
-def test_calibration_section_reads_the_curve_and_the_frozen_value(tmp_path, monkeypatch):
-    cal = pd.DataFrame({"min_lift": [0.0, 0.05, 0.1, 0.15], "recall_conceptual": [1.0, 1.0, 1.0, 0.9],
-                        "false_discovery_token_only": [0.4, 0.1, 0.0, 0.0], "n_confirmed": [9, 8, 7, 6],
-                        "frozen": [False, False, False, True]})
-    write_results(tmp_path, {"results/toy/calibration.csv": ("toy_induction", cal.to_csv(index=False))})
+def test_calibration_section_reads_the_factor_from_the_main_and_tuning_runs(tmp_path, monkeypatch):
+    """The rule: the smallest factor without false discoveries on the main seed and every tuning run (a validation
+    run's false discoveries do not move it); the chosen factor's threshold and rates from calibration.csv."""
+    factors = [0.0, 1.0, 2.0, 3.0]
+    cal = pd.DataFrame({"lift_null_factor": factors, "lift_threshold": [0.0, 0.05, 0.1, 0.15],
+                        "recall_conceptual": [1.0, 1.0, 1.0, 0.9], "false_discovery_token_only": [0.4, 0.0, 0.0, 0.0],
+                        "n_confirmed": [9, 8, 7, 6], "chosen": [False, False, False, True]})
+    runs = pd.DataFrame({"world_seed": [21] * 4 + [22] * 4, "train_seed": [21] * 4 + [22] * 4,
+                         "role": ["tuning"] * 4 + ["validation"] * 4, "lift_null_factor": factors * 2,
+                         "recall_conceptual": 1.0, "false_discovery_token_only": [0.5, 0.1, 0.0, 0.0] + [0.5] * 4})
+    write_results(tmp_path, {"results/toy/calibration.csv": ("toy_induction", cal.to_csv(index=False)),
+                             "results/toy/seeds_calibration.csv": ("toy_seeds", runs.to_csv(index=False))})
     monkeypatch.setenv(ROOT_ENV, str(tmp_path))
+    monkeypatch.chdir(tmp_path)
     md = planted.calibration_section()
-    assert "the smallest `min_lift` on a 0.05 grid without false discoveries is 0.1" in md
-    assert ("the frozen `min_lift` = 0.15 (dashed, a margin of 0.05 above it) gives recall 0.9 and false discoveries 0"
-            in md)
-    assert "{#fig-toy-calibration" in md
+    assert "the smallest factor on the grid without a false discovery on any of them is 2" in md
+    assert ("`lift_null_factor` = 3 (dashed) gives the main seed a lift threshold of 0.15, recall 0.9 and false "
+            "discoveries 0") in md
+    assert "{#fig-toy-calibration" in md and "file `results/toy/seeds_calibration.csv`" in md
 
 
 def test_compiled_section_controls_and_causal_test(tmp_path, monkeypatch):
     hyp = HYP.assign(layer=1)
     metrics = {**answers(HYP), "n_channels_tested": 10, "n_cih": 4, "n_confirmed_any": 5,
+               "criterion": {"lift_threshold": 0.3},
                "verdict": {"ok": True, "heads": {
                    "L1H0": {"expected": "token", "observed": "token", "expected_tih": True, "is_tih": True},
                    "L1H2": {"expected": "conceptual", "observed": "conceptual", "expected_tih": False,

@@ -5,6 +5,7 @@ one random SAELens SAE per layer, saved in the folder layout of README's "Your o
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -143,3 +144,54 @@ def test_probe_sets_keep_the_templates_with_english(capsys):
     cfg = InductionConfig(n_discovery=2, n_heldout=2, repeat_min=4, repeat_max=8)
     assert [disc.kind for disc, _ in probe_sets(model, cfg)] == ["random_repeat", "concept_templates"]
     assert capsys.readouterr().err == ""
+
+
+@pytest.fixture(scope="module")
+def study(user, tmp_path_factory) -> Path:
+    """``fra induction --no-checks`` on the user's model with a corpus of made-up words: the study `fra power` reads."""
+    out = tmp_path_factory.mktemp("study")
+    corpus = torch.randint(1, D_VOCAB, (16, 32), generator=torch.Generator().manual_seed(5))
+    np.save(out / "corpus.npy", corpus.numpy())
+    assert main(induction(user, "--out", str(out), "--corpus", str(out / "corpus.npy"), "--no-checks")) == 0
+    return out
+
+
+def power(user: Path, study: Path, params: Path, out: Path) -> list[str]:
+    return ["power", "--model", str(user / "model"), "--saes", str(user / "saes"), "--corpus",
+            str(study / "corpus.npy"), "--study", str(study), "--params", str(params), "--out", str(out)]
+
+
+def power_params(user: Path, tmp_path: Path, **overrides) -> Path:
+    params = yaml.safe_load((user / "params.yaml").read_text())
+    params["power"].update({"probes": ["random_repeat"], "strengths": [0.1, 10.0], "n_pairs": 2,
+                            "n_control_pairs": 1, "min_follow": 0.01, "max_density": 1.0, "corpus_sequences": 16,
+                            **overrides})
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def test_power_plants_into_a_users_model(user, study, tmp_path):
+    out = tmp_path / "power"
+    assert main(power(user, study, power_params(user, tmp_path), out)) == 0
+    plants = pd.read_csv(out / "power.csv")
+    result = json.loads((out / "power.json").read_text())
+    assert set(plants["strength"]) == {0.1, 10.0} and set(plants["probe"]) == {"random_repeat"}
+    assert [role for role, _, _ in result["heads"]][:2] in (["tih", "same_layer"], ["strongest", "same_layer"])
+    assert len(plants) == 2 * plants.groupby(["role", "query_feature", "key_feature", "pair_kind"]).ngroups
+    assert {c["strength"] for c in result["curves"]} == {0.1, 10.0} and "weakest_found" in result
+
+
+def test_power_refuses_a_probe_the_study_does_not_make(user, study, tmp_path, capsys):
+    out = tmp_path / "power"
+    params = power_params(user, tmp_path, probes=["concept_templates"])
+    err = refuses(power(user, study, params, out), r"`power.probes` must name probe kinds among", capsys, tmp_path)
+    assert "got ['concept_templates']" in err and not out.exists()
+
+
+def test_power_without_a_study_names_the_stage_to_run(user, study, tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    argv = power(user, study, power_params(user, tmp_path), tmp_path / "power")
+    argv[argv.index("--study") + 1] = str(empty)
+    refuses(argv, r"has no readable heads.csv .*run `fra induction`", capsys, tmp_path)

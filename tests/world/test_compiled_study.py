@@ -1,4 +1,5 @@
-"""The compiled ground-truth model through the pipeline's own stage, with the frozen criterion of params.yaml."""
+"""The compiled ground-truth model through the pipeline's own stage, with the criterion of params.yaml
+(its lift threshold from the compiled model's own null)."""
 
 import json
 

@@ -56,12 +56,14 @@ def test_study_step_gets_the_trained_model_through_a_pickle(monkeypatch):
 
 
 def test_seed_table_does_not_depend_on_workers():
-    params = dataclasses.replace(PARAMS, toy_seeds=ToySeedsConfig(runs=((3, 4), (5, 6), (7, 8)), workers=1))
+    runs = ((3, 4), (5, 6), (7, 8))
+    params = dataclasses.replace(PARAMS, toy_seeds=ToySeedsConfig(runs=runs, tuning=((5, 6),), workers=1))
     serial = seed_table(params)
-    pooled_rows = seed_table(dataclasses.replace(params,
-                                                 toy_seeds=ToySeedsConfig(runs=params.toy_seeds.runs, workers=2)))
+    pooled_rows = seed_table(dataclasses.replace(params, toy_seeds=ToySeedsConfig(runs=runs, tuning=((5, 6),),
+                                                                                  workers=2)))
     pd.testing.assert_frame_equal(serial, pooled_rows)  # each run on one spawned process of one thread either way
     assert list(zip(serial.world_seed, serial.train_seed)) == [(3, 4), (5, 6), (7, 8)]
+    assert serial["role"].tolist() == ["validation", "tuning", "validation"]
 
 
 def test_seeds_differ_in_world_and_training():
@@ -71,10 +73,15 @@ def test_seeds_differ_in_world_and_training():
 
 
 def test_pooled_rates_and_intervals():
-    table = pd.DataFrame({"ground_truth_ok": [True, True, False], "recall_conceptual": [1.0, 0.75, None],
-                          "n_conceptual": [4, 4, None], "false_discoveries": [1, 0, None],
-                          "n_token_only": [20, 20, None]})
+    table = pd.DataFrame({"role": ["validation", "validation", "validation", "tuning"],
+                          "ground_truth_ok": [True, True, False, True], "recall_conceptual": [1.0, 0.75, None, 0.5],
+                          "n_conceptual": [4, 4, None, 4], "false_discoveries": [1, 0, None, 3],
+                          "n_token_only": [20, 20, None, 20], "H1": ["yes", "no", None, "yes"],
+                          "H2": ["no", "no", None, "yes"]})
     p = pooled(table)
-    assert (p["n_runs"], p["n_ground_truth_ok"], p["recall_found"], p["recall_tested"]) == (3, 2, 7, 8)
-    assert p["false_discovery_rate"] == 1 / 40 and p["false_discovery_ci95"][0] < 0.025 < p["false_discovery_ci95"][1]
-    assert p["false_discovery_ci95"][1] < 0.15  # 40 control classes tell 0.025 from 0.17
+    v = p["validation"]
+    assert (p["n_runs"], p["n_ground_truth_ok"], v["n_runs"], v["recall_found"], v["recall_tested"]) == (4, 3, 2, 7, 8)
+    assert v["false_discovery_rate"] == 1 / 40 and v["false_discovery_ci95"][0] < 0.025 < v["false_discovery_ci95"][1]
+    assert v["false_discovery_ci95"][1] < 0.15  # 40 control classes tell 0.025 from 0.17
+    assert (v["min_recall"], v["h1_yes"], v["h2_yes"]) == (0.75, 1, 0)
+    assert p["tuning"]["recall_found"] == 2 and p["tuning"]["false_discoveries"] == 3  # kept apart from the judges

@@ -32,16 +32,18 @@ LOG_SCALE = ("p_value", "q_value", "p_discovery", "p_output", "q_output", "p")  
 IGNORED = ("seconds", "commit", "elapsed")  # wall-clock and provenance fields
 # Rows are matched on these columns when a table has them all (in this order of preference); else on the row index.
 KEY_SETS = (
+    ("probe", "layer", "head", "pair_kind", "query_feature", "key_feature", "strength"),
     ("control", "probe", "group", "layer", "head", "query_feature", "key_feature"),
     ("probe", "group", "layer", "head", "query_feature", "key_feature"),
     ("layer", "head", "query_feature", "key_feature"),
     ("probe", "group", "layer", "head"),
+    ("world_seed", "train_seed", "lift_null_factor"),
     ("world_seed", "train_seed"),
     ("trace", "i", "j"),
     ("trace", "sentence"),
     ("layer", "feature"),
     ("layer", "head"),
-    ("min_lift",),
+    ("lift_null_factor",),
 )
 
 
@@ -86,6 +88,12 @@ def _is_decision(name: str, series: pd.Series) -> bool:
     return series.dtype == bool or name in DECISION_LABELS or name.startswith(("is_", "H1", "H2"))
 
 
+def _labels(column: pd.Series) -> pd.Series:
+    """Values as strings, a missing one as ``<missing>`` (pandas' string columns keep NaN through ``astype(str)``,
+    and NaN never equals NaN)."""
+    return column.astype(object).where(column.notna(), "<missing>").astype(str)
+
+
 def compare_tables(path: str, old: pd.DataFrame, new: pd.DataFrame) -> FileReport:
     """Rows matched on the table's key columns (:data:`KEY_SETS`), then every column compared."""
     report = FileReport(path, identical=False)
@@ -100,12 +108,13 @@ def compare_tables(path: str, old: pd.DataFrame, new: pd.DataFrame) -> FileRepor
     for col in [c for c in old.columns if c in new.columns and c not in keys and not c.startswith(IGNORED)]:
         a, b = both[f"{col}@old"], both[f"{col}@new"]
         if _is_decision(col, old[col]):
-            changed = (a.astype(str) != b.astype(str)).to_numpy()
+            a, b = _labels(a), _labels(b)
+            changed = (a != b).to_numpy()
             for row, x, y in zip(both[keys][changed].itertuples(index=False), a[changed], b[changed]):
                 report.flips.append(f"{col} {x} -> {y} at {dict(zip(keys, row))}")
         elif pd.api.types.is_numeric_dtype(old[col]) and pd.api.types.is_numeric_dtype(new[col]):
             report.max_rel[col] = rel_diff(a.to_numpy(), b.to_numpy(), log_scale=col in LOG_SCALE)
-        elif (a.astype(str) != b.astype(str)).any():
+        elif (_labels(a) != _labels(b)).any():
             report.content_differs = True
     for side, mask in (("old", merged["_merge"] == "left_only"), ("new", merged["_merge"] == "right_only")):
         for name in [c for c in old.columns if c not in keys and _is_decision(c, old[c])]:

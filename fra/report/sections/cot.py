@@ -113,7 +113,8 @@ def cot_section(model: str = "smollm2") -> str:
     n_conf = int(channels["confirmed"].sum())
     out.append(f"\nResolved into feature pairs ({', '.join(m['resolved_heads'])}: the best-ranked heads "
                f"in layers with an SAE), {m['n_candidates']} candidate channels from discovery traces were tested on "
-               f"held-out traces; {n_conf} pass Benjamini–Hochberg and the induction study's frozen criterion "
+               f"held-out traces; {n_conf} pass Benjamini–Hochberg and the induction study's rule, with the lift "
+               f"threshold {fmt(m.get('lift_threshold'))} from the traces' own shuffled-key null "
                f"(@tbl-{model}-cot-channels). {m['channels_sharing_an_induction_feature']} candidates share a query or "
                "key feature with a confirmed induction channel of the same layer.")
     shown = channels.sort_values(["confirmed", "support_heldout"], ascending=[False, False]).head(12)

@@ -21,6 +21,7 @@ from fra.report.common import (
     CONCEPTS,
     CONTROL,
     EXACT,
+    EXACT_PROBES,
     HYP_COLUMNS,
     SHORT,
     card_line,
@@ -47,14 +48,24 @@ def hypotheses_summary(metrics: dict) -> tuple[str, pd.DataFrame]:
     sentence = (f"**H1: {escape_markdown(h1['answer'])}** — {fmt(h1['n_tih_with_cih'])} of {fmt(h1['n_tih'])} token "
                 "induction heads have a confirmed (non-sink) CIH channel on exact repeats, "
                 f"{fmt(h1['n_tih_with_conceptual'])} of them a conceptual one. **H2: "
-                f"{escape_markdown(h2['answer'])}** — {others}")
-    rows = [("H1", f"every TIH has a confirmed CIH channel on exact repeats (`{EXACT}`)", "resolvable TIH",
+                f"{escape_markdown(h2['answer'])}** — {others}{by_probe(h1, h2)}")
+    exact = ", ".join(f"`{p}`" for p in EXACT_PROBES if p in h1.get("by_probe", {})) or f"`{EXACT}`"
+    rows = [("H1", f"every TIH has a confirmed CIH channel on exact repeats ({exact})", "resolvable TIH",
              h1["n_tih"], h1["n_tih_with_cih"], h1["n_tih_with_conceptual"], h1["answer"]),
             ("H2", "some non-TIH head has a confirmed CIH channel (any probe kind but the control)",
              "resolvable non-TIH", h2["n_non_tih"], h2["n_non_tih_with_cih"], h2["n_non_tih_with_conceptual"],
              h2["answer"])]
     columns = ["", "hypothesis", "heads asked", "n", "with confirmed channel", "with conceptual channel", "answer"]
     return sentence, pd.DataFrame(rows, columns=columns)
+
+
+def by_probe(h1: dict, h2: dict) -> str:
+    """The answers per probe kind (metrics.json ``by_probe``), as a sentence's tail."""
+    parts = [f"H1 on `{p}` {a['answer']} ({fmt(a['n_tih_with_cih'])} of {fmt(h1['n_tih'])})"
+             for p, a in h1.get("by_probe", {}).items()]
+    parts += [f"H2 on `{p}` {a['answer']} ({fmt(a['n_non_tih_with_cih'])} of {fmt(h2['n_non_tih'])})"
+              for p, a in h2.get("by_probe", {}).items()]
+    return f". Probe by probe: {'; '.join(parts)}" if parts else ""
 
 
 def h2_details(hyp: pd.DataFrame, channels: pd.DataFrame) -> list[str]:
@@ -100,7 +111,7 @@ def heads_grid(hyp: pd.DataFrame) -> plt.Figure:
     TIH), TIH outlined, ``*`` on a TIH with a channel on exact repeats (what H1 asks for)."""
     counts = hyp.pivot(index="layer", columns="head", values="n_cih")
     labels = pd.DataFrame("", index=counts.index, columns=counts.columns)
-    exact = hyp[f"n_cih_{EXACT}"] if f"n_cih_{EXACT}" in hyp else pd.Series(0, index=hyp.index)
+    exact = hyp[[f"n_cih_{p}" for p in EXACT_PROBES if f"n_cih_{p}" in hyp]].sum(axis=1)
     for r, e in zip(hyp.itertuples(), exact):
         if r.n_cih or r.is_tih:
             labels.loc[r.layer, r.head] = f"{int(r.n_cih)}{'*' if r.is_tih and e else ''}"
@@ -137,14 +148,15 @@ def hypotheses_part(model: str, spec: dict, metrics: dict, mprov: Provenance) ->
     if (~hyp.is_tih & (hyp.n_cih > 0)).any() and available(path):
         channels, cprov = read_csv(path, CHANNELS.names)
         c = metrics.get("criterion", {})
-        floor = f" (`min_lift` = {fmt(c.get('min_lift'))}, `min_effect` = {fmt(c.get('min_effect'))})"
+        floor = f" (lift threshold {fmt(c.get('lift_threshold'))}, `min_effect` = {fmt(c.get('min_effect'))})"
         out.append(f"\nThe H2 confirmations in detail{floor} — " + "; ".join(h2_details(hyp, channels)) + ". "
                    f"[Source: {cprov.line()}.]{{.provenance}}\n")
     if grid:
         out.append(figure(heads_grid(hyp), f"fig-{model}-hypotheses-grid", f"Every resolvable head of {spec['name']} "
                           "(layer × head): its counted channels (confirmed, non-sink, on every probe kind but the "
                           "control) as colour and number; token induction heads outlined, with a number even when "
-                          f"0, and marked * when a channel is on exact repeats (`{EXACT}`), the channel H1 asks for.",
+                          "0, and marked * when a channel is on exact repeats (any exact-repeat probe), the channel H1 "
+                          "asks for.",
                           prov))
     if len(shown):
         show, kinds = per_head_table(shown)
@@ -204,14 +216,16 @@ def channels_part(model: str, spec: dict, metrics: dict) -> str:
                   hue_order=["not confirmed", "confirmed"], palette=["0.65", sns.color_palette()[3]],
                   size=3.5, alpha=0.75, jitter=0.25, ax=ax)
     if "criterion" in metrics:
-        ax.axvline(metrics["criterion"]["min_lift"], color="0.4", lw=0.8, ls="--")
-    ax.set(xlabel="held-out lift (CI minus the null's CI)", ylabel=None, xlim=(-1.02, 1.02))
+        ax.axvline(metrics["criterion"]["lift_threshold"], color="0.4", lw=0.8, ls="--")
+    ax.set(xlabel="held-out lift (CI minus the null's CI; symmetric log scale)", ylabel=None)
+    ax.set_xscale("symlog", linthresh=max(metrics.get("criterion", {}).get("lift_threshold") or 0, 1e-4) / 2)
     ax.legend(title=None, loc="lower left")
     out += [f"@fig-{model}-ci compares the held-out lift of the candidates on exact repeats "
             f"(`{EXACT}`) and on concept repeats ({', '.join(f'`{c}`' for c in CONCEPTS if c in order)}) and the "
             "other probe kinds.",
             figure(fig, f"fig-{model}-ci", f"Held-out lift of every candidate channel of {spec['name']}, by probe "
-                   "kind; confirmed channels (sink channels included) in colour, `min_lift` dashed.", prov)]
+                   "kind; confirmed channels (sink channels included) in colour, the model's lift threshold dashed.",
+                   prov)]
     confirmed = channels[channels.is_cih].sort_values(["lift_heldout", "q_value"], ascending=[False, True])
     if confirmed.empty:
         out.append(f"\nNo channel of {spec['name']} passed the CIH test.")

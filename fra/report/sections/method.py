@@ -78,17 +78,20 @@ def parameters_section(models: dict = MODELS) -> str:
             continue
         metrics, prov = read_json(path)
         c = metrics["criterion"]
-        rows.append({"model": spec["title"], "α": c["alpha"], "min lift": c["min_lift"], "min effect": c["min_effect"],
+        rows.append({"model": spec["title"], "α": c["alpha"], "lift threshold": c["lift_threshold"],
+                     "null factor": c["lift_null_factor"], "min effect": c["min_effect"],
+                     "min scale share": c["min_scale_share"],
                      "min queries": c["min_queries"], "min support": c["min_support"], "sink share": c["sink_share"],
                      "TIH threshold": metrics["tih_threshold"],
                      "resolved layers": ", ".join(str(x) for x in metrics["layers_resolved"])})
         sources.append(prov)
     if not rows:
         return absent("results/toy/metrics.json", "It records the significance level and thresholds the search used.")
-    return ("Every model ran with the same frozen criterion (@tbl-parameters); a head in a resolved layer is "
-            "*resolvable*.\n" + table(pd.DataFrame(rows).astype({"resolved layers": object}), "tbl-parameters",
-                                         "The criterion and the resolved layers of each model's search (columns: the "
-                                         "parameters' names in `params.yaml`, with spaces for underscores).", *sources))
+    return ("Every model ran with the same rule (@tbl-parameters) and its own lift threshold: `lift_null_factor` × the "
+            "`lift_null_quantile` quantile of its null lifts; a head in a resolved layer is *resolvable*.\n"
+            + table(pd.DataFrame(rows).astype({"resolved layers": object}), "tbl-parameters",
+                    "The criterion and the resolved layers of each model's search (columns: the parameters' names in "
+                    "`params.yaml`, with spaces for underscores).", *sources))
 
 
 def exactness_section(models: dict = MODELS) -> str:
@@ -159,7 +162,8 @@ def few_targets_sentence(name: str, channels: pd.DataFrame, metrics: dict, sourc
             f"`min_queries` = {fmt(metrics.get('criterion', {}).get('min_queries'))} induction targets on both the "
             f"discovery and the held-out probes (here at least {fmt(int(cih.n_targets.min()))} held-out), and no "
             "$p$-value is below the probability that the null redraws every target. A large $n$ makes a small lift "
-            "significant, which is why confirmation also needs the effect size `min_lift`. "
+            "significant, which is why confirmation also needs the effect size (the model's lift threshold) with a "
+            "sequence-bootstrap interval above 0, and the softmax effect. "
             f"[Sources: {'; '.join(s.line() for s in sources)}.]{{.provenance}}\n")
 
 

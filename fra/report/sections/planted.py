@@ -203,67 +203,96 @@ def ablation_section(model: str = "toy_ablation", full: str = "toy") -> str:
 
 
 def seeds_section(table_path: str = "results/toy/seeds.csv", pooled_path: str = "results/toy/seeds.json") -> str:
-    """The planted world replicated on fresh seeds: the seed table and the pooled recall / false-discovery rates."""
+    """The planted world replicated on fresh seeds: the seed table and recall / false discoveries pooled over the
+    validation runs (never used to choose the rule) and, apart, over the tuning runs."""
     if not available(table_path):
         return absent(table_path, "It holds the planted world replicated on fresh seeds (`fra toy-seeds`).")
-    seeds, prov = read_csv(table_path, ["world_seed", "train_seed", "ground_truth_ok"])
+    seeds, prov = read_csv(table_path, ["world_seed", "train_seed", "role", "ground_truth_ok"])
     pooled, _ = read_json(pooled_path)
-    out = [f"The same recipe was run on {pooled['n_runs']} fresh (world seed, training seed) pairs, none used while "
-           f"choosing it; {pooled['n_ground_truth_ok']} of {pooled['n_runs']} pass the ground-truth check "
-           "(@tbl-toy-seeds)."]
-    if "recall" in pooled:
-        lo, hi = pooled["false_discovery_ci95"]
-        rlo, rhi = pooled["recall_ci95"]
-        out.append(f" Pooled over the seeds that pass, the channel search finds {pooled['recall_found']} of "
-                   f"{pooled['recall_tested']} conceptual classes (recall {fmt(pooled['recall'])}, 95% Wilson interval "
-                   f"{fmt(rlo)}–{fmt(rhi)}) and confirms a class-level channel for {pooled['false_discoveries']} of "
-                   f"{pooled['token_only_tested']} token-only control classes (false discoveries "
-                   f"{fmt(pooled['false_discovery_rate'])}, {fmt(lo)}–{fmt(hi)}).")
-    cols = {"world_seed": "world seed", "train_seed": "training seed", "acc_token_repeat": "acc. token",
+    n_tuning = int((seeds.role == "tuning").sum())
+    out = [f"The same recipe was run on {pooled['n_runs']} fresh (world seed, training seed) pairs; the rule's factor "
+           f"was chosen on the main world and {count(n_tuning, 'tuning run')}, and the other "
+           f"{pooled['n_runs'] - n_tuning} judge it. {pooled['n_ground_truth_ok']} of {pooled['n_runs']} pass the "
+           "ground-truth check (@tbl-toy-seeds)."]
+    for role, words in (("validation", "the validation runs that pass"), ("tuning", "the tuning runs")):
+        r = pooled.get(role)
+        if not r or r.get("recall") is None:
+            continue
+        rlo, rhi = r["recall_ci95"]
+        lo, hi = r["false_discovery_ci95"]
+        out.append(f" Over {words} ({r['n_runs']}) the search finds {r['recall_found']} of {r['recall_tested']} "
+                   f"conceptual classes (recall {fmt(r['recall'])}, 95% Wilson interval {fmt(rlo)}–{fmt(rhi)}; the "
+                   f"lowest run {fmt(r['min_recall'])}) and confirms a class-level channel for "
+                   f"{r['false_discoveries']} "
+                   f"of {r['token_only_tested']} token-only control classes (false discoveries "
+                   f"{fmt(r['false_discovery_rate'])}, {fmt(lo)}–{fmt(hi)}); H1 is answered yes on {r['h1_yes']} "
+                   "and H2 "
+                   f"on {r['h2_yes']} of them.")
+    cols = {"world_seed": "world seed", "train_seed": "training seed", "role": "role",
             "acc_concept_repeat": "acc. concept", "best_induction_head": "best L≥1 head",
-            "best_induction_min": "its induction (min)", "previous_token_score": "prev.-token partner",
-            "ground_truth_ok": "ground truth", "recall_conceptual": "recall", "false_discoveries": "false disc.",
-            "n_token_only": "controls"}
+            "best_induction_min": "its induction (min)", "ground_truth_ok": "ground truth",
+            "lift_threshold": "lift threshold", "n_cih": "channels", "recall_conceptual": "recall",
+            "false_discoveries": "false disc.", "n_token_only": "controls", "H1": "H1", "H2": "H2"}
     shown = seeds[[c for c in cols if c in seeds.columns]].astype(object)
     shown["ground_truth_ok"] = shown["ground_truth_ok"].map(yes_no)
     out.append(table(shown.where(shown.notna(), "–").rename(columns=cols), "tbl-toy-seeds",
-                     "The planted world on fresh seeds: held-out repeat accuracies, the best layer-1 induction score "
-                     "(minimum over repeat lengths), the previous-token partner's score, the ground-truth check and, "
-                     "for the seeds that pass, planted recall and false discoveries among the token-only controls.",
-                     prov))
+                     "The planted world on fresh seeds, every run shown: its role (tuning: the factor was chosen on "
+                     "it; validation: never looked at while choosing), held-out concept-repeat accuracy, the best "
+                     "layer-1 induction score (minimum over repeat lengths), the ground-truth check, the lift "
+                     "threshold the run's own null gives, confirmed channels, planted recall, false discoveries among "
+                     "the token-only controls, and the H1/H2 answers.", prov))
     return "\n".join(out)
 
 
-def calibration_section(path: str = "results/toy/calibration.csv") -> str:
-    """Planted recall and false discoveries of the main toy seed against ``min_lift``: how it was frozen."""
+def calibration_section(path: str = "results/toy/calibration.csv",
+                        seeds_path: str = "results/toy/seeds_calibration.csv") -> str:
+    """Planted recall and false discoveries against ``lift_null_factor`` on the main seed and every replicate: how
+    the factor was chosen (main + tuning runs) and how it does where nobody looked (validation runs)."""
     if not available(path):
-        return absent(path, "It holds the planted world's recall and false discoveries at every `min_lift` of a grid.")
-    cal, prov = read_csv(path, ["min_lift", "recall_conceptual", "false_discovery_token_only", "frozen"])
-    frozen = cal[cal.frozen.astype(bool)]
-    clean = cal[cal.false_discovery_token_only == 0]
-    fig, ax = plt.subplots(figsize=(6.5, 2.8))
-    ax.plot(cal.min_lift, cal.recall_conceptual, marker="o", label="recall (conceptual classes)")
-    ax.plot(cal.min_lift, cal.false_discovery_token_only, marker="s", label="false discoveries (token-only classes)")
-    if len(frozen):
-        ax.axvline(float(frozen.min_lift.iloc[0]), color="0.4", ls="--", lw=0.8)
-    ax.set(xlabel="min_lift", ylabel="rate", ylim=(-0.03, 1.03))
-    ax.legend(title=None, fontsize="small")
-    first = float(clean.min_lift.min()) if len(clean) else None
-    if len(frozen):
-        value = float(frozen.min_lift.iloc[0])
-        margin = f", a margin of {fmt(value - first)} above it" if first is not None and value > first else ""
-        chosen = (f"the frozen `min_lift` = {fmt(value)} (dashed{margin}) gives recall "
-                  f"{fmt(float(frozen.recall_conceptual.iloc[0]))} and false discoveries "
-                  f"{fmt(float(frozen.false_discovery_token_only.iloc[0]))} there")
+        return absent(path, "It holds the planted world's recall and false discoveries at every `lift_null_factor` "
+                      "of a grid.")
+    cal, prov = read_csv(path, ["lift_null_factor", "lift_threshold", "recall_conceptual",
+                                "false_discovery_token_only", "chosen"])
+    runs, sprov = (read_csv(seeds_path, ["world_seed", "train_seed", "role", "lift_null_factor", "recall_conceptual",
+                                         "false_discovery_token_only"]) if available(seeds_path) else (None, None))
+    tuned = [cal[["lift_null_factor", "false_discovery_token_only"]]]
+    if runs is not None:
+        tuned.append(runs[runs.role == "tuning"][["lift_null_factor", "false_discovery_token_only"]])
+    worst = pd.concat(tuned).groupby("lift_null_factor").false_discovery_token_only.max()
+    clean = worst[worst == 0]
+    first = float(clean.index.min()) if len(clean) else None
+    chosen = cal[cal.chosen.astype(bool)]
+    fig, axes = plt.subplots(1, 2, figsize=(7.5, 2.8), sharey=True)
+    for ax, column, title in ((axes[0], "recall_conceptual", "recall (conceptual classes)"),
+                              (axes[1], "false_discovery_token_only", "false discoveries (token-only classes)")):
+        if runs is not None:
+            for (role, _, _), run in runs.groupby(["role", "world_seed", "train_seed"]):
+                ax.plot(run.lift_null_factor, run[column], color="C1" if role == "tuning" else "0.7", lw=0.8)
+        ax.plot(cal.lift_null_factor, cal[column], color="C0", marker="o", ms=3, label="main seed")
+        if len(chosen):
+            ax.axvline(float(chosen.lift_null_factor.iloc[0]), color="0.3", ls="--", lw=0.8)
+        ax.set(xlabel="lift_null_factor", title=title, ylim=(-0.03, 1.03))
+        ax.title.set_fontsize("small")
+    axes[0].set_ylabel("rate")
+    if len(chosen):
+        c = chosen.iloc[0]
+        value = (f"`lift_null_factor` = {fmt(float(c.lift_null_factor))} (dashed) gives the main seed a lift "
+                 f"threshold of {fmt(float(c.lift_threshold))}, recall {fmt(float(c.recall_conceptual))} and false "
+                 f"discoveries {fmt(float(c.false_discovery_token_only))}")
     else:
-        chosen = "the frozen value is off the grid"
+        value = "the chosen factor is off the grid"
     return "\n".join([
-        f"The effect-size threshold is read from the planted world's default seed (world and training seed 0) with "
-        f"every other threshold fixed (@fig-toy-calibration): the smallest `min_lift` on a 0.05 grid without false "
-        f"discoveries is {fmt(first) if first is not None else 'none on the grid'}; {chosen}. It is frozen in "
-        "`params.yaml`; the compiled model, the fresh seeds and the language models run with it unchanged.",
-        figure(fig, "fig-toy-calibration", "Planted recall and false discoveries of the toy model's default seed when "
-               "the channels are re-confirmed at each `min_lift` (other thresholds as frozen).", prov)])
+        "The lift threshold is not a number carried from model to model: each model gets `lift_null_factor` × the "
+        "`lift_null_quantile` quantile of its own null lifts (the held-out lift of every tested channel with its key "
+        "features shuffled across positions), so it follows the model's lift scale. The factor was read from the main "
+        "world and the tuning runs of @tbl-toy-seeds, every other threshold fixed (@fig-toy-calibration): the smallest "
+        "factor on the grid without a false discovery on any of them is "
+        f"{fmt(first) if first is not None else 'none'}; "
+        f"{value}. It is set in `params.yaml`; the compiled model, the validation runs and the language models run "
+        "with it unchanged.",
+        figure(fig, "fig-toy-calibration", "Planted recall (left) and false discoveries (right) when the channels are "
+               "re-confirmed at each `lift_null_factor`: the main seed (blue), the tuning runs (orange) and the "
+               "validation runs (grey); the chosen factor dashed.", prov, *([sprov] if sprov else []))])
 
 
 def compiled_section(model: str = "compiled") -> str:
@@ -290,7 +319,8 @@ def compiled_section(model: str = "compiled") -> str:
         "SAE whose features are those basis directions. Layer 0 holds a previous-token head; in layer 1, head 0 is a "
         "token induction head, head 1 a *concept-only* induction head (it scores a key whose previous token is "
         "another member of the query's class, and nothing on an exact repeat, so it is no TIH), and head 2 a "
-        f"duplicate-token head without induction. With the frozen criterion the pipeline classifies "
+        f"duplicate-token head without induction. With the rule of the planted world (its lift threshold from "
+        f"this model's own null: {fmt(m['criterion']['lift_threshold'])}) the pipeline classifies "
         f"{'every head as built' if m['verdict']['ok'] else 'the heads NOT as built'} (@tbl-compiled): "
         f"H1 {escape_markdown(m['H1']['answer'])}, H2 {escape_markdown(m['H2']['answer'])}. The negative controls "
         f"confirm {controls}; removing each confirmed channel in a real forward pass drops the head's attention to the "
