@@ -16,9 +16,12 @@ from fra.report.build.provenance import available
 from fra.report.common import (
     ATTN_COLUMNS,
     CONCEPTS,
+    CONTROL,
     EXACT,
+    EXACT_PROBES,
     HYP_COLUMNS,
     MODELS,
+    SHORT,
     TARGET_FALSE,
     TARGET_RECALL,
     fmt_range,
@@ -139,13 +142,20 @@ def model_sentence(m: Model) -> str:
     """A language model's H1 (per exact-repeat probe), H2, channel kinds and causal test."""
     h1, h2 = m.metrics["H1"], m.metrics["H2"]
     layers = m.metrics["layers_resolved"]
-    text = m.tih_with_channel(TEXT)
+    per_probe = ", ".join(f"{fmt(a['n_tih_with_cih'])} on {SHORT.get(p, p)}" for p, a in h1.get("by_probe", {}).items())
     s = (f"On {m.name} (every head of {count(len(layers), 'layer')}, {count(h1['n_tih'], 'token induction head')}), "
          f"{fmt(h1['n_tih_with_cih'])} of the {fmt(h1['n_tih'])} token induction heads have a confirmed channel on "
-         f"repeated random tokens (H1: {h1['answer']})")
-    if TEXT in set(m.channels.probe):
-        s += f" and {fmt(text)} on repeated text"
+         f"exact repeats (H1: {h1['answer']}{'; ' + per_probe if per_probe else ''})")
     s += (f"; {fmt(h2['n_non_tih_with_cih'])} of {fmt(h2['n_non_tih'])} other heads have one (H2: {h2['answer']}). ")
+    power = _json(f"results/{m.model}/power/power.json")
+    if power:
+        found = {k.split("/")[0]: w for k, w in power["weakest_found"].items() if k.endswith(("/tih", "/strongest"))}
+        reach = "; ".join(f"on {SHORT.get(p, p)} repeats from strength {fmt(w['strength'])} of the head's score scale"
+                          if w else f"on {SHORT.get(p, p)} repeats at no strength of the grid"
+                          for p, w in found.items())
+        if reach:
+            s += (f"Channels planted into its strongest induction head are found with probability at least "
+                  f"{fmt(power['target_recall'])} {reach}. ")
     conceptual = int((m.hyp.n_conceptual > 0).sum())
     s += (f"{count(conceptual, 'head')} {'has' if conceptual == 1 else 'have'} a conceptual channel" if conceptual
           else "No head has a conceptual channel: every confirmed channel is a token channel")
@@ -256,14 +266,45 @@ def near_misses(m: Model) -> str:
     above = int((c.is_cih & (c.kind != "sink") & (c.lift_heldout < lift * NEAR)).sum())
     return (f"**The threshold ({m.name}).** Its own null sets {m.name}'s lift threshold at {fmt(lift)} "
             f"({fmt(crit['lift_null_factor'])} × the {fmt(100 * crit['lift_null_quantile'])}th percentile of its null "
-            f"lifts). {count(below, 'candidate')} meet every other condition and miss it by less than a factor "
-            f"{fmt(NEAR)}; {count(above, 'confirmed channel')} clear it by less than that factor. Halving or doubling "
+            f"lifts). {count(below, 'candidate')} {'meets' if below == 1 else 'meet'} every other condition and miss"
+            f"{'es' if below == 1 else ''} it by less than a factor {fmt(NEAR)}; {count(above, 'confirmed channel')} "
+            f"clear{'s' if above == 1 else ''} it by less than that factor. Halving or doubling "
             "the factor would move at most those.")
+
+
+def matched_null(m: Model) -> str:
+    """The counted channels that do not beat the matched null where it can tell (p_matched > alpha, informative share
+    > 0), which the rule exempts, and H1/H2 if every channel had to beat it."""
+    c, crit = m.channels, m.metrics["criterion"]
+    counted = c.is_cih & (c.kind != "sink") & (c.probe != CONTROL)
+    fails = counted & (c.informative_share > 0) & (c.p_matched > crit["alpha"])
+    if not counted.any():
+        return ""
+    kept = c[counted & ~fails]
+    tih = m.hyp[m.hyp.is_tih][["layer", "head"]]
+    with_kept = kept[["layer", "head", "probe"]].drop_duplicates()
+    exact = with_kept[with_kept.probe.isin(EXACT_PROBES)].merge(tih)[["layer", "head"]].drop_duplicates()
+    other = with_kept.merge(m.hyp[~m.hyp.is_tih][["layer", "head"]])[["layer", "head"]].drop_duplicates()
+    failing = c[fails]
+    named = ", ".join(sorted({f"{head_name(r.layer, r.head)} {int(r.query_feature)}→{int(r.key_feature)}"
+                              for r in failing.itertuples()}))
+    drop = failing.no_repeat_effect / failing.softmax_effect
+    left = (f" Without the repeat these keep a median {fmt(drop.median(), 2)} of their effect at the would-be target."
+            if drop.notna().any() else "")
+    n = int(fails.sum())
+    return (f"**The matched null ({m.name}).** {count(n, 'counted channel')} of {fmt(int(counted.sum()))} "
+            f"{'does' if n == 1 else 'do'} not beat the matched null where it can tell (its p-value there is above "
+            "α): the rule "
+            "asks it only of channels whose key feature marks one token and more than `max_informative_share` of "
+            f"whose mass it can judge{': ' + named if named else ''}.{left} Asked of every channel, H1 would count "
+            f"{fmt(len(exact))} of {fmt(len(tih))} token induction heads and H2 {fmt(len(other))} of "
+            f"{fmt(int((~m.hyp.is_tih).sum()))} other heads.")
 
 
 def discussion() -> str:
     """The generated part of the discussion: for each language model with results, what would change the answer."""
-    parts = [p for m in language_models() for p in (probe_dependence(m), concept_attention(m), near_misses(m)) if p]
+    parts = [p for m in language_models()
+             for p in (probe_dependence(m), concept_attention(m), near_misses(m), matched_null(m)) if p]
     return "\n\n".join(parts) + "\n" if parts else ""
 
 
