@@ -439,8 +439,9 @@ def test_abstract_discussion_and_conclusion_state_the_findings(paper):
     assert ("On SmolLM2-135M (every head of 2 layers, 1 token induction head), 1 of the 1 token induction heads have a "
             "confirmed channel on exact repeats (H1: yes; 1 on random, 0 on text); 1 of 5 other heads have one "
             "(H2: yes). Channels planted into its strongest induction head are found with probability at least 0.8 on "
-            "text repeats from strength 0.1 of the head’s score scale. 1 head has a conceptual channel, and removing a confirmed channel measurably lowers the "
-            "induction token’s probability for 2 of the 3 confirmed channels.") in page
+            "text repeats from strength 0.1 of the head’s score scale. 1 head has a conceptual channel, and removing a "
+            "confirmed channel measurably lowers the induction token’s probability for 2 of the 3 confirmed "
+            "channels.") in page
     assert "On GPT-2 small (every head of 3 layers, 2 token induction heads), 1 of the 2" in page
     assert ("H1 and the probe (GPT-2 small). On repeats of random tokens 1 of the 2 token induction heads have a "
             "confirmed channel; on repeats of ordinary text 0 do, so asked on one probe alone H1 would be answered "
@@ -452,7 +453,8 @@ def test_abstract_discussion_and_conclusion_state_the_findings(paper):
     assert ("Its own null sets SmolLM2-135M’s lift threshold at 0.2 (2 × the 99th percentile of its null lifts). 0 "
             "candidates meet every other condition and miss it by less than a factor 2") in page
     assert ("The matched null (SmolLM2-135M). 1 counted channel of 2 does not beat the matched null where it can "
-            "tell (its p-value there is above α)") in page and "judge: L17H0 3→33. Asked of every channel, H1 would count 1 of 1" in page
+            "tell (its p-value there is above α)") in page
+    assert "judge: L17H0 3→33. Asked of every channel, H1 would count 1 of 1" in page
     assert "and H2 0 of 5 other heads." in page
     assert ("In SmolLM2-135M it finds conceptual channels in 1 head: 1 of 1 token induction heads resolve into a "
             "confirmed channel on exact repeats, and 1 other head does on some probe.") in page
