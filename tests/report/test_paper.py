@@ -438,7 +438,7 @@ def test_abstract_discussion_and_conclusion_state_the_findings(paper):
     assert "it classifies the heads of a hand-compiled model as built; the negative controls confirm 0 of the" in page
     assert ("On SmolLM2-135M (every head of 2 layers, 1 token induction head), 1 of the 1 token induction heads have a "
             "confirmed channel on exact repeats (H1: yes; 1 on random, 0 on text); 1 of 5 other heads have one "
-            "(H2: yes). Channels planted into its strongest induction head are found with probability at least 0.8 on "
+            "(H2: yes). Channels planted into its strongest induction head reach recall 0.8 on "
             "text repeats from strength 0.1 of the head’s score scale. 1 head has a conceptual channel, and removing a "
             "confirmed channel measurably lowers the induction token’s probability for 2 of the 3 confirmed "
             "channels.") in page

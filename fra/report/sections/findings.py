@@ -149,13 +149,16 @@ def model_sentence(m: Model) -> str:
     s += (f"; {fmt(h2['n_non_tih_with_cih'])} of {fmt(h2['n_non_tih'])} other heads have one (H2: {h2['answer']}). ")
     power = _json(f"results/{m.model}/power/power.json")
     if power:
+        curves = [c for c in power["curves"] if c["role"] in ("tih", "strongest")]
         found = {k.split("/")[0]: w for k, w in power["weakest_found"].items() if k.endswith(("/tih", "/strongest"))}
-        reach = "; ".join(f"on {SHORT.get(p, p)} repeats from strength {fmt(w['strength'])} of the head's score scale"
-                          if w else f"on {SHORT.get(p, p)} repeats at no strength of the grid"
-                          for p, w in found.items())
+        reach = "; ".join(
+            f"on {SHORT.get(p, p)} repeats from strength {fmt(w['strength'])} of the head's score scale" if w
+            else f"on {SHORT.get(p, p)} repeats at no strength of the grid (at most "
+                 f"{fmt(max(c['recall'] for c in curves if c['probe'] == p), 2)})"
+            for p, w in found.items())
         if reach:
-            s += (f"Channels planted into its strongest induction head are found with probability at least "
-                  f"{fmt(power['target_recall'])} {reach}. ")
+            s += (f"Channels planted into its strongest induction head reach recall {fmt(power['target_recall'])} "
+                  f"{reach}. ")
     conceptual = int((m.hyp.n_conceptual > 0).sum())
     s += (f"{count(conceptual, 'head')} {'has' if conceptual == 1 else 'have'} a conceptual channel" if conceptual
           else "No head has a conceptual channel: every confirmed channel is a token channel")
@@ -289,8 +292,8 @@ def matched_null(m: Model) -> str:
     named = ", ".join(sorted({f"{head_name(r.layer, r.head)} {int(r.query_feature)}→{int(r.key_feature)}"
                               for r in failing.itertuples()}))
     drop = failing.no_repeat_effect / failing.softmax_effect
-    left = (f" Without the repeat these keep a median {fmt(drop.median(), 2)} of their effect at the would-be target."
-            if drop.notna().any() else "")
+    left = (f" Without the repeat these keep a median {round(100 * drop.median()) or 0}% of their effect at the "
+            "would-be target (the no-repeat control)." if drop.notna().any() else "")
     n = int(fails.sum())
     return (f"**The matched null ({m.name}).** {count(n, 'counted channel')} of {fmt(int(counted.sum()))} "
             f"{'does' if n == 1 else 'do'} not beat the matched null where it can tell (its p-value there is above "

@@ -49,13 +49,14 @@ def power_section(model: str, name: str) -> str:
     curves = pd.DataFrame(power["curves"])
     heads = ", ".join(f"{head_name(layer, h)} ({ROLES.get(role, role)})" for role, layer, h in power["heads"])
     n_ind = int((plants.pair_kind == "induction").sum() / plants.strength.nunique())
+    best = curves.groupby(["probe", "role"], sort=False).recall.max()
     weakest = []
     for key, w in power["weakest_found"].items():
         probe, role = key.split("/")
         weakest.append(f"`{probe}` in the {ROLES.get(role, role)}: "
                        + (f"from strength {fmt(w['strength'])} (its candidate plants move a median "
                           f"{fmt(w['attention_moved'])} of attention onto the target)" if w
-                          else "not reached on the grid"))
+                          else f"never (at most {fmt(best[(probe, role)], 2)})"))
     real, near = power["real_channels"], power["near_misses"]
     real_scale = (f"the {count(real['n'], 'confirmed channel')} of {name} have scale shares of median "
                   f"{fmt(real['scale_share']['50%'])} (softmax effect {fmt(real['softmax_effect']['50%'])})"
@@ -73,7 +74,7 @@ def power_section(model: str, name: str) -> str:
            f"strengths {strengths}, in the head's own units: the plant's mean |value| at the induction targets over "
            f"the head's score RMS there ({count(n_ind, 'plant')} per strength over the probes and heads); control "
            "pairs of the same strength, whose key feature does not follow the query feature, measure false "
-           f"discoveries. Recall reaches 0.8 for {'; '.join(weakest)} (@fig-{model}-power). "
+           f"discoveries. Recall reaches {fmt(power['target_recall'])} for {'; '.join(weakest)} (@fig-{model}-power). "
            f"{fmt(power['false_discoveries'])} of the {fmt(power['n_control'])} control plants were confirmed. On "
            f"the same scale {real_scale}, and {near_scale}.",
            figure(recall_figure(curves), f"fig-{model}-power", f"Recall of channels planted into {name}'s heads "
