@@ -362,7 +362,7 @@ class ChannelConfig:
     min_effect: float = 0.01  # held-out attention to the target a confirmed channel must move
     # the lift threshold: lift_null_factor x this quantile of the model's shuffled-key null lifts
     lift_null_quantile: float = 0.99
-    lift_null_factor: float = 2.0
+    lift_null_factor: float = 2.5
     min_scale_share: float = 1e-3  # mean |value| at the targets over the head's score scale (RMS) there
     max_informative_share: float = 0.5  # above it, the matched null (keys where b is active) must reject too
     n_bootstrap: int = 1000  # sequence-bootstrap resamples of the lift's interval
