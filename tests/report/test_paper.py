@@ -450,7 +450,7 @@ def test_abstract_discussion_and_conclusion_state_the_findings(paper):
     assert "That fits one explanation" not in page  # more channels on random tokens than on text: no SAE-mismatch story
     assert ("On templated concept pairs (concept_templates) the token induction heads attend to the induction target "
             "with mean attention 0.3") in page and "1 of the 1 candidate channels on these probes are confirmed" in page
-    assert ("Its own null sets SmolLM2-135M’s lift threshold at 0.2 (2 × the 99th percentile of its null lifts). 0 "
+    assert ("Its own null sets SmolLM2-135M’s lift threshold at 0.2 (2.5 × the 99th percentile of its null lifts). 0 "
             "candidates meet every other condition and miss it by less than a factor 2") in page
     assert ("The matched null (SmolLM2-135M). 1 counted channel of 2 does not beat the matched null where it can "
             "tell (its p-value there is above α)") in page
