@@ -90,14 +90,18 @@ class PairStats:
         return feature_profiles(self.acts[..., feats], self.corpus, feats, self.special).assign(layer=self.layer)
 
 
-def pair_stats(model: HookedTransformer, sae: SAE, layer: int, corpus: torch.Tensor) -> PairStats:
-    """:class:`PairStats` of ``sae`` on ``corpus`` (BOS left out of the pair counts)."""
-    acts = layer_acts(model, {layer: sae}, corpus)[0][layer]  # [seq, pos, d_sae]
-    on = (acts[:, 1:] > 0).float()
-    prev, nxt = on[:, :-1].flatten(0, 1), on[:, 1:].flatten(0, 1)
-    together = prev.T @ nxt  # [a, b]: positions j with a at j - 1 and b at j
-    return PairStats(together / prev.sum(0).clamp(min=1)[:, None], on.flatten(0, 1).mean(0), acts, corpus,
-                     special_ids(model), layer)
+def pair_stats(model: HookedTransformer, saes: dict[int, SAE], corpus: torch.Tensor) -> dict[int, PairStats]:
+    """:class:`PairStats` of every SAE of ``saes`` on ``corpus`` from one model pass (BOS left out of the pair
+    counts)."""
+    acts_by_layer = layer_acts(model, saes, corpus)[0]  # layer -> [seq, pos, d_sae]
+    out = {}
+    for layer, acts in acts_by_layer.items():
+        on = (acts[:, 1:] > 0).float()
+        prev, nxt = on[:, :-1].flatten(0, 1), on[:, 1:].flatten(0, 1)
+        together = prev.T @ nxt  # [a, b]: positions j with a at j - 1 and b at j
+        out[layer] = PairStats(together / prev.sum(0).clamp(min=1)[:, None], on.flatten(0, 1).mean(0), acts, corpus,
+                               special_ids(model), layer)
+    return out
 
 
 def target_counts(batches: HeadBatches, probes: Probes, d_sae: int) -> torch.Tensor:
@@ -193,7 +197,7 @@ def power_study(model: HookedTransformer, saes: dict[int, SAE], probes: dict[str
     """One row per plant: probe, head (with its role), pair kind and features, strength and beta, and the search's
     verdict (:func:`planted_row`). ``heads``: (role, layer, head); ``tested``: the study's channels.csv."""
     cache = ProbeCache(model, saes, channel_cfg.batch_size)
-    stats = {layer: pair_stats(model, saes[layer], layer, corpus) for layer in sorted({h[1] for h in heads})}
+    stats = pair_stats(model, {layer: saes[layer] for layer in sorted({h[1] for h in heads})}, corpus)
     rows = []
     for kind, (disc, held) in probes.items():
         for role, layer, head in heads:

@@ -132,7 +132,7 @@ def test_strong_plants_become_candidates_and_rows_carry_the_plan(tiny):
 def test_pair_stats_count_what_follows_on_the_corpus(tiny):
     model, sae, _, _ = tiny
     corpus = torch.from_numpy(np.random.default_rng(1).integers(1, 50, (4, 16)))
-    stats = pair_stats(model, sae, 1, corpus)
+    stats = pair_stats(model, {1: sae}, corpus)[1]
     on = (stats.acts[:, 1:] > 0).float()
     a, b = int(on.sum((0, 1)).argmax()), 3
     n_a = on[:, :-1, a].sum()
