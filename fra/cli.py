@@ -30,8 +30,9 @@ from fra.errors import FRAError
 # In pipeline order: load -> resolve -> score -> test -> report, then the tools beside it. Each is a module of
 # fra/stages/ whose NAME is the command; a command imports its own module only (`fra --help` imports them all).
 STAGES = ["toy_data", "toy_train", "toy_saes", "toy_seeds", "compiled", "lm_model", "text_corpus", "lm_saes",
-          "resolve", "heads", "induction", "power", "cot_traces", "cot", "explore", "explore_dataset", "explore_cot",
-          "paper", "reproduce", "bench", "bench_channels", "bench_pages", "bench_saes", "smollm2_check"]
+          "resolve", "heads", "induction", "power", "sae_sensitivity", "thresholds", "compare", "cot_traces", "cot",
+          "explore", "explore_dataset", "explore_cot", "paper",
+          "reproduce", "bench", "bench_channels", "bench_pages", "bench_saes", "smollm2_check"]
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

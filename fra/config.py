@@ -416,6 +416,62 @@ class PowerConfig:
 
 
 @dataclass(frozen=True)
+class SensitivityConfig:
+    """The SAE sensitivity study (``fra sae-sensitivity``): SAEs at other seeds and widths on the layers of the TIHs
+    with channels, each evaluated (loss recovered through sae_lens.evals) and put through the induction study."""
+
+    layers: tuple[int, ...] = (17, 18)
+    seeds: tuple[int, ...] = (0, 1, 2)
+    expansions: tuple[int, ...] = (4, 16)  # d_sae / d_model; lm_saes' own (seed, expansion) is its SAE, not retrained
+    loss_sequences: int = 16  # held-out sequences of the loss-recovered evaluation
+    loss_batch_size: int = 8
+    lift_null_factors: tuple[float, ...] = (1.0, 1.5, 2.0, 2.5, 3.0, 4.0)  # the criterion sweep (fra thresholds)
+    alphas: tuple[float, ...] = (0.01, 0.05, 0.1)
+    min_effects: tuple[float, ...] = (0.0, 0.005, 0.01, 0.02, 0.05)
+    min_scale_shares: tuple[float, ...] = (0.0, 0.0003, 0.001, 0.003, 0.01)
+    tih_thresholds: tuple[float, ...] = (0.2, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6)
+    n_bootstrap: int = 200  # sequence-bootstrap replicates of the sweep's bands
+
+    def __post_init__(self) -> None:
+        check_layers(self.layers, "sensitivity.layers")
+        require(len(self.seeds) >= 1 and len(set(self.seeds)) == len(self.seeds), "sensitivity.seeds",
+                f"must list distinct seeds, got {list(self.seeds)}")
+        require(len(self.expansions) >= 1 and all(e >= 1 for e in self.expansions), "sensitivity.expansions",
+                f"must list expansion factors >= 1, got {list(self.expansions)}")
+        for key in ("loss_sequences", "loss_batch_size", "n_bootstrap"):
+            require(getattr(self, key) >= 1, f"sensitivity.{key}", f"must be >= 1, got {getattr(self, key)}")
+        for key in ("lift_null_factors", "alphas", "min_effects", "min_scale_shares", "tih_thresholds"):
+            values = getattr(self, key)
+            require(len(values) >= 1 and all(v >= 0 for v in values), f"sensitivity.{key}",
+                    f"must list values >= 0, got {list(values)}")
+        for key, ok, span in (("alphas", lambda v: 0 < v < 1, "(0, 1)"), ("min_effects", lambda v: v < 1, "[0, 1)"),
+                              ("min_scale_shares", lambda v: v < 1, "[0, 1)"),
+                              ("tih_thresholds", lambda v: 0 < v <= 1, "(0, 1]")):
+            require(all(ok(v) for v in getattr(self, key)), f"sensitivity.{key}",
+                    f"must be in {span} (as the value it sweeps), got {list(getattr(self, key))}")
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    """FRA beside other decompositions (``fra compare``): the basis comparison on the TIHs and a few other heads, and
+    Feucht et al.'s concept induction heads located with their attention scores."""
+
+    seed: int = 0
+    n_pairs: int = 64  # held-out text_repeat induction targets per head in the basis comparison
+    n_other_heads: int = 4  # non-TIH heads beside the TIHs: those with confirmed channels, then top concept heads
+    concept_seq_len: int = 30  # Feucht et al.'s sequence length (the probe is twice as wide)
+    concept_probes: int = 256  # probes of real words, and as many of random n-grams
+    n_concept_heads: int = 8  # the concept induction heads reported (largest concept score)
+    batch_size: int = 32
+
+    def __post_init__(self) -> None:
+        for key in ("n_pairs", "n_other_heads", "concept_probes", "n_concept_heads", "batch_size"):
+            require(getattr(self, key) >= 1, f"compare.{key}", f"must be >= 1, got {getattr(self, key)}")
+        require(self.concept_seq_len >= 9, "compare.concept_seq_len",
+                f"must be >= 9 (room for a 5-token word after the first half), got {self.concept_seq_len}")
+
+
+@dataclass(frozen=True)
 class ControlConfig:
     """Negative controls run through the same channel search (``fra.analysis.controls``)."""
 
@@ -480,6 +536,8 @@ class Params:
     channels: ChannelConfig = field(default_factory=ChannelConfig)
     controls: ControlConfig = field(default_factory=ControlConfig)
     power: PowerConfig = field(default_factory=PowerConfig)
+    sensitivity: SensitivityConfig = field(default_factory=SensitivityConfig)
+    compare: CompareConfig = field(default_factory=CompareConfig)
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
     cot: CotConfig = field(default_factory=CotConfig)
 

@@ -78,3 +78,48 @@ def test_bad_params_files(tmp_path, text, match):
 def test_params_path_is_a_folder(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_params(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "data, key",
+    [
+        ({"sensitivity": {"expansions": [0]}}, "sensitivity.expansions"),
+        ({"sensitivity": {"expansions": []}}, "sensitivity.expansions"),
+        ({"sensitivity": {"alphas": [0]}}, "sensitivity.alphas"),
+        ({"sensitivity": {"alphas": [0.05, 1.5]}}, "sensitivity.alphas"),
+        ({"sensitivity": {"layers": [17, 17]}}, "sensitivity.layers"),
+        ({"sensitivity": {"layers": []}}, "sensitivity.layers"),
+        ({"sensitivity": {"seeds": [1, 1]}}, "sensitivity.seeds"),
+        ({"sensitivity": {"loss_batch_size": 0}}, "sensitivity.loss_batch_size"),
+        ({"sensitivity": {"loss_sequences": 0}}, "sensitivity.loss_sequences"),
+        ({"sensitivity": {"n_bootstrap": 0}}, "sensitivity.n_bootstrap"),
+        ({"sensitivity": {"min_effects": [-0.01]}}, "sensitivity.min_effects"),
+        ({"sensitivity": {"tih_thresholds": []}}, "sensitivity.tih_thresholds"),
+        ({"sensitivity": {"lift_null_factors": [-1]}}, "sensitivity.lift_null_factors"),
+        ({"sensitivity": {"min_scale_shares": [-0.1]}}, "sensitivity.min_scale_shares"),
+        ({"sensitivity": {"alpha": [0.05]}}, "sensitivity.alpha"),  # misspelled key
+        ({"compare": {"concept_seq_len": 4}}, "compare.concept_seq_len"),
+        ({"compare": {"n_pairs": 0}}, "compare.n_pairs"),
+        ({"compare": {"n_other_heads": 0}}, "compare.n_other_heads"),
+        ({"compare": {"concept_probes": 0}}, "compare.concept_probes"),
+        ({"compare": {"n_concept_heads": 0}}, "compare.n_concept_heads"),
+        ({"compare": {"batch_size": 0}}, "compare.batch_size"),
+        # sweep values the criterion refuses (channels.alpha in (0, 1), min_effect and min_scale_share in [0, 1))
+        ({"sensitivity": {"alphas": [1.0]}}, "sensitivity.alphas"),
+        ({"sensitivity": {"min_effects": [1.0]}}, "sensitivity.min_effects"),
+        ({"sensitivity": {"min_scale_shares": [1.0]}}, "sensitivity.min_scale_shares"),
+        ({"sensitivity": {"tih_thresholds": [1.5]}}, "sensitivity.tih_thresholds"),
+    ],
+)
+def test_bad_sensitivity_and_compare_params_name_the_key(data, key):
+    with pytest.raises(ConfigError, match=re.escape(f"`{key}`")):
+        from_dict(Params, data)
+
+
+def test_committed_sensitivity_and_compare_params():
+    """params.yaml's sections load, and the SAE grid holds lm_saes' own SAE on layers lm_saes has."""
+    p = load_params("params.yaml")
+    assert p.sensitivity == Params().sensitivity and p.compare == Params().compare
+    assert set(p.sensitivity.layers) <= set(p.lm_saes.layers)
+    assert p.lm_saes.seed in p.sensitivity.seeds and p.lm_saes.expansion in p.sensitivity.expansions
+    assert p.sensitivity.loss_sequences % p.sensitivity.loss_batch_size == 0  # every evaluation sequence is used

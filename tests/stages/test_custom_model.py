@@ -195,3 +195,93 @@ def test_power_without_a_study_names_the_stage_to_run(user, study, tmp_path, cap
     argv = power(user, study, power_params(user, tmp_path), tmp_path / "power")
     argv[argv.index("--study") + 1] = str(empty)
     refuses(argv, r"has no readable heads.csv .*run `fra induction`", capsys, tmp_path)
+
+
+def thresholds(user: Path, study: Path, params: Path, out: Path) -> list[str]:
+    return ["thresholds", "--model", str(user / "model"), "--study", str(study), "--params", str(params), "--out",
+            str(out)]
+
+
+def thresholds_params(user: Path, tmp_path: Path) -> Path:
+    """The user's params with a short bootstrap: the sweep's grids are params.yaml's."""
+    params = yaml.safe_load((user / "params.yaml").read_text())
+    params["sensitivity"].update({"n_bootstrap": 20})
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def test_thresholds_sweep_a_users_study(user, study, tmp_path, capsys):
+    params = thresholds_params(user, tmp_path)
+    out = tmp_path / "thresholds"
+    assert main(thresholds(user, study, params, out)) == 0
+    sweep = pd.read_csv(out / "sweep.csv")
+    region = json.loads((out / "region.json").read_text())
+    m = json.loads((study / "metrics.json").read_text())
+    grid = yaml.safe_load(params.read_text())["sensitivity"]
+    assert list(region) == ["lift_null_factor", "alpha", "min_effect", "min_scale_share", "tih_threshold"]
+    own = sweep[sweep["pipeline_value"]]
+    assert len(own) == len(region)  # one row at the pipeline's values per parameter
+    for _, row in own.iterrows():  # each of them is the study
+        assert (row["n_tih"], row["h1_heads"], row["H1"]) == (m["H1"]["n_tih"], m["H1"]["n_tih_with_cih"],
+                                                               m["H1"]["answer"]), row["parameter"]
+        assert (row["n_non_tih"], row["h2_heads"], row["H2"]) == (m["H2"]["n_non_tih"], m["H2"]["n_non_tih_with_cih"],
+                                                                  m["H2"]["answer"]), row["parameter"]
+        assert row["lift_threshold"] == pytest.approx(m["criterion"]["lift_threshold"], rel=1e-5)
+    assert region["min_effect"]["pipeline_value"] == m["criterion"]["min_effect"]
+    assert region["tih_threshold"]["pipeline_value"] == m["tih_threshold"]
+    assert region["alpha"]["values"] == sorted({*grid["alphas"], m["criterion"]["alpha"]})
+    assert (sweep["n_tih"] + sweep["n_non_tih"] == N_LAYERS * N_HEADS).all()
+    for h in ("h1", "h2"):
+        assert (sweep[f"{h}_low"] <= sweep[f"{h}_high"]).all()
+    assert "min_effect: answers" in capsys.readouterr().out
+
+
+def test_thresholds_without_a_study_names_the_stage_to_run(user, study, tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "heads.csv").write_text((study / "heads.csv").read_text())  # the rest missing
+    out = tmp_path / "thresholds"
+    refuses(thresholds(user, empty, user / "params.yaml", out),
+            r"--study .*empty lacks a readable heads.csv, channels.csv or metrics.json .*run `fra induction`",
+            capsys, tmp_path)
+    assert not out.exists()
+
+
+def test_thresholds_refuse_a_study_made_with_other_params(user, study, tmp_path, capsys):
+    """metrics.json's counts are not the sweep's at params.yaml's values: the study was run with other params."""
+    other = tmp_path / "study"
+    other.mkdir()
+    for name in ("heads.csv", "channels.csv", "metrics.json"):
+        (other / name).write_text((study / name).read_text())
+    m = json.loads((other / "metrics.json").read_text())
+    m["H2"]["n_non_tih_with_cih"] += 1
+    (other / "metrics.json").write_text(json.dumps(m))
+    err = refuses(thresholds(user, other, thresholds_params(user, tmp_path), tmp_path / "thresholds"),
+                  r"the sweep at the pipeline's values counts H1 \d+, H2 \d+ but .*metrics.json says", capsys,
+                  tmp_path)
+    assert "params.yaml differs from the study's; rerun it" in err
+
+
+def test_compare_refuses_a_tokenizer_without_multi_token_words(user, study, tmp_path, capsys):
+    """The made-up words are single tokens with no leading-space marker: Feucht et al.'s concept probes need words
+    the tokenizer splits, so `fra compare` names the problem before any head is scored."""
+    (tmp_path / "power.csv").write_text("layer,head,pair_kind,confirmed\n")
+    out = tmp_path / "compare"
+    argv = ["compare", "--model", str(user / "model"), "--saes", str(user / "saes"), "--corpus",
+            str(study / "corpus.npy"), "--study", str(study), "--power", str(tmp_path / "power.csv"), "--params",
+            str(user / "params.yaml"), "--out", str(out)]
+    err = refuses(argv, r"no word of the corpus \(16 sequences x 32 tokens\) is split into 2\.\.5 tokens by "
+                  r"tokenizer '.*/model'", capsys, tmp_path)  # the saved tokenizer's name: its folder
+    assert "a tokenizer whose tokens mark a leading space" in err and not out.exists()
+
+
+def test_thresholds_refuse_a_model_that_is_not_the_studys(user, study, tmp_path, capsys):
+    torch.manual_seed(1)
+    other = HookedTransformer(HookedTransformerConfig(
+        n_layers=N_LAYERS, n_heads=N_HEADS, d_model=D_MODEL, d_head=8, d_mlp=64, d_vocab=D_VOCAB, n_ctx=32,
+        act_fn="gelu", normalization_type="LN"))
+    other.set_tokenizer(word_tokenizer())
+    save_hooked(other, tmp_path / "other" / "model")
+    refuses(thresholds(tmp_path / "other", study, thresholds_params(user, tmp_path), tmp_path / "thresholds"),
+            r"heads.csv", capsys, tmp_path)
