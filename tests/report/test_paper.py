@@ -363,7 +363,8 @@ def test_results_sections_tables_figures_cards_and_absent_models(paper):
     assert "planted-world label current:c00" in page and "c00m2" in page and "\\*odd\\*" not in page
     assert 'href="../../results/toy/explorer/channels.html"' in html
     # the toy ablation, the chain-of-thought study and GPT-2's planted channels (no fixtures)
-    assert page.count("Results not available") == 3 and "<code>results/gpt2-small/power/power.csv</code>" in html
+    # 3, and the 4 sensitivity parts of SmolLM2 and GPT-2 small (the fixture has no such results)
+    assert page.count("Results not available") == 3 + 8 and "<code>results/gpt2-small/power/power.csv</code>" in html
     assert "<code>results/smollm2/cot/metrics.json</code>" in html
     assert "2 of 3 pass the ground-truth check" in page and "the search finds 4 of 4 conceptual classes" in page
     assert "<code>results/toy_ablation/metrics.json</code>" in html
