@@ -42,6 +42,40 @@ def test_resolve_text_with_truncation(files, capsys):
     assert "exactness residual" in out and "truncation top_k: removed" in out and "truncation exclude_first" in out
 
 
+def resolve_json(files, capsys, *flags):
+    capsys.readouterr()
+    assert main(["resolve", *files, "--layer", "1", "--head", "2", "--text", TEXT, "--json", *flags]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_resolve_collapses_dense_features_into_one_term(files, capsys, tmp_path):
+    import numpy as np
+
+    np.save(tmp_path / "corpus.npy", np.random.default_rng(0).integers(0, 50257, (4, 16)))
+    dense_flags = ["--corpus", str(tmp_path / "corpus.npy"), "--density", "0.3"]
+    every = resolve_json(files, capsys, "--top", "100000")
+    out = resolve_json(files, capsys, "--top", "100000", *dense_flags)
+    dense = set(out["dense"]["features"])
+    assert dense and out["dense"]["n_channels"] > 0
+    assert not any(c["query_feature"] in dense or c["key_feature"] in dense for c in out["channels"])
+    gone = [c for c in every["channels"] if c["query_feature"] in dense or c["key_feature"] in dense]
+    assert len(gone) == out["dense"]["n_channels"] and len(out["channels"]) + len(gone) == len(every["channels"])
+    assert out["dense"]["total"] == pytest.approx(sum(c["total"] for c in gone), rel=1e-4, abs=1e-4)
+    assert sum(out["shares"].values()) == pytest.approx(1.0)
+    assert out["shares"]["dense features"] > 0 and set(out["shares"]) == {*every["shares"], "dense features"}
+    assert "dense" not in resolve_json(files, capsys, *dense_flags, "--show-dense")
+    assert main(["resolve", *files, "--layer", "1", "--head", "2", "--text", TEXT, *dense_flags]) == 0
+    assert "dense features: " in capsys.readouterr().out
+
+
+def test_resolve_refuses_features_of_another_layer(files, capsys, tmp_path):
+    (tmp_path / "features.csv").write_text("layer,feature,firing_rate,sink_share,token_share,prev_token_share\n"
+                                           "0,1,0.9,0.0,0.1,0.1\n")
+    assert main(["resolve", *files, "--layer", "1", "--head", "2", "--text", TEXT,
+                 "--features", str(tmp_path / "features.csv")]) == 2
+    assert "has no features of layer 1" in capsys.readouterr().err
+
+
 def test_resolve_bad_input_exits_2_with_message(files, capsys):
     assert main(["resolve", *files, "--layer", "7", "--head", "0", "--text", TEXT]) == 2
     assert "layer 7 is out of range" in capsys.readouterr().err
@@ -77,7 +111,7 @@ def test_a_command_imports_its_own_stage_only():
     code = ("import sys; from fra.cli import main; main(['explore-cot', '--help']); "
             "print(sorted(m for m in sys.modules if m.startswith('fra.stages.')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.splitlines()[-1] == "['fra.stages.explore_cot']"
+    assert out.splitlines()[-1] == "['fra.stages.args', 'fra.stages.explore_cot']"  # and the shared flag types
 
 
 def test_unknown_command_lists_every_stage(capsys):

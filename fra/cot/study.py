@@ -22,6 +22,7 @@ suppression correlation are reported on held-out traces, beside the all-head bas
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -255,34 +256,45 @@ def _ablate(table: pd.DataFrame, rows: dict[int, ch.AnchorRows], heldout: list[i
     return table
 
 
+def _nulls(x: Tensor) -> list:
+    """``x`` as nested lists with NaN as None (JSON null: undefined, never 0)."""
+    if x.ndim > 1:
+        return [_nulls(r) for r in x]
+    return [v if math.isfinite(v) else None for v in x.tolist()]
+
+
 def trace_view(n: int, att: AttentionStudy, channels: pd.DataFrame, cards: dict, cfg: CotConfig,
                resolver: TraceResolver) -> dict:
-    """Trace ``n`` for the explorer: its sentences, every head's vertical scores, and for each resolved head every
-    tested channel's mean contribution to the scores of later queries (``i >= j + proximity + 1``) on each
-    sentence j."""
+    """Trace ``n`` for the explorer: its tokens and sentences, every head's vertical scores, and for each resolved
+    head every tested channel's mean contribution to the scores of later queries (``i >= j + proximity + 1``) on
+    each sentence j; the cards of every channel feature. A sentence with no later query has no vertical score and
+    no channel value: null."""
     trace, M, vertical, anchors = resolver.traces[n], att.maps[n], att.vertical[n], att.anchors[n]
     S = len(trace.sentences)
     heads_v = vertical_scores(M, cfg.proximity)  # [layer, head, S]
     W = ch.key_means(trace.sentence_of, S)
     later = trace.sentence_of[:, None] >= torch.arange(S)[None] + cfg.proximity + 1  # [query, key sentence]
+    n_later = later.sum(0)
     resolved = []
     for (layer, head), group in channels.groupby(["layer", "head"], sort=False):
         a, b = torch.tensor(group["query_feature"].to_numpy()), torch.tensor(group["key_feature"].to_numpy())
         C = (resolver.resolved(n, layer, head).channel(0, a, b)[0].cpu()
              * torch.ones(len(trace.tokens), len(trace.tokens)).tril())
         X = (C @ W) * later  # [channel, query, sentence]
-        by_sentence = X.sum(1) / later.sum(0).clamp(min=1)
+        by_sentence = (X.sum(1) / n_later.clamp(min=1)).masked_fill(n_later == 0, float("nan"))
         resolved.append({"layer": int(layer), "head": int(head), "channels": [
             {"query_feature": int(r.query_feature), "key_feature": int(r.key_feature), "confirmed": bool(r.confirmed),
-             "by_sentence": v.tolist()} for r, v in zip(group.itertuples(), by_sentence)]})
-    used = {f"L{r['layer']}": {f for c in r["channels"] for f in (c["query_feature"], c["key_feature"])}
-            for r in resolved}
+             "by_sentence": v} for r, v in zip(group.itertuples(), _nulls(by_sentence))]})
+    used: dict[str, set[int]] = {}
+    for r in resolved:
+        used.setdefault(f"L{r['layer']}", set()).update(f for c in r["channels"]
+                                                        for f in (c["query_feature"], c["key_feature"]))
     recv = att.receivers
     return {"trace": n, "problem": trace.problem, "split": trace.split, "proximity": cfg.proximity,
-            "n_layers": int(M.shape[0]), "n_heads": int(M.shape[1]),
-            "sentences": [{"text": s.text, "kind": s.kind, "anchor": j in anchors, "vertical": float(vertical[j])}
-                          for j, s in enumerate(trace.sentences)],
-            "vertical": heads_v.tolist(),
+            "n_layers": int(M.shape[0]), "n_heads": int(M.shape[1]), "tokens": trace.tokens.tolist(),
+            "sentences": [{"text": s.text, "kind": s.kind, "anchor": j in anchors, "vertical": v}
+                          for j, (s, v) in enumerate(zip(trace.sentences, _nulls(vertical)))],
+            "vertical": _nulls(heads_v),
             "receivers": [[int(layer), int(h)] for layer, h in zip(recv["layer"], recv["head"])],
             "resolved": resolved,
             "cards": {layer: {str(f): cards.get(layer, {}).get(str(f)) for f in sorted(fs)}

@@ -8,7 +8,9 @@ For the issue's case, a 256-token SmolLM2 text across every head of layer 17:
 
 The text is sequence ``sequence`` of ``corpus`` read again and again (BOS once) up to ``tokens`` tokens.
 Latencies are from the mouse event to the next painted frame (:meth:`fra.explore.browser.Page.click`), per head
-of the layer. Everything runs on the CPU; it prints the figures as JSON.
+of the layer: the head menu and the head's thumbnail, a query, a key, a channel, the strongest top channel (its
+whole map drawn: for a rotary model from g_ab(i - j)), the dense-features toggle, the key's column view, hover and
+zoom. Everything runs on the CPU; it prints the figures as JSON.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fra.analysis.dense import DENSITY
 from fra.analysis.features import neuronpedia_base, token_strings
+from fra.config import ChannelConfig
 from fra.engine.resolver import resolve
 from fra.explore.browser import Browser
 from fra.explore.cards import corpus_cards, pipeline_cards
@@ -31,6 +35,7 @@ from fra.explore.data import Detail, single_payload
 from fra.explore.dataset import channel_examples, dataset_payload, read_channels, shown_channels, text_page_links
 from fra.explore.encode import Strings, page
 from fra.explore.inputs import read_cards, read_features
+from fra.explore.single import page_dense
 from fra.models import load_model
 from fra.saes import load_sae
 
@@ -49,7 +54,7 @@ class Setting:
     keys_per_query: int = 8
     channels: str | None = None  # a channels.csv: also its channels page
     sae_pattern: str | None = None  # the SAE of each layer the channels page needs ({layer} filled in)
-    features: str | None = None
+    features: str | None = None  # features.csv: the dense features (its rows first) and the channels page's cards
     cards: str | None = None
     per_head: int = 25
     n_seqs: int = 32  # corpus sequences the channels page's examples come from
@@ -73,22 +78,33 @@ def single(s: Setting, model, out: Path) -> tuple[dict, dict]:
     sae = load_sae(s.sae, s.layer, "cpu")
     every = torch.from_numpy(np.load(s.corpus).astype(np.int64))
     tokens = repeated(every, s.sequence, s.tokens)
+    corpus = every[:s.corpus_sequences]
+    t["load_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    dense = page_dense(model, sae, corpus, s.layer, read_features(s.features) if s.features else None)
+    t["dense_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
     resolved = resolve(model, sae, tokens, s.layer)
     t["resolve_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     payload, feats = single_payload(resolved, token_strings(model, tokens)[0], detail=Detail(max_keys=s.keys_per_query),
-                                    separable=False)
+                                    dense=dense)
     t["payload_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     strings = Strings()
-    payload["cards"] = corpus_cards(model, sae, every[:s.corpus_sequences], feats, {}, strings)
+    payload["cards"] = corpus_cards(model, sae, corpus, feats, {}, strings, exclude=tokens)
     payload.update(strings=strings.table, neuronpedia=neuronpedia_base(sae), names={"model": s.model},
-                   cards_from={"kind": "corpus", "n_seqs": s.corpus_sequences, "n_pos": int(every.shape[1])})
+                   cards_from={"kind": "corpus", "n_seqs": s.corpus_sequences, "n_pos": int(every.shape[1])},
+                   dense_from={"kind": "corpus", "features": s.features is not None, "density": DENSITY,
+                               "sink_share": ChannelConfig().sink_share})
     t["cards_s"] = time.perf_counter() - t0
     html = page("single", f"bench: layer {s.layer}", payload, scripts=("pattern.js",))
     (out / "single.html").write_text(html)
+    maps = payload.get("rope") or payload["coef"]
     return {"tokens": int(tokens.shape[1]), "heads": len(resolved.heads),
-            "pairs_with_detail": payload["pairs"]["h"]["shape"][0],
+            "pairs_with_detail": payload["pairs"]["h"]["shape"][0], "dense_features": len(payload["dense_features"]),
+            "rotary": "rope" in payload, "whole_map_channels": maps["h"]["shape"][0],
+            **({"rope_values": payload["rope"]["g"]["shape"][0]} if "rope" in payload else {}),
             "build": {k: round(v, 2) for k, v in t.items()}, **sizes(payload, html)}, payload
 
 
@@ -99,15 +115,27 @@ def click_single(browser: Browser, url: str, P: int, heads: int) -> dict:
     pg.call("Page.reload")
     pg.wait("document.readyState === 'complete' && !!window.fraReady", 60)
     load_ms = (time.perf_counter() - t0) * 1e3
-    ms: dict[str, list[float]] = {k: [] for k in ("head", "query", "key", "channel", "hover", "zoom_in", "zoom_fit")}
+    ms: dict[str, list[float]] = {k: [] for k in ("head", "thumb", "query", "key", "channel", "top_channel", "dense",
+                                                  "key_view", "hover", "zoom_in", "zoom_fit")}
+    unembedded = 0  # map cells where both features are active but no value is embedded
     for h in range(heads):
         ms["head"].append(pg.js(f"(() => {{ const t = performance.now(), s = document.getElementById('head');"
-                                f" s.value = '{h}'; s.dispatchEvent(new Event('change'));"
+                                f" s.value = '{(h + 1) % heads}'; s.dispatchEvent(new Event('change'));"
                                 " return performance.now() - t; })()"))
+        ms["thumb"].append(pg.click(f'#thumbs .thumb[data-h="{h}"]'))
         ms["query"].append(pg.click(f'#tokens .tok[data-i="{P - 1 - 7 * h}"]'))
-        ms["key"].append(pg.click("#keys .tok.has"))
+        j = pg.js("(() => { const { h, i } = fraExplorer.state; for (let j = i; j >= 0; j--) {"  # it shows channels
+                  " const n = pairOf(h, i, j); if (n !== undefined && topListed(n, i, j)) return j; }"
+                  " return null; })()")
+        ms["key"].append(pg.click("#keys .tok.has" if j is None else f'#keys .tok[data-j="{j}"]'))
         if pg.js("!!document.querySelector('#channels tr.clickable')"):
             ms["channel"].append(pg.click("#channels tr.clickable"))
+        if pg.js("!!document.querySelector('#top tr.clickable:not(.sel)')"):  # another channel: a new whole map
+            ms["top_channel"].append(pg.click("#top tr.clickable:not(.sel)"))
+            unembedded += pg.js("[...fraExplorer.map.m.vals.values()].filter(v => v === null).length")
+        for _ in range(2):  # dense-feature channels shown, then collapsed again
+            ms["dense"].append(pg.click("#show-dense"))
+        ms["key_view"] += [pg.click("#view-col"), pg.click("#view-row")]
         x, y = pg.js("(() => { const v = fraExplorer.view, g = v.grids[0], r = g.canvas.getBoundingClientRect(),"
                      " c = g.side() / v.n; const i = fraExplorer.state.i, j = fraExplorer.state.j;"
                      " return [r.left + MARGIN + (j - v.c0 + .5) * c, r.top + MARGIN + (i - v.r0 + .5) * c]; })()")
@@ -119,7 +147,7 @@ def click_single(browser: Browser, url: str, P: int, heads: int) -> dict:
         ms["zoom_in"].append(pg.click("#zoom-in"))
         ms["zoom_fit"].append(pg.click("#zoom-fit"))
     errors = pg.errors()
-    return {"load_ms": round(load_ms), "errors": errors,
+    return {"load_ms": round(load_ms), "errors": errors, "map_cells_unembedded": unembedded,
             "click_to_paint_ms": {k: {"median": round(statistics.median(v), 1), "max": round(max(v), 1), "n": len(v)}
                                   for k, v in ms.items() if v}}
 

@@ -2,13 +2,20 @@
 key feature) with its probes grouped, column glossaries from :data:`fra.analysis.schema.CHANNELS`, example
 contexts, feature cards and links into the single-text page.
 
-Per head the page keeps the top channels by support and by induction score, and every confirmed one. Each
-channel gets the corpus contexts where its contribution ``FRA[i, j, a, b]`` is largest in |value|; for the
-strongest, the head's attention over the keys of that query (a one-query single-text view).
+Per head the page keeps the top channels by support, by induction score and by softmax effect, every confirmed one,
+and the single-text page's strongest channels that ``channels.csv`` tested (:func:`shown_channels`). It opens on the
+confirmed channels ranked by softmax effect: the attention to the induction target that the channel carries (the
+drop when it is removed from the scores), the statistic of the criterion that measures what the head does with it.
+Without rotary positions a feature pair is one test over the heads (:func:`fra.analysis.channels.test_ids`): the
+page shows it as one row with each head's softmax effect. Channels with a dense feature (by the corpus,
+:mod:`fra.analysis.dense`) are collapsed into one row. Each channel gets the corpus contexts where its contribution
+``FRA[i, j, a, b]`` is largest in |value|; for the strongest, the head's attention over the keys of that query (a
+one-query single-text view).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +26,8 @@ from sae_lens import SAE
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
+from fra.analysis.channels import test_ids
+from fra.analysis.dense import corpus_profile, dense_features
 from fra.analysis.schema import CHANNELS
 from fra.config import EngineConfig
 from fra.engine.inputs import read_layers
@@ -31,6 +40,7 @@ from fra.explore.encode import Strings, packed, rounded, unpacked
 REQUIRED = ["layer", "head", "query_feature", "key_feature", "support"]  # of CHANNELS
 INDUCTION = ["channel_induction_heldout", "channel_induction_discovery"]
 KEY = ["layer", "head", "query_feature", "key_feature"]
+PAIR = ["layer", "query_feature", "key_feature"]  # a feature pair: one test over the heads without rotary positions
 Channel = tuple[int, int, int, int]  # (layer, head, query feature, key feature)
 # Short headers for the page; each column's definition (the header's tooltip) is CHANNELS'.
 LABELS = {
@@ -45,6 +55,8 @@ LABELS = {
 SHOWN = ["probe", "support", "channel_induction_heldout", "lift_heldout", "softmax_effect", "p_value", "q_value",
          "kind"]
 ASCENDING = ["p_discovery", "p_value", "q_value"]  # sorted smallest first
+EFFECT = "softmax_effect"  # the ranking the page opens on, confirmed channels first
+TEXT_TOP = 5  # per head, the single-text page's strongest channels that the page keeps when channels.csv has them
 
 
 def read_channels(path: str | Path) -> pd.DataFrame:
@@ -72,6 +84,20 @@ def induction_score(df: pd.DataFrame) -> pd.Series:
     return score
 
 
+def effect(df: pd.DataFrame) -> pd.Series:
+    """The softmax effect (NaN without the column)."""
+    return df[EFFECT] if EFFECT in df.columns else pd.Series(np.nan, index=df.index)
+
+
+def pair_tests(df: pd.DataFrame) -> bool:
+    """Whether ``channels.csv`` tests a feature pair once over the heads of its layer: its ``test`` ids are those of a
+    model without rotary positions (:func:`fra.analysis.channels.test_ids`), where ``C[q, j] = alpha_a(q) beta_b(j)
+    G_ab`` and only support and softmax effect differ between heads."""
+    if df.empty or not {"test", "channel_induction_heldout"} <= set(df.columns):
+        return False
+    return bool((df["test"].astype(str) == test_ids(df, per_head=False)).all())
+
+
 def best_first(df: pd.DataFrame) -> pd.DataFrame:
     """Rows ordered confirmed first, then by q-value, p-value (ascending) and support (descending)."""
     keys = pd.DataFrame({"c": ~confirmed(df), "s": -df["support"]}, index=df.index)
@@ -80,20 +106,55 @@ def best_first(df: pd.DataFrame) -> pd.DataFrame:
     return df.loc[keys.sort_values(["c", "q_value", "p_value", "s"], kind="stable").index]
 
 
-def shown_channels(df: pd.DataFrame, per_head: int) -> pd.DataFrame:
-    """Every row (probe) of the channels kept: per (layer, head) the top ``per_head`` by support and by induction
-    score (a channel's best row counts) and every confirmed channel; rows best-first within each channel."""
-    by = df.assign(_ind=induction_score(df), _cih=confirmed(df)).groupby(KEY, sort=True)
-    best = pd.DataFrame({"support": by["support"].max(), "ind": by["_ind"].max(),
+def shown_channels(df: pd.DataFrame, per_head: int, extra: Iterable[Channel] = ()) -> pd.DataFrame:
+    """Every row (probe) of the channels kept: per (layer, head) the top ``per_head`` by support, by induction score
+    and by softmax effect (a channel's best row counts), every confirmed channel, and the ``extra`` channels (the
+    single-text page's strongest, :func:`text_page_top`) that ``df`` has; where a feature pair is one test
+    (:func:`pair_tests`), the pair in every head. Rows best-first within each channel."""
+    by = df.assign(_ind=induction_score(df), _eff=effect(df), _cih=confirmed(df)).groupby(KEY, sort=True)
+    best = pd.DataFrame({"support": by["support"].max(), "ind": by["_ind"].max(), "eff": by["_eff"].max(),
                          "cih": by["_cih"].any()}).reset_index()
-    keep = []
+    extra = set(extra)
+    keep = [i for i, c in zip(best.index, best[KEY].itertuples(index=False, name=None)) if c in extra]
     for _, g in best.groupby(["layer", "head"], sort=True):
-        keep += (list(g.nlargest(per_head, "support").index)
-                 + list(g.dropna(subset="ind").nlargest(per_head, "ind").index))
+        keep += list(g.nlargest(per_head, "support").index)
+        keep += [i for col in ("ind", "eff") for i in g.dropna(subset=col).nlargest(per_head, col).index]
         keep += list(g.index[g["cih"]])
     chosen = best.loc[sorted(set(keep)), KEY]
+    if pair_tests(df):  # a feature pair is one test: kept in every head that tested it
+        chosen = best.merge(chosen[PAIR].drop_duplicates(), on=PAIR)[KEY]
     rows = df.reset_index(drop=True).merge(chosen, on=KEY)
     return best_first(rows).sort_values(KEY, kind="stable").reset_index(drop=True)
+
+
+def layer_profiles(feats: dict[int, list[int]], features: pd.DataFrame | None,
+                   model: HookedTransformer | None = None, saes: dict[int, SAE] | None = None,
+                   corpus: Int[Tensor, "seq pos"] | None = None) -> dict[int, pd.DataFrame]:
+    """Per layer, the profile (``feature``, ``firing_rate``, ``sink_share``) of each feature of ``feats[layer]``: from
+    ``features`` (``features.csv`` indexed by (layer, feature)) where it has the feature, else, given the model, from
+    the page's ``corpus`` (:func:`fra.analysis.dense.corpus_profile`); a feature in neither is left out."""
+    out = {}
+    for layer, fs in feats.items():
+        known = pd.DataFrame({"feature": pd.Series(dtype=int), "firing_rate": pd.Series(dtype=float),
+                              "sink_share": pd.Series(dtype=float)})
+        if features is not None and layer in features.index.get_level_values("layer"):
+            at = features.xs(layer, level="layer")
+            known = at[at.index.isin(fs)].reset_index()[list(known.columns)]
+        missing = sorted(set(fs) - set(known["feature"].astype(int)))
+        if missing and model is not None:
+            prof = corpus_profile(model, saes[layer], corpus)
+            known = pd.concat([known, prof[prof["feature"].isin(missing)][list(known.columns)]], ignore_index=True)
+        out[layer] = known.astype({"feature": int})
+    return out
+
+
+def dense_payload(feats: dict[int, list[int]], profiles: dict[int, pd.DataFrame], density: float,
+                  sink_share: float, source: str) -> dict:
+    """The page's dense features: per layer (``str``) the dense ones among ``feats`` (:func:`dense_features` of
+    their ``profiles``), the two levels, how many features had no profile, and where the profiles came from."""
+    dense = {str(la): dense_features(profiles[la], density, sink_share) for la in feats}
+    unknown = sum(len(set(fs) - set(profiles[la]["feature"])) for la, fs in feats.items())
+    return {"features": dense, "density": density, "sink_share": sink_share, "unknown": unknown, "source": source}
 
 
 class Occurrences:
@@ -199,15 +260,23 @@ def text_page_links(page: dict, channels: list[Channel]) -> dict[Channel, tuple[
     return {c: best[c[1:]] for c in channels if c[0] == page["layer"] and c[1:] in best}
 
 
+def text_page_top(page: dict, n: int = TEXT_TOP) -> list[tuple[Channel, float]]:
+    """Per head of the single-text page (its payload), its ``n`` strongest channels (sum of |value| over the pairs
+    with detail) as ``((layer, head, a, b), total)``."""
+    return [((page["layer"], page["heads"][h], int(r[0]), int(r[1])), float(r[3]))
+            for h, rows in enumerate(page["top_channels"]) for r in rows[:n]]
+
+
 def dataset_payload(rows: pd.DataFrame, name: str, examples: dict[Channel, list] | None = None,
                     attn_rows: dict[Channel, np.ndarray] | None = None, strs: list[list[str]] | None = None,
                     cards: tuple[dict, dict] | None = None, strings: Strings | None = None,
                     text_page: tuple[str, dict[Channel, tuple[int, int, int]]] | None = None) -> dict:
     """The page's data: ``rows`` (:func:`shown_channels`) with floats to 4 significant digits, ``channels``:
-    ``[layer, head, a, b, [row, ...]]`` (rows best-first), and per channel (by its index) its examples
-    ``[value, seq, query, key]``, the strongest one's attention row (uint8, ``round(p * 255)``) and its link into
-    the single-text page ``[head, query, key]``; the example sequences' tokens; ``cards`` = (cards, Neuronpedia
-    bases) from :func:`fra.explore.cards.pipeline_cards`."""
+    ``[layer, head, a, b, [row, ...]]`` (rows best-first), and when a feature pair is one test over the heads
+    (:func:`pair_tests`) ``pairs``: ``[layer, a, b, [channel, ...], [row, ...]]`` (rows best-first over its heads);
+    per channel (by its index) its examples ``[value, seq, query, key]``, the strongest one's attention row (uint8,
+    ``round(p * 255)``) and its link into the single-text page ``[head, query, key]``; the example sequences' tokens;
+    ``cards`` = (cards keyed ``"L<layer>:<feature>"``, Neuronpedia bases per layer)."""
     strings = strings or Strings()
     cols = [c for c in rows.columns if c not in KEY]
     table = [[rounded(v) if isinstance(v, float) else v for v in r] for r in rows[cols].astype(object).values.tolist()]
@@ -221,6 +290,12 @@ def dataset_payload(rows: pd.DataFrame, name: str, examples: dict[Channel, list]
         "shown": [c for c in SHOWN if c in cols], "ascending": [c for c in ASCENDING if c in cols],
         "examples": None, "cards": cards[0] if cards else {}, "neuronpedia": cards[1] if cards else {},
     }
+    if pair_tests(rows):
+        by_pair: dict[tuple[int, int, int], list[int]] = {}
+        for n, (la, _, a, b) in enumerate(chans):
+            by_pair.setdefault((la, a, b), []).append(n)
+        out["pairs"] = [[la, a, b, ns, best_first(rows.loc[[r for n in ns for r in groups[chans[n]]]]).index.tolist()]
+                        for (la, a, b), ns in sorted(by_pair.items())]
     if examples is not None:
         used = sorted({s for c in chans for _, s, _, _ in examples.get(c, [])})
         out["examples"] = {n: [[rounded(v), s, i, j] for v, s, i, j in examples.get(c, [])]

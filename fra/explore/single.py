@@ -2,16 +2,33 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import torch
 from sae_lens import SAE
 from transformer_lens import HookedTransformer
 
+from fra.analysis.dense import DENSITY, corpus_profile, dense_features
 from fra.analysis.features import neuronpedia_base, token_strings
-from fra.config import EngineConfig
+from fra.config import ChannelConfig, EngineConfig
 from fra.engine.resolver import resolve
 from fra.explore.cards import corpus_cards
 from fra.explore.data import Detail, single_payload
 from fra.explore.encode import Strings, page
+
+
+def page_dense(model: HookedTransformer, sae: SAE, corpus: torch.Tensor, layer: int,
+               features: pd.DataFrame | None = None, density: float = DENSITY,
+               sink_share: float = ChannelConfig().sink_share) -> list[int]:
+    """The dense features of ``sae`` (:func:`fra.analysis.dense.dense_features`) by their profile on ``corpus``
+    ``[seq, pos]``, the rows of ``features`` (a features.csv of ``fra induction``, indexed by (layer, feature))
+    taking precedence for their features."""
+    profile = corpus_profile(model, sae, corpus).set_index("feature")
+    if features is not None and layer in features.index.get_level_values("layer"):
+        cols = ["firing_rate", "sink_share"]
+        known = features.xs(layer, level="layer")
+        rows = known.index.intersection(profile.index)
+        profile.loc[rows, cols] = known.loc[rows, cols].to_numpy()
+    return dense_features(profile.reset_index(), density, sink_share)
 
 
 def single_page(
@@ -27,27 +44,35 @@ def single_page(
     labels: dict[int, str] | None = None,
     head_scores: dict[int, dict] | None = None,
     start_head: int | None = None,
+    features: pd.DataFrame | None = None,
+    density: float = DENSITY,
+    sink_share: float = ChannelConfig().sink_share,
 ) -> tuple[str, dict]:
     """The page (HTML) and its payload for ``tokens`` ``[1, pos]`` at ``layer`` (every head); the rest by keyword.
 
     Feature cards (:mod:`fra.explore.cards`) of the listed channels' features come from ``card_tokens``
-    ``[seq, pos]`` (a corpus; default: the text itself, and the page says so), with ``labels`` (feature -> text,
-    e.g. from :func:`fra.explore.inputs.read_labels`); ``head_scores`` / ``start_head``: see
+    ``[seq, pos]`` (a corpus, the sequences sharing text with ``tokens`` left out; default: the text itself, and
+    the page says so), with ``labels`` (feature -> text, e.g. from :func:`fra.explore.inputs.read_labels`). The
+    dense features (:func:`page_dense`, ``density`` / ``sink_share``) are profiled on the same tokens, ``features``
+    (:func:`fra.explore.inputs.read_features`) overriding. ``head_scores`` / ``start_head``: see
     :func:`fra.explore.data.single_payload`. ``names``: ``model``, ``sae`` and ``corpus`` as shown in the header.
     """
     names = names or {}
+    source = tokens if card_tokens is None else card_tokens
+    dense = page_dense(model, sae, source, layer, features, density, sink_share)
     resolved = resolve(model, sae, tokens, layer, None, cfg)
     str_tokens = token_strings(model, resolved.tokens.cpu())[0]
-    payload, feats = single_payload(resolved, str_tokens, detail=detail,
-                                    separable=model.cfg.positional_embedding_type != "rotary", head_scores=head_scores,
+    payload, feats = single_payload(resolved, str_tokens, detail=detail, dense=dense, head_scores=head_scores,
                                     start_head=start_head)
-    source = tokens if card_tokens is None else card_tokens
     strings = Strings()
-    payload["cards"] = corpus_cards(model, sae, source, feats, labels or {}, strings)
+    payload["cards"] = corpus_cards(model, sae, source, feats, labels or {}, strings,
+                                    exclude=None if card_tokens is None else tokens)
     payload["strings"] = strings.table
     payload["cards_from"] = ({"kind": "text"} if card_tokens is None else
                              {"kind": "corpus", "name": names.get("corpus", ""), "n_seqs": int(card_tokens.shape[0]),
                               "n_pos": int(card_tokens.shape[1])})
+    payload["dense_from"] = {"kind": "text" if card_tokens is None else "corpus", "features": features is not None,
+                             "density": density, "sink_share": sink_share}
     payload["neuronpedia"] = neuronpedia_base(sae, names.get("sae", ""))
     payload["names"] = names
     title = f"FRA explorer: layer {layer}" + (f" of {names['model']}" if names.get("model") else "")

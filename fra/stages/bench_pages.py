@@ -14,7 +14,8 @@ from fra.stages.args import at_least, positive
 
 NAME = "bench-pages"
 HELP = ("benchmark the explorer pages (one text over every head of a layer, optionally the channels page): build "
-        "time, size and click-to-paint latencies in headless Chromium")
+        "time, size and click-to-paint latencies in headless Chromium (head menu and thumbnails, query, key, channel, "
+        "a whole channel map, the dense toggle, the key's column, hover, zoom)")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -32,7 +33,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--channels", default=None, help="a channels.csv: also benchmark its channels page")
     p.add_argument("--sae-pattern", default=None,
                    help="the SAE of each layer the channels page needs ({layer} filled in)")
-    p.add_argument("--features", default=None, help="features.csv for the channels page's feature cards")
+    p.add_argument("--features", default=None,
+                   help="features.csv of `fra induction`: the single-text page's dense features (its rows over the "
+                        "card corpus's profile) and the channels page's feature cards")
     p.add_argument("--cards", default=None, help="channel_features.json for the channels page's feature cards")
     p.add_argument("--per-head", type=positive, default=25, help="channels per head on the channels page")
     p.add_argument("--n-seqs", type=positive, default=32,

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import torch
 
+from fra.analysis.dense import DENSITY
+from fra.config import ChannelConfig
 from fra.engine.inputs import tokenize
 from fra.errors import FRAError
 from fra.explore.data import Detail
-from fra.explore.inputs import heads_table, induction_layer, read_heads, read_labels
+from fra.explore.inputs import heads_table, induction_layer, read_features, read_heads, read_labels
 from fra.explore.single import single_page
 from fra.io import output_file, write_text
 from fra.models import load_model
@@ -55,6 +57,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--heads", default=None,
                    help="heads.csv of `fra induction` (layer, head, induction[, previous_token, is_tih]): head scores "
                         "in the head menu; the page opens on the layer's strongest induction head")
+    p.add_argument("--features", default=None,
+                   help="features.csv of `fra induction`: its firing rates and sink shares mark the dense features "
+                        "(their rows take precedence over the profile on the card corpus, --corpus or the text)")
+    p.add_argument("--density", type=share, default=DENSITY,
+                   help="a feature firing at more than this share of the corpus tokens is dense: its channels are "
+                        "collapsed into one 'dense features' term")
+    p.add_argument("--sink-share", type=share, default=ChannelConfig().sink_share,
+                   help="a feature with at least this share of its activation on BOS / special tokens is dense too "
+                        "(params.yaml channels.sink_share)")
     p.add_argument("--start-head", type=at_least(0), default=None,
                    help="head the page opens on; without it, the strongest induction head of --heads, else head 0")
     p.add_argument("--keys-per-query", type=at_least(0), default=8,
@@ -62,6 +73,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mass", type=share, default=0.9,
                    help="detail for the keys holding this share of each query's attention")
     p.add_argument("--top-n", type=positive, default=8, help="feature-pair channels listed per (query, key) pair")
+    p.add_argument("--map-values", type=at_least(0), default=Detail().map_values,
+                   help="rotary models: most g_ab values (float32) for whole channel maps, given to the heads' top "
+                        "channels, then by rank at a pair; past it a map shows the pairs with detail (0: no limit)")
+    p.add_argument("--max-cards", type=at_least(0), default=Detail().cards,
+                   help="most feature cards (~1.3 kB each): the features of the channels at the heads' start pairs, "
+                        "then of the top channels and the best ranked at a pair (0: every listed channel's)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where the model and SAE run")
 
 
@@ -105,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
     corpus = None if every is None else every[:args.corpus_sequences]
     layer = pick_layer(args)
     labels = None if args.labels is None else read_labels(args.labels, layer)
+    features = None if args.features is None else read_features(args.features)
     model = load_model(args.model, args.device)
     n_heads, n_layers = model.cfg.n_heads, model.cfg.n_layers
     if layer >= n_layers:
@@ -127,13 +145,17 @@ def run(args: argparse.Namespace) -> int:
             raise FRAError(f"--repeat makes {tokens.shape[1]} tokens, more than the model's context "
                            f"({model.cfg.n_ctx}); shorten the text to half of it")
     sae = load_sae(args.sae.format(layer=layer), layer, args.device)
-    detail = Detail(max_keys=args.keys_per_query, mass=args.mass, top_n=args.top_n)
+    detail = Detail(max_keys=args.keys_per_query, mass=args.mass, top_n=args.top_n, map_values=args.map_values,
+                    cards=args.max_cards)
     names = {"model": args.name or Path(args.model).name or str(args.model), "sae": args.sae.format(layer=layer),
              **({"corpus": str(args.corpus)} if args.corpus else {})}
     html, payload = single_page(model, sae, tokens, layer, detail=detail, card_tokens=corpus, names=names,
-                                labels=labels, head_scores=scores, start_head=args.start_head)
+                                labels=labels, head_scores=scores, start_head=args.start_head, features=features,
+                                density=args.density, sink_share=args.sink_share)
     write_text(out, html)
-    start = payload["start"]
+    start, dense = payload["start"], payload["dense_features"]
     print(f"wrote {args.out} ({len(html.encode()) / 1e6:.2f} MB, {tokens.shape[1]} tokens, {n_heads} heads; "
-          f"opens on L{layer}.H{payload['heads'][start['h']]}, query {start['q']} -> key {start['k']})")
+          f"opens on L{layer}.H{payload['heads'][start['h']]}, query {start['q']} -> key {start['k']}; "
+          f"{len(dense)} dense features in the text{': ' if dense else ''}{', '.join(map(str, dense[:8]))}"
+          f"{', ...' if len(dense) > 8 else ''})")
     return 0

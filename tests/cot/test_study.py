@@ -84,4 +84,16 @@ def test_study_runs_end_to_end_and_writes_every_table(tmp_path):
     assert len(view["vertical"]) == 2 and len(view["vertical"][0]) == 4 and len(view["vertical"][0][0]) == S
     n_channels = sum(len(r["channels"]) for r in view["resolved"])
     assert n_channels == len(c) and all(len(x["by_sentence"]) == S for r in view["resolved"] for x in r["channels"])
+    # a sentence with no later query has no value: null, never 0 (nor a NaN literal)
+    text = (tmp_path / "trace_view.json").read_text()
+    assert "NaN" not in text
+    none = [j + cfg.proximity + 1 > S - 1 for j in range(S)]
+    assert all([v is None for v in x["by_sentence"]] == none for r in view["resolved"] for x in r["channels"])
+    assert [s["vertical"] is None for s in view["sentences"]] == none
+    assert all([v is None for v in row] == none for layer in view["vertical"] for row in layer)
+    # the trace's tokens (the explorer leaves them out of its card corpus) and a card key for every channel feature
+    assert view["tokens"] == traces[view["trace"]].tokens.tolist()
+    for r in view["resolved"]:
+        assert {f for x in r["channels"] for f in (x["query_feature"], x["key_feature"])} <= set(
+            map(int, view["cards"][f"L{r['layer']}"]))
     assert json.loads((tmp_path / "metrics.json").read_text())["n_candidates"] == len(c)

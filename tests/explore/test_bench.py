@@ -30,7 +30,12 @@ def test_bench_pages_builds_times_and_reports_the_single_text_page(saved, corpus
     single = report["single"]
     assert (single["tokens"], single["heads"]) == (30, 4) and report["pages"] == str(out)
     assert single["html_mb"] == round((out / "single.html").stat().st_size / 1e6, 3)
-    assert single["browser"]["errors"] == [] and single["browser"]["click_to_paint_ms"]["head"]["n"] == 4
+    clicks = single["browser"]["click_to_paint_ms"]
+    assert single["browser"]["errors"] == [] and clicks["head"]["n"] == clicks["thumb"]["n"] == 4
+    assert clicks["dense"]["n"] == clicks["key_view"]["n"] == 8 and clicks["top_channel"]["n"] >= 1
+    assert single["browser"]["map_cells_unembedded"] == 0 and not single["rotary"]  # whole maps
+    assert set(single["build"]) == {"load_s", "dense_s", "resolve_s", "payload_s", "cards_s"}
+    assert single["dense_features"] >= 0 and single["whole_map_channels"] > 0 and clicks["channel"]["n"] >= 1
 
 
 @pytest.mark.parametrize("flags, match", [

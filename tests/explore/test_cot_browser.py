@@ -1,4 +1,5 @@
-"""The chain-of-thought explorer: view validation, the stage, and the page in headless Chromium."""
+"""The chain-of-thought explorer: view validation, undefined values, the stage (cards of every channel feature from a
+corpus, dense features), and the page in headless Chromium (selection in the address, the dense toggle)."""
 
 import argparse
 import copy
@@ -6,11 +7,19 @@ import json
 import math
 import re
 
+import numpy as np
 import pytest
+import torch
 
+from fra.analysis.dense import corpus_profile, dense_features
 from fra.errors import FRAError
-from fra.explore.cot import cot_page, cot_payload
+from fra.explore.cards import corpus_cards
+from fra.explore.cot import channel_features, cot_page, cot_payload, no_later_query
+from fra.explore.encode import Strings, read_payload
+from fra.models import gpt2_tokenizer, load_model, save_hooked
+from fra.saes import load_saes
 from fra.stages import explore_cot
+from tests.conftest import make_model, make_sae
 
 NAN = float("nan")
 KINDS = ["problem", "plan", "computation", "check", "final_answer"]
@@ -185,13 +194,19 @@ def test_click_sentence_heads_channels_cards(browser, built, tmp_path_factory):
         "·the", "·big", f"cat{a}", "·sat", "⏎"]
     assert pg.js("document.querySelector('#cards .ctx .hit').textContent") == f"cat{a}"
     assert pg.js("getComputedStyle(document.querySelector('#cards .ctx .hit')).fontWeight") == "700"
-    link = pg.js("[...document.querySelectorAll('#cards h3 a')].map(e => e.href)")
+    link = pg.js("[...document.querySelectorAll('#cards h3 a.feat')].map(e => e.href)")
     assert link == [f"https://www.neuronpedia.org/x/1-res/{f}" for f in (a, b) if f % 2]
     assert pg.js(f"document.querySelector('{first}').classList.contains('sel')")
+    assert "cards from the view" in pg.text("#cards-source")  # built without the model: the view's own cards
     # a feature without a card
     pg.click('#channels .headblock[data-l="0"][data-h="0"] tr.channel[data-a="25"]')
-    assert "No card" in pg.text("#cards")
-    # back: the hash and the selection return to the first anchor
+    assert "No card: this view holds none" in pg.text("#cards")
+    assert pg.js("location.hash") == "#s=3&h=0.0&c=0.0.25.21"
+    # back: the previous channel, then none, then the first anchor
+    pg.js("history.back()")
+    pg.wait(f"fraExplorer.state.ch && fraExplorer.state.ch.a === {a}")
+    pg.js("history.back()")
+    pg.wait("fraExplorer.state.ch === null && fraExplorer.state.s === 3")
     pg.js("history.back()")
     pg.wait("fraExplorer.state.s === 1")
     assert pg.js("location.hash") == ""
@@ -221,3 +236,145 @@ def test_hash_on_load_and_arrow_keys(browser, built):
     pg.js("location.hash = 's=0'")
     pg.wait("fraExplorer.state.s === 0")
     assert problems(pg) == [] and requests(pg, path) == []
+
+
+@pytest.mark.parametrize("last", [0.0, NAN, None])
+def test_sentences_without_a_later_query_have_undefined_values(last):
+    """An older trace_view.json wrote 0 where no later query scores a sentence's keys: the payload has null there,
+    and keeps every other value (a real 0 too)."""
+    view = make_view()
+    for res in view["resolved"]:
+        for c in res["channels"]:
+            c["by_sentence"][-1] = last
+    payload = cot_payload(view)
+    assert no_later_query(5, 0) == [False] * 4 + [True] and no_later_query(5, 1) == [False] * 3 + [True] * 2
+    values = []
+    for res, mine in zip(payload["resolved"], view["resolved"]):
+        for c, m in zip(res["channels"], mine["channels"]):
+            assert c["by_sentence"][-1] is None and c["by_sentence"][:-1] == m["by_sentence"][:-1]
+            values += c["by_sentence"][:-1]
+    assert 0.0 in values  # a channel that is 0 on a sentence with later queries stays 0
+    assert "NaN" not in json.dumps(payload)
+
+
+def test_undefined_shown_as_undefined(browser, built):
+    *_, path = built
+    pg = open_page(browser, path.as_uri() + "#s=4")  # the last sentence: no later query (proximity 0)
+    cell = '#sentences tr[data-s="4"] td.vertical .undef'
+    assert pg.text(cell) == "–" and "no later query" in pg.js(f"document.querySelector('{cell}').title")
+    vals = pg.js("[...document.querySelectorAll('#channels tr.channel td.value')].map(c => [c.textContent, "
+                 "!!c.querySelector('.undef'), !!c.querySelector('.pos, .neg'), c.title])")
+    assert len(vals) == 6 and all(t == "–" and u and not coloured and "no later query" in title
+                                  for t, u, coloured, title in vals)
+    assert "has no later query" in pg.text("#channels") and "undefined" in pg.text("#heads")
+    assert pg.js("document.querySelectorAll('#channels .headblock h3 .undef').length") == 2  # each head's vertical
+    # the channels are still listed (by their largest |value| over the trace) and can be selected
+    pg.click('#channels .headblock[data-l="1"][data-h="2"] tr.channel')
+    assert pg.js("fraExplorer.state.ch.l") == 1 and problems(pg) == []
+    pg.click('#sentences tr[data-s="1"]')  # a real 0 is shown as 0
+    zero = '#channels .headblock[data-l="1"][data-h="2"] tr.channel[data-a="11"] td.value'
+    assert pg.text(zero) == "0" and pg.js(f"!document.querySelector('{zero} .undef, {zero} .pos, {zero} .neg')")
+    assert problems(pg) == []
+
+
+def test_url_restores_the_channel(browser, built):
+    *_, path = built
+    pg = open_page(browser, path.as_uri() + "#s=2&c=1.2.13.14")
+    assert pg.js("[fraExplorer.state.s, fraExplorer.state.head, fraExplorer.state.ch]") == [
+        2, "1.2", {"l": 1, "h": 2, "a": 13, "b": 14}]
+    assert "query feature 13" in pg.text("#cards") and "key feature 14" in pg.text("#cards")
+    sel = '#channels .headblock[data-l="1"][data-h="2"] tr.channel.sel'
+    assert pg.js(f"document.querySelector('{sel}').dataset.a") == "13"
+    pg.click('#channels .headblock[data-l="0"][data-h="0"] tr.channel[data-a="23"]')
+    assert pg.js("location.hash") == "#s=2&h=0.0&c=0.0.23.24"
+    other = '#head-table tr[data-l]:not([data-l="0"][data-h="0"])'
+    layer, h = pg.js(f"[+document.querySelector('{other}').dataset.l, +document.querySelector('{other}').dataset.h]")
+    pg.click(other)  # another head: selected, in the address
+    assert pg.js("fraExplorer.state.head") == f"{layer}.{h}" and f"h={layer}.{h}" in pg.js("location.hash")
+    assert pg.js("document.querySelector('#head-table tr.sel').dataset.l") == str(layer)
+    pg.js("history.back()")
+    pg.wait("fraExplorer.state.head === '0.0' && fraExplorer.state.ch.a === 23")
+    pg.js("history.back()")
+    pg.wait("fraExplorer.state.ch && fraExplorer.state.ch.a === 13")
+    assert "query feature 13" in pg.text("#cards")
+    pg.js("history.forward()")
+    pg.wait("fraExplorer.state.ch.a === 23")
+    assert "query feature 23" in pg.text("#cards")
+    pg.js("location.hash = '#s=2&c=1.2.99.98&h=7.7'")  # a channel the view does not have, a head outside the model
+    pg.wait("fraExplorer.state.ch === null")
+    assert pg.js("fraExplorer.state.head") is None and pg.js("fraExplorer.state.s") == 2
+    assert problems(pg) == [] and requests(pg, path) == []
+
+
+def test_dense_channels_collapsed_by_default_with_their_total(browser, tmp_path):
+    view = make_view()
+    dense = {"features": {"1": [12], "0": [24]}, "density": 0.5, "sink_share": 0.5, "unknown": 0, "source": "a test"}
+    html, _ = cot_page(view, {"model": "tiny"}, dense=dense)
+    (tmp_path / "cot.html").write_text(html)
+    pg = open_page(browser, (tmp_path / "cot.html").as_uri() + "#s=2")
+    block = '#channels .headblock[data-l="1"][data-h="2"]'
+    listed = f"[...document.querySelectorAll('{block} tr.channel')].map(r => +r.dataset.a)"
+    assert sorted(pg.js(listed)) == [13, 15]  # 11 -> 12 has the dense key feature 12
+    assert "dense features 1 channel" in pg.text(f"{block} tr.dense-row")
+    total = pg.text(f"{block} tr.dense-row td.num")
+    assert float(total.replace("−", "-")) == pytest.approx(view["resolved"][0]["channels"][0]["by_sentence"][2],
+                                                           abs=1e-3)
+    assert not pg.js("document.getElementById('show-dense').checked")
+    pg.click(f"{block} .dense-toggle")
+    assert sorted(pg.js(listed)) == [11, 13, 15] and pg.js("location.hash") == "#s=2&dense=1"
+    assert pg.js(f"document.querySelector('{block} tr.channel[data-a=\"11\"]').classList.contains('dense')")
+    assert pg.js("document.getElementById('show-dense').checked")
+    pg.js("history.back()")
+    pg.wait("fraExplorer.state.dense === false")
+    assert sorted(pg.js(listed)) == [13, 15]
+    pg.click("#show-dense")
+    assert sorted(pg.js(listed)) == [11, 13, 15]
+    assert problems(pg) == []
+
+
+def test_stage_cards_of_every_channel_feature_from_the_corpus(tmp_path, capsys, browser):
+    model = make_model(d_vocab=50257, n_ctx=32)
+    model.set_tokenizer(gpt2_tokenizer())
+    save_hooked(model, tmp_path / "model")
+    for layer in (0, 1):
+        make_sae(hook=f"blocks.{layer}.hook_resid_pre", seed=layer).save_model(tmp_path / "saes" / f"L{layer}")
+    corpus = torch.randint(0, 50257, (6, 16), generator=torch.Generator().manual_seed(3))
+    np.save(tmp_path / "corpus.npy", corpus.numpy())
+    view = make_view() | {"tokens": corpus[2].tolist()}  # the trace is corpus sequence 2: left out of the cards
+    (tmp_path / "trace_view.json").write_text(json.dumps(view))
+    (tmp_path / "features.csv").write_text("layer,feature,firing_rate,sink_share,token_share,prev_token_share\n"
+                                           "1,12,0.9,0,0.5,0.1\n1,13,0.1,0,0.5,0.1\n")
+    p = argparse.ArgumentParser()
+    explore_cot.add_arguments(p)
+    flags = ["--view", str(tmp_path / "trace_view.json"), "--model", str(tmp_path / "model"), "--saes",
+             str(tmp_path / "saes"), "--corpus", str(tmp_path / "corpus.npy"), "--features",
+             str(tmp_path / "features.csv"), "--device", "cpu", "-o", str(tmp_path / "cot.html")]
+    assert explore_cot.run(p.parse_args(flags)) == 0
+    assert "cards from --corpus" in capsys.readouterr().out
+    payload = read_payload(tmp_path / "cot.html", "x")
+    feats = channel_features(view)
+    assert feats == {0: [21, 22, 23, 24, 25], 1: [11, 12, 13, 14, 15]}
+    assert payload["cards_from"] == "corpus" and payload["names"]["excluded"] is True
+    assert {k: sorted(map(int, v)) for k, v in payload["cards"].items()} == {f"L{la}": fs for la, fs in feats.items()}
+    loaded = load_model(str(tmp_path / "model"), "cpu")
+    saes = load_saes(str(tmp_path / "saes"), [0, 1], loaded)
+    strings = Strings()
+    want = corpus_cards(loaded, saes[1], corpus, feats[1], {}, strings, exclude=corpus[2:3])
+    for a in feats[1]:
+        got = payload["cards"]["L1"][str(a)]
+        assert [e[0] for e in got["top"]] == [e[0] for e in want[a]["top"]]
+        assert [[payload["strings"][t] for t in e[1]] for e in got["top"]] == [[strings.table[t] for t in e[1]]
+                                                                              for e in want[a]["top"]]
+        assert got.get("neuronpedia") == (f"https://www.neuronpedia.org/x/1-res/{a}" if a % 2 else None)
+    # dense: features.csv where it has the feature (12 dense, 13 not), else the corpus profile
+    profiles = {la: corpus_profile(loaded, saes[la], corpus) for la in (0, 1)}
+    want_dense = {str(la): sorted(({12} if la == 1 else set()) | set(dense_features(
+        profiles[la][profiles[la]["feature"].isin([a for a in fs if not (la == 1 and a in (12, 13))])])))
+        for la, fs in feats.items()}
+    assert payload["dense"]["features"] == want_dense and payload["dense"]["unknown"] == 0
+    pg = open_page(browser, (tmp_path / "cot.html").as_uri() + "#s=1&c=0.0.25.21&dense=1")
+    assert "No card" not in pg.text("#cards") and "cards from the corpus" in pg.text("#cards-source")
+    assert pg.js("document.querySelectorAll('#cards .cardbox').length") == 2 and problems(pg) == []
+    with pytest.raises(FRAError, match="--model given alone: --model, --saes and --corpus go together"):
+        explore_cot.run(p.parse_args(["--view", str(tmp_path / "trace_view.json"), "--model", "m",
+                                      "-o", str(tmp_path / "x.html")]))

@@ -9,6 +9,8 @@ import pandas as pd
 import pytest
 import torch
 
+from fra.analysis import channels as search_channels
+from fra.analysis.dense import corpus_profile, dense_features
 from fra.analysis.features import token_strings
 from fra.analysis.schema import CHANNELS
 from fra.cli import main
@@ -16,8 +18,17 @@ from fra.engine import resolve
 from fra.errors import FRAError
 from fra.explore.cards import pipeline_cards
 from fra.explore.data import Detail, dense_slots
-from fra.explore.dataset import channel_examples, dataset_payload, read_channels, shown_channels, text_page_links
-from fra.explore.encode import Strings, page
+from fra.explore.dataset import (
+    channel_examples,
+    dataset_payload,
+    dense_payload,
+    layer_profiles,
+    read_channels,
+    shown_channels,
+    text_page_links,
+    text_page_top,
+)
+from fra.explore.encode import Strings, page, read_payload
 from fra.explore.single import single_page
 from fra.models import gpt2_tokenizer, save_hooked
 from tests.conftest import make_model, make_sae
@@ -91,17 +102,21 @@ def test_read_channels_names_missing_columns(tmp_path):
 
 
 @pytest.mark.parametrize("per_head", [1, 3, 100])
-def test_shown_channels_keep_the_top_and_every_confirmed_channel(world, per_head):
+def test_shown_channels_keep_the_top_every_confirmed_and_the_extra_channels(world, per_head):
     *_, df = world
-    shown = shown_channels(df, per_head)
+    extra = [tuple(int(x) for x in c) for c in df[KEY].drop_duplicates().values[::7]] + [(1, 0, 10**6, 0)]
+    shown = shown_channels(df, per_head, extra)
     chans = lambda d: set(map(tuple, d[KEY].drop_duplicates().values.tolist()))  # noqa: E731
     best = df.groupby(KEY).agg(support=("support", "max"), ind=("channel_induction_heldout", "max"),
-                               cih=("is_cih", "any")).reset_index()
+                               eff=("softmax_effect", "max"), cih=("is_cih", "any")).reset_index()
     for h, g in best.groupby("head"):
-        want = set(map(tuple, g.nlargest(per_head, "support")[KEY].values.tolist())) | \
-            set(map(tuple, g[g["cih"]][KEY].values.tolist()))
+        want = set(map(tuple, g[g["cih"]][KEY].values.tolist()))
+        for c in ("support", "eff"):
+            want |= set(map(tuple, g.nlargest(per_head, c)[KEY].values.tolist()))
         assert want <= chans(shown[shown["head"] == h])
+    assert set(extra[:-1]) <= chans(shown)  # every extra channel that channels.csv has; the untested one is not made up
     assert chans(shown) <= chans(df) and (per_head < 100 or chans(shown) == chans(df))
+    assert chans(shown_channels(df, per_head)) | set(extra[:-1]) == chans(shown)
     kept = df.merge(shown[KEY].drop_duplicates(), on=KEY)
     assert len(shown) == len(kept) and list(shown.columns) == list(df.columns)  # every probe row of a kept channel
     for _, g in shown.groupby(KEY, sort=False):  # best-first: confirmed, then q ascending
@@ -208,17 +223,27 @@ def rep(shown, cid: str, probe: str | None = None) -> pd.Series:
     return (g if probe is None else g[g["probe"] == probe]).iloc[0]
 
 
-def test_one_row_per_channel_sorted_by_q_ascending(dpage):
+def test_one_row_per_channel_confirmed_first_by_effect(dpage):
     pg, shown = dpage["page"], dpage["shown"]
     assert pg.errors() == []
     ids = rows_shown(pg)
     assert sorted(ids) == sorted(".".join(map(str, c)) for c in dpage["chans"]) and len(ids) == len(set(ids))
-    q = [rep(shown, c)["q_value"] for c in ids]
-    assert q == sorted(q)  # the default sort: q-value, smallest first
-    assert "▲" in pg.text('th[data-col="q_value"]')
+    # the default ranking: confirmed channels first, each part by softmax effect, largest first
+    conf = [bool(rep(shown, c)["is_cih"]) for c in ids]
+    assert conf == sorted(conf, reverse=True) and any(conf) and not all(conf)
+    for part in (True, False):
+        eff = [rep(shown, c)["softmax_effect"] for c, ok in zip(ids, conf) if ok is part]
+        assert eff == sorted(eff, reverse=True)
+    assert pg.js("document.getElementById('rank').value") == "effect" and pg.js("location.hash") == ""
+    pg.click('th[data-col="q_value"]')
+    q_ids = rows_shown(pg)
+    q = [rep(shown, c)["q_value"] for c in q_ids]
+    assert q == sorted(q) and "▲" in pg.text('th[data-col="q_value"]') and pg.js("location.hash") == "#sort=q_value"
+    assert pg.js("document.getElementById('rank').value") == "q_value"
     pg.click('th[data-col="p_value"]')
     p = [rep(shown, c)["p_value"] for c in rows_shown(pg)]
     assert p == sorted(p) and pg.js("location.hash") == "#sort=p_value"
+    assert pg.js("document.getElementById('rank').value") == ""  # a column outside the rankings
     pg.click('th[data-col="support"]')
     s = [rep(shown, c)["support"] for c in rows_shown(pg)]
     assert s == sorted(s, reverse=True) and "▼" in pg.text('th[data-col="support"]')
@@ -227,16 +252,19 @@ def test_one_row_per_channel_sorted_by_q_ascending(dpage):
     cells = pg.js(f"[...document.querySelector('#table tr[data-ch=\"{first}\"]').cells].map(c => c.textContent)")
     assert cells[:3] == [f"L1.H{r['head']}", str(r["query_feature"]), str(r["key_feature"])]
     assert cells[3].startswith(r["probe"] + ("/" + r["group"] if r["group"] != "all" else ""))
+    choose(pg, "rank", "effect")  # the rankings a click away
+    assert rows_shown(pg) == ids and pg.js("location.hash") == ""
     pg.click('th[data-col="q_value"]')
     # long tables are drawn a page of rows at a time
     pg.js("pageRows = shownRows = 5; tableKey = null; fraExplorer.update(() => {}, null)")
     assert len(rows_shown(pg)) == 5 and pg.text("#more-rows") == f"show 5 more of {len(ids) - 5}"
     pg.click("#more-rows")
-    assert rows_shown(pg) == ids[:10] and "(first 10 listed)" in pg.text("#count")
+    assert rows_shown(pg) == q_ids[:10] and "(first 10 listed)" in pg.text("#count")
     choose(pg, "status", "confirmed")  # a filter change starts again from the first page
     choose(pg, "status", "all")
-    assert rows_shown(pg) == ids[:5]
+    assert rows_shown(pg) == q_ids[:5]
     pg.js("pageRows = shownRows = 200; tableKey = null; fraExplorer.update(() => {}, null)")
+    choose(pg, "rank", "effect")
     assert pg.errors() == []
 
 
@@ -357,6 +385,133 @@ def test_feature_ids_open_their_cards_and_the_address_round_trips(browser, dpage
     assert pg.errors() == []
 
 
+def test_layer_profiles_take_features_csv_then_the_corpus(world):
+    _, model, sae, tokens, _, _ = world
+    features = pd.DataFrame({"layer": 1, "feature": [3, 5, 7], "firing_rate": [0.9, 0.1, 0.2],
+                             "sink_share": [0.0, 0.7, np.nan], "token_share": 0.5,
+                             "prev_token_share": 0.1}).set_index(["layer", "feature"])
+    feats = {1: [3, 5, 7, 11, 12]}
+    alone = layer_profiles(feats, features)[1]
+    assert alone["feature"].tolist() == [3, 5, 7]  # without the model, the features it lacks have no profile
+    dense = dense_payload(feats, {1: alone}, 0.5, 0.5, "features.csv")
+    assert dense["features"] == {"1": [3, 5]} and dense["unknown"] == 2  # firing rate 0.9; sink share 0.7
+    full = layer_profiles(feats, features, model, {1: sae}, tokens)[1].set_index("feature")
+    prof = corpus_profile(model, sae, tokens).set_index("feature")
+    assert list(full.index) == [3, 5, 7, 11, 12]
+    np.testing.assert_allclose(full.loc[[11, 12], "firing_rate"], prof.loc[[11, 12], "firing_rate"])
+    assert full.loc[3, "firing_rate"] == 0.9  # features.csv first
+    assert layer_profiles({1: [3]}, None)[1].empty
+
+
+@pytest.fixture(scope="module")
+def dense_page(world, dpage, browser):
+    """The dpage channels with the feature in the most channels marked dense."""
+    d, *_ = world
+    chans = dpage["chans"]
+    counts = pd.Series([x for c in chans for x in set(c[2:])]).value_counts()
+    f = int(counts.index[0])
+    feats = {1: sorted({x for c in chans for x in c[2:]})}
+    profile = pd.DataFrame({"feature": feats[1], "firing_rate": [0.95 if a == f else 0.1 for a in feats[1]],
+                            "sink_share": 0.0})
+    payload = dpage["payload"] | {"dense": dense_payload(feats, {1: profile}, 0.5, 0.5, "a test profile")}
+    (d / "dense.html").write_text(page("dataset", "FRA channels: dense", payload))
+    dense = [".".join(map(str, c)) for c in chans if f in c[2:]]
+    return {"url": (d / "dense.html").as_uri(), "f": f, "dense": dense, "shown": dpage["shown"], "chans": chans}
+
+
+def test_dense_channels_collapsed_by_default_with_their_total(browser, dense_page):
+    pg = browser.page(dense_page["url"])
+    dense, shown = dense_page["dense"], dense_page["shown"]
+    assert len(dense) >= 2
+    ids = rows_shown(pg)
+    assert not set(ids) & set(dense) and len(ids) + len(dense) == len(dense_page["chans"])
+    text = pg.text("#dense-row")
+    total = sum(rep(shown, c)["softmax_effect"] for c in dense)
+    m = re.search(r"(\d+) channels with a dense query or key feature.*total softmax effect (\S+)", text)
+    assert m and int(m.group(1)) == len(dense) and float(m.group(2).replace("−", "-")) == pytest.approx(total, rel=1e-2)
+    assert f"+ {len(dense)} dense collapsed" in pg.text("#count")
+    assert not pg.js("document.getElementById('show-dense').checked")
+    pg.click("#dense-toggle")
+    assert set(dense) <= set(rows_shown(pg)) and pg.js("location.hash") == "#dense=1"
+    assert sorted(pg.js("[...document.querySelectorAll('#table tr.dense')].map(r => r.dataset.ch)")) == sorted(dense)
+    assert pg.js("document.querySelectorAll('#table a.feat.dense').length") == sum(
+        c.split(".")[2:].count(str(dense_page["f"])) for c in dense)
+    assert pg.js("document.getElementById('show-dense').checked") and "collapse" in pg.text("#dense-toggle")
+    pg.js("history.back()")
+    pg.wait("fraExplorer.state.dense === '0'")
+    assert not set(rows_shown(pg)) & set(dense)
+    again = browser.page(dense_page["url"] + "#dense=1&status=confirmed")  # the toggle is in the address
+    assert again.js("fraExplorer.state.dense") == "1" and again.js("document.getElementById('show-dense').checked")
+    pg.click("#show-dense")  # the checkbox does the same
+    assert set(dense) <= set(rows_shown(pg))
+    assert pg.errors() == [] and again.errors() == []
+
+
+@pytest.fixture(scope="module")
+def paired(world, browser):
+    """A channels.csv of a model without rotary positions: every pair of head 0 tested in heads 0 and 2 too, with
+    the same position statistics, each head's support and softmax effect, and test ids per feature pair."""
+    d, *_, df = world
+    h0 = df[df["head"] == 0]
+    h2 = h0.assign(head=2, support=h0["support"] / 2, softmax_effect=h0["softmax_effect"] * 2 + 0.5,
+                   is_cih=h0["is_cih"] & (np.arange(len(h0)) % 2 == 0))
+    pdf = pd.concat([h0, h2], ignore_index=True)
+    pdf["test"] = search_channels.test_ids(pdf, per_head=False)
+    shown = shown_channels(pdf, 100)
+    payload = dataset_payload(shown, "pairs")
+    (d / "paired.html").write_text(page("dataset", "FRA channels: pairs", payload))
+    return {"url": (d / "paired.html").as_uri(), "df": pdf, "payload": payload, "shown": shown}
+
+
+def test_a_pair_tested_in_several_heads_is_one_row_with_each_heads_weight(browser, paired):
+    df, payload, shown = paired["df"], paired["payload"], paired["shown"]
+    pairs = sorted({(1, a, b) for a, b in df[["query_feature", "key_feature"]].values.tolist()})
+    assert [tuple(p[:3]) for p in payload["pairs"]] == pairs
+    assert "pairs" not in dataset_payload(shown_channels(df.assign(test="x"), 100), "no")  # per-head tests
+    few = shown_channels(df, 1)  # a pair kept in one head is kept in every head that tested it
+    assert few.groupby(["query_feature", "key_feature"])["head"].nunique().eq(2).all()
+    assert len(few[["query_feature", "key_feature"]].drop_duplicates()) < len(pairs)
+    pg = browser.page(paired["url"])
+    ids = rows_shown(pg)
+    assert sorted(ids) == sorted(f"1.{a}.{b}" for _, a, b in pairs)
+    for pid in ids[:6]:
+        _, a, b = map(int, pid.split("."))
+        rows = shown[(shown["query_feature"] == a) & (shown["key_feature"] == b)]
+        best = rows.sort_values(["is_cih", "q_value", "p_value", "support"],
+                                ascending=[False, True, True, False]).iloc[0]
+        same = rows[(rows["probe"] == best["probe"]) & (rows["group"] == best["group"])]
+        got = pg.js(f"[...document.querySelectorAll('#table tr[data-ch=\"{pid}\"] td.heads .hw')]"
+                    ".map(e => [+e.dataset.head, e.querySelector('.num').textContent])")
+        want = sorted(((int(r["head"]), r["softmax_effect"]) for _, r in same.iterrows()), key=lambda x: -x[1])
+        assert [h for h, _ in got] == [h for h, _ in want]
+        assert [float(v.replace("−", "-")) for _, v in got] == pytest.approx([v for _, v in want], rel=1e-2)
+        cells = pg.js(f"[...document.querySelector('#table tr[data-ch=\"{pid}\"]').cells].map(c => c.textContent)")
+        assert cells[:3] == ["L1", str(a), str(b)] and f"· H{best['head']}" in cells[3]
+    pg.click(f'#table tr[data-ch="{ids[0]}"]')
+    assert "One test in 2 heads (H0, H2)" in pg.text("#pair-note")
+    _, a, b = map(int, ids[0].split("."))
+    n = int(((shown["query_feature"] == a) & (shown["key_feature"] == b)).sum())
+    assert pg.js("document.querySelectorAll('#rows tr').length") == 1 + n
+    assert sorted(set(pg.js("[...document.querySelectorAll('#rows tr td:nth-child(2)')].map(c => c.textContent)"))) == [
+        "H0", "H2"]
+    choose(pg, "head", "1.2")  # one head: its rows and weight only
+    heads = "[...new Set([...document.querySelectorAll('#table td.heads .hw')].map(e => e.dataset.head))]"
+    assert pg.js(heads) == ["2"]
+    other = browser.page(paired["url"] + f"#c=1.2.{a}.{b}")  # a channel's address opens its feature pair
+    assert other.js("fraExplorer.state.ch.id") == f"1.{a}.{b}"
+    assert pg.errors() == [] and other.errors() == []
+
+
+def test_text_page_top_lists_each_heads_strongest_channels(world):
+    _, model, sae, *_ = world
+    text = torch.randint(0, 50257, (1, 14), generator=torch.Generator().manual_seed(9))
+    _, single = single_page(model, sae, text, 1, detail=Detail(max_keys=3))
+    top = text_page_top(single, 2)
+    want = [((1, single["heads"][h], r[0], r[1]), r[3])
+            for h, rows in enumerate(single["top_channels"]) for r in rows[:2]]
+    assert top == want and len(top) == 2 * len(single["heads"])
+
+
 def test_no_network_requests(browser, dpage):
     pg = browser.page(dpage["url"])
     pg.call("Network.enable")
@@ -370,8 +525,8 @@ def test_no_network_requests(browser, dpage):
     assert urls and all(u.startswith(("file:", "data:", "about:")) for u in urls), urls
 
 
-def test_cli_writes_both_pages(world, tmp_path, capsys):
-    d, *_ = world
+def test_cli_writes_both_pages(world, browser, tmp_path, capsys):
+    d, model, sae, tokens, _, _ = world
     common = ["--model", str(d / "model"), "--device", "cpu"]
     (tmp_path / "heads.csv").write_text("layer,head,induction,is_tih\n0,0,0.9,True\n1,0,0.2,False\n1,2,0.7,True\n")
     assert main(["explore", *common, "--sae", str(d / "sae_L{layer}"), "--layer", "auto",
@@ -380,18 +535,48 @@ def test_cli_writes_both_pages(world, tmp_path, capsys):
     out = capsys.readouterr().out
     # 16 + 16: the corpus row does not start with BOS, so all of it is repeated; layer 0 has no SAE
     assert "one.html" in out and "32 tokens" in out and "opens on L1.H2" in out
+    # features.csv has the even features (every fourth dense); the odd ones are profiled on the page's corpus
     (tmp_path / "features.csv").write_text("layer,feature,firing_rate,sink_share,token_share,prev_token_share\n" +
-                                           "".join(f"1,{a},0.25,0,0.5,0.1\n" for a in range(96)))
-    cards = {"L1": {str(a): {"top": [[1.0, ["x"], "y", ["z"]]], "neuronpedia": None} for a in range(96)}}
+                                           "".join(f"1,{a},{0.9 if a % 4 == 0 else 0.25},0,0.5,0.1\n"
+                                                   for a in range(0, 96, 2)))
+    cards = {"L1": {str(a): {"top": [[1.0, ["x"], "y", ["z"]]], "neuronpedia": f"https://np/{a}"} for a in range(96)}}
     (tmp_path / "cards.json").write_text(json.dumps(cards))
     assert main(["explore-dataset", *common, "--sae", str(d / "sae_L{layer}"), "--channels", str(d / "channels.csv"),
                  "--corpus", str(d / "corpus.npy"), "--per-head", "3", "--features", str(tmp_path / "features.csv"),
                  "--cards", str(tmp_path / "cards.json"), "--text-page", str(tmp_path / "one.html"),
                  "-o", str(tmp_path / "all.html")]) == 0
     out = capsys.readouterr().out
-    assert re.search(r"all\.html \([\d.]+ MB, \d+ channels, \d+ probe rows\)", out)
-    html = (tmp_path / "all.html").read_text()
-    assert '"href":"one.html"' in html and '"firing_rate":0.25' in html and '"per_head":3' in html
+    assert re.search(r"all\.html \([\d.]+ MB, \d+ channels, \d+ probe rows, \d+ channels with a dense feature\)", out)
+    payload = read_payload(tmp_path / "all.html", "x")
+    assert payload["text_page"]["href"] == "one.html" and payload["per_head"] == 3
+    # cards from the corpus (the richer card: histogram, logit effects), Neuronpedia links from --cards
+    feats = sorted({x for c in payload["channels"] for x in c[2:4]})
+    assert payload["cards_from"] == "corpus" and set(payload["cards"]) == {f"L1:{a}" for a in feats}
+    assert any("hist" in c and "logits" in c for c in payload["cards"].values())
+    assert payload["neuronpedia"] == {"1": "https://np/"}
+    # dense by the corpus: features.csv where it has the feature, else the corpus profile
+    prof = corpus_profile(model, sae, tokens)
+    want = [a for a in feats if a % 4 == 0] + dense_features(prof[prof["feature"].isin([a for a in feats if a % 2])])
+    assert payload["dense"]["features"] == {"1": sorted(want)} and payload["dense"]["unknown"] == 0
+    # the single-text page's strongest channels: kept when channels.csv tested them, named either way
+    single = read_payload(tmp_path / "one.html", "x")
+    top = text_page_top(single)
+    tested = set(map(tuple, pd.read_csv(d / "channels.csv")[KEY].values.tolist()))
+    assert payload["kept"]["text_top"] == [[c[1], c[2], c[3], pytest.approx(v, rel=1e-3), c in tested] for c, v in top]
+    shown = {tuple(c[:4]) for c in payload["channels"]}
+    assert {c for c, _ in top if c in tested} <= shown
+    pg = browser.page((tmp_path / "all.html").as_uri())
+    pg.js("document.getElementById('kept').open = true")
+    assert pg.js("document.querySelectorAll('#kept-table .untested').length") == sum(c not in tested for c, _ in top)
+    assert pg.js("document.querySelectorAll('#kept-table a.kept-link').length") == sum(c in tested for c, _ in top)
+    if any(c in tested for c, _ in top):  # a kept channel's link opens it
+        cid = pg.js("document.querySelector('#kept-table a.kept-link').dataset.id")
+        pg.click("#kept-table a.kept-link")
+        assert pg.js("fraExplorer.state.ch.id") == cid
+    n, a = next((n, c[2]) for n, c in enumerate(payload["channels"]) if "hist" in payload["cards"][f"L1:{c[2]}"])
+    pg.js(f"location.hash = 'c={'.'.join(map(str, payload['channels'][n][:4]))}'")  # collapsed or not
+    pg.wait(f"!!document.querySelector('#cards .cardbox[data-feature=\"{a}\"] svg.hist')")
+    assert pg.errors() == []
     assert main(["explore-dataset", "--channels", str(d / "channels.csv"), "--corpus", str(d / "corpus.npy"),
                  "-o", str(tmp_path / "x.html")]) == 2
     assert "--corpus needs --model and --sae" in capsys.readouterr().err

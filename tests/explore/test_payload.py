@@ -1,18 +1,19 @@
-"""The single-text payload against the engine: pairs, terms, scores, top channels, channel maps, cards."""
+"""The single-text payload against the engine: pairs, terms (the dense features' split), scores, top channels,
+whole channel maps (separable and rotary), the dense features by the corpus, start pairs."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
-from fra.analysis.features import cards_from_acts, feature_cards, neuronpedia_base, sae_acts, token_strings
-from fra.analysis.heads import special_ids
-from fra.analysis.kinds import feature_profiles
+from fra.analysis.dense import DENSE, corpus_profile, dense_features, dense_term
+from fra.analysis.features import feature_cards, neuronpedia_base, sae_acts
 from fra.engine import FEATURE_PAIRS, resolve
 from fra.errors import FRAError
-from fra.explore.cards import PROFILE, corpus_cards
-from fra.explore.data import Detail, attention, dense_slots, select_pairs, single_payload, sink_features, start_of
-from fra.explore.encode import Strings, unpacked
-from tests.conftest import make_model, make_sae
+from fra.explore.data import Detail, attention, dense_slots, offsets, select_pairs, single_payload, start_of
+from fra.explore.encode import unpacked
+from fra.explore.single import page_dense
+from tests.conftest import make_model, make_sae, rounding_atol
 
 
 def unpack(o):
@@ -39,15 +40,22 @@ def test_select_pairs_takes_the_keys_holding_the_mass(max_keys, mass):
             assert len(others) == 0 or others.max() <= weakest + 1e-7  # the strongest keys were taken
 
 
+def common_features(resolved, n: int) -> list[int]:
+    """The ``n`` features active at the most positions of the text: the dense features of the tests."""
+    ids = resolved.feature_ids[0]
+    return torch.bincount(ids[ids >= 0]).argsort(descending=True)[:n].tolist()
+
+
 @pytest.fixture(scope="module", params=[("LN", "standard"), (None, "shortformer"), ("RMS", "rotary")])
 def built(request):
     norm, pos = request.param
     model, sae = make_model(norm=norm, positions=pos), make_sae()
     tokens = torch.randint(0, 50, (1, 14), generator=torch.Generator().manual_seed(1))
     resolved = resolve(model, sae, tokens, 1)
+    dense = common_features(resolved, 2)
     payload, feats = single_payload(resolved, [str(t) for t in tokens[0].tolist()], detail=Detail(max_keys=3, top_n=5),
-                                    separable=pos != "rotary")
-    payload["listed"] = feats
+                                    dense=dense)
+    payload["listed"], payload["dense"] = feats, dense
     return model, sae, tokens, resolved, payload, resolved.entries()
 
 
@@ -60,12 +68,42 @@ def test_pair_terms_sum_to_the_model_scores(built):
     assert (err <= 1e-3 * np.abs(terms).sum(1) + 1e-4).all()  # float16 terms
     assert 0 < p["residual"] < 1e-4  # the same check in float32, over the pairs with detail
     every = resolved.terms()
-    assert set(p["term_names"]) == {n for n, t in every.items() if t.abs().max() > 0}  # all-zero terms are left out
-    assert p["shares"] == pytest.approx(resolved.exactness()["shares"], abs=1e-5)
+    assert set(p["term_names"]) == {n for n, t in every.items() if t.abs().max() > 0} | {DENSE}  # all-zero: left out
+    # the whole text's shares: exactness' with the feature pairs split in two (so |terms| sums a little higher)
+    whole = resolved.exactness()["shares"]
+    ratio = [p["shares"][n] / v for n, v in whole.items() if n != FEATURE_PAIRS and v > 0]
+    assert ratio == pytest.approx([ratio[0]] * len(ratio), rel=1e-4) and ratio[0] <= 1
+    assert p["shares"][FEATURE_PAIRS] + p["shares"][DENSE] >= whole[FEATURE_PAIRS] * ratio[0] * (1 - 1e-6)
+    d = dense_term(resolved, p["dense"])
+    norm = sum(float(t.abs().sum()) for n, t in every.items() if n != FEATURE_PAIRS) + float(d.abs().sum()) + float(
+        (every[FEATURE_PAIRS][0] - d).abs().sum())
+    assert p["shares"][DENSE] == pytest.approx(float(d.abs().sum()) / norm, rel=1e-4) and p["shares"][DENSE] > 0
+    assert sum(p["shares"].values()) == pytest.approx(1.0)
     attn = unpack(p["attn"]).astype(float)
     tri = torch.tril_indices(resolved.n_pos, resolved.n_pos)
     want = attention(resolved)[:, tri[0], tri[1]].numpy()
     np.testing.assert_allclose(attn, want, rtol=1e-3, atol=1e-7)  # float16
+
+
+def test_dense_term_is_an_exact_split_of_the_feature_pairs(built):
+    """At every pair with detail: the dense features' term is the sum of the engine's entries with a dense query or
+    key feature, the feature-pair term the rest, and all terms still sum to the model's score."""
+    _, _, _, resolved, p, e = built
+    h, i, j = (unpack(p["pairs"][c]).astype(int) for c in "hij")
+    terms = dict(zip(p["term_names"], unpack(p["pairs"]["terms"]).T))
+    dense = torch.isin(e["query_feature"], torch.tensor(p["dense"])) | torch.isin(e["key_feature"],
+                                                                                  torch.tensor(p["dense"]))
+    assert p["dense_features"] == sorted(p["dense"]) and dense.any() and (~dense).any()
+    key = ((e["head"] * 100 + e["query"]) * 100 + e["key"]).numpy()
+    at = (np.asarray(resolved.heads)[h] * 100 + i) * 100 + j
+    for part, mask in ((DENSE, dense), (FEATURE_PAIRS, ~dense)):
+        want = pd.Series(e["value"][mask].double().numpy()).groupby(key[mask.numpy()]).sum()
+        want = want.reindex(at, fill_value=0.0).to_numpy()
+        np.testing.assert_allclose(terms[part], want, rtol=1e-3, atol=1e-3 * np.abs(want).max())  # float16
+    ref = dense_term(resolved, p["dense"])[h, i, j].numpy()
+    np.testing.assert_allclose(terms[DENSE], ref, rtol=1e-3, atol=1e-4 * np.abs(ref).max())
+    err = np.abs(sum(terms.values()) - resolved.scores[0, h, i, j].numpy())
+    assert (err <= 1e-3 * np.abs(np.stack(list(terms.values()))).sum(0) + 1e-4).all()
 
 
 def test_every_score_from_attention_and_logsumexp(built):
@@ -101,17 +139,52 @@ def test_listed_features_are_those_of_the_listed_channels(built):
     assert {a for rows in p["top_channels"] for a, b, *_ in rows} <= set(p["listed"])
 
 
-def test_pair_channels_are_the_engines_largest(built):
+def listing(values: list[float], dense: list[bool], top_n: int, top_dense: int) -> list[float]:
+    """The channels a pair lists: the strongest top_n - top_dense without a dense feature and top_dense with one,
+    the places left to the strongest others; strongest first."""
+    order = sorted(range(len(values)), key=lambda k: -abs(values[k]))
+    plain, dense_ = [k for k in order if not dense[k]], [k for k in order if dense[k]]
+    first = plain[:top_n - top_dense] + dense_[:top_dense]
+    rest = [k for k in order if k not in first][:top_n - len(first)]
+    return sorted((values[k] for k in first + rest), key=lambda v: -abs(v))
+
+
+def start_channels(p) -> set[tuple[int, int, int]]:
+    """The channels (head slot, a, b) listed at each head's start pair."""
+    h, i, j = (unpack(p["pairs"][c]).astype(int) for c in "hij")
+    ids, sa, sb = dense_slots(p["feat"])[0], unpack(p["pairs"]["slot_a"]), unpack(p["pairs"]["slot_b"])
+    at = [n for n in range(len(h)) if [i[n], j[n]] == p["starts"][h[n]]]
+    assert len(at) == len(p["heads"])
+    return {(int(h[n]), int(ids[i[n], sa[n, r]]), int(ids[j[n], sb[n, r]])) for n in at for r in range(sa.shape[1])
+            if sa[n, r] != p["empty_slot"]}
+
+
+def test_cards_go_to_the_start_pairs_channels_first(built):
+    _, _, _, resolved, p, _ = built
+    first = {f for _, a, b in start_channels(p) for f in (a, b)}
+    assert 3 < len(first) < len(p["listed"])
+    feats = single_payload(resolved, p["tokens"], detail=Detail(max_keys=3, top_n=5, cards=3), dense=p["dense"])[1]
+    assert len(feats) == 3 and set(feats) <= first
+    every = single_payload(resolved, p["tokens"], detail=Detail(max_keys=3, top_n=5, cards=0), dense=p["dense"])[1]
+    assert every == p["listed"]
+
+
+@pytest.mark.parametrize("top_dense", [0, 2, 5])
+def test_pair_channels_are_the_engines_largest_with_places_for_dense_ones(built, top_dense):
     _, _, _, resolved, p, e = built
+    if top_dense != 2:  # the built payload has the default, 2
+        p = single_payload(resolved, p["tokens"], detail=Detail(max_keys=3, top_n=5, top_dense=top_dense),
+                           dense=p["dense"])[0]
     h, i, j = (unpack(p["pairs"][c]).astype(int) for c in "hij")
     sa, sb, val = unpack(p["pairs"]["slot_a"]), unpack(p["pairs"]["slot_b"]), unpack(p["pairs"]["value"])
     ids = resolved.feature_ids[0]
+    dense = torch.isin(e["query_feature"], torch.tensor(p["dense_features"])) | torch.isin(
+        e["key_feature"], torch.tensor(p["dense_features"]))
     for n in range(0, len(h), 11):
         at = (e["head"] == resolved.heads[h[n]]) & (e["query"] == i[n]) & (e["key"] == j[n])
-        ref = e["value"][at]
-        want = ref[ref.abs().argsort(descending=True)][:5]
+        want = listing(e["value"][at].tolist(), dense[at].tolist(), 5, top_dense)
         live = sa[n] != p["empty_slot"]
-        np.testing.assert_allclose(val[n][live], want.numpy(), rtol=1e-3, atol=1e-5)
+        np.testing.assert_allclose(val[n][live], want, rtol=1e-3, atol=1e-5)
         for s_a, s_b, v in zip(sa[n][live], sb[n][live], val[n][live]):
             hit = at & (e["query_feature"] == ids[i[n], s_a]) & (e["key_feature"] == ids[j[n], s_b])
             assert float(e["value"][hit]) == pytest.approx(v, rel=1e-3, abs=1e-5)
@@ -121,7 +194,7 @@ def test_channel_coefficients_rebuild_whole_maps(built):
     """Separable models: c_ab * w_ia * w_jb equals the engine's value at every causal pair of the channel."""
     _, _, _, resolved, p, e = built
     if not p["separable"]:
-        assert unpack(p["coef"]["c"]).size == 0
+        assert "coef" not in p
         return
     ids, w = dense_slots(p["feat"])
     ch, ca, cb, cc = (unpack(p["coef"][c]) for c in "habc")
@@ -132,6 +205,63 @@ def test_channel_coefficients_rebuild_whole_maps(built):
         for q, k, v in zip(e["query"][at].tolist(), e["key"][at].tolist(), e["value"][at].tolist()):
             got = cc[n] * w[q][ids[q] == ca[n]][0] * w[k][ids[k] == cb[n]][0]
             assert got == pytest.approx(v, rel=1e-4, abs=1e-6)
+
+
+def test_rotary_offsets_rebuild_whole_maps(built):
+    """Rotary models: w_ia * w_jb * g_ab(i - j) equals the engine's channel map (FRA.channel) at every causal pair
+    where both features are active, for every listed channel; float32 rounding of the rotations and the d_head
+    products, at the scale of |w_ia U_a| |w_jb U_b| / attn_scale."""
+    _, _, _, resolved, p, _ = built
+    if p["separable"]:
+        assert "rope" not in p
+        return
+    ids, w = dense_slots(p["feat"])
+    P = len(p["tokens"])
+    rh, ra, rb, rn = (unpack(p["rope"][c]).astype(int) for c in "habn")
+    g = unpack(p["rope"]["g"])
+    starts = np.concatenate([[0], np.cumsum(rn)])
+    assert len(g) == starts[-1] and len(rh) > 0
+    h, i, j = (unpack(p["pairs"][c]).astype(int) for c in "hij")
+    sa, sb = unpack(p["pairs"]["slot_a"]), unpack(p["pairs"]["slot_b"])
+    n_, r_ = np.nonzero(sa != p["empty_slot"])
+    every = set(zip(h[n_].tolist(), ids[i[n_], sa[n_, r_]].tolist(), ids[j[n_], sb[n_, r_]].tolist()))
+    assert set(zip(rh.tolist(), ra.tolist(), rb.tolist())) == every  # within the default budget: every channel
+    for slot in range(len(p["heads"])):
+        mine = np.nonzero(rh == slot)[0]
+        a, b = torch.tensor(ra[mine]), torch.tensor(rb[mine])
+        maps = resolved.channel(slot, a, b)[0]  # [M, pos, pos]
+        norm_q = resolved.q.U[slot, resolved.q.row(a)].norm(dim=-1)
+        norm_k = resolved.k.U[slot, resolved.k.row(b)].norm(dim=-1)
+        for m, n in enumerate(mine):
+            qi, kj = np.nonzero((ids == ra[n]).any(1))[0], np.nonzero((ids == rb[n]).any(1))[0]
+            d = offsets(qi, kj)
+            assert len(d) == rn[n]
+            gd = dict(zip(d.tolist(), g[starts[n]:starts[n + 1]].tolist()))
+            for i in qi:
+                for j in kj[kj <= i]:
+                    wa, wb = w[i][ids[i] == ra[n]][0], w[j][ids[j] == rb[n]][0]
+                    scale = torch.tensor([abs(wa * wb) * float(norm_q[m] * norm_k[m]) / resolved.attn_scale])
+                    atol = rounding_atol(scale, resolved.q.U.shape[-1] * P)
+                    assert wa * wb * gd[i - j] == pytest.approx(float(maps[m, i, j]), abs=atol)
+
+
+def test_rotary_map_budget_goes_to_the_channels_shown_first(built):
+    _, _, tokens, resolved, p, _ = built
+    if p["separable"]:
+        return
+    rh, ra, rb, rn = (unpack(p["rope"][c]).astype(int) for c in "habn")
+    size = dict(zip(zip(rh.tolist(), ra.tolist(), rb.tolist()), rn.tolist()))
+    dense = set(p["dense"])
+    top = {(h, a, b) for h, rows in enumerate(p["top_channels"]) for a, b, *_ in rows if not {a, b} & dense}
+    top |= start_channels(p)  # those at the start pairs come first
+    assert 0 < len(top) < len(size)
+    budget = sum(size[c] for c in top)  # exactly these channels: no other fits
+    cut = single_payload(resolved, p["tokens"], detail=Detail(max_keys=3, top_n=5, map_values=budget),
+                         dense=p["dense"])[0]
+    kept = list(zip(*(unpack(cut["rope"][c]).astype(int).tolist() for c in "hab")))
+    assert set(kept) == top and sum(unpack(cut["rope"]["n"])) == budget
+    g = dict(zip(size, np.split(unpack(p["rope"]["g"]), np.cumsum(rn)[:-1])))
+    np.testing.assert_allclose(unpack(cut["rope"]["g"]), np.concatenate([g[c] for c in kept]), rtol=1e-6, atol=1e-7)
 
 
 def test_top_channels_sum_the_listed_channels(built):
@@ -151,6 +281,36 @@ def test_top_channels_sum_the_listed_channels(built):
         at = ((e["head"] == resolved.heads[slot]) & (e["query"] == q) & (e["key"] == k) & (e["query_feature"] == a)
               & (e["key_feature"] == b))
         assert float(e["value"][at]) == pytest.approx(v, rel=1e-5)
+
+
+def test_top_channels_keep_the_strongest_without_a_dense_feature(built):
+    _, _, _, _, p, _ = built
+    top, dense = p["detail"]["top_channels"], set(p["dense"])
+    for rows in p["top_channels"]:
+        assert len([r for r in rows if r[0] not in dense and r[1] not in dense]) <= top
+        assert [r[3] for r in rows] == sorted((r[3] for r in rows), reverse=True)
+    cut = single_payload(built[3], p["tokens"], detail=Detail(max_keys=3, top_n=5, top_channels=2), dense=p["dense"])[0]
+    for rows, every in zip(cut["top_channels"], p["top_channels"]):
+        plain = [r for r in every if r[0] not in dense and r[1] not in dense]
+        assert rows == [r for r in every if r in every[:2] or r in plain[:2]]  # strongest first, each once
+
+
+def test_dense_features_by_the_corpus_with_features_csv_first():
+    model, sae = make_model(), make_sae()
+    corpus = torch.randint(0, 50, (4, 12), generator=torch.Generator().manual_seed(4))
+    profile = corpus_profile(model, sae, corpus)
+    assert page_dense(model, sae, corpus, 1) == dense_features(profile)
+    prof = profile.set_index("feature")
+    rates = prof["firing_rate"][prof["sink_share"].fillna(0) < 0.5]
+    on, off = int(rates[rates <= 0.5].idxmax()), int(rates.idxmax())
+    assert rates[off] > 0.5
+    assert off in page_dense(model, sae, corpus, 1) and on not in page_dense(model, sae, corpus, 1)
+    rows = pd.DataFrame({"layer": [1, 1, 0], "feature": [on, off, off], "firing_rate": [0.9, 0.1, 0.9],
+                         "sink_share": [0.0, 0.0, 1.0]}).set_index(["layer", "feature"])
+    got = page_dense(model, sae, corpus, 1, rows)
+    assert on in got and off not in got  # layer 1's rows override the corpus; layer 0's are ignored
+    assert page_dense(model, sae, corpus, 1, rows, density=0.95) == sorted(set(dense_features(profile, 0.95)) - {off})
+    assert page_dense(model, sae, corpus, 1, rows.iloc[:0]) == dense_features(profile)
 
 
 def test_feature_cards_list_the_top_activations():
@@ -194,6 +354,8 @@ def test_start_head_is_the_strongest_induction_head(built):
     mine = pairs[(pairs[:, 0] == 2) & (pairs[:, 2] > 0)]
     assert (q["start"]["k"] > 0
             and float(attn[2, q["start"]["q"], q["start"]["k"]]) == float(attn[2, mine[:, 1], mine[:, 2]].max()))
+    assert q["starts"] == [list(start_of(attn, pairs, h)) for h in range(len(resolved.heads))]
+    assert q["starts"][2] == [q["start"]["q"], q["start"]["k"]]
     chosen, _ = single_payload(resolved, strs, detail=Detail(max_keys=3, top_n=5), head_scores=scores, start_head=1)
     assert chosen["start"]["h"] == 1 and chosen["start"]["why"] == "chosen"
     with pytest.raises(FRAError, match="start head 7 is not among"):
@@ -206,34 +368,3 @@ def test_start_pair_skips_bos_keys():
     assert start_of(attn, pairs, 0) == (2, 2)  # 0.3 beats 0.2 and 0.1; the BOS keys (0.9, 0.5, 1.0) do not count
     only_bos = select_pairs(attn, Detail(max_keys=1))
     assert start_of(attn, only_bos, 0) == (2, 0)  # every listed pair keys BOS: the last query's strongest key
-
-
-def test_sink_features_sit_mostly_at_bos():
-    ids = torch.tensor([[3, 5, -1], [5, 7, -1], [7, 8, 9], [9, -1, -1]])
-    acts = torch.tensor([[1.0, 2.0, 0], [1.0, 1.0, 0], [1.0, 1.0, 1.0], [1.0, 0, 0]])
-    assert sink_features(ids, acts) == [3, 5]  # 3: only at BOS; 5: 2 of its 3 there; 7, 8, 9: never at BOS
-    acts[1, 0] = 2.5
-    assert sink_features(ids, acts) == [3]  # 5 now has 2 of 4.5 at BOS
-    assert sink_features(ids, acts, share=0.4) == [3, 5]
-    assert sink_features(torch.full((2, 2), -1), torch.zeros(2, 2)) == []
-
-
-def test_corpus_cards_are_the_top_activations_with_the_pipelines_profile():
-    model, sae = make_model(), make_sae()
-    corpus = torch.randint(0, 50, (3, 12), generator=torch.Generator().manual_seed(2))
-    feats = [0, 5, 17, 40]
-    strings = Strings()
-    cards = corpus_cards(model, sae, corpus, feats, {5: "label five"}, strings, n_top=3)
-    acts = sae_acts(model, sae, corpus)[..., feats]
-    want = cards_from_acts(acts, token_strings(model, corpus), feats, 3)
-    prof = feature_profiles(acts, corpus, feats, special_ids(model)).set_index("feature")
-    table = strings.table
-    for a in feats:
-        c = cards[a]
-        assert [[act, [table[x] for x in left], table[tok], [table[x] for x in right]]
-                for act, left, tok, right in c["top"]] == \
-            [[pytest.approx(act, rel=1e-3), left, tok, right] for act, left, tok, right in want[a]]
-        for k in PROFILE:
-            assert c[k] == (pytest.approx(prof.loc[a, k], rel=5e-3) if np.isfinite(prof.loc[a, k]) else None)
-    assert cards[5]["label"] == "label five" and "label" not in cards[0]
-    assert len(table) == len(set(table))  # each token string once

@@ -107,7 +107,7 @@ def test_explore_out_under_a_file(saved, tmp_path, capsys):
     ("columns", r"lacks column\(s\) \['support'\]"),
     ("no_model", "--corpus needs --model and --sae"),
     ("out_folder", "is a folder"),
-    ("features_alone", "--features and --labels go on the feature cards: pass --cards"),
+    ("labels_alone", "--labels go on the feature cards: pass --corpus"),
     ("no_page", "--text-page .* does not exist"),
     ("bad_page", "--text-page .* is not an explorer page built by fra"),
     ("bad_cards", "--cards .* is not a channel_features.json"),
@@ -124,7 +124,7 @@ def test_explore_dataset_bad_inputs(tmp_path, capsys, case, match):
     (tmp_path / "cards.json").write_text("[1, 2]")
     (tmp_path / "dataset.html").write_text(page("dataset", "channels", {"rows": []}))
     flags = {"no_model": ["--corpus", str(tmp_path / "c.npy")],
-             "features_alone": ["--features", str(tmp_path / "f.csv")],
+             "labels_alone": ["--labels", str(tmp_path / "f.json")],
              "no_page": ["--text-page", str(tmp_path / "none.html")],
              "bad_page": ["--text-page", str(tmp_path / "page.txt")],
              "bad_cards": ["--cards", str(tmp_path / "cards.json")],

@@ -79,8 +79,12 @@ function context(left, tok, right, cls = "hit") {
   return d;
 }
 
-/** A feature's card: ``c`` = {top: [[act, left, token, right]] (token-string ids when ``strings`` is given, else
- * strings), firing_rate, sink_share, token_share, prev_token_share, label}; ``url``: its Neuronpedia page. */
+/** A feature's card, drawn as a feature dashboard: label, density line, activation histogram, logit effects and
+ * the top activations with graded highlighting. ``c`` (fra.explore.cards) = {top: [[act, left, token, right,
+ * grades?]] (token-string ids when ``strings`` is given, else strings; grades: one base-36 digit per context token,
+ * its activation in 35ths of the card's top one), hist: {range, counts}, logits: {pos: [[token, value]], neg},
+ * firing_rate, sink_share, token_share, prev_token_share, label}, every key optional; ``url``: its Neuronpedia
+ * page. */
 function featureCard(a, side, c, { strings = null, url = null, layer = null, source = "the card corpus" } = {}) {
   const str = x => (strings ? strings[x] : x);
   const box = el("div", { class: "cardbox", "data-feature": a }, el("h3", {}, `${side} feature `, featAnchor(a, url),
@@ -90,8 +94,12 @@ function featureCard(a, side, c, { strings = null, url = null, layer = null, sou
   if (c.label) box.append(el("div", { class: "label", text: c.label }));
   if (c.firing_rate !== undefined) box.append(profileLine(c));
   if (!c.top || !c.top.length) { box.append(el("div", { class: "empty", text: `Never fires in ${source}.` })); return box; }
-  const ol = el("ol");
-  for (const [act, left, tok, right] of c.top) ol.append(el("li", {}, el("span", { class: "act", text: fmt(act) }), context(left.map(str), str(tok), right.map(str))));
+  const dash = el("div", { class: "dash" }, c.hist ? histogramSvg(c.hist, source) : null, c.logits ? logitTable(c.logits, str) : null);
+  if (dash.children.length) box.append(dash);
+  const peak = c.top[0][0], ol = el("ol", { class: "examples" });
+  for (const [act, left, tok, right, grades] of c.top) {
+    ol.append(el("li", {}, el("span", { class: "act", text: fmt(act) }), gradedContext(left.map(str), str(tok), right.map(str), grades, act, peak)));
+  }
   box.append(ol);
   return box;
 }
@@ -104,4 +112,52 @@ function profileLine(c) {
     el("span", { title: "share of its activation on BOS / position 0 / special tokens" }, ` · sink ${share(c.sink_share)}`),
     el("span", { title: "share of its activation on the one current token that carries most of it (near 1: a token-identity feature)" }, ` · top token ${share(c.token_share)}`),
     el("span", { title: "share of its activation on the one previous token that carries most of it" }, ` · top previous token ${share(c.prev_token_share)}`));
+}
+
+const HIGHLIGHT = [251, 146, 60], GRADES = 35;  // graded highlighting: alpha = activation / the card's top one
+/** A top activation's context, one box per token, each shaded by its activation (``grades``: base-36 digits,
+ * 35ths of ``peak``; without them, as in older cards, only the token itself, at ``act / peak``); the token itself
+ * marked. */
+function gradedContext(left, tok, right, grades, act, peak) {
+  const d = el("span", { class: "ctx graded" }), n = left.length;
+  [...left, tok, ...right].forEach((s, t) => {
+    const share = grades ? parseInt(grades[t], 36) / GRADES : t === n ? act / peak : 0;
+    const chip = el("span", { class: t === n ? "t hit" : "t", "data-share": share.toFixed(2) }, tokText(s));
+    if (share > 0) {
+      chip.style.background = `rgba(${HIGHLIGHT},${Math.min(1, share).toFixed(2)})`;
+      chip.title = `activation ${t === n ? fmt(act) : "≈ " + fmt(share * peak)} (${pct(share)} of the top one)`;
+    }
+    d.append(chip);
+  });
+  return d;
+}
+const SVG = "http://www.w3.org/2000/svg";
+function svgEl(tag, attrs, ...kids) {
+  const e = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs || {})) if (v !== undefined && v !== null) e.setAttribute(k, v);
+  for (const c of kids) if (c !== null && c !== undefined) e.append(c);
+  return e;
+}
+/** Bars of the feature's positive activations ``{range, counts}`` (equal bins), their range below. */
+function histogramSvg(h, source) {
+  const W = 200, H = 44, n = h.counts.length, most = Math.max(1, ...h.counts), w = W / n;
+  const [lo, hi] = h.range, edge = b => lo + (hi - lo) * b / n;
+  const total = h.counts.reduce((x, y) => x + y, 0);
+  const svg = svgEl("svg", { class: "hist", width: W, height: H + 13, viewBox: `0 0 ${W} ${H + 13}` });
+  h.counts.forEach((k, b) => {
+    const y = k ? Math.max(1, H * k / most) : 0;
+    svg.append(svgEl("rect", { x: (b * w + 0.5).toFixed(1), y: (H - y).toFixed(1), width: (w - 1).toFixed(1), height: y.toFixed(1) },
+      svgEl("title", {}, `${fmt(edge(b))} – ${fmt(edge(b + 1))}: ${k}`)));
+  });
+  svg.append(svgEl("line", { x1: 0, x2: W, y1: H + 0.5, y2: H + 0.5, class: "axis" }),
+    svgEl("text", { x: 0, y: H + 11 }, fmt(lo)), svgEl("text", { x: W, y: H + 11, "text-anchor": "end" }, fmt(hi)));
+  return el("figure", { class: "histfig" }, el("figcaption", { text: `activations where it fires: ${total} tokens of ${source}` }), svg);
+}
+/** The tokens whose logits the decoder direction raises and lowers most (fra.explore.cards.logit_effects). */
+function logitTable(l, str) {
+  const rows = Math.max(l.pos.length, l.neg.length), t = el("table", { class: "logits" },
+    el("tr", {}, el("th", { colspan: 2, text: "raises logits", class: "pos" }), el("th", { colspan: 2, text: "lowers logits", class: "neg" })));
+  const cells = e => (e ? [el("td", {}, el("span", { class: "tok" }, tokText(str(e[0])))), el("td", { class: "num" }, signed(e[1]))] : [el("td"), el("td")]);
+  for (let r = 0; r < rows; r++) t.append(el("tr", {}, ...cells(l.pos[r]), ...cells(l.neg[r])));
+  return el("figure", { class: "logitfig", title: "decoder direction through the final norm's weight and the unembedding" }, t);
 }

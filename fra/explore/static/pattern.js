@@ -3,9 +3,10 @@
 // pick a cell, drag or wheel to pan, ctrl + wheel or the buttons to zoom, and colour bars with their scale.
 const MARGIN = 58, LABEL_MIN = 9;  // css px for the axis labels; the smallest cell (px) that gets token labels
 
-/** The window shared by every grid: ``n`` cells visible from row ``r0`` and column ``c0``. */
+/** The window shared by every grid: ``n`` cells visible from row ``r0`` and column ``c0``; ``onUser()`` runs
+ * after the reader pans or zooms with the mouse on a grid. */
 class GridView {
-  constructor(P) { this.P = P; this.n = P; this.r0 = 0; this.c0 = 0; this.grids = []; this.listeners = []; }
+  constructor(P) { this.P = P; this.n = P; this.r0 = 0; this.c0 = 0; this.grids = []; this.listeners = []; this.onUser = () => {}; }
   /** Zoom levels: the whole text, then halves down to 8 cells (at most 1 cell per 24 px at the end). */
   get levels() { const out = []; for (let n = this.P; n > 8; n = Math.ceil(n / 2)) out.push(n); out.push(Math.min(8, this.P)); return out; }
   set(n, r0, c0) {
@@ -29,7 +30,8 @@ class GridView {
 }
 
 /** One canvas of a GridView. ``opts``: labels (token strings), color(i, j) -> [r, g, b] | null, tip(i, j) -> Node,
- * pick(i, j), marks() -> {i, j} (the selected query row and key column, null when none). */
+ * pick(i, j), marks() -> {i, j, col} (the selected query row and key column, null when none; col: outline the
+ * key's column instead of the query's row). */
 class Grid {
   constructor(canvas, view, opts) {
     Object.assign(this, { canvas, view, opts, off: document.createElement("canvas") });
@@ -46,18 +48,19 @@ class Grid {
       if (down && (ev.buttons & 1)) {
         const dx = ev.clientX - down.x, dy = ev.clientY - down.y, cell = this.side() / view.n;
         if (Math.abs(dx) + Math.abs(dy) > 4) down.moved = true;
-        if (down.moved) { view.set(view.n, down.r0 - dy / cell, down.c0 - dx / cell); this.hideTip(); return; }
+        if (down.moved) { view.set(view.n, down.r0 - dy / cell, down.c0 - dx / cell); view.onUser(); this.hideTip(); return; }
       }
       this.hover(ev);
     });
     canvas.addEventListener("mouseleave", () => this.hideTip());
     canvas.addEventListener("wheel", ev => {
       const c = this.cellAt(ev, true);
-      if (ev.ctrlKey || ev.metaKey) { ev.preventDefault(); if (c) view.zoom(ev.deltaY < 0 ? 1 : -1, c.i, c.j); return; }
+      if (ev.ctrlKey || ev.metaKey) { ev.preventDefault(); if (c) { view.zoom(ev.deltaY < 0 ? 1 : -1, c.i, c.j); view.onUser(); } return; }
       if (view.n === view.P) return;  // nothing to pan: the page scrolls
       ev.preventDefault();
       const cell = this.side() / view.n, dx = ev.shiftKey ? ev.deltaY : ev.deltaX, dy = ev.shiftKey ? 0 : ev.deltaY;
       view.set(view.n, view.r0 + dy / cell, view.c0 + dx / cell);
+      view.onUser();
     }, { passive: false });
   }
   /** The plot's side in css px (the canvas less the label margin). */
@@ -95,7 +98,9 @@ class Grid {
     this.axes(ctx, S, cell, m);
     ctx.save(); ctx.beginPath(); ctx.rect(MARGIN, MARGIN, S, S); ctx.clip();
     const w = Math.max(1.5, Math.min(3, cell / 4));
-    if (m.i !== null) { ctx.strokeStyle = "rgba(29,35,48,.55)"; ctx.lineWidth = w; ctx.strokeRect(MARGIN, MARGIN + (m.i - r0) * cell, S, cell); }
+    ctx.strokeStyle = "rgba(29,35,48,.55)"; ctx.lineWidth = w;
+    if (m.col && m.j !== null) ctx.strokeRect(MARGIN + (m.j - c0) * cell, MARGIN, cell, S);
+    else if (m.i !== null) ctx.strokeRect(MARGIN, MARGIN + (m.i - r0) * cell, S, cell);
     if (m.i !== null && m.j !== null) {
       ctx.strokeStyle = "#e07b00"; ctx.lineWidth = 2 * w;
       ctx.strokeRect(MARGIN + (m.j - c0) * cell - w, MARGIN + (m.i - r0) * cell - w, cell + 2 * w, cell + 2 * w);
