@@ -10,6 +10,8 @@ corpus firing rate is above ``density`` or its sink share (:func:`fra.analysis.k
 
 from __future__ import annotations
 
+import dataclasses
+
 import pandas as pd
 import torch
 from jaxtyping import Float, Int
@@ -21,7 +23,7 @@ from fra.analysis.features import layer_acts, sae_layer
 from fra.analysis.heads import special_ids
 from fra.analysis.kinds import feature_profiles
 from fra.config import ChannelConfig
-from fra.engine.result import FRA
+from fra.engine.result import FEATURE_PAIRS, FRA
 from fra.errors import FRAError
 
 DENSITY = 0.5  # corpus firing rate above which a feature is dense
@@ -66,3 +68,27 @@ def dense_term(resolved: FRA, dense: list[int], batch: int = 0) -> Float[Tensor,
         hit = q_dense[i0:i1, None, :, None] | k_dense[None, :i1, None, :]  # [I, J, K, K]
         out[:, i0:i1, :i1] = (v * hit).sum((-2, -1))
     return out
+
+
+def without(resolved: FRA, dense: list[int]) -> FRA:
+    """``resolved`` with the slots of the ``dense`` features emptied (coefficient 0) on both sides."""
+    d = torch.tensor(dense, dtype=resolved.feature_ids.dtype, device=resolved.feature_ids.device)
+    return dataclasses.replace(resolved, **{name: dataclasses.replace(side, coef=side.coef * ~torch.isin(side.ids, d))
+                                            for name, side in (("q", resolved.q), ("k", resolved.k))})
+
+
+def split_terms(resolved: FRA, dense: list[int], batch: int = 0) -> dict[str, Float[Tensor, "head pos pos"]]:
+    """Every term of the score of sequence ``batch`` (:meth:`fra.engine.result.FRA.terms`), the feature pairs split
+    into the channels with a ``dense`` feature (:data:`DENSE`, :func:`dense_term`) and the rest; both parts by
+    bilinearity, without forming the pair blocks."""
+    terms = {n: t[batch].cpu() for n, t in resolved.terms(from_pairs=False).items()}
+    plain = without(resolved, dense).terms(from_pairs=False)[FEATURE_PAIRS][batch].cpu()
+    return {FEATURE_PAIRS: plain, DENSE: terms[FEATURE_PAIRS] - plain,
+            **{n: t for n, t in terms.items() if n != FEATURE_PAIRS}}
+
+
+def split_shares(resolved: FRA, dense: list[int], batch: int = 0) -> dict[str, float]:
+    """Each term's share of the |score| decomposition of sequence ``batch`` (:func:`split_terms`)."""
+    mags = {n: float(t.abs().sum()) for n, t in split_terms(resolved, dense, batch).items()}
+    norm = sum(mags.values()) or 1.0
+    return {n: m / norm for n, m in mags.items()}

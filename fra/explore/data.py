@@ -37,7 +37,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from fra.analysis.dense import DENSE, dense_mask
+from fra.analysis.dense import DENSE, dense_mask, split_shares
 from fra.engine.result import FEATURE_PAIRS, FRA, segment_sums
 from fra.errors import FRAError
 from fra.explore.encode import packed, unpacked
@@ -220,25 +220,6 @@ def rotary_channels(resolved: FRA, channels: list[tuple[int, int, int]], batch: 
         g += [full[m, torch.from_numpy(d)] for m, d in enumerate(ds[s0:s0 + chunk])]
     return {"h": [c[0] for c in kept], "a": [c[1] for c in kept], "b": [c[2] for c in kept],
             "n": [len(d) for d in ds], "g": torch.cat(g) if g else torch.zeros(0)}
-
-
-def without(resolved: FRA, dense: list[int]) -> FRA:
-    """``resolved`` with the slots of the ``dense`` features emptied (coefficient 0) on both sides."""
-    d = torch.tensor(dense, dtype=resolved.feature_ids.dtype, device=resolved.feature_ids.device)
-    return dataclasses.replace(resolved, **{name: dataclasses.replace(side, coef=side.coef * ~torch.isin(side.ids, d))
-                                            for name, side in (("q", resolved.q), ("k", resolved.k))})
-
-
-def split_shares(resolved: FRA, dense: list[int], batch: int = 0) -> dict[str, float]:
-    """Each term's share of the |score| decomposition over the whole text (sequence ``batch``), the feature pairs
-    split into the channels with a ``dense`` feature (:data:`fra.analysis.dense.DENSE`) and the rest. Both parts come
-    by bilinearity (:meth:`fra.engine.result.FRA.terms`), without forming the pair blocks."""
-    terms = {n: t[batch].cpu() for n, t in resolved.terms(from_pairs=False).items()}
-    plain = without(resolved, dense).terms(from_pairs=False)[FEATURE_PAIRS][batch].cpu()
-    terms[DENSE], terms[FEATURE_PAIRS] = terms[FEATURE_PAIRS] - plain, plain
-    mags = {n: float(t.abs().sum()) for n, t in terms.items()}
-    norm = sum(mags.values()) or 1.0
-    return {n: m / norm for n, m in mags.items()}
 
 
 def priority(channels: list[tuple[int, int, int]], rank: dict[tuple[int, int, int], tuple[int, float]],

@@ -14,7 +14,7 @@ import sys
 import pandas as pd
 import torch
 
-from fra.analysis.dense import DENSE, DENSITY, corpus_profile, dense_features, dense_term
+from fra.analysis.dense import DENSE, DENSITY, corpus_profile, dense_features, split_terms
 from fra.config import EngineConfig
 from fra.engine import FEATURE_PAIRS, FRA, resolve
 from fra.engine.inputs import tokenize
@@ -52,19 +52,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--show-dense", action="store_true", help="list dense features' channels instead of collapsing them")
 
 
-def dense_shares(resolved: FRA, dense: list[int]) -> tuple[dict[str, float], float]:
-    """Each term's share of the |score| decomposition with the dense features' channels split off the feature
-    pairs as their own term (exact: the split terms sum to the feature-pair term), and that term's total."""
-    terms = {n: t[0, 0] for n, t in resolved.terms().items()}
-    part = dense_term(resolved, dense)[0].to(terms[FEATURE_PAIRS])
-    terms = {FEATURE_PAIRS: terms[FEATURE_PAIRS] - part, DENSE: part,
-             **{n: t for n, t in terms.items() if n != FEATURE_PAIRS}}
-    mask = resolved.causal_mask()
-    mags = {n: float(t.abs().masked_select(mask).sum()) for n, t in terms.items()}
-    norm = sum(mags.values()) or 1.0
-    return {n: m / norm for n, m in mags.items()}, float(part.masked_select(mask).sum())
-
-
 def summarize(resolved: FRA, str_tokens: list[str], top: int, dense: list[int] | None = None) -> dict:
     """The JSON-able summary printed by ``fra resolve`` (one head in ``fra.heads``, one sequence).
 
@@ -76,7 +63,10 @@ def summarize(resolved: FRA, str_tokens: list[str], top: int, dense: list[int] |
     if dense:
         d = torch.tensor(dense)
         hit = torch.isin(table["query_feature"], d) | torch.isin(table["key_feature"], d)
-        shares, total = dense_shares(resolved, dense)
+        terms = split_terms(resolved, dense)
+        mags = {n: float(t[0].abs().sum()) for n, t in terms.items()}  # one head
+        shares = {n: m / (sum(mags.values()) or 1.0) for n, m in mags.items()}
+        total = float(terms[DENSE][0].sum())
         out["dense"] = {"features": dense, "n_channels": int(hit.sum()), "total": total,
                         "abs_total": float(table["abs_total"][hit].sum())}
         table = {k: v[~hit] for k, v in table.items()}

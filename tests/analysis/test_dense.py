@@ -2,7 +2,7 @@ import pandas as pd
 import pytest
 import torch
 
-from fra.analysis.dense import corpus_profile, dense_features, dense_term
+from fra.analysis.dense import DENSE, corpus_profile, dense_features, dense_term, split_shares, split_terms
 from fra.engine import FEATURE_PAIRS, resolve
 from fra.errors import FRAError
 from tests.conftest import make_model, make_sae, rounding_atol
@@ -52,3 +52,19 @@ def test_corpus_profile_covers_every_feature():
     assert prof["feature"].tolist() == list(range(sae.cfg.d_sae))
     f = sae.encode(model.run_with_cache(corpus, names_filter="blocks.1.hook_resid_pre")[1]["blocks.1.hook_resid_pre"])
     torch.testing.assert_close(torch.tensor(prof["firing_rate"].to_numpy()), (f > 0).double().mean((0, 1)))
+
+
+@pytest.mark.parametrize("norm, positions", [("LN", "standard"), ("RMS", "rotary")])
+def test_split_terms_by_bilinearity_match_the_pair_sums(norm, positions):
+    model, sae = make_model(norm, positions, 2), make_sae(seed=3)
+    tokens = torch.randint(0, 50, (2, 10), generator=torch.Generator().manual_seed(4))
+    resolved = resolve(model, sae, tokens, 1, None)
+    ids = resolved.feature_ids[0]
+    dense = sorted(set(ids[ids >= 0].tolist()))[1::4]
+    split, terms = split_terms(resolved, dense), resolved.terms()
+    atol = rounding_atol(terms[FEATURE_PAIRS][0], resolved.feature_ids.shape[-1] ** 2)
+    torch.testing.assert_close(split[DENSE], dense_term(resolved, dense), rtol=0, atol=atol)
+    torch.testing.assert_close(split[FEATURE_PAIRS] + split[DENSE], terms[FEATURE_PAIRS][0], rtol=0, atol=atol)
+    assert set(split) == {*terms, DENSE}
+    shares = split_shares(resolved, dense)
+    assert sum(shares.values()) == pytest.approx(1.0) and shares[DENSE] > 0
