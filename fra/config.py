@@ -457,10 +457,10 @@ class CompareConfig:
     Feucht et al.'s concept induction heads located with their attention scores."""
 
     seed: int = 0
-    n_pairs: int = 64  # held-out text_repeat induction targets per head in the basis comparison
+    n_pairs: int = 32  # held-out text_repeat induction targets per head in the basis comparison
     n_other_heads: int = 4  # non-TIH heads beside the TIHs: those with confirmed channels, then top concept heads
     concept_seq_len: int = 30  # Feucht et al.'s sequence length (the probe is twice as wide)
-    concept_probes: int = 256  # probes of real words, and as many of random n-grams
+    concept_probes: int = 128  # probes of real words, and as many of random n-grams
     n_concept_heads: int = 8  # the concept induction heads reported (largest concept score)
     batch_size: int = 32
 

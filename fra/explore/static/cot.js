@@ -169,7 +169,7 @@ function renderChannels() {
     const { layer: l, head: h } = res, top = topChannels(res, j);
     const block = el("div", { class: "headblock" + (S.head === `${l}.${h}` ? " selhead" : ""), "data-l": l, "data-h": h },
       el("h3", {}, headName(l, h), ...headBadges(l, h).filter(b => b && !b.classList.contains("resolved")),
-        el("span", { class: "hint" }, "  vertical ", valueOf(vert(l, h, j)), ` · ${res.channels.length} channels tested`)));
+        el("span", { class: "hint" }, "  vertical ", valueOf(vert(l, h, j)), ` · ${res.channels.length} channel${res.channels.length === 1 ? "" : "s"} tested`)));
     const dr = denseRow(res, j);
     if (!top.length && !dr) { block.append(el("div", { class: "empty", text: "No channel tested in this head." })); box.append(block); continue; }
     const max = Math.max(0, ...top.map(c => Math.abs(c.by_sentence[j])).filter(finite));
