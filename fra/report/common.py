@@ -19,7 +19,7 @@ MODELS = {
                "params.yaml lists `smollm2` (the default); they train SAEs on the layers `lm_saes.layers` lists.",
         "command": "`dvc repro` with `profile: {language_models: [smollm2]}` in params.yaml"},
     "gpt2-small": {
-        "name": "GPT-2 small", "title": "GPT-2 small",
+        "name": "GPT-2 small", "title": "GPT-2 small", "optional": True,  # needs the hub: absent by default
         "why": "Its stages (`lm_model@gpt2-small`, `lm_corpus@gpt2-small`, `lm_saes@gpt2-small`, "
                "`lm_induction@gpt2-small`) run when `profile.language_models` lists `gpt2-small`. They need network "
                "access to the model hub (GPT-2's weights and the released SAEs `gpt2-small-res-jb`, `pretrained_saes` "
@@ -49,6 +49,11 @@ TARGET_RECALL, TARGET_FALSE = 0.8, 0.1  # the planted-world targets the method m
 HEAD_COLUMNS = ["layer", "head", "induction", "previous_token", "duplicate_token", "is_tih"]
 HYP_COLUMNS = ["layer", "head", "induction", "is_tih", "n_cih", "n_token", "n_conceptual", "n_sink"]
 ATTN_COLUMNS = ["probe", "group", "layer", "head", "attention_to_target"]
+
+
+def default_models(models) -> list[str]:
+    """The models of ``models`` that the default pipeline always produces (not ``optional`` in ``MODELS``)."""
+    return [m for m in models if not MODELS.get(m, {}).get("optional")]
 
 
 def head_name(layer, head) -> str:
@@ -84,34 +89,6 @@ def yes_no(flag) -> str:
 def files(model: str, *names: str) -> list[str]:
     """``results/<model>/<name>`` for each name."""
     return [f"results/{model}/{n}" for n in names]
-
-
-def card_line(layer, feature, cards: dict, side: str, toy_kinds: dict, sep: str = " ") -> str:
-    """One feature card as a markdown list item: kind (planted world), top contexts, Neuronpedia link.
-
-    ``cards`` is ``{"L<layer>": {"<feature>": {"top": [[act, left, token, right], ...], "neuronpedia": url}}}``;
-    ``toy_kinds`` maps ``(layer, feature)`` to a planted-world label. ``sep`` joins context tokens: a
-    space for the planted world's named tokens, nothing for a language model's tokens, which carry
-    their own spaces."""
-    card = cards.get(f"L{layer}", {}).get(str(int(feature)), {})
-    bits = [f"**L{layer} feature {int(feature)}** ({side})"]
-    kind = toy_kinds.get((int(layer), int(feature)))
-    if kind:
-        bits.append(f"planted-world label *{escape_markdown(kind)}*")
-    tops = card.get("top") or []
-    if tops:
-        shown = []
-        for act, left, token, right in tops[:3]:
-            before = f"… {escape_markdown(sep.join(left[-5:]))}{sep}" if left else ""
-            after = f"{sep}{escape_markdown(sep.join(right))} …" if right else ""
-            lead = " " if token[:1].isspace() and before else ""  # emphasis must not start with a space
-            shown.append(f"{fmt(float(act))}: {before}{lead}**{escape_markdown(token.strip() or token)}**{after}")
-        bits.append("top activations " + "; ".join(shown))
-    else:
-        bits.append("no activation in the card corpus")
-    if card.get("neuronpedia"):
-        bits.append(f"[Neuronpedia]({card['neuronpedia']})")
-    return "- " + " — ".join(bits)
 
 
 def model_metrics(models: dict) -> list[tuple[str, object, dict, Provenance]]:

@@ -46,37 +46,75 @@ def figure(fig: plt.Figure, label: str, text: str, *sources: Provenance, width: 
     return f"\n![{caption(text, sources)}]({path.as_posix()}){{#{label} width=\"{width}\"}}\n"
 
 
-def label_points(ax: plt.Axes, x, y, names: list[str], fontsize: float = 7, near: tuple = (0.2, 0.07)) -> None:
-    """Name points without overlapping labels: points closer than ``near`` (fractions of the axes' width and
-    height; labels are wide) share one label, three names a line, placed left of points in the right third; a
-    label that would cover one placed above it moves down."""
+ANGLES = (0, 35, -35, 180, 145, -145, 70, -70, 110, -110, 90, -90)  # directions tried for a label, in degrees
+# Places tried for a label, as (distance in points from its point, direction): level beside the point first, then
+# further out in every direction, joined to the point by a leader line.
+PLACES = [(7, 0), (7, 180)] + [(r, a) for r in (16, 26, 38, 52, 68, 86) for a in ANGLES]
+OVERLAP = 4  # what a label over another label costs, against 1 for a point it covers or a leader it crosses
+
+
+def _align(dx: float, dy: float) -> dict:
+    """Text alignment that puts a label on the far side of its offset from the point."""
+    return {"ha": "left" if dx > 1 else "right" if dx < -1 else "center",
+            "va": "bottom" if dy > 1 else "top" if dy < -1 else "center"}
+
+
+def _crosses(a, b, c, d) -> bool:
+    """Whether the segments a–b and c–d cross (display coordinates)."""
+    def side(p, q, r):
+        return np.sign((q[0] - p[0]) * (r[1] - p[1]) - (q[1] - p[1]) * (r[0] - p[0]))
+    return side(a, b, c) * side(a, b, d) < 0 and side(c, d, a) * side(c, d, b) < 0
+
+
+def _leader(point, box) -> tuple:
+    """The leader line of a label: from its point to the nearest point of its box."""
+    return point, (np.clip(point[0], box.x0, box.x1), np.clip(point[1], box.y0, box.y1))
+
+
+def label_points(ax: plt.Axes, x, y, names: list[str], avoid=None, fontsize: float = 7.5) -> None:
+    """Name each point by its own label, placed where it covers no other label, no point (the named ones and
+    ``avoid``, an ``(x, y)`` pair of arrays) and no legend, stays inside the axes, and whose leader line crosses
+    no other label or leader: beside the point where there is room, else further out. A leader line joins each
+    label not level with its point. Points are labelled top down; a label with no free place takes the one that
+    breaks fewest of these rules. Set the axes' limits first: places are found in display coordinates."""
     if not len(names):
         return
     x, y = np.asarray(x, float), np.asarray(y, float)
     ax.autoscale_view()
-    where = ax.transAxes.inverted().transform(ax.transData.transform(np.column_stack([x, y])))
-    groups: list[list[int]] = []
-    for i, (fx, fy) in enumerate(where):
-        group = next((g for g in groups if (np.abs(where[g[0]] - (fx, fy)) < near).all()), None)
-        if group:
-            group.append(i)
-        else:
-            groups.append([i])
-    placed = []
-    for group in sorted(groups, key=lambda g: -max(where[i][1] for i in g)):  # top down: a clash moves a label down
-        top = max(group, key=lambda i: where[i][1])  # label beside the group's highest point, clear of its marker
-        fx, fy = where[top]
-        text = "\n".join(", ".join(names[i] for i in group[k:k + 3]) for k in range(0, len(group), 3))
-        right, high = fx > 2 / 3, fy > 0.85
-        label = ax.annotate(text, (x[top], y[top]), xytext=(-6 if right else 6, -7 if high else 4),
-                            textcoords="offset points", ha="right" if right else "left", va="top" if high else "bottom",
-                            fontsize=fontsize, linespacing=1.0,
-                            bbox={"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.7})
-        for _ in range(len(placed)):
-            box = label.get_window_extent()
-            hit = next((p for p in placed if box.overlaps(p)), None)
-            if hit is None:
+    ax.set(xlim=ax.get_xlim(), ylim=ax.get_ylim())  # labels must not move the limits they were placed in
+    ax.figure.canvas.draw()  # a renderer to measure the labels
+    named = ax.transData.transform(np.column_stack([x, y]))
+    points = named if avoid is None else np.vstack([named, ax.transData.transform(np.column_stack(
+        [np.asarray(avoid[0], float), np.asarray(avoid[1], float)]))])
+    frame = ax.get_window_extent()
+    margin = 1.5 * ax.figure.dpi / 72  # room kept between a label and any point, in display pixels
+    boxes = [ax.get_legend().get_window_extent()] if ax.get_legend() else []
+    leaders: list = []
+    for i in sorted(range(len(names)), key=lambda i: (-y[i], x[i])):
+        best = None
+        for r, a in PLACES:
+            offset = (r * np.cos(np.radians(a)), r * np.sin(np.radians(a)))
+            probe = ax.annotate(names[i], (x[i], y[i]), xytext=offset, textcoords="offset points",
+                                fontsize=fontsize, **_align(*offset))
+            box = probe.get_window_extent()
+            probe.remove()
+            pad = box.padded(margin)
+            cost = (OVERLAP * sum(box.overlaps(b) for b in boxes) + sum(pad.contains(px, py) for px, py in points)
+                    + 10 * OVERLAP * (box.x0 < frame.x0 or box.y0 < frame.y0 or box.x1 > frame.x1 or box.y1 > frame.y1))
+            if r > PLACES[0][0]:
+                start, end = _leader(named[i], box)
+                along = [np.add(start, t * np.subtract(end, start)) for t in np.linspace(0, 1, 16)]
+                cost += sum(any(b.contains(*p) for p in along) for b in boxes)
+                cost += sum(_crosses(start, end, *seg) for seg in leaders)
+            if best is None or cost < best[0]:
+                best = (cost, offset, box, r > PLACES[0][0])
+            if cost == 0:
                 break
-            dx, dy = label.xyann
-            label.xyann = (dx, dy - (box.y1 - hit.y0 + 2) * 72 / ax.figure.dpi)
-        placed.append(label.get_window_extent())
+        _, offset, box, drawn = best
+        leader = {"arrowprops": {"arrowstyle": "-", "color": "0.35", "lw": 0.6, "shrinkA": 1, "shrinkB": 2.5}
+                  } if drawn else {}
+        ax.annotate(names[i], (x[i], y[i]), xytext=offset, textcoords="offset points", fontsize=fontsize,
+                    **_align(*offset), **leader)
+        boxes.append(box)
+        if leader:
+            leaders.append(_leader(named[i], box))

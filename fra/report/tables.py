@@ -56,9 +56,10 @@ def widths(header: list[str], rows: list[list[str]]) -> list[int]:
 
 
 def table(df: pd.DataFrame, label: str, text: str, *sources: Provenance, digits: int = 3,
-          note: str | None = None) -> str:
+          note: str | None = None, stand: bool = False) -> str:
     """Markdown for ``df`` (index dropped) with caption ``text`` and the sources' provenance lines (``note``: a
-    source that is no results file, e.g. dvc.lock itself).
+    source that is no results file, e.g. dvc.lock itself). A table of ``LONG`` rows or more, or one asked to
+    ``stand``, stays where it stands in the PDF (and may break across pages); shorter ones float.
 
     ``label`` must start with ``tbl-``; print the result in a cell with ``output: asis``.
     """
@@ -76,4 +77,4 @@ def table(df: pd.DataFrame, label: str, text: str, *sources: Provenance, digits:
     record({"kind": "table", "label": label, "caption": text, "sources": [s.__dict__ for s in sources],
             **({"note": note} if note else {})})
     md = "\n".join([header, rule, *rows]) + f"\n\n: {caption(text, sources, note)} {{#{label}}}"
-    return f"\n::: {{.breakable}}\n{md}\n:::\n" if len(df) >= LONG else f"\n{md}\n"
+    return f"\n::: {{.breakable}}\n{md}\n:::\n" if len(df) >= LONG or stand else f"\n{md}\n"

@@ -8,14 +8,12 @@ from fra.analysis.induction import probe_sets
 from fra.analysis.induction import run as run_study
 from fra.config import load_params
 from fra.io import output_dir
-from fra.world.compiled import LAYER, compiled_model, compiled_world, verdict
-from fra.world.corpus import generate
+from fra.world.compiled import LAYER, compiled_corpus, compiled_model, compiled_world, verdict
 from fra.world.probes import world_probes
 from fra.world.truth import planted_recall
 
 NAME = "compiled"
 HELP = "the hand-set ground-truth model (token, concept-only and no-induction heads) through the induction study"
-CORPUS_SEQUENCES = 256
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -28,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     params = load_params(args.params)
     world = compiled_world()
     model, sae = compiled_model(world)
-    corpus = generate(world, CORPUS_SEQUENCES, seed=(0, 1)).tokens
+    corpus = compiled_corpus(world)
     cfg = params.induction
     probes = probe_sets(model, cfg, corpus, templates=False) + list(zip(
         world_probes(world, cfg.n_discovery, seed=cfg.seed * 2),

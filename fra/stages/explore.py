@@ -11,6 +11,7 @@ from fra.analysis.dense import DENSITY
 from fra.config import ChannelConfig
 from fra.engine.inputs import tokenize
 from fra.errors import FRAError
+from fra.explore.compiled import CORPUS_NAME, MODEL, SAE_NAME, compiled_inputs, compiled_layer, is_compiled
 from fra.explore.data import Detail
 from fra.explore.inputs import heads_table, induction_layer, read_features, read_heads, read_labels
 from fra.explore.single import single_page
@@ -32,9 +33,12 @@ layer_arg.__name__ = "layer number or auto"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="model directory or hub name (gpt2-small)")
-    p.add_argument("--sae", required=True, help="SAELens directory or hub release (gpt2-small-res-jb); {layer} is "
-                                               "filled in (models/toy/saes/L{layer})")
+    p.add_argument("--model", required=True,
+                   help=f"model directory or hub name (gpt2-small); {MODEL}: the hand-set model of `fra {MODEL}`, "
+                        "with its basis SAE, named features and corpus, opening on its concept-only head")
+    p.add_argument("--sae", default=None,
+                   help="SAELens directory or hub release (gpt2-small-res-jb); {layer} is filled in "
+                        f"(models/toy/saes/L{{layer}}); required unless --model {MODEL}")
     p.add_argument("--layer", type=layer_arg, required=True,
                    help="layer whose attention the page resolves, every head of it (the SAE must read this layer's "
                         "input); auto: of the layers with an SAE, the one with the most token induction heads in "
@@ -50,7 +54,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", default=None,
                    help="model name in the page's title; without it, the --model folder's name or the hub name")
     p.add_argument("--corpus", default=None,
-                   help="feature cards from this .npy of token ids [seq, pos]; without it, from the text itself")
+                   help="feature cards from this .npy of token ids [seq, pos]; without it, from the text itself "
+                        f"(--model {MODEL}: from the corpus of `fra {MODEL}`)")
     p.add_argument("--corpus-sequences", type=positive, default=256, help="sequences of --corpus used for the cards")
     p.add_argument("--labels", default=None,
                    help="feature_cards.json of the toy SAE stage (results/toy/feature_cards.json): labels on the cards")
@@ -67,7 +72,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="a feature with at least this share of its activation on BOS / special tokens is dense too "
                         "(params.yaml channels.sink_share)")
     p.add_argument("--start-head", type=at_least(0), default=None,
-                   help="head the page opens on; without it, the strongest induction head of --heads, else head 0")
+                   help="head the page opens on; without it, the strongest induction head of --heads, else head 0 "
+                        f"(--model {MODEL}: its concept-only head)")
     p.add_argument("--keys-per-query", type=at_least(0), default=8,
                    help="most keys per (head, query) with channel detail (0: all)")
     p.add_argument("--mass", type=share, default=0.9,
@@ -114,16 +120,21 @@ def run(args: argparse.Namespace) -> int:
     # every input is read and checked before the model runs
     out = output_file(args.out, "--out")
     text = args.text if args.text_file is None else read_text(args.text_file)
-    if args.sequence is not None and args.corpus is None:
+    compiled = compiled_inputs(args.sae, args.labels, args.device) if is_compiled(args.model) else None
+    if compiled is None and args.sae is None:
+        raise FRAError(f"--sae is required (an SAELens directory or hub release) unless --model {MODEL}")
+    if args.sequence is not None and args.corpus is None and compiled is None:
         raise FRAError("--sequence N takes sequence N of --corpus; pass --corpus (a .npy of token ids [seq, pos])")
-    every = None if args.corpus is None else token_ids(args.corpus, None, "--corpus")
+    every = (token_ids(args.corpus, None, "--corpus") if args.corpus is not None
+             else None if compiled is None else compiled.corpus)
+    corpus_name = f"--corpus {args.corpus}" if args.corpus else CORPUS_NAME if compiled else None
     if args.sequence is not None and args.sequence >= len(every):
-        raise FRAError(f"--sequence {args.sequence} is out of range: --corpus {args.corpus} has {len(every)} sequences")
+        raise FRAError(f"--sequence {args.sequence} is out of range: {corpus_name} has {len(every)} sequences")
     corpus = None if every is None else every[:args.corpus_sequences]
-    layer = pick_layer(args)
-    labels = None if args.labels is None else read_labels(args.labels, layer)
+    layer = pick_layer(args) if compiled is None else compiled_layer(args.layer)
+    labels = compiled.labels if compiled else None if args.labels is None else read_labels(args.labels, layer)
     features = None if args.features is None else read_features(args.features)
-    model = load_model(args.model, args.device)
+    model = load_model(args.model, args.device) if compiled is None else compiled.model
     n_heads, n_layers = model.cfg.n_heads, model.cfg.n_layers
     if layer >= n_layers:
         raise FRAError(f"layer {layer} is out of range: the model has layers 0..{n_layers - 1}")
@@ -144,13 +155,15 @@ def run(args: argparse.Namespace) -> int:
         if tokens.shape[1] > model.cfg.n_ctx:
             raise FRAError(f"--repeat makes {tokens.shape[1]} tokens, more than the model's context "
                            f"({model.cfg.n_ctx}); shorten the text to half of it")
-    sae = load_sae(args.sae.format(layer=layer), layer, args.device)
+    sae = load_sae(args.sae.format(layer=layer), layer, args.device) if compiled is None else compiled.sae
+    start_head = compiled.concept_head if compiled and args.start_head is None else args.start_head
     detail = Detail(max_keys=args.keys_per_query, mass=args.mass, top_n=args.top_n, map_values=args.map_values,
                     cards=args.max_cards)
-    names = {"model": args.name or Path(args.model).name or str(args.model), "sae": args.sae.format(layer=layer),
-             **({"corpus": str(args.corpus)} if args.corpus else {})}
+    names = {"model": args.name or Path(args.model).name or str(args.model),
+             "sae": SAE_NAME if compiled else args.sae.format(layer=layer),
+             **({"corpus": str(args.corpus) if args.corpus else CORPUS_NAME} if every is not None else {})}
     html, payload = single_page(model, sae, tokens, layer, detail=detail, card_tokens=corpus, names=names,
-                                labels=labels, head_scores=scores, start_head=args.start_head, features=features,
+                                labels=labels, head_scores=scores, start_head=start_head, features=features,
                                 density=args.density, sink_share=args.sink_share)
     write_text(out, html)
     start, dense = payload["start"], payload["dense_features"]

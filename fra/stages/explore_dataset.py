@@ -11,6 +11,7 @@ from fra.analysis.features import token_strings
 from fra.config import ChannelConfig
 from fra.errors import FRAError
 from fra.explore.cards import corpus_cards, pipeline_cards
+from fra.explore.compiled import CORPUS_NAME, MODEL, compiled_inputs, is_compiled
 from fra.explore.dataset import (
     KEY,
     TEXT_TOP,
@@ -39,9 +40,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--channels", required=True, help="the channels.csv written by `fra induction` "
                                                      "(results/<model>/channels.csv)")
     p.add_argument("-o", "--out", required=True, help="the HTML file to write")
-    p.add_argument("--model", default=None, help="model directory or hub name; needed with --corpus")
+    p.add_argument("--model", default=None,
+                   help=f"model directory or hub name; needed with --corpus. {MODEL}: the hand-set model of "
+                        f"`fra {MODEL}` with its basis SAE, named features and, without --corpus, its corpus")
     p.add_argument("--sae", default=None, help="SAE per layer, {layer} filled in: models/toy/saes/L{layer} or "
-                                              "gpt2-small-res-jb; needed with --corpus")
+                                              f"gpt2-small-res-jb; needed with --corpus (not with --model {MODEL})")
     p.add_argument("--corpus", default=None, help="example contexts, feature cards and the profiles of features "
                                                  "--features lacks from this .npy of token ids [n, pos] or .txt "
                                                  "file; without it, the page has no examples")
@@ -71,7 +74,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     # every input is read and checked before the model runs
     out = output_file(args.out, "--out")
-    if args.corpus and not (args.model and args.sae):
+    compiled = compiled_inputs(args.sae, args.labels, args.device) if is_compiled(args.model) else None
+    if args.corpus and not (args.model and (args.sae or compiled)):
         raise FRAError("--corpus needs --model and --sae (an SAE spec per layer, e.g. models/toy/saes/L{layer})")
     if args.labels and not (args.cards or args.corpus):
         raise FRAError("--labels go on the feature cards: pass --corpus (cards from it) or --cards "
@@ -88,7 +92,10 @@ def run(args: argparse.Namespace) -> int:
     chans = sorted({(int(la), int(h), int(a), int(b)) for la, h, a, b in rows[KEY].itertuples(index=False)})
     layers = sorted({c[0] for c in chans})
     feats = {la: sorted({x for c in chans if c[0] == la for x in c[2:]}) for la in layers}
-    labels = {}
+    if compiled and layers != [compiled.layer]:
+        raise FRAError(f"--channels {args.channels} has layers {layers}; the compiled model's SAE reads layer "
+                       f"{compiled.layer} only: pass the channels.csv of `fra {MODEL}`")
+    labels = {compiled.layer: compiled.labels} if compiled else {}
     if args.labels:
         have = read_json(args.labels, "--labels")
         labels = {la: read_labels(args.labels, la) for la in layers if not isinstance(have, dict) or f"L{la}" in have}
@@ -104,23 +111,28 @@ def run(args: argparse.Namespace) -> int:
         text_page = (href, text_page_links(single, chans))
         kept["text_layer"] = single["layer"]
     model, saes, tokens, examples, attn_rows, strs = None, None, None, None, None, None
-    if args.corpus:
+    if compiled:
+        model, saes = compiled.model, {compiled.layer: compiled.sae}
+        tokens = (load_corpus(args.corpus, model, args.n_seqs, args.seq_len) if args.corpus
+                  else compiled.corpus[:args.n_seqs, :args.seq_len])
+    elif args.corpus:
         model = load_model(args.model, args.device)
         tokens = load_corpus(args.corpus, model, args.n_seqs, args.seq_len)
         saes = {la: load_sae(args.sae.format(layer=la), la, args.device) for la in layers}
+    if tokens is not None:
         strs = token_strings(model, tokens)
         examples, attn_rows = channel_examples(model, saes, tokens, chans)
         cards = ({f"L{la}:{a}": c for la in layers for a, c in
                   corpus_cards(model, saes[la], tokens, feats[la], labels.get(la, {}), strings, exclude=None).items()},
                  pipeline_cards(feats, pipeline, None, {}, Strings())[1] if pipeline else {})
     source = ([args.features] if args.features else [])
-    source += [f"the page's corpus ({args.corpus})"] if args.corpus else []
+    source += [f"the page's corpus ({args.corpus or CORPUS_NAME})"] if tokens is not None else []
     dense = dense_payload(feats, layer_profiles(feats, features, model, saes, tokens), args.density, args.sink_share,
                           " and ".join(source) or "nothing (pass --features or --corpus)")
     name = args.name or Path(args.channels).parent.name
     payload = (dataset_payload(rows, name, examples, attn_rows, strs, cards, strings, text_page)
                | {"per_head": args.per_head, "kept": kept, "dense": dense,
-                  "cards_from": "corpus" if args.corpus else "channel_features.json" if args.cards else None})
+                  "cards_from": "corpus" if tokens is not None else "channel_features.json" if args.cards else None})
     html = page("dataset", f"FRA channels: {name}", payload)
     write_text(out, html)
     n_dense = sum(1 for c in chans if set(c[2:]) & set(dense["features"][str(c[0])]))

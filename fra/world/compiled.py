@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import pandas as pd
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from sae_lens import JumpReLUSAE, JumpReLUSAEConfig
 from sae_lens.saes.sae import SAEMetadata
 from torch import Tensor
@@ -47,9 +47,10 @@ from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from fra.config import WorldConfig
 from fra.saes.loading import RESID_PRE
-from fra.world.corpus import BOS, token_classes, token_names, world_tokenizer
+from fra.world.corpus import BOS, generate, token_classes, token_names, world_tokenizer
 
 LAYER = 1  # the layer the SAE resolves
+CORPUS_SEQUENCES, CORPUS_SEED = 256, (0, 1)  # the corpus `fra compiled` studies and its explorer's cards read
 PREVIOUS_TOKEN_HEAD = (0, 0)
 EXPECTED = {(1, 0): "token", (1, 1): "conceptual", (1, 2): "none"}  # induction kind of each layer-1 head
 EXPECTED_TIH = {(1, 0): True, (1, 1): False, (1, 2): False}  # which of them is a token induction head
@@ -185,3 +186,8 @@ def verdict(hypotheses: pd.DataFrame, channels: pd.DataFrame) -> dict:
                                      "expected_tih": EXPECTED_TIH[(layer, head)], "is_tih": bool(row["is_tih"])}
     ok = all(h["expected"] == h["observed"] and h["expected_tih"] == h["is_tih"] for h in heads.values())
     return {"heads": heads, "ok": ok}
+
+
+def compiled_corpus(world: WorldConfig) -> Int[Tensor, "seq pos"]:
+    """The corpus of the compiled model's study and explorer pages: ``CORPUS_SEQUENCES`` generated sequences."""
+    return generate(world, CORPUS_SEQUENCES, seed=CORPUS_SEED).tokens

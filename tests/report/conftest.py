@@ -58,7 +58,8 @@ import matplotlib.pyplot as plt
 from fra.report.build.markdown import absent, draft_notice
 from fra.report.build.provenance import available, provenance
 from fra.report.figures import figure, style
-from fra.report.tables import fmt, table
+from fra.report.tables import table
+from fra.report.values import Values
 style()
 heads_prov = provenance("results/toy/heads.csv")
 heads = pd.read_csv(heads_prov.file)
@@ -81,8 +82,13 @@ print(figure(fig, "fig-heads", "Induction against previous-token score per head.
 #| output: asis
 print(table(heads, "tbl-heads", "Scores of every head.", heads_prov))
 metrics = provenance("results/toy/metrics.json")
-print(f"Token-repeat accuracy is {fmt(pd.read_json(metrics.file, typ='series')['token_repeat_accuracy'])}.")
+toy = Values("toy")
+toy.add("accuracy", pd.read_json(metrics.file, typ="series")["token_repeat_accuracy"], metrics)
 ```
+
+Token-repeat accuracy is `{python} toy.accuracy` (*`{python} "exactly"`*); [the explorer](explorer/toy/showcase.html).
+
+{{< include _part.qmd >}}
 
 # A model without results
 
@@ -135,12 +141,14 @@ def commit(root: Path, message: str = "fixture") -> None:
 def make_project(root: Path) -> Path:
     """A DVC-like project: results files, a dvc.lock recording them, one git commit, the paper."""
     write_results(root, {"results/toy/heads.csv": ("toy_heads", HEADS),
-                         "results/toy/metrics.json": ("toy_train", METRICS)})
+                         "results/toy/metrics.json": ("toy_train", METRICS),
+                         "results/toy/explorer/showcase.html": ("toy_explore", "<html>a page</html>\n")})
     paper = root / "paper"
     paper.mkdir()
     (paper / "_quarto.yml").write_text(QUARTO)
     (paper / "references.bib").write_text(BIB)
     (paper / "index.qmd").write_text(PAPER)
+    (paper / "_part.qmd").write_text("An included part: `{python} len(heads)` heads.\n")
     (paper / ".gitignore").write_text(".fra-build/\n_figures/\n")
     commit(root)
     return root

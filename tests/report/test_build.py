@@ -38,7 +38,12 @@ def test_offline_html_is_self_contained_with_figures_provenance_and_references(b
     assert '<a href="#fig-heads">Figure\u00a01</a>' in html and '<a href="#tbl-heads">Table\u00a01</a>' in html
     assert '<a href="#tbl-heads">1</a>' in html  # [-@tbl-heads]
     assert "<strong>Figure\u00a01:</strong>" in html and 'id="fig-heads"' in html
+    # a table's caption sits above a box that scrolls the table alone on a narrow screen
+    assert re.search(r'<div id="tbl-heads" class="table-float">\s*<div class="table-caption">.*?Table\u00a01:.*?'
+                     r'</div>\s*<div class="table-scroll">\s*<table', html, re.S)
     assert "<math" in html and "Olsson" in html and "Results not available" in html
+    assert 'Token-repeat accuracy is 0.82 (<em>exactly</em>); <a href="explorer/toy/showcase.html">' in html
+    assert "An included part: 8 heads." in html
     assert "Draft" not in html  # built from a clean tree
     assert external_resources(html) == []
 
@@ -59,16 +64,22 @@ def test_manifest_lists_every_figure_table_file_and_stage(built, capsys):
     assert manifest["uncommitted_code"] == [] and manifest["uncommitted_results"] == []
     assert [f["label"] for f in manifest["figures"]] == ["fig-heads"]
     assert [t["label"] for t in manifest["tables"]] == ["tbl-heads"]
+    assert manifest["values"] == [{"kind": "value", "label": "toy.accuracy", "text": "0.82",
+                                   "sources": ["results/toy/metrics.json"]}]
     assert {f["path"]: f["md5"] for f in manifest["files"]} == {
-        p: md5sum(root / p) for p in ["results/toy/heads.csv", "results/toy/metrics.json"]}
-    assert set(manifest["stages"]) == {"toy_heads", "toy_train"}
+        p: md5sum(root / p) for p in ["results/toy/explorer/showcase.html", "results/toy/heads.csv",
+                                      "results/toy/metrics.json"]}
+    assert set(manifest["stages"]) == {"toy_explore", "toy_heads", "toy_train"}
+    shipped = root / "paper/_build/explorer/toy/showcase.html"  # the linked page travels with the HTML
+    assert shipped.read_text() == "<html>a page</html>\n" and shipped in result.outputs
     assert manifest["stages"]["toy_heads"]["code"] == {CODE: md5sum(root / CODE)}
     assert manifest["stages"]["toy_heads"]["code_digest"] == digest(root)
     assert set(manifest["sources"]) == {f"paper/{n}"
-                                        for n in ("_quarto.yml", "index.qmd", "references.bib", ".gitignore")}
+                                        for n in ("_quarto.yml", "index.qmd", "_part.qmd", "references.bib",
+                                                  ".gitignore")}
     assert main(["paper", "--paper-dir", str(root / "paper"), "--verify"]) == 0
     out = capsys.readouterr().out
-    assert "ok    stage `toy_heads`: 1 code files as in dvc.lock and commit" in out and "4 paper sources" in out
+    assert "ok    stage `toy_heads`: 1 code files as in dvc.lock and commit" in out and "5 paper sources" in out
 
 
 def test_dirty_code_is_refused_and_a_draft_says_so(tmp_path, capsys):
@@ -104,7 +115,8 @@ def test_uncommitted_results_and_project_options(tmp_path):
     commit(root, "project options")
     heads = (root / "results/toy/heads.csv").read_text() + "9,9,0.5,0.5,0.01,False\n"
     write_results(root, {"results/toy/heads.csv": ("toy_heads", heads),
-                         "results/toy/metrics.json": ("toy_train", (root / "results/toy/metrics.json").read_text())})
+                         "results/toy/metrics.json": ("toy_train", (root / "results/toy/metrics.json").read_text()),
+                         "results/toy/explorer/showcase.html": ("toy_explore", "<html>a page</html>\n")})
     result = build(paper, paper / "_build", route="offline")
     manifest = json.loads(result.manifest.read_text())
     assert manifest["clean"] and manifest["uncommitted_results"] == ["results/toy/heads.csv"]
@@ -158,3 +170,15 @@ def test_route_choice(monkeypatch):
         choose_route("quarto")
     monkeypatch.setattr(build_module.shutil, "which", lambda name: "/usr/bin/quarto")
     assert choose_route("auto") == "quarto"
+
+
+@pytest.mark.parametrize("text, match", [
+    ("Value `{python} no_such_value`.", r"inline expression at .*index.qmd:5 \(`no_such_value`\), failed: NameError"),
+    ("Value `{python} 'a\\n\\nb'`.", r"index.qmd:5 .*its value holds a blank line"),
+])
+def test_a_failing_inline_expression_names_its_line(tmp_path, text, match):
+    root = make_project(tmp_path)
+    (root / "paper/index.qmd").write_text(f"---\ntitle: t\n---\n\n{text}\n")
+    commit(root, "inline")
+    with pytest.raises(FRAError, match=match):
+        build(root / "paper", root / "paper/_build", route="offline")

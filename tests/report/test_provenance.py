@@ -204,4 +204,4 @@ def test_paper_sources_are_the_paper_stages_code_deps(project):
     found = sources(project, project / "paper", project / "paper/_build/provenance.json")
     assert found == {"paper/index.qmd": md5sum(project / "paper/index.qmd"), CODE: md5sum(project / CODE)}
     assert set(sources(project, project / "paper", project / "elsewhere.json")) == {  # no stage writes it
-        "paper/_quarto.yml", "paper/index.qmd", "paper/references.bib", "paper/.gitignore"}
+        "paper/_quarto.yml", "paper/index.qmd", "paper/_part.qmd", "paper/references.bib", "paper/.gitignore"}

@@ -2,7 +2,7 @@ import pytest
 
 from fra.errors import FRAError
 from fra.report.build.execute import _render
-from fra.report.build.qmd import Cell, parse
+from fra.report.build.qmd import Cell, Inline, parse
 
 DOC = """\
 ---
@@ -30,7 +30,7 @@ def test_parse_front_matter_cells_and_verbatim_fences(tmp_path):
     doc = parse(tmp_path / "d.qmd")
     assert doc.meta == {"title": "T"}
     markdown, cell = doc.blocks  # the verbatim fence is markdown, not a cell
-    assert markdown.startswith("Text.") and "shown, not run" in markdown
+    assert markdown.strip().startswith("Text.") and "shown, not run" in markdown
     assert cell.options == {"label": "tbl-x", "tbl-cap": "A table."} and cell.line == 13
     assert cell.source.startswith("print(")
 
@@ -39,13 +39,26 @@ def test_parse_front_matter_cells_and_verbatim_fences(tmp_path):
     ("```{python}\n#| fig-width: 3\nx\n```\n", "fig-width are not supported"),
     ("```{r}\nx\n```\n", "only plain ```{python} cells"),
     ("```{python echo=false}\nx\n```\n", "only plain ```{python} cells"),
-    ("Value `{python} x`.\n", "inline code expressions"),
+    ("Value `{r} x`.\n", "inline code must be `{python} expr`"),
+    ("{{< pagebreak >}}\n", "only {{< include file >}} shortcodes"),
+    ("{{< include _missing.qmd >}}\n", "_missing.qmd does not exist"),
+    ("{{< include d.qmd >}}\n", "would include it in itself"),
     ("```{python}\nx\n", "never closed"),
 ])
 def test_unsupported_syntax_is_refused_with_the_line(tmp_path, body, match):
     (tmp_path / "d.qmd").write_text(body)
     with pytest.raises(FRAError, match=match):
         parse(tmp_path / "d.qmd")
+
+
+def test_inline_expressions_and_includes_keep_document_order(tmp_path):
+    (tmp_path / "_part.qmd").write_text("Part `{python} b` ends.\n")
+    (tmp_path / "d.qmd").write_text("A `{python} a`, `{python} f(1)` end.\n\n{{< include _part.qmd >}}\n\n"
+                                    "```{python}\nb = 2\n```\n")
+    blocks = parse(tmp_path / "d.qmd").blocks
+    assert [type(b).__name__ for b in blocks] == ["str", "Inline", "str", "Inline", "str", "Inline", "str", "Cell"]
+    assert blocks[1] == Inline("a", f"{tmp_path / 'd.qmd'}:1") and blocks[2] == ", "
+    assert blocks[5].expr == "b" and blocks[5].at == f"{tmp_path / '_part.qmd'}:1"
 
 
 def render(tmp_path, options, outputs):

@@ -8,7 +8,7 @@ import yaml
 from fra.errors import FRAError
 from fra.report.build.execute import kernel_name
 from fra.report.build.pandoc import QUARTO_KEYS
-from fra.report.build.qmd import OPTIONS, parse
+from fra.report.build.qmd import OPTIONS, Cell, parse
 from fra.report.build.quarto_schema import FOLDER, Schema
 from tests.report.test_paper import PAPER
 
@@ -27,7 +27,7 @@ def test_quarto_yml_and_front_matter_follow_quartos_schema():
 
 def test_every_cell_option_is_a_quarto_cell_option():
     for doc in PAPER.glob("*.qmd"):
-        for cell in (b for b in parse(doc).blocks if not isinstance(b, str)):
+        for cell in (b for b in parse(doc).blocks if isinstance(b, Cell)):
             assert SCHEMA.cell_options(cell.options, f"{doc.name}:{cell.line}") == []
     # the offline route accepts only options Quarto knows (with a value of the right kind)
     examples = {"label": "fig-x", "fig-cap": "c", "fig-alt": "a", "tbl-cap": "c", "echo": False, "eval": True,

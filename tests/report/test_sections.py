@@ -7,6 +7,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.text import Text
 
 from fra.analysis.induction import CONTROL_PROBE, answers
 from fra.analysis.probes import EXACT_PROBES
@@ -36,7 +37,7 @@ def test_probe_order_follows_the_probe_list_then_sorts_unknown_kinds():
         "random_repeat", "concept_repeat", "alpha", "zeta"]
     assert common.EXACT_PROBES == EXACT_PROBES and set(EXACT_PROBES) <= set(common.PROBES)
     assert CONTROL_PROBE in common.PROBES  # the paper names the pipeline's probes
-    assert method.probe_list().splitlines()[0] == "- `random_repeat`: exact repeats of random tokens, `[BOS] r r`."
+    assert "| `random_repeat` | exact repeats of random tokens, `[BOS] r r` |" in method.probe_table()
 
 
 def exactness(shares_by_probe: dict[str, dict], **extra) -> dict:
@@ -58,29 +59,6 @@ def test_terms_are_grouped_and_summed_per_layer_and_probe():
     assert rows.loc["random_repeat", "positional"] == 0 and rows.loc["text_repeat", "positional"] == 0.6
     assert method.minmax(metrics, "feat·feat") == (0.4, 0.6) and method.minmax(metrics, None) == (0.0, 0.15)
     assert method.minmax(metrics, "pos·pos") == (0.0, 0.6)  # a term a probe lacks counts as a share of 0
-    assert method.exactness_sentence("the toy", metrics) == (
-        "For the toy, the largest residual over all layers and probe kinds is 1e-06, against scores of magnitude up "
-        "to 4. Feature pairs carry between 0.4 and 0.6 of Σ|term|, terms with the SAE error between 0 and 0.15.\n")
-
-
-CARDS = {"L1": {"5": {"top": [[2.5, ["a", "b", "c", "d", "e", "f"], "tok", ["g"]], [1.0, [], " sp", []],
-                              [0.5, ["x"], " y", []], [0.1, [], "never shown", []]],
-                      "neuronpedia": "https://np/5"},
-                "6": {"top": [], "neuronpedia": None}}}
-
-
-def test_card_line_shows_label_contexts_and_link():
-    line = common.card_line(1, 5.0, CARDS, "query side", {(1, 5): "current:c00"})
-    assert line.startswith("- **L1 feature 5** (query side) — planted-world label *current\\:c00* — "
-                           "top activations ")
-    assert "2.5: … b c d e f **tok** g …" in line  # the last five tokens of the left context
-    assert "1: **sp**" in line and "never shown" not in line  # three contexts at most
-    assert line.endswith(" — [Neuronpedia](https://np/5)")
-    lm = common.card_line(1, 5, CARDS, "key side", {}, sep="")
-    assert "… x **y**" in lm and "planted-world" not in lm  # the token's own space stays outside the emphasis
-    assert common.card_line(1, 6, CARDS, "key side", {}) == (
-        "- **L1 feature 6** (key side) — no activation in the card corpus")
-    assert "no activation" in common.card_line(3, 6, CARDS, "key side", {})  # a layer without cards
 
 
 def test_feature_kinds_label_live_features_only():
@@ -107,17 +85,18 @@ HYP = hyp_table([
 
 def test_hypotheses_are_read_from_metrics_not_recomputed():
     metrics = answers(HYP)
-    sentence, table = hypotheses.hypotheses_summary(metrics)
-    assert sentence == ("**H1: no** — 1 of 2 token induction heads have a confirmed (non-sink) CIH channel on exact "
-                        "repeats, 0 of them a conceptual one. **H2: yes** — 1 of 2 heads that are not token induction "
-                        "heads have one, 1 of them a conceptual one. Probe by probe: H1 on `random_repeat` no "
-                        "(1 of 2); H2 on `concept_repeat` yes (1 of 2); H2 on `random_repeat` no (0 of 2)")
-    assert table[["", "n", "with confirmed channel", "with conceptual channel", "answer"]].values.tolist() == [
-        ["H1", 2, 1, 0, "no"], ["H2", 2, 1, 1, "yes"]]
+    table = hypotheses.hypotheses_summary(metrics)
+    assert table[["", "probe", "heads asked", "with confirmed channel", "with conceptual channel", "answer"]
+                 ].values.tolist() == [["H1", "all exact repeats", 2, 1, "0", "no"],
+                                       ["H1", "random_repeat", 2, 1, "–", "no"],
+                                       ["H2", "all but the control", 2, 1, "1", "yes"],
+                                       ["H2", "random_repeat", 2, 0, "–", "no"],
+                                       ["H2", "concept_repeat", 2, 1, "–", "yes"]]  # probes in the order of PROBES
     metrics["H1"] = {"n_tih": 7, "n_tih_with_cih": 7, "n_tih_with_conceptual": 3,
                      "answer": "untestable (no TIH)"}  # what the file says wins
-    sentence, table = hypotheses.hypotheses_summary(metrics)
-    assert sentence.startswith(r"**H1: untestable \(no TIH\)** — 7 of 7") and table.n.tolist() == [7, 2]
+    table = hypotheses.hypotheses_summary(metrics)
+    assert table.iloc[0].tolist() == ["H1", "all exact repeats", 7, 7, "3", r"untestable \(no TIH\)"]
+    assert table["heads asked"].tolist() == [7, 2, 2, 2]
 
 
 def channels_table(rows) -> pd.DataFrame:
@@ -144,10 +123,10 @@ CHANNEL_ROWS = channels_table([
 ])
 
 
-def test_h2_details_cover_confirmed_channels_of_non_tih_heads_only():
-    assert hypotheses.h2_details(HYP, CHANNEL_ROWS) == [
-        "L1H2: 2 channels on concept_repeat (conceptual), held-out lift between 0.35 and 0.45, softmax effect "
-        "between 0.05 and 0.2, present at between 6 and 30 held-out induction targets each"]
+def test_h2_rows_cover_counted_channels_of_non_tih_heads_only():
+    rows = hypotheses.h2_rows(HYP, CHANNEL_ROWS)
+    assert rows.values.tolist() == [["L1H2", 2, "concept", "conceptual", "0.35–0.45", "0.05–0.2", "6–30"]]
+    assert hypotheses.h2_rows(HYP.assign(n_cih=0), CHANNEL_ROWS).empty
 
 
 def test_per_head_table_orders_probe_counts_and_names_the_best_channel():
@@ -170,58 +149,100 @@ def test_channel_counts_and_top_table():
         ["L1H0", "random", "5→17", "0.001"], ["L1H1", "random", "0→0", "0.001"]]
 
 
-def test_few_targets_counts_tiny_q_values_and_thin_channels():
-    metrics = {"criterion": {"min_queries": 5}}
-    text = method.few_targets_sentence("the toy", CHANNEL_ROWS, metrics, [PROV])
-    assert text.startswith("For the toy, 1 of the 3 confirmed channels have $q$ < 1e-16")  # the sink channel left out
-    assert "`min_queries` = 5 induction targets on both the discovery and the held-out probes (here at least 6" in text
-    assert method.few_targets_sentence("x", CHANNEL_ROWS.assign(is_cih=False), metrics, [PROV]) == ""
+def test_method_values_tables_and_figure_come_from_metrics_and_channels(tmp_path, monkeypatch):
+    metrics = exactness({"random_repeat": ({"feat·feat": 0.6, "feat·error": 0.1}, 0.1),
+                         "text_repeat": ({"feat·feat": 0.4, "pos·pos": 0.6}, 0.0)},
+                        criterion={"alpha": 0.05, "lift_threshold": 0.2, "lift_null_factor": 2.5, "min_effect": 0.01,
+                                   "min_scale_share": 0.001, "min_queries": 5, "min_support": 0.02,
+                                   "sink_share": 0.5}, tih_threshold=0.4, layers_resolved=[1])
+    write_results(tmp_path, {"results/toy/metrics.json": ("toy_induction", json.dumps(metrics)),
+                             "results/toy/channels.csv": ("toy_induction", CHANNEL_ROWS.to_csv(index=False))})
+    monkeypatch.setenv(ROOT_ENV, str(tmp_path))
+    monkeypatch.chdir(tmp_path)  # figures go to ./_figures
+    v = method.method_values({"toy": common.MODELS["toy"]})
+    assert (v.residual, v.max_score, v.pairs, v.error) == ("1e-06", "4", "between 0.4 and 0.6", "between 0 and 0.1")
+    # the sink channel left out: 1 of the 3 others has q < 1e-16, the thinnest is at 6 held-out targets
+    assert (v.tiny, v.confirmed, v.min_queries, v.min_targets) == ("1", "3 confirmed channels", "5", "6")
+    toy = {"toy": common.MODELS["toy"]}
+    assert "{#tbl-parameters}" in method.parameters_table(toy) and "{#tbl-exactness}" in method.exactness_table(toy)
+    assert "{#fig-exactness" in method.exactness_figure(toy) and (tmp_path / "_figures/fig-exactness.png").exists()
+    assert "| Toy model (planted world) | 0 | 0.1 | 0.4 | 0.6 |" in method.error_share_table(toy)
 
 
-def test_hypotheses_part_shows_what_metrics_json_records(tmp_path, monkeypatch):
-    """A paper section on a results folder: H1/H2 from metrics.json even where hypotheses.csv would differ."""
-    metrics = {**answers(HYP), "criterion": {"min_effect": 0.01, "lift_threshold": 0.2}}
+def test_hypotheses_tables_and_values_show_what_the_results_files_record(tmp_path, monkeypatch):
+    """H1/H2 from metrics.json even where hypotheses.csv would differ; the values quote the files."""
+    metrics = {**answers(HYP), "criterion": {"min_effect": 0.01, "lift_threshold": 0.2}, "n_channels_tested": 5,
+               "n_cih": 3, "n_sink": 1}
     metrics["H2"] = {"n_non_tih": 2, "n_non_tih_with_cih": 2, "n_non_tih_with_conceptual": 2,
                      "answer": "yes"}  # not what HYP gives (1 of 2)
     write_results(tmp_path, {"results/toy/hypotheses.csv": ("toy_induction", HYP.to_csv(index=False)),
                              "results/toy/channels.csv": ("toy_induction", CHANNEL_ROWS.to_csv(index=False)),
                              "results/toy/metrics.json": ("toy_induction", json.dumps(metrics))})
     monkeypatch.setenv(ROOT_ENV, str(tmp_path))
-    md = hypotheses.hypotheses_part("toy", common.MODELS["toy"], metrics, PROV)
-    assert ("Over the 4 resolvable heads of the planted-concept toy model, every head of 1 layer (1), 2 token "
-            "induction heads and 2 others: **H1: no** — 1 of 2") in md
-    assert "head by head in @tbl-toy-hypotheses-heads)" in md and "fig-toy-hypotheses-grid" not in md
-    assert "**H2: yes** — 2 of 2 heads that are not token induction heads have one" in md
-    assert "The H2 confirmations in detail (lift threshold 0.2, `min_effect` = 0.01) — L1H2: 2 channels" in md
-    assert "{#tbl-toy-hypotheses}" in md and "{#tbl-toy-hypotheses-heads}" in md
-    assert "file `results/toy/channels.csv`" in md
+    md = hypotheses.hypotheses_table("toy")
+    assert "| H2 | all but the control | 2 | 2 | 2 | yes |" in md and "{#tbl-toy-hypotheses}" in md
+    assert "file `results/toy/metrics.json`" in md
+    md = hypotheses.hypotheses_heads_table("toy")
+    assert "Every resolvable head of the planted-concept toy model" in md and md.count("| L1H") == 4
+    assert "| L1H2 | 2 | concept | conceptual |" in hypotheses.h2_table("toy")
+    md = hypotheses.channels_table("toy")
+    assert "Every confirmed channel" in md and md.count("| L1H") == 4 and "{#tbl-toy-channels}" in md
+    v = hypotheses.hypotheses_values("toy")
+    assert (v.h1, v.h1_n, v.h2, v.h2_n) == ("no", "1 of 2", "yes", "2 of 2")  # metrics.json, not hypotheses.csv
+    assert (v.heads, v.layers, v.layer_list, v.h2_heads) == ("4 resolvable heads", "1 layer", "1", "L1H2")
+    assert (v.tested, v.confirmed, v.sink) == ("5 candidate channels", "3", "1 sink channel")
+    assert (v.n_token, v.n_conceptual, v.lift_threshold, v.concept_probes) == ("1", "2", "0.2", "`concept_repeat`")
 
 
-def test_seeds_section_reports_the_table_and_pooled_rates(tmp_path, monkeypatch):
-    seeds = pd.DataFrame({"world_seed": [21, 22], "train_seed": [21, 22], "role": ["validation", "tuning"],
-                          "acc_token_repeat": [0.95, 0.9],
-                          "acc_concept_repeat": [0.94, 0.88], "best_induction_head": ["L1H3", "L1H0"],
-                          "best_induction_min": [0.81, 0.02], "previous_token_score": [0.55, 0.1],
-                          "ground_truth_ok": [True, False], "recall_conceptual": [0.75, None],
-                          "false_discoveries": [1, None], "n_token_only": [20, None]})
-    pooled = {"n_runs": 2, "n_ground_truth_ok": 1, "validation": {
-        "n_runs": 1, "recall": 0.75, "recall_found": 9, "recall_tested": 12, "recall_ci95": [0.47, 0.91],
-        "min_recall": 0.75, "false_discovery_rate": 0.05, "false_discoveries": 1, "token_only_tested": 20,
-        "false_discovery_ci95": [0.009, 0.236], "h1_yes": 1, "h2_yes": 0}, "tuning": {"n_runs": 0, "recall": None}}
+def test_seeds_table_reports_each_run_and_the_values_summarise_them(tmp_path, monkeypatch):
+    seeds = pd.DataFrame({"world_seed": [21, 22, 23], "train_seed": [21, 22, 23],
+                          "role": ["validation", "tuning", "validation"], "acc_concept_repeat": [0.94, 0.88, 0.9],
+                          "best_induction_head": ["L1H3", "L1H0", "L1H1"], "best_induction_min": [0.81, 0.02, 0.7],
+                          "ground_truth_ok": [True, False, True], "lift_threshold": [0.1, None, 0.2],
+                          "n_cih": [30, None, 20], "recall_conceptual": [0.75, None, 1.0],
+                          "false_discoveries": [1, None, 0], "n_token_only": [20, None, 20], "H1": ["yes", None, "no"],
+                          "H2": ["untestable (every resolved head is a TIH)", None, "yes"]})
+    pooled = {"n_runs": 3, "n_ground_truth_ok": 2, "validation": {
+        "n_runs": 2, "recall": 0.875, "recall_found": 21, "recall_tested": 24, "recall_ci95": [0.69, 0.96],
+        "min_recall": 0.75, "false_discovery_rate": 0.025, "false_discoveries": 1, "token_only_tested": 40,
+        "false_discovery_ci95": [0.0044, 0.129], "h1_yes": 1, "h2_yes": 1}, "tuning": {"n_runs": 0, "recall": None}}
+    main = {"planted": {"recall_conceptual": 0.5, "conceptual_found": ["class00"], "false_discovery_token_only": 0.5,
+                        "token_only_found": ["class09"], "n_conceptual": 2, "n_token_only_tested": 2},
+            "H1": {"answer": "yes"}, "H2": {"answer": "untestable (every resolved head is a TIH)"}}
+    heads = [{"head": "L1H3", "has_partner": True, "previous_token_partner": "L0H1"},
+             {"head": "L1H0", "has_partner": False, "previous_token_partner": "L0H2"}]
+    train = {"ground_truth_ok": True, "acc_token_repeat": 0.99, "acc_concept_repeat": 0.974,
+             "model": {"n_layers": 2, "n_heads": 4, "d_mlp": 0},
+             "heads": {"canonical_induction_heads": heads, "positional_shortcut_heads": [],
+                       "criteria": "induction >= 0.5"}}
     write_results(tmp_path, {"results/toy/seeds.csv": ("toy_seeds", seeds.to_csv(index=False)),
-                             "results/toy/seeds.json": ("toy_seeds", json.dumps(pooled))})
+                             "results/toy/seeds.json": ("toy_seeds", json.dumps(pooled)),
+                             "results/toy/metrics.json": ("toy_induction", json.dumps(main)),
+                             "results/toy/train_metrics.json": ("toy_train", json.dumps(train))})
     monkeypatch.setenv(ROOT_ENV, str(tmp_path))
-    md = planted.seeds_section()
-    assert "on 2 fresh (world seed, training seed) pairs" in md and "1 of 2 pass the ground-truth check" in md
-    assert "chosen on the main world and 1 tuning run, and the other 1 judge it" in md
-    assert ("Over the validation runs that pass (1) the search finds 9 of 12 conceptual classes (recall 0.75" in md
-            and "1 of 20 token-only control classes" in md and "H1 is answered yes on 1 and H2 on 0" in md)
-    assert "Over the tuning runs" not in md  # none passed
-    assert "{#tbl-toy-seeds}" in md and "file `results/toy/seeds.csv`" in md
-    assert "| 22 " in md and "–" in md  # the failing seed has no recall
+    md = planted.seeds_table()
+    assert "| main | tuning | yes | 0.5 | 1 of 2 | yes | untestable |" in md  # the main seed first
+    assert "| 21/21 | validation | yes | 0.75 | 1 of 20 | yes | untestable |" in md
+    assert "| 22/22 | tuning | no | – | – | – | – |" in md  # a run failing its ground truth shows no numbers
+    assert "| 23/23 | validation | yes | 1 | 0 of 20 | no | yes |" in md
+    assert "{#tbl-toy-seeds}" in md and "file `results/toy/seeds.csv`" in md and "file `results/toy/metrics.json`" in md
+    assert "{#tbl-toy-seeds-detail}" in planted.seeds_detail_table()
+    v = planted.planted_values()
+    assert (v.seeds, v.seeds_tuning, v.seeds_validation, v.seeds_ok) == ("3 fresh seeds", "1 tuning run", "2", "2 of 3")
+    assert (v.seeds_recall, v.seeds_recall_met, v.seeds_false, v.seeds_false_met) == (
+        "between 0.75 and 1", "1 of 2", "between 0 and 0.05", "2 of 2")  # targets 0.8 and 0.1
+    assert (v.seeds_h1_yes, v.seeds_h2_yes, v.seeds_h2_untestable) == ("1 of 2", "1 of 2", "1")
+    assert (v.val_recall_found, v.val_recall, v.val_recall_ci, v.val_false_found, v.val_false_ci) == (
+        "21 of 24", "0.875", "0.69–0.96", "1 of 40", "0.0044–0.129")
+    assert (v.recall, v.recall_found, v.recall_met, v.false_found, v.false_met, v.false_classes) == (
+        "0.5", "1 of 2", "not met", "1 of 2", "not met", "class09")
+    assert "{#tbl-toy-planted}" in planted.planted_table()
+    assert (v.architecture, v.ground_truth, v.criteria, v.acc_concept) == (
+        "2 layers, 4 heads per layer, no MLPs", "passed", "induction ≥ 0.5", "0.974")
+    assert (v.canonical, v.partnered, v.partners, v.shortcut_heads) == ("L1H3 and L1H0", "1 of 2", "L0H1", "none")
 
 
-def test_calibration_section_reads_the_factor_from_the_main_and_tuning_runs(tmp_path, monkeypatch):
+def test_calibration_values_read_the_factor_from_the_main_and_tuning_runs(tmp_path, monkeypatch):
     """The rule: the smallest factor without false discoveries on the main seed and every tuning run (a validation
     run's false discoveries do not move it); the chosen factor's threshold and rates from calibration.csv."""
     factors = [0.0, 1.0, 2.0, 3.0]
@@ -235,14 +256,38 @@ def test_calibration_section_reads_the_factor_from_the_main_and_tuning_runs(tmp_
                              "results/toy/seeds_calibration.csv": ("toy_seeds", runs.to_csv(index=False))})
     monkeypatch.setenv(ROOT_ENV, str(tmp_path))
     monkeypatch.chdir(tmp_path)
-    md = planted.calibration_section()
-    assert "the smallest factor on the grid without a false discovery on any of them is 2" in md
-    assert ("`lift_null_factor` = 3 (dashed) gives the main seed a lift threshold of 0.15, recall 0.9 and false "
-            "discoveries 0") in md
+    v = planted.planted_values()
+    assert v.factor_first == "2"  # the smallest factor clean on the main seed and the tuning run
+    assert (v.factor, v.factor_threshold, v.factor_recall, v.factor_false) == ("3", "0.15", "0.9", "0")
+    md = planted.calibration_figure()
     assert "{#fig-toy-calibration" in md and "file `results/toy/seeds_calibration.csv`" in md
 
 
-def test_compiled_section_controls_and_causal_test(tmp_path, monkeypatch):
+def test_saes_and_ablation_values_and_absent_results(tmp_path, monkeypatch):
+    saes = {"L1": {"hook_name": "blocks.1.hook_resid_pre", "d_sae": 1024, "l0": 15.5, "variance_explained": 0.9475,
+                   "dead_fraction": 0.16, "feature_kinds": {"current": 500, "previous": 150, "mixed": 200}}}
+    ablation = {"planted": {"recall_conceptual": 0.0, "conceptual_found": [], "false_discovery_token_only": 0.0,
+                            "token_only_found": [], "n_conceptual": 12, "n_token_only_tested": 20}}
+    monkeypatch.setenv(ROOT_ENV, str(tmp_path))
+    write_results(tmp_path, {})
+    v = planted.planted_values()
+    assert (v.target_recall, v.target_false) == ("0.8", "0.1") and "recall" not in v and "saes" not in v
+    assert "Results not available" in planted.seeds_table() and "Results not available" in checks.causal_table()
+    assert planted.toy_training_figure() == "" and checks.causal_figure() == ""
+    write_results(tmp_path, {"results/toy/saes.json": ("toy_saes", json.dumps(saes)),
+                             "results/toy_ablation/metrics.json": ("ablation_induction", json.dumps(ablation)),
+                             "results/toy_ablation/train_metrics.json": (
+                                 "ablation_train", json.dumps({"acc_token_repeat": 0.99, "acc_concept_repeat": 0.01}))})
+    v = planted.planted_values()
+    assert (v.saes, v.sae_hooks, v.sae_explained, v.sae_l0, v.sae_dead) == (
+        "1 SAE", "`blocks.1.hook_resid_pre`", "0.948", "15.5", "0.16")
+    assert (v.ablation_acc_concept, v.ablation_found, v.ablation_recall) == ("0.01", "0 of 12", "0")
+    row = "| L1 | `blocks.1.hook_resid_pre` | 1,024 | 15.5 | 0.948 | 0.16 | 500 / 150 / 200 |"
+    assert row in planted.toy_saes_table()
+    assert "{#tbl-toy-ablation}" in planted.ablation_table()
+
+
+def test_compiled_model_controls_and_causal_test(tmp_path, monkeypatch):
     hyp = HYP.assign(layer=1)
     metrics = {**answers(HYP), "n_channels_tested": 10, "n_cih": 4, "n_confirmed_any": 5,
                "criterion": {"lift_threshold": 0.3},
@@ -263,16 +308,21 @@ def test_compiled_section_controls_and_causal_test(tmp_path, monkeypatch):
     write_results(tmp_path, files)
     monkeypatch.setenv(ROOT_ENV, str(tmp_path))
     monkeypatch.chdir(tmp_path)  # figures go to ./_figures
-    md = planted.compiled_section()
-    assert "classifies every head as built" in md and ("confirm 0 of the 0 channels `random_sae` tested and 1 of the 5 "
-                                                       "channels `shuffled_keys` tested") in md
+    md = planted.compiled_table()
     assert "| L1H2 | 0.1 | no / no |" in md and "{#tbl-compiled}" in md
-    md = checks.controls_section()
-    assert "confirm 2 of the 10 channels they test (@tbl-controls)" in md  # toy and compiled: 0 + 1 each
-    assert "| Toy model (planted world) | 5 of 10 | 0 of 0 | 1 of 5 |" in md
-    assert "No candidate of the random SAE on toy model (planted world) or compiled model reached" in md
-    md = checks.causal_section()
-    assert "in 1 of 2 on the toy model (planted world) (@tbl-causal)" in md and "to at most 1e-07" in md
+    v = planted.planted_values()
+    assert (v.compiled_verdict, v.compiled_threshold, v.compiled_controls, v.compiled_causal) == (
+        "every head as built", "0.3", "1 of 5", "1 of 2")
+    assert (v.concept_head, v.concept_found, v.concept_head_induction, v.concept_head_channels) == (
+        "L1H2", "finds", "0.1", "2 conceptual channels")  # the head built as conceptual, from hypotheses.csv
+    md = checks.controls_table()
+    assert "| Toy model (planted world) | 5 of 10 | 0 of 0 | 1 of 5 |" in md and "{#tbl-controls}" in md
+    c = checks.checks_values()
+    assert (c.controls_confirmed, c.controls_tested) == ("2", "10")  # toy and compiled: 0 + 1 each
+    assert c.controls_idle == "the random SAE on the toy model (planted world) and the compiled model"
+    assert (c.causal_toy, c.causal_moves, c.causal_channels, c.causal_mismatch) == ("1 of 2", "1", "2", "1e-07")
+    assert "Compiled model" not in checks.causal_table()  # no causal.csv for the compiled model here
+    md = checks.causal_figure()
     assert "{#fig-causal" in md and "file `results/toy/causal.csv`" in md
     assert (tmp_path / "_figures/fig-causal.png").exists()
 
@@ -291,27 +341,18 @@ def wide_hyp(layers=(3, 7, 12), heads=9) -> pd.DataFrame:
     return hyp_table(rows)
 
 
-def test_many_heads_get_a_grid_and_a_table_of_the_heads_with_a_channel(tmp_path, monkeypatch):
+def test_many_heads_get_a_grid_and_a_table_of_the_tih_and_heads_with_a_channel(tmp_path, monkeypatch):
     hyp = wide_hyp()
-    metrics = answers(hyp)
     write_results(tmp_path, {"results/gpt2-small/hypotheses.csv": ("lm_induction@gpt2-small", hyp.to_csv(index=False))})
     monkeypatch.setenv(ROOT_ENV, str(tmp_path))
     monkeypatch.chdir(tmp_path)  # figures go to ./_figures
-    md = hypotheses.hypotheses_part("gpt2-small", common.MODELS["gpt2-small"], metrics, PROV)
-    assert ("Over the 27 resolvable heads of GPT-2 small, every head of 3 layers (3, 7, 12), 3 token induction heads "
-            "and 24 others: **H1: no** — 1 of 3") in md
-    assert "head by head in @fig-gpt2-small-hypotheses-grid and @tbl-gpt2-small-hypotheses-heads)" in md
+    md = hypotheses.grid_figure("gpt2-small")
     assert ("{#fig-gpt2-small-hypotheses-grid" in md
             and (tmp_path / "_figures/fig-gpt2-small-hypotheses-grid.png").exists())
+    md = hypotheses.hypotheses_heads_table("gpt2-small")
     rows = [line for line in md.splitlines() if line.startswith("| L")]
-    assert [r.split(" | ")[0] for r in rows] == ["| L7H4", "| L12H1"]  # heads with a counted channel only
-    assert "per resolvable head with a counted channel of GPT-2 small" in md
-    none = hyp.assign(n_cih=0, n_cih_random_repeat=0, n_cih_concept_repeat=0, n_token=0, n_conceptual=0)
-    write_results(tmp_path, {"results/gpt2-small/hypotheses.csv": ("lm_induction@gpt2-small",
-                                                                   none.to_csv(index=False))})
-    md = hypotheses.hypotheses_part("gpt2-small", common.MODELS["gpt2-small"], answers(none), PROV)
-    assert "in @fig-gpt2-small-hypotheses-grid; no resolvable head has a counted channel)" in md
-    assert "tbl-gpt2-small-hypotheses-heads" not in md
+    assert [r.split(" | ")[0] for r in rows] == ["| L3H4", "| L7H4", "| L12H1", "| L12H4"]  # TIH or a channel
+    assert "The token induction heads and the heads with a counted channel of GPT-2 small" in md
 
 
 def test_heads_grid_numbers_counted_channels_and_outlines_tih():
@@ -343,34 +384,38 @@ def test_sae_rows_follow_the_layers_and_mark_released_saes():
     assert results.sae_rows({"L17": SAE, "L6": SAE}).layer.tolist() == [6, 17]
 
 
-def test_lm_saes_part_for_released_saes(tmp_path, monkeypatch):
-    cards = {f"L{layer}": {str(f): {"freq": 0.01, "top": [[3.0, ["a"], " b", []]]} for f in range(6)}
-             for layer in range(5)}
+def test_saes_and_their_cards_for_released_saes(tmp_path, monkeypatch):
+    cards = {f"L{layer}": {str(f): {"freq": 0.01, "top": [[3.0, ["a", "b", "c", "d"], " e", ["f", "g"]]]}
+                           for f in range(6)} for layer in range(5)}
     write_results(tmp_path, {"results/gpt2-small/saes.json": ("lm_saes@gpt2-small", json.dumps(copied_saes())),
                              "results/gpt2-small/feature_cards.json": ("lm_saes@gpt2-small", json.dumps(cards))})
     monkeypatch.setenv(ROOT_ENV, str(tmp_path))
-    md = results.lm_saes_part("gpt2-small", common.MODELS["gpt2-small"])
-    assert ("Its 3 SAEs, one per layer (0, 2, 10; read at `blocks.L.hook_resid_pre`; @tbl-gpt2-small-saes), explain "
-            "0.9 of the variance") in md and "an L0 of between 20 and 30" in md
-    assert ("They are released SAEs (`gpt2-small-res-jb`), copied and evaluated here, not trained. "
-            "They were evaluated on cuda.") in md
+    md = results.saes_table("gpt2-small")
     assert "| 10 | 24,576 | 30 | 0.9 | 0.01 | 0.001 |" in md
     assert "firing rate (released: copied, not trained)." in md and "file `results/gpt2-small/saes.json`" in md
-    assert "The first 3 of the randomly drawn feature cards" in md and md.count("- **L") == 15  # 16 lines at most
+    md = results.cards_table("gpt2-small")
+    rows = [line for line in md.splitlines() if line.startswith("| ")][1:]
+    assert len(rows) == 5 * results.CARDS_PER_LAYER and "{#tbl-gpt2-small-cards}" in md
+    assert rows[0] == "| 0 | 0 | 1 | 3: …bcd **e**f… |"  # three tokens before, one after; tokens carry spaces
+    cards["L0"]["1"]["neuronpedia"] = "https://np/0/1"
+    linked = results.card_rows(cards)
+    assert linked.Neuronpedia.tolist()[:3] == ["–", "[page](https://np/0/1)", "–"]
+    v = results.results_values("gpt2-small")
+    assert (v.saes, v.sae_layers, v.sae_hooks) == ("3 SAEs", "0, 2, 10", "`blocks.L.hook_resid_pre`")
+    assert (v.sae_explained, v.sae_l0, v.sae_origin) == (
+        "0.9", "between 20 and 30", "released (`gpt2-small-res-jb`), copied and evaluated here")
+    assert v.explorers == "none here" and "heads" not in v  # no heads.csv: no values of it
 
 
 def test_a_model_without_results_names_the_command_that_produces_them(tmp_path, monkeypatch):
     write_results(tmp_path, {})
     monkeypatch.setenv(ROOT_ENV, str(tmp_path))
-    md = results.model_results("gpt2-small", common.MODELS["gpt2-small"])
-    assert md.startswith("\n## GPT-2 small\n") and "Results not available" in md
-    assert ("Produce them with `dvc repro` after setting `profile: {language_models: [smollm2, gpt2-small]}` in "
-            "params.yaml, then rebuild the paper with `fra paper`.") in md
-    assert "network access to the model hub" in md and "a GPU" in md
-    assert "Results not available" in results.model_results("smollm2", common.MODELS["smollm2"])
-    write_results(tmp_path, {"results/gpt2-small/saes.json": ("lm_saes@gpt2-small", json.dumps(copied_saes()))})
-    md = results.model_results("gpt2-small", common.MODELS["gpt2-small"])
-    assert "`results/gpt2-small/heads.csv`" in md and common.MODELS["gpt2-small"]["why"] in md
+    for md in (results.heads_figure("gpt2-small"), hypotheses.hypotheses_table("gpt2-small")):
+        assert "Results not available" in md and "network access to the model hub" in md
+        assert ("`dvc repro` after setting `profile: {language_models: [smollm2, gpt2-small]}` in params.yaml, "
+                "then rebuild the paper with `fra paper`.") in md
+    assert "`results/smollm2/channels.csv`" in hypotheses.channels_table("smollm2")
+    assert "heads" not in results.headline_values("smollm2") and "h1" not in hypotheses.hypotheses_values("smollm2")
 
 
 @pytest.mark.parametrize("n, noun, words", [(1, "head", "1 head"), (0, "head", "0 heads"), (2, "layer", "2 layers"),
@@ -386,18 +431,68 @@ def test_titles_inside_sentences_keep_proper_names(title, text):
     assert in_text(title) == text
 
 
-def test_point_labels_do_not_overlap():
-    heads = {"L17H3": (0.02, 0.684), "L17H4": (0.024, 0.712), "L17H5": (0.037, 0.663), "L18H6": (0.02, 0.835),
-             "L18H7": (0.019, 0.503), "L20H6": (0.029, 0.401), "L23H2": (0.022, 0.43), "L23H7": (0.044, 0.438),
-             "L1H2": (0.745, 0.0), "L16H0": (0.87, 0.0)}  # SmolLM2's token induction and previous-token heads
+SMOLLM2_HEADS = {"L17H3": (0.0197, 0.684), "L17H4": (0.0237, 0.712), "L17H5": (0.0366, 0.663),
+                 "L18H6": (0.0201, 0.835), "L18H7": (0.0192, 0.503), "L20H6": (0.0286, 0.401),
+                 "L23H2": (0.0223, 0.43), "L23H7": (0.0444, 0.438)}  # SmolLM2's token induction heads
+
+
+@pytest.mark.parametrize("heads, log", [(SMOLLM2_HEADS, True), (SMOLLM2_HEADS, False),
+                                        ({"L1H0": (0.0344, 0.929), "L1H1": (0.0193, 0.952),
+                                          "L1H2": (0.0217, 0.963), "L1H3": (0.0273, 0.979)}, True)])
+def test_each_point_gets_its_own_label_clear_of_points_labels_and_leaders(heads, log):
     x, y = zip(*heads.values())
+    rng = np.random.default_rng(0)
+    grey = (rng.uniform(0.02, 0.9, 200), rng.uniform(0, 0.3, 200))  # unnamed heads the labels must not cover
     with plt.rc_context():
         figures.style()
         fig, ax = plt.subplots(figsize=(6.5, 3.0))
         ax.scatter(x, y)
-        label_points(ax, x, y, list(heads))
-        boxes = [t.get_window_extent() for t in ax.texts]
-        points = ax.transData.transform(list(zip(x, y)))
+        ax.scatter(*grey)
+        if log:
+            ax.set_xscale("log")
+        ax.set(xlim=(0.015, 1), ylim=(-0.03, 1.03))
+        label_points(ax, x, y, list(heads), avoid=grey)
+        texts = ax.texts
+        fig.canvas.draw()  # places the labels
+        boxes = [Text.get_window_extent(t) for t in texts]  # the text alone, not its leader line
+        frame = ax.get_window_extent()
+        points = ax.transData.transform(np.vstack([np.column_stack([x, y]), np.column_stack(grey)]))
         plt.close(fig)
-    assert len(boxes) >= 4 and not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
-    assert not any(box.contains(*p) for box in boxes for p in points)  # no label covers a point it names
+    assert sorted(t.get_text() for t in texts) == sorted(heads)  # one label per point, one name per label
+    assert all(t.xy == heads[t.get_text()] for t in texts)  # each label points at its own point
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    assert not any(box.contains(*p) for box in boxes for p in points)  # no label covers a point
+    assert all(frame.x0 <= b.x0 and b.x1 <= frame.x1 and frame.y0 <= b.y0 and b.y1 <= frame.y1 for b in boxes)
+
+
+def test_head_kinds_mark_tih_by_their_exact_repeat_channels_and_other_heads_with_channels():
+    heads = pd.DataFrame({"layer": [1, 1, 1, 1, 0], "head": [0, 1, 2, 3, 0], "induction": 0.5, "previous_token": 0.1,
+                          "is_tih": [True, True, False, False, False]})
+    kinds = results.head_kinds(heads, HYP)  # HYP: L1H0 TIH with a random_repeat channel, L1H2 concept channels
+    assert kinds.tolist() == [results.TIH_EXACT, results.TIH_NONE, results.H2_HEAD, results.OTHER, results.OTHER]
+    assert results.head_kinds(heads, None).tolist() == [results.TIH_NONE] * 2 + [results.OTHER] * 3
+
+
+def test_headline_values_come_from_metrics_channels_and_attention(tmp_path, monkeypatch):
+    metrics = {**answers(HYP), "layers_resolved": [1]}
+    heads = HYP[["layer", "head", "induction", "is_tih"]].assign(previous_token=0.1, duplicate_token=0.0)
+    attention = pd.DataFrame({"probe": ["random_repeat"] * 4 + ["concept_repeat"] * 4, "group": "all",
+                              "layer": 1, "head": [0, 1, 2, 3] * 2,
+                              "attention_to_target": [0.8, 0.6, 0.1, 0.0, 0.9, 0.2, 0.3, 0.0]})
+    write_results(tmp_path, {"results/toy/hypotheses.csv": ("toy_induction", HYP.to_csv(index=False)),
+                             "results/toy/channels.csv": ("toy_induction", CHANNEL_ROWS.to_csv(index=False)),
+                             "results/toy/heads.csv": ("toy_induction", heads.to_csv(index=False)),
+                             "results/toy/head_attention.csv": ("toy_induction", attention.to_csv(index=False)),
+                             "results/toy/metrics.json": ("toy_induction", json.dumps(metrics))})
+    monkeypatch.setenv(ROOT_ENV, str(tmp_path))
+    v = results.headline_values("toy")
+    assert (v.heads, v.layers, v.n_tih, v.tih, v.h1, v.h1_n, v.h1_random_repeat) == (
+        "4", "1 layer", "2", "L1H0, L1H1", "no", "1", "1")
+    assert (v.h2, v.n_non_tih, v.h2_n, v.h2_heads) == ("yes", "2", "1", "L1H2")
+    assert (v.confirmed, v.n_token, v.n_conceptual, v.n_sink) == ("3", "1", "2", "1")  # the sink channel apart
+    assert (v.strongest_head, v.strongest_channel, v.strongest_effect) == ("L1H2", "12→8", "0.2")  # first of ties
+    assert (v.max_attention, v.max_attention_head, v.tih_attention) == ("0.8", "L1H0", "between 0.6 and 0.8")
+    wide, tih, _ = results.head_attention("toy")
+    fig = results.attention_plot(wide, tih, {"L1H0", "L1H2"})
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["L1H0", "L1H1", "L1H2", "median of 1 other head"]
+    plt.close(fig)

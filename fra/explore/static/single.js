@@ -402,7 +402,7 @@ function renderPair() {
       el("td", { class: "num", text: pct(Math.abs(v) / mass) }), el("td", {}, bar(v, mass))));
   const more = terms.length > TERMS_SHOWN ? el("button", { class: "more", id: "terms-more", text: S.allTerms ? "show the top 3 terms" : `show all ${terms.length} terms`,
     onclick: () => update(() => { S.allTerms = !S.allTerms; }, null) }) : null;
-  box.append(el("h3", { text: "Terms of the score" }), tt, more,
+  box.append(el("h3", { text: "Terms of the score" }), tt, ...(more ? [more] : []),  // append() writes null as text
     el("div", { class: "hint", text: "query component · key component; feat: SAE features, error: SAE error, b_dec: SAE decoder bias, bias: b_Q / b_K (with LN bias), pos: positions added after ln1; dense features: the channels of features marked dense by the corpus" }));
   const ct = el("table", { id: "channels" }, el("tr", {}, el("th", { text: "#" }), el("th", { text: "query feature" }), el("th", { text: "key feature" }), el("th", { class: "num", text: "FRA value" }), el("th", {})));
   let shown = 0, topSum = 0, dropped = 0;

@@ -3,7 +3,9 @@
 Offline route: parse each .qmd (``qmd``), run its cells in the Jupyter kernel ``jupyter:`` names
 (``execute``), then pandoc to HTML (embedded, MathML) and to Typst, and Typst to PDF (``pandoc``),
 with the project's ``filters:``, ``css`` and ``include-in-header``. Either route writes
-``<name>.html``, ``<name>.pdf`` and ``provenance.json`` into the output folder, atomically.
+``<name>.html``, ``<name>.pdf`` and ``provenance.json`` into the output folder, atomically, and beside them every
+explorer page the HTML links to (``explorer/<model>/<page>.html``, copied from ``results/<model>/explorer/``), so
+the links work wherever the folder is opened or hosted.
 
 Both refuse a working tree whose code differs from HEAD (``tree.refuse_dirty``) unless asked for a
 draft, which then says so on its first page; results files and dvc.lock may be uncommitted outputs.
@@ -25,11 +27,14 @@ from typing import Iterator
 import yaml
 
 from fra.errors import FRAError
+from fra.io import atomic_path
 from fra.report.build import execute, pandoc, qmd, tree
 from fra.report.build.markdown import FIGURE_DIR
 from fra.report.build.provenance import (
     RECORD_ENV,
     ROOT_ENV,
+    available,
+    provenance,
     recorded_labels,
     repo_root,
     sources,
@@ -38,6 +43,7 @@ from fra.report.build.provenance import (
 )
 
 LABEL = re.compile(r"\{#((?:fig|tbl)-[\w-]+)")
+EXPLORER = re.compile(r'href="(explorer/([\w.-]+)/([\w.-]+\.html))"')
 SCRATCH = ".fra-build"  # executed markdown, Typst sources and metadata of the offline route
 
 
@@ -124,6 +130,9 @@ def _offline(doc_path: Path, project: dict, out_dir: Path, notes: list[str]) -> 
     html, pdf = out_dir / f"{doc_path.stem}.html", out_dir / f"{doc_path.stem}.pdf"
     pandoc.html(markdown, meta, formats["html"], paper_dir, html)
     source = pandoc.pdf(markdown, meta, formats["typst"], paper_dir, pdf)
+    pages = pandoc.main_text_pages(source, paper_dir)
+    if pages is not None:
+        notes.append(f"the main text ends on PDF page {pages}")
     notes.append(f"kept the executed markdown and Typst source in {source.parent}")
     return [html, pdf]
 
@@ -145,6 +154,23 @@ def _quarto(paper_dir: Path, out_dir: Path) -> list[Path]:
     return outputs
 
 
+def ship_explorers(html: Path, out_dir: Path, notes: list[str]) -> list[Path]:
+    """Copy the explorer pages ``html`` links to from ``results/<model>/explorer/`` into ``out_dir/explorer/``;
+    each is checked against dvc.lock and recorded like any results file (``provenance``). A page never produced on
+    this machine (not in dvc.lock) is left out, with a note."""
+    shutil.rmtree(out_dir / "explorer", ignore_errors=True)
+    shipped = []
+    for link, model, page in sorted(set(EXPLORER.findall(html.read_text()))):
+        if not available(f"results/{model}/explorer/{page}"):
+            notes.append(f"{html.name} links to {link}, which was not produced here (`dvc repro` makes it)")
+            continue
+        source = provenance(f"results/{model}/explorer/{page}")
+        with atomic_path(out_dir / link) as tmp:
+            shutil.copyfile(source.file, tmp)
+        shipped.append(out_dir / link)
+    return shipped
+
+
 def build(paper_dir: str | Path, out_dir: str | Path, route: str = "auto", allow_dirty: bool = False) -> Built:
     """Render the paper in ``paper_dir`` into ``out_dir``; see the module docstring."""
     paper_dir, out_dir = Path(paper_dir).resolve(), Path(out_dir).resolve()
@@ -163,6 +189,7 @@ def build(paper_dir: str | Path, out_dir: str | Path, route: str = "auto", allow
             outputs = _quarto(paper_dir, out_dir)
         else:
             outputs = [p for doc in _documents(paper_dir, project) for p in _offline(doc, project, out_dir, notes)]
+        outputs += [page for html in outputs if html.suffix == ".html" for page in ship_explorers(html, out_dir, notes)]
         manifest = out_dir / "provenance.json"
         write_manifest(Path(tmp) / "records", manifest, route, state, sources(root, paper_dir, manifest))
     for path in [*outputs, manifest]:

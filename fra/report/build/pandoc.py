@@ -9,6 +9,7 @@ callouts, its default page style).
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -117,3 +118,10 @@ def pdf(markdown: Path, meta: dict, options: dict, paper_dir: Path, out: Path) -
         except Exception as exc:  # typst.TypstError; its diagnostic shows the offending source line
             raise FRAError(f"typst could not compile {source}:\n{getattr(exc, 'diagnostic', '') or exc}") from exc
     return source
+
+
+def main_text_pages(source: Path, root: Path) -> int | None:
+    """The page on which the main text ends: the ``<main-text-end>`` marker the document may place (``#context
+    [#metadata(here().page()) <main-text-end>]``), else None."""
+    found = json.loads(typst.query(str(source), "<main-text-end>", field="value", root=str(root)))
+    return int(found[0]) if found else None

@@ -184,6 +184,7 @@ def write_manifest(records: Path, out: Path, route: str, state: tree.Tree, paper
                    for e in sorted((e for e in unique.values() if e["kind"] == "stage"), key=lambda e: e["stage"])},
         "figures": [e for e in unique.values() if e["kind"] == "figure"],
         "tables": [e for e in unique.values() if e["kind"] == "table"],
+        "values": [e for e in unique.values() if e["kind"] == "value"],
         "files": files,
     }
     write_json(out, manifest)

@@ -1,18 +1,19 @@
 """Validation across models: the negative controls beside the real search, and the causal test of every
-confirmed channel (each model's ``metrics.json`` ``controls`` / ``causal`` and ``causal.csv``)."""
+confirmed channel (each model's ``metrics.json`` ``controls`` / ``causal`` and ``causal.csv``); one function per
+table and figure, and ``checks_values`` for every number the text shows."""
 
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import pandas as pd
-import seaborn as sns
 
 from fra.report.build.markdown import absent
 from fra.report.build.provenance import available
-from fra.report.common import MODELS, model_metrics
+from fra.report.common import MODELS, default_models, model_metrics
 from fra.report.data import read_csv
 from fra.report.figures import figure
 from fra.report.tables import fmt, in_text, table
+from fra.report.values import Values
 
 # The models the checks run on, in the order the validation discusses them.
 CHECKED = {"toy": MODELS["toy"]["title"], "compiled": "Compiled model", **{m: s["title"] for m, s in MODELS.items()}}
@@ -34,8 +35,8 @@ def control_totals(models: dict = CHECKED) -> dict[str, dict]:
     return out
 
 
-def controls_section(models: dict = CHECKED) -> str:
-    """Channels tested and confirmed by the real search and by each negative control, one row per model."""
+def controls_table(models: dict = CHECKED) -> str:
+    """tbl-controls: channels tested and confirmed by the real search and by each negative control, per model."""
     rows, sources = [], []
     for _, title, m, prov in model_metrics(models):
         if "controls" not in m:
@@ -47,61 +48,81 @@ def controls_section(models: dict = CHECKED) -> str:
         sources.append(prov)
     if not rows:
         return absent("results/toy/metrics.json", "Its `controls` entry counts the channels each control confirmed.")
-    df = pd.DataFrame(rows).fillna("–")
-    totals = control_totals(models)
-    confirmed, tested = (sum(t[key] for t in totals.values()) for key in ("confirmed", "tested"))
-    idle = {name: t["idle"] for name, t in totals.items() if t["idle"]}
-    where = "; ".join(f"the {k} on " + " or ".join(v) for k, v in idle.items())
-    empty = (f" No candidate of {where} reached `min_support`, so those controls tested nothing: a random "
-             "dictionary's features do not co-occur with the induction targets often enough to become candidates."
-             if idle else "")
-    return "\n".join([
-        f"Over all models the negative controls confirm {fmt(confirmed)} of the {fmt(tested)} channels they test "
-        f"(@tbl-controls).{empty}",
-        table(df, "tbl-controls", "Channels confirmed of those tested, by the real search and by the negative controls "
-              "on the same probes (every confirmation counted, sink channels and the planted-world control probe "
-              "included).", *sources)])
+    return table(pd.DataFrame(rows).fillna("–"), "tbl-controls", "Channels confirmed of those tested, by the real "
+                 "search and by the negative controls on the same probes (every confirmation counted, sink channels "
+                 "and the planted-world control probe included).", *sources)
 
 
-def causal_section(models: dict = CHECKED) -> str:
-    """Per model: channels whose removal lowers the induction token's log-probability, median drops; one figure."""
-    rows, frames, metric_sources, causal_sources = [], [], [], []
+def causal_data(models: dict = CHECKED) -> list[tuple[str, str, dict, pd.DataFrame, list]]:
+    """(model, title, metrics' ``causal`` entry, causal.csv, [metrics' and causal.csv's provenance]) per model
+    tested."""
+    out = []
     for model, title, m, mprov in model_metrics(models):
         path = f"results/{model}/causal.csv"
-        if "causal" not in m or not available(path):
-            continue
-        causal, prov = read_csv(path, CAUSAL_COLUMNS)
-        c = m["causal"]
-        rows.append({"model": title, "channels": c["n_channels"], "move the output": c["n_moves_output"],
-                     "median attention drop": c["median_attention_drop"],
-                     "median log-prob drop (nats)": c["median_logprob_drop"],
-                     "max |attention drop − softmax effect|": c["max_attention_mismatch"]})
-        frames.append(causal.assign(model=title))
-        metric_sources.append(mprov)
-        causal_sources.append(prov)
-    if not rows:
+        if "causal" in m and available(path):
+            causal, prov = read_csv(path, CAUSAL_COLUMNS)
+            out.append((model, title, m["causal"], causal, [mprov, prov]))
+    return out
+
+
+def causal_table(models: dict = CHECKED) -> str:
+    """tbl-causal: per model, channels whose removal moves the output, median drops, forward-pass agreement."""
+    data = causal_data(models)
+    if not data:
         return absent("results/toy/causal.csv", "It holds the causal test of every confirmed channel.")
-    df = pd.DataFrame(rows)
-    each = "; ".join(f"{r['move the output']} of {r['channels']} on "
-                     f"{'' if in_text(r['model']) == r['model'] else 'the '}{in_text(r['model'])}" for r in rows)
-    out = ["Removed from its head's scores in a real forward pass (`hook_attn_scores`), a confirmed channel lowers the "
-           "log-probability of the induction token significantly (one-sided z-test over its queries, "
-           f"Benjamini–Hochberg over channels at α) in {each} (@tbl-causal). The attention drop measured in the "
-           "forward pass equals the softmax effect computed from the decomposition to at most "
-           f"{fmt(df['max |attention drop − softmax effect|'].max(), 2)}.",
-           table(df, "tbl-causal", "Causal test of the confirmed (non-sink) channels per model.", *metric_sources,
-                 digits=2)]
-    data = pd.concat(frames, ignore_index=True)
-    if len(data):
-        fig, ax = plt.subplots(figsize=(6.5, 3.0))
-        sns.scatterplot(data=data, x="attention_drop", y="logprob_drop", hue="model", style="model", s=18,
-                        alpha=0.8, ax=ax)
+    rows = [{"model": title, "channels": c["n_channels"], "move the output": c["n_moves_output"],
+             "median attention drop": c["median_attention_drop"],
+             "median log-prob drop (nats)": c["median_logprob_drop"],
+             "max |attention drop − softmax effect|": c["max_attention_mismatch"]} for _, title, c, _, _ in data]
+    return table(pd.DataFrame(rows), "tbl-causal", "Causal test of the confirmed (non-sink) channels per model.",
+                 *(p[0] for *_, p in data), digits=2)
+
+
+def causal_figure(models: dict = CHECKED) -> str:
+    """fig-causal: one panel per model, one point per confirmed channel (attention drop against log-prob drop),
+    filled where the channel moves the output."""
+    data = [d for d in causal_data(models) if len(d[3])]
+    if not data:
+        return ""
+    fig, axes = plt.subplots(1, len(data), figsize=(7.5, 2.8), sharey=True, squeeze=False, layout="constrained")
+    for ax, (_, title, _, causal, _) in zip(axes[0], data):
+        moves = causal.moves_output.astype(bool)
+        size = 10 if len(causal) > 100 else 24
+        ax.scatter(causal.attention_drop[moves], causal.logprob_drop[moves], s=size, color="C0", alpha=0.7,
+                   label="moves the output")
+        ax.scatter(causal.attention_drop[~moves], causal.logprob_drop[~moves], s=size, facecolors="none",
+                   edgecolors="C1", alpha=0.8, label="does not")
         ax.axhline(0, color="0.5", lw=0.8)
         ax.set_yscale("symlog", linthresh=0.01)
-        ax.set(xlabel="drop in attention to the target", ylabel="drop in log p(induction token)")
-        ax.legend(title=None, fontsize="small")
-        out += ["\n@fig-causal shows every channel.",
-                figure(fig, "fig-causal", "Causal test, one point per confirmed channel: drop in its head's attention "
-                       "to the target against the drop in the induction token's log-probability (symmetric log scale, "
-                       "linear below 0.01 nats).", *causal_sources)]
-    return "\n".join(out)
+        ax.set_title(f"{title} ({len(causal)})", fontsize="small")
+    axes[0][0].set_ylabel("drop in log p(induction token)")
+    fig.supxlabel("drop in attention to the target", fontsize="medium")
+    fig.legend(*axes[0][0].get_legend_handles_labels(), loc="outside upper center", ncol=2, fontsize="small")
+    return figure(fig, "fig-causal", "Causal test, one panel per model (confirmed channels in brackets), one point "
+                  "per confirmed channel: drop in its head's attention to the target against the drop in the "
+                  "induction token's log-probability (symmetric log scale, linear below 0.01 nats); filled where the "
+                  "drop in log-probability is significant.", *(p[1] for *_, p in data), width="100%")
+
+
+def checks_values(models: dict = CHECKED) -> Values:
+    """The controls' confirmations and the causal test's counts, in total and per model (``causal_<model>``:
+    "moving of tested", with ``-`` in the model's name as ``_``: ``causal_gpt2_small``)."""
+    v = Values("checks", [f"results/{m}/{n}" for m in default_models(models) for n in ("metrics.json", "causal.csv")])
+    metrics = model_metrics(models)
+    sources = [prov for *_, m, prov in metrics if "controls" in m]
+    if sources:
+        totals = control_totals(models)
+        v.add("controls_confirmed", sum(t["confirmed"] for t in totals.values()), *sources)
+        v.add("controls_tested", sum(t["tested"] for t in totals.values()), *sources)
+        idle = [f"the {k} on " + " and ".join(f"the {m}" if m[:1].islower() else m for m in t["idle"])
+                for k, t in totals.items() if t["idle"]]
+        v.add("controls_idle", "; ".join(idle) if idle else "none", *sources)
+    data = causal_data(models)
+    if data:
+        provs = [p for *_, ps in data for p in ps]
+        v.add("causal_moves", sum(c["n_moves_output"] for _, _, c, _, _ in data), *provs)
+        v.add("causal_channels", sum(c["n_channels"] for _, _, c, _, _ in data), *provs)
+        v.add("causal_mismatch", max(c["max_attention_mismatch"] for _, _, c, _, _ in data), *provs, digits=2)
+        for model, _, c, _, ps in data:
+            v.add(f"causal_{model.replace('-', '_')}", f"{c['n_moves_output']} of {c['n_channels']}", *ps)
+    return v

@@ -1,5 +1,6 @@
-"""Validation on a planted world and a compiled model: the toy model's training and ground-truth check, its
-SAEs, planted recall, fresh seeds, the criterion's threshold, the ablation, and the hand-set model."""
+"""Validation on a planted world and a compiled model: the toy model's training and ground-truth check, its SAEs,
+planted recall and false discoveries, the recipe on fresh seeds, the criterion's threshold, the ablation, and the
+hand-set model; one function per table and figure, and ``planted_values`` for every number the text shows."""
 
 from __future__ import annotations
 
@@ -12,6 +13,16 @@ from fra.report.common import HYP_COLUMNS, TARGET_FALSE, TARGET_RECALL, escape_m
 from fra.report.data import read_csv, read_json
 from fra.report.figures import figure
 from fra.report.tables import count, fmt, table
+from fra.report.values import Values
+
+TRAIN, SAES, METRICS = "results/toy/train_metrics.json", "results/toy/saes.json", "results/toy/metrics.json"
+SEEDS, POOLED = "results/toy/seeds.csv", "results/toy/seeds.json"
+CALIBRATION, SEEDS_CALIBRATION = "results/toy/calibration.csv", "results/toy/seeds_calibration.csv"
+ABLATION, ABLATION_TRAIN = "results/toy_ablation/metrics.json", "results/toy_ablation/train_metrics.json"
+COMPILED, COMPILED_HEADS = "results/compiled/metrics.json", "results/compiled/hypotheses.csv"
+SEED_COLUMNS = ["world_seed", "train_seed", "role", "ground_truth_ok", "recall_conceptual", "false_discoveries",
+                "n_token_only", "H1", "H2"]
+TARGETS = "a constant of fra/report/common.py (TARGET_RECALL, TARGET_FALSE)"
 
 
 def architecture(model: dict) -> str:
@@ -46,71 +57,58 @@ def toy_feature_kinds(model: str) -> tuple[dict, list[Provenance]]:
     return feature_kinds(cards), [prov]
 
 
-def targets_sentence() -> str:
-    """The planted-world recall and false-discovery targets."""
-    return ("Two targets make the check quantitative: the method should find a confirmed class-level channel on "
-            f"`concept_repeat` probes for at least a share {fmt(TARGET_RECALL)} of the conceptual classes (recall), "
-            "and on `concept_control` probes, which carry concept repeats the model never saw, for at most a share "
-            f"{fmt(TARGET_FALSE)} of the token-only classes (false discoveries).")
+def names(items: list[str]) -> str:
+    """"a", "a and b", "a, b and c"; "none" for no item."""
+    return " and ".join([", ".join(items[:-1]), items[-1]]) if len(items) > 1 else (items[0] if items else "none")
 
 
-def ground_truth_text(train: dict) -> str:
-    """The toy model's ground-truth check (train_metrics.json): passed or not, its heads, what failing means."""
-    check = train["heads"]
-    canonical = check["canonical_induction_heads"]
-    partnered = [h["head"] for h in canonical if h["has_partner"]]
-    partners = (f"; with a previous-token partner: {', '.join(partnered)}" if partnered
-                else "; none has a previous-token partner")
-    passed = bool(train["ground_truth_ok"])
-    return (f"\n**Ground-truth check: {'passed' if passed else 'failed'}** (`ground_truth_ok` = {passed}). "
-            f"The check asks for {escape_markdown(check['criteria'].replace('>=', '≥').replace('<=', '≤'))}. "
-            + (f"Canonical induction heads: {', '.join(h['head'] for h in canonical)}"
-               f"{partners}. "
-               if canonical else "The model has **no** canonical induction head. ")
-            + (f"Heads with a positional shortcut: {', '.join(check['positional_shortcut_heads'])}. "
-               if check["positional_shortcut_heads"] else "")
-            + ("" if passed else "A model that fails this check is no ground truth for induction heads: the "
-               "planted-world recall and false-discovery numbers below do not validate (or invalidate) the method."))
+def short_answer(answer) -> str:
+    """An H1/H2 answer without its reason: "untestable (every resolved head is a TIH)" -> "untestable"."""
+    return "–" if pd.isna(answer) else str(answer).split(" (")[0]
 
 
-def toy_training_section(path: str = "results/toy/train_metrics.json") -> str:
-    """The toy model's architecture, accuracies, ground-truth check, summary table and training curve."""
+def met(ok: bool) -> str:
+    return "met" if ok else "not met"
+
+
+# --- tables and figures ------------------------------------------------------------------------------------------
+
+def toy_training_table(path: str = TRAIN) -> str:
+    """tbl-toy-training: the toy model's accuracies and ground-truth check."""
     if not available(path):
         return absent(path, "It holds the toy model's training summary and ground-truth check.")
     train, prov = read_json(path)
     check = train["heads"]
-    canonical = check["canonical_induction_heads"]
-    passed = bool(train["ground_truth_ok"])
-    arch = architecture(train.get("model", {}))
-    out = [f"The toy model ({arch}), on held-out sequences, "
-           f"predicts the token after a repeat with accuracy {fmt(train['acc_token_repeat'])} for token repeats "
-           f"and {fmt(train['acc_concept_repeat'])} for concept repeats (@tbl-toy-training).",
-           ground_truth_text(train)]
-    if not train.get("learned_world", True):
-        out.append(" The model also did not learn the world by the project's own criterion (`learned_world` is false).")
     rows = [("held-out loss", train["heldout_loss"]), ("accuracy, token repeats", train["acc_token_repeat"]),
             ("accuracy, concept repeats", train["acc_concept_repeat"]),
             ("accuracy, positions outside repeats", train.get("acc_random", float("nan"))),
             ("learned the world (learned_world)", yes_no(train.get("learned_world"))),
-            ("ground-truth check (ground_truth_ok)", yes_no(passed)),
-            ("canonical induction heads", ", ".join(h["head"] for h in canonical) or "none"),
+            ("ground-truth check (ground_truth_ok)", yes_no(train["ground_truth_ok"])),
+            ("canonical induction heads", ", ".join(h["head"] for h in check["canonical_induction_heads"]) or "none"),
             ("largest positional-control score", check["max_positional_control"])]
-    out.append(table(pd.DataFrame(rows, columns=["quantity", "value"]).astype({"value": object}), "tbl-toy-training",
-                     "Training summary and ground-truth check of the toy model.", prov))
+    return table(pd.DataFrame(rows, columns=["quantity", "value"]).astype({"value": object}), "tbl-toy-training",
+                 "Training summary and ground-truth check of the toy model.", prov)
+
+
+def toy_training_figure(path: str = TRAIN) -> str:
+    """fig-toy-training: held-out accuracies during training (empty without a history)."""
+    if not available(path):
+        return ""
+    train, prov = read_json(path)
     hist = pd.DataFrame(train.get("history", []))
     accs = [c for c in ("acc_token_repeat", "acc_concept_repeat", "acc_random") if c in hist.columns]
-    if len(hist) > 1 and accs:
-        fig, ax = plt.subplots(figsize=(6.5, 2.8))
-        for c in accs:
-            ax.plot(hist["step"], hist[c], marker="o", ms=3, label=c.removeprefix("acc_").replace("_", " "))
-        ax.set(xlabel="training step", ylabel="held-out accuracy", ylim=(0, 1))
-        ax.legend()
-        out.append(figure(fig, "fig-toy-training", "Held-out accuracy of the toy model during training.", prov))
-    return "\n".join(out)
+    if len(hist) < 2 or not accs:
+        return ""
+    fig, ax = plt.subplots(figsize=(6.5, 2.4))
+    for c in accs:
+        ax.plot(hist["step"], hist[c], marker="o", ms=3, label=c.removeprefix("acc_").replace("_", " "))
+    ax.set(xlabel="training step", ylabel="held-out accuracy", ylim=(0, 1))
+    ax.legend()
+    return figure(fig, "fig-toy-training", "Held-out accuracy of the toy model during training.", prov)
 
 
-def toy_train_heads_section(path: str = "results/toy/train_heads.csv") -> str:
-    """The toy model's head scores after training (empty when not produced)."""
+def toy_train_heads_table(path: str = "results/toy/train_heads.csv") -> str:
+    """tbl-toy-train-heads: the toy model's head scores after training (empty when not produced)."""
     if not available(path):
         return ""
     th, prov = read_csv(path, ["layer", "head", "induction", "induction_min", "previous_token", "positional_control"])
@@ -124,145 +122,101 @@ def toy_train_heads_section(path: str = "results/toy/train_heads.csv") -> str:
                  "scores, and the same induction stripe on non-repeated tokens (positional control).", prov)
 
 
-def toy_saes_section(path: str = "results/toy/saes.json") -> str:
-    """The toy SAEs: sparsity, variance explained, dead fraction, feature kinds."""
+def toy_saes_table(path: str = SAES) -> str:
+    """tbl-toy-saes: the toy SAEs' sparsity, variance explained, dead fraction and feature kinds."""
     if not available(path):
         return absent(path, "It holds the toy SAEs' sparsity, variance explained and dead fraction.")
     saes, prov = read_json(path)
     rows = []
     for name, s in saes.items():
         kinds = s.get("feature_kinds", {})
-        rows.append({"SAE": name, "d_sae": s["d_sae"], "L0": s["l0"],
+        rows.append({"SAE": name, "hook": f"`{s['hook_name']}`", "d_sae": s["d_sae"], "L0": s["l0"],
                      "variance explained": s["variance_explained"], "dead fraction": s["dead_fraction"],
                      "live features (current / previous / mixed)":
                          f"{kinds.get('current', 0)} / {kinds.get('previous', 0)} / {kinds.get('mixed', 0)}"})
-    df = pd.DataFrame(rows)
-    hooks = ", ".join(f"`{s['hook_name']}`" for s in saes.values())
-    explained = df["variance explained"]
-    return "\n".join([
-        f"The toy {'SAE' if len(df) == 1 else 'SAEs'} (@tbl-toy-saes; read at {hooks}) explain "
-        f"{fmt_range(explained.min(), explained.max())} of the variance of {'its' if len(df) == 1 else 'their'} input, "
-        f"with an L0 (mean active features per token) of {fmt_range(df.L0.min(), df.L0.max())}; "
-        f"{'its' if len(df) == 1 else 'the largest'} dead fraction is {fmt(df['dead fraction'].max())}. What the SAE "
-        "does not explain stays in the error terms of the decomposition (@tbl-exactness).\n",
-        table(df, "tbl-toy-saes", "SAEs of the toy model: sparsity (L0, mean active features per token), "
-              "variance explained, dead fraction, and live features labelled by whether they track the current "
-              "token's class, the previous token's class, or neither cleanly.", prov)])
+    return table(pd.DataFrame(rows), "tbl-toy-saes", "SAEs of the toy model: sparsity (L0, mean active features per "
+                 "token), variance explained, dead fraction, and live features labelled by whether they track the "
+                 "current token's class, the previous token's class, or neither cleanly.", prov)
 
 
-def planted_section(path: str = "results/toy/metrics.json", train_path: str = "results/toy/train_metrics.json") -> str:
-    """Recall over conceptual classes and false discoveries over token-only ones (``metrics["planted"]``)."""
+def planted_table(path: str = METRICS) -> str:
+    """tbl-toy-planted: recall over conceptual classes and false discoveries over token-only ones, against targets."""
     metrics, prov = read_json(path) if available(path) else (None, None)
     if metrics is None or "planted" not in metrics:
         return absent(path, "Its `planted` entry holds the recall over conceptual classes and the false discoveries "
-                      "over token-only classes; the targets are "
-                      f"recall ≥ {fmt(TARGET_RECALL)} and false discoveries ≤ {fmt(TARGET_FALSE)}.")
+                      "over token-only classes.")
     p = metrics["planted"]
-    recall_ok, false_ok = p["recall_conceptual"] >= TARGET_RECALL, p["false_discovery_token_only"] <= TARGET_FALSE
-    out = [f"The method found a confirmed class-level channel for {len(p['conceptual_found'])} of the "
-           f"{p['n_conceptual']} conceptual classes (recall {fmt(p['recall_conceptual'])}, target "
-           f"≥ {fmt(TARGET_RECALL)}: **{'met' if recall_ok else 'not met'}**) and for {len(p['token_only_found'])} "
-           f"of the {p['n_token_only_tested']} token-only classes of the control (false-discovery rate "
-           f"{fmt(p['false_discovery_token_only'])}, target ≤ {fmt(TARGET_FALSE)}: "
-           f"**{'met' if false_ok else 'not met'}**)."]
-    if available(train_path) and not bool(read_json(train_path)[0]["ground_truth_ok"]):
-        out.append(" Since the toy model failed its own ground-truth check, these numbers are reported but cannot "
-                   "validate the method.")
-    rows = [("recall over conceptual classes", p["recall_conceptual"], f"≥ {fmt(TARGET_RECALL)}", yes_no(recall_ok)),
-            ("false discoveries over token-only classes", p["false_discovery_token_only"], f"≤ {fmt(TARGET_FALSE)}",
-             yes_no(false_ok))]
-    out.append(table(pd.DataFrame(rows, columns=["measure", "value", "target", "met"]), "tbl-toy-planted",
-                     "Planted-world check of the channel search.", prov))
-    out.append(f"\nConceptual classes found: {', '.join(p['conceptual_found']) or 'none'}. "
-               f"Token-only classes with a (false) confirmed channel: {', '.join(p['token_only_found']) or 'none'}.")
-    return "\n".join(out)
+    rows = [("recall over conceptual classes", f"{len(p['conceptual_found'])} of {p['n_conceptual']}",
+             p["recall_conceptual"], f"≥ {fmt(TARGET_RECALL)}", yes_no(p["recall_conceptual"] >= TARGET_RECALL)),
+            ("false discoveries over token-only classes", f"{len(p['token_only_found'])} of {p['n_token_only_tested']}",
+             p["false_discovery_token_only"], f"≤ {fmt(TARGET_FALSE)}",
+             yes_no(p["false_discovery_token_only"] <= TARGET_FALSE))]
+    return table(pd.DataFrame(rows, columns=["measure", "classes", "rate", "target", "met"]), "tbl-toy-planted",
+                 "Planted-world check of the channel search on the main seed.", prov, note=TARGETS)
 
 
-def ablation_section(model: str = "toy_ablation", full: str = "toy") -> str:
-    """The toy model trained without concept repeats, against the full one."""
-    path, train_path = f"results/{model}/metrics.json", f"results/{model}/train_metrics.json"
-    if not (available(path) and available(train_path)):
-        return absent([path, train_path])
-    metrics, prov = read_json(path)
-    train, train_prov = read_json(train_path)
-    p = metrics["planted"]
-    full_path = f"results/{full}/metrics.json"
-    ref = read_json(full_path)[0]["planted"] if available(full_path) else None
-    rows = [("token-repeat accuracy", train["acc_token_repeat"]),
-            ("concept-repeat accuracy", train["acc_concept_repeat"]),
-            ("recall over conceptual classes", p["recall_conceptual"]),
-            ("false discoveries over token-only classes", p["false_discovery_token_only"])]
-    return "\n".join([
-        f"Without concept repeats in training the model predicts concept repeats with accuracy "
-        f"{fmt(train['acc_concept_repeat'])}, and the channel search confirms class-level channels for "
-        f"{len(p['conceptual_found'])} of the {p['n_conceptual']} conceptual classes (recall "
-        f"{fmt(p['recall_conceptual'])}" + (f", against {fmt(ref['recall_conceptual'])} for the full model)."
-                                            if ref else ")."),
-        table(pd.DataFrame(rows, columns=["measure", "ablation"]), "tbl-toy-ablation",
-              "The ablation model: trained without concept repeats.", prov, train_prov)])
+def seed_rows(seeds: pd.DataFrame) -> pd.DataFrame:
+    """One compact row per run: seeds, role, ground truth, recall, false discoveries and the H1/H2 answers."""
+    ok = seeds.ground_truth_ok.astype(bool)
+    false = [f"{int(f)} of {int(n)}" if g else "–" for f, n, g in zip(seeds.false_discoveries, seeds.n_token_only, ok)]
+    return pd.DataFrame({
+        "seeds": [f"{int(w)}/{int(t)}" for w, t in zip(seeds.world_seed, seeds.train_seed)], "role": seeds.role,
+        "ground truth": ok.map(yes_no), "recall": seeds.recall_conceptual.where(ok), "false disc.": false,
+        "H1": seeds.H1.map(short_answer), "H2": seeds.H2.map(short_answer)})
 
 
-def seeds_section(table_path: str = "results/toy/seeds.csv", pooled_path: str = "results/toy/seeds.json") -> str:
-    """The planted world replicated on fresh seeds: the seed table and recall / false discoveries pooled over the
-    validation runs (never used to choose the rule) and, apart, over the tuning runs."""
-    if not available(table_path):
-        return absent(table_path, "It holds the planted world replicated on fresh seeds (`fra toy-seeds`).")
-    seeds, prov = read_csv(table_path, ["world_seed", "train_seed", "role", "ground_truth_ok"])
-    pooled, _ = read_json(pooled_path)
-    n_tuning = int((seeds.role == "tuning").sum())
-    out = [f"The same recipe was run on {pooled['n_runs']} fresh (world seed, training seed) pairs; the rule's factor "
-           f"was chosen on the main world and {count(n_tuning, 'tuning run')}, and the other "
-           f"{pooled['n_runs'] - n_tuning} judge it. {pooled['n_ground_truth_ok']} of {pooled['n_runs']} pass the "
-           "ground-truth check (@tbl-toy-seeds)."]
-    for role, words in (("validation", "the validation runs that pass"), ("tuning", "the tuning runs")):
-        r = pooled.get(role)
-        if not r or r.get("recall") is None:
-            continue
-        rlo, rhi = r["recall_ci95"]
-        lo, hi = r["false_discovery_ci95"]
-        out.append(f" Over {words} ({r['n_runs']}) the search finds {r['recall_found']} of {r['recall_tested']} "
-                   f"conceptual classes (recall {fmt(r['recall'])}, 95% Wilson interval {fmt(rlo)}–{fmt(rhi)}; the "
-                   f"lowest run {fmt(r['min_recall'])}) and confirms a class-level channel for "
-                   f"{r['false_discoveries']} "
-                   f"of {r['token_only_tested']} token-only control classes (false discoveries "
-                   f"{fmt(r['false_discovery_rate'])}, {fmt(lo)}–{fmt(hi)}); H1 is answered yes on {r['h1_yes']} "
-                   "and H2 "
-                   f"on {r['h2_yes']} of them.")
-    cols = {"world_seed": "world seed", "train_seed": "training seed", "role": "role",
-            "acc_concept_repeat": "acc. concept", "best_induction_head": "best L≥1 head",
-            "best_induction_min": "its induction (min)", "ground_truth_ok": "ground truth",
-            "lift_threshold": "lift threshold", "n_cih": "channels", "recall_conceptual": "recall",
-            "false_discoveries": "false disc.", "n_token_only": "controls", "H1": "H1", "H2": "H2"}
-    shown = seeds[[c for c in cols if c in seeds.columns]].astype(object)
-    shown["ground_truth_ok"] = shown["ground_truth_ok"].map(yes_no)
-    out.append(table(shown.where(shown.notna(), "–").rename(columns=cols), "tbl-toy-seeds",
-                     "The planted world on fresh seeds, every run shown: its role (tuning: the factor was chosen on "
-                     "it; validation: never looked at while choosing), held-out concept-repeat accuracy, the best "
-                     "layer-1 induction score (minimum over repeat lengths), the ground-truth check, the lift "
-                     "threshold the run's own null gives, confirmed channels, planted recall, false discoveries among "
-                     "the token-only controls, and the H1/H2 answers.", prov))
-    return "\n".join(out)
+def seeds_table(path: str = SEEDS, main: str = METRICS, train: str = TRAIN) -> str:
+    """tbl-toy-seeds (main text): per run, recall, false discoveries and the H1/H2 answers; the main seed first."""
+    if not available(path):
+        return absent(path, "It holds the planted world replicated on fresh seeds (`fra toy-seeds`).")
+    seeds, prov = read_csv(path, SEED_COLUMNS)
+    rows, sources = [seed_rows(seeds)], [prov]
+    if available(main) and available(train):
+        (m, mprov), (t, tprov) = read_json(main), read_json(train)
+        p = m["planted"]
+        rows.insert(0, pd.DataFrame([{
+            "seeds": "main", "role": "tuning", "ground truth": yes_no(t["ground_truth_ok"]),
+            "recall": p["recall_conceptual"], "false disc.": f"{len(p['token_only_found'])} of "
+                                                            f"{p['n_token_only_tested']}",
+            "H1": short_answer(m["H1"]["answer"]), "H2": short_answer(m["H2"]["answer"])}]))
+        sources += [mprov, tprov]
+    df = pd.concat(rows, ignore_index=True)
+    return table(df.astype({"recall": float}), "tbl-toy-seeds",
+                 "The planted world on its main seed and on fresh (world/training) seeds. Tuning: the criterion's "
+                 "factor was chosen on it; validation: never looked at while choosing. Recall over the conceptual "
+                 "classes, false discoveries among the token-only controls, and the run's H1/H2 answers (untestable: "
+                 "every resolved head is a TIH); – where the run fails its ground-truth check.", *sources)
 
 
-def calibration_section(path: str = "results/toy/calibration.csv",
-                        seeds_path: str = "results/toy/seeds_calibration.csv") -> str:
-    """Planted recall and false discoveries against ``lift_null_factor`` on the main seed and every replicate: how
-    the factor was chosen (main + tuning runs) and how it does where nobody looked (validation runs)."""
+def seeds_detail_table(path: str = SEEDS) -> str:
+    """tbl-toy-seeds-detail: per run, accuracy, best induction head, previous-token partner, lift threshold,
+    channels."""
+    if not available(path):
+        return ""
+    seeds, prov = read_csv(path, ["world_seed", "train_seed", "acc_concept_repeat", "best_induction_head",
+                                  "best_induction_min", "lift_threshold", "n_cih"])
+    cols = {"acc_concept_repeat": "acc. concept", "best_induction_head": "best L≥1 head",
+            "best_induction_min": "its induction (min)", "previous_token_head": "prev.-token head",
+            "previous_token_score": "its score", "max_positional_control": "max pos. control",
+            "lift_threshold": "lift threshold", "n_cih": "channels"}
+    shown = seeds[[c for c in cols if c in seeds.columns]].rename(columns=cols)
+    shown.insert(0, "seeds", [f"{int(w)}/{int(t)}" for w, t in zip(seeds.world_seed, seeds.train_seed)])
+    return table(shown, "tbl-toy-seeds-detail", "The fresh seeds of @tbl-toy-seeds in detail: held-out "
+                 "concept-repeat accuracy, the best layer-1 induction head and its score (minimum over repeat "
+                 "lengths), the previous-token head, the largest positional-control score, the lift threshold "
+                 "the run's own null gives, and the confirmed channels.", prov)
+
+
+def calibration_figure(path: str = CALIBRATION, seeds_path: str = SEEDS_CALIBRATION) -> str:
+    """fig-toy-calibration: planted recall and false discoveries against ``lift_null_factor`` on the main seed and
+    every replicate."""
     if not available(path):
         return absent(path, "It holds the planted world's recall and false discoveries at every `lift_null_factor` "
                       "of a grid.")
-    cal, prov = read_csv(path, ["lift_null_factor", "lift_threshold", "recall_conceptual",
-                                "false_discovery_token_only", "chosen"])
-    runs, sprov = (read_csv(seeds_path, ["world_seed", "train_seed", "role", "lift_null_factor", "recall_conceptual",
-                                         "false_discovery_token_only"]) if available(seeds_path) else (None, None))
-    tuned = [cal[["lift_null_factor", "false_discovery_token_only"]]]
-    if runs is not None:
-        tuned.append(runs[runs.role == "tuning"][["lift_null_factor", "false_discovery_token_only"]])
-    worst = pd.concat(tuned).groupby("lift_null_factor").false_discovery_token_only.max()
-    clean = worst[worst == 0]
-    first = float(clean.index.min()) if len(clean) else None
+    cal, prov = read_csv(path, ["lift_null_factor", "recall_conceptual", "false_discovery_token_only", "chosen"])
+    runs, sprov = calibration_runs(seeds_path)
     chosen = cal[cal.chosen.astype(bool)]
-    fig, axes = plt.subplots(1, 2, figsize=(7.5, 2.8), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(7.5, 2.6), sharey=True)
     for ax, column, title in ((axes[0], "recall_conceptual", "recall (conceptual classes)"),
                               (axes[1], "false_discovery_token_only", "false discoveries (token-only classes)")):
         if runs is not None:
@@ -274,34 +228,39 @@ def calibration_section(path: str = "results/toy/calibration.csv",
         ax.set(xlabel="lift_null_factor", title=title, ylim=(-0.03, 1.03))
         ax.title.set_fontsize("small")
     axes[0].set_ylabel("rate")
-    if len(chosen):
-        c = chosen.iloc[0]
-        value = (f"`lift_null_factor` = {fmt(float(c.lift_null_factor))} (dashed) gives the main seed a lift "
-                 f"threshold of {fmt(float(c.lift_threshold))}, recall {fmt(float(c.recall_conceptual))} and false "
-                 f"discoveries {fmt(float(c.false_discovery_token_only))}")
-    else:
-        value = "the chosen factor is off the grid"
-    return "\n".join([
-        "The lift threshold is not a number carried from model to model: each model gets `lift_null_factor` × the "
-        "`lift_null_quantile` quantile of its own null lifts (the held-out lift of every tested channel with its key "
-        "features shuffled across positions), so it follows the model's lift scale. The factor was read from the main "
-        "world and the tuning runs of @tbl-toy-seeds, every other threshold fixed (@fig-toy-calibration): the smallest "
-        "factor on the grid without a false discovery on any of them is "
-        f"{fmt(first) if first is not None else 'none'}; "
-        f"{value}. It is set in `params.yaml`; the compiled model, the validation runs and the language models run "
-        "with it unchanged.",
-        figure(fig, "fig-toy-calibration", "Planted recall (left) and false discoveries (right) when the channels are "
-               "re-confirmed at each `lift_null_factor`: the main seed (blue), the tuning runs (orange) and the "
-               "validation runs (grey); the chosen factor dashed.", prov, *([sprov] if sprov else []))])
+    return figure(fig, "fig-toy-calibration", "Planted recall (left) and false discoveries (right) when the channels "
+                  "are re-confirmed at each `lift_null_factor`: the main seed (blue), the tuning runs (orange) and the "
+                  "validation runs (grey); the chosen factor dashed.", prov, *([sprov] if sprov else []))
 
 
-def compiled_section(model: str = "compiled") -> str:
-    """The hand-set ground-truth model: expected vs observed head kinds, controls and causal figures."""
-    path = f"results/{model}/metrics.json"
+def calibration_runs(path: str = SEEDS_CALIBRATION) -> tuple[pd.DataFrame | None, Provenance | None]:
+    """The replicates' recall and false discoveries at every factor, if produced."""
+    if not available(path):
+        return None, None
+    return read_csv(path, ["world_seed", "train_seed", "role", "lift_null_factor", "recall_conceptual",
+                           "false_discovery_token_only"])
+
+
+def ablation_table(metrics_path: str = ABLATION, train_path: str = ABLATION_TRAIN, full: str = METRICS) -> str:
+    """tbl-toy-ablation: the toy model trained without concept repeats, beside the full one."""
+    if not (available(metrics_path) and available(train_path)):
+        return absent([metrics_path, train_path])
+    (m, prov), (train, train_prov) = read_json(metrics_path), read_json(train_path)
+    p = m["planted"]
+    rows = [("token-repeat accuracy", train["acc_token_repeat"]),
+            ("concept-repeat accuracy", train["acc_concept_repeat"]),
+            ("recall over conceptual classes", p["recall_conceptual"]),
+            ("false discoveries over token-only classes", p["false_discovery_token_only"])]
+    return table(pd.DataFrame(rows, columns=["measure", "ablation"]), "tbl-toy-ablation",
+                 "The ablation model: trained without concept repeats.", prov, train_prov)
+
+
+def compiled_table(path: str = COMPILED, heads_path: str = COMPILED_HEADS) -> str:
+    """tbl-compiled: the compiled model's layer-1 heads, kind built against kind found."""
     if not available(path):
         return absent(path, "It holds the compiled ground-truth model's study (`fra compiled`).")
     m, prov = read_json(path)
-    heads, hprov = read_csv(f"results/{model}/hypotheses.csv", HYP_COLUMNS)
+    heads, hprov = read_csv(heads_path, HYP_COLUMNS)
     rows = []
     for name, v in m["verdict"]["heads"].items():
         r = heads[[head_name(layer, h) == name for layer, h in zip(heads.layer, heads["head"])]].iloc[0]
@@ -309,24 +268,146 @@ def compiled_section(model: str = "compiled") -> str:
                      "TIH (built / found)": f"{yes_no(v['expected_tih'])} / {yes_no(r.is_tih)}",
                      "token channels": int(r.n_token), "conceptual channels": int(r.n_conceptual),
                      "kind built": v["expected"], "kind found": v["observed"]})
-    controls = " and ".join(f"{c['n_confirmed']} of the {c['n_tested']} channels `{k}` tested"
-                            for k, c in m["controls"].items())
+    return table(pd.DataFrame(rows), "tbl-compiled", "The compiled model's layer-1 heads: induction score, TIH as "
+                 "built and as found, confirmed token and conceptual channels (distinct feature pairs), the kind built "
+                 "in and the kind found (none: no channel of any kind confirmed).", prov, hprov)
+
+
+# --- the numbers of the text --------------------------------------------------------------------------------------
+
+def planted_values() -> Values:
+    """Every number the planted-world and compiled-model text shows, from the results files that exist here."""
+    v = Values("planted", [TRAIN, SAES, METRICS, SEEDS, POOLED, CALIBRATION, ABLATION, ABLATION_TRAIN, COMPILED])
+    v.add("target_recall", TARGET_RECALL, note=TARGETS)
+    v.add("target_false", TARGET_FALSE, note=TARGETS)
+    if available(TRAIN):
+        training_values(v, *read_json(TRAIN))
+    if available(SAES):
+        sae_values(v, *read_json(SAES))
+    metrics, prov = read_json(METRICS) if available(METRICS) else ({}, None)
+    if "planted" in metrics:
+        main_seed_values(v, metrics, prov)
+    if available(SEEDS):
+        seed_values(v, *read_csv(SEEDS, SEED_COLUMNS))
+    if available(POOLED):
+        pooled_values(v, *read_json(POOLED))
+    if available(CALIBRATION):
+        calibration_values(v, *read_csv(CALIBRATION, ["lift_null_factor", "lift_threshold", "recall_conceptual",
+                                                      "false_discovery_token_only", "chosen"]))
+    if available(ABLATION) and available(ABLATION_TRAIN):
+        (m, prov), (train, tprov) = read_json(ABLATION), read_json(ABLATION_TRAIN)
+        v.add("ablation_acc_concept", train["acc_concept_repeat"], tprov)
+        v.add("ablation_recall", m["planted"]["recall_conceptual"], prov)
+        v.add("ablation_found", f"{len(m['planted']['conceptual_found'])} of {m['planted']['n_conceptual']}", prov)
+    if available(COMPILED):
+        compiled_values(v, *read_json(COMPILED), *read_csv(COMPILED_HEADS, HYP_COLUMNS))
+    return v
+
+
+def training_values(v: Values, train: dict, prov: Provenance) -> None:
+    check = train["heads"]
+    canonical = check["canonical_induction_heads"]
+    v.add("architecture", architecture(train.get("model", {})), prov)
+    v.add("acc_token", train["acc_token_repeat"], prov)
+    v.add("acc_concept", train["acc_concept_repeat"], prov)
+    v.add("ground_truth", "passed" if train["ground_truth_ok"] else "failed", prov)
+    v.add("criteria", escape_markdown(check["criteria"].replace(">=", "≥").replace("<=", "≤")), prov)
+    v.add("canonical", names([h["head"] for h in canonical]), prov)
+    v.add("partnered", f"{sum(bool(h['has_partner']) for h in canonical)} of {len(canonical)}", prov)
+    v.add("partners", names(sorted({h["previous_token_partner"] for h in canonical if h["has_partner"]})), prov)
+    v.add("shortcut_heads", names(check["positional_shortcut_heads"]), prov)
+
+
+def sae_values(v: Values, saes: dict, prov: Provenance) -> None:
+    s = pd.DataFrame(saes.values())
+    v.add("saes", count(len(s), "SAE"), prov)
+    v.add("sae_hooks", names([f"`{h}`" for h in s.hook_name]), prov)
+    v.add("sae_explained", fmt_range(s.variance_explained.min(), s.variance_explained.max()), prov)
+    v.add("sae_l0", fmt_range(s.l0.min(), s.l0.max()), prov)
+    v.add("sae_dead", s.dead_fraction.max(), prov)
+
+
+def main_seed_values(v: Values, metrics: dict, prov: Provenance) -> None:
+    p = metrics["planted"]
+    v.add("recall", p["recall_conceptual"], prov)
+    v.add("recall_found", f"{len(p['conceptual_found'])} of {p['n_conceptual']}", prov)
+    v.add("recall_met", met(p["recall_conceptual"] >= TARGET_RECALL), prov)
+    v.add("false", p["false_discovery_token_only"], prov)
+    v.add("false_found", f"{len(p['token_only_found'])} of {p['n_token_only_tested']}", prov)
+    v.add("false_met", met(p["false_discovery_token_only"] <= TARGET_FALSE), prov)
+    v.add("false_classes", names(p["token_only_found"]), prov)
+
+
+def seed_values(v: Values, seeds: pd.DataFrame, prov: Provenance) -> None:
+    """Per-run summaries over the fresh seeds that pass the ground-truth check (what @tbl-toy-seeds lists)."""
+    ok = seeds[seeds.ground_truth_ok.astype(bool)]
+    false = ok.false_discoveries / ok.n_token_only
+    v.add("seeds", count(len(seeds), "fresh seed"), prov)
+    v.add("seeds_tuning", count(int((seeds.role == "tuning").sum()), "tuning run"), prov)
+    v.add("seeds_validation", int((seeds.role == "validation").sum()), prov)
+    v.add("seeds_ok", f"{len(ok)} of {len(seeds)}", prov)
+    v.add("seeds_recall", fmt_range(ok.recall_conceptual.min(), ok.recall_conceptual.max()), prov)
+    v.add("seeds_recall_met", f"{int((ok.recall_conceptual >= TARGET_RECALL).sum())} of {len(ok)}", prov)
+    v.add("seeds_false", fmt_range(false.min(), false.max()), prov)
+    v.add("seeds_false_met", f"{int((false <= TARGET_FALSE).sum())} of {len(ok)}", prov)
+    v.add("seeds_h1_yes", f"{int((ok.H1 == 'yes').sum())} of {len(ok)}", prov)
+    v.add("seeds_h2_yes", f"{int((ok.H2 == 'yes').sum())} of {len(ok)}", prov)
+    v.add("seeds_h2_untestable", int(ok.H2.map(short_answer).eq("untestable").sum()), prov)
+
+
+def pooled_values(v: Values, pooled: dict, prov: Provenance) -> None:
+    """Recall and false discoveries pooled over the validation runs that pass (never used to choose the rule)."""
+    r = pooled.get("validation") or {}
+    if r.get("recall") is None:
+        return
+    v.add("val_runs", r["n_runs"], prov)
+    v.add("val_recall", r["recall"], prov)
+    v.add("val_recall_found", f"{r['recall_found']} of {r['recall_tested']}", prov)
+    v.add("val_recall_ci", "–".join(fmt(x) for x in r["recall_ci95"]), prov)
+    v.add("val_recall_min", r["min_recall"], prov)
+    v.add("val_false", r["false_discovery_rate"], prov)
+    v.add("val_false_found", f"{r['false_discoveries']} of {r['token_only_tested']}", prov)
+    v.add("val_false_ci", "–".join(fmt(x) for x in r["false_discovery_ci95"]), prov)
+
+
+def calibration_values(v: Values, cal: pd.DataFrame, prov: Provenance) -> None:
+    """The chosen factor and its rates on the main seed, and the smallest factor on the grid without a false
+    discovery on the main seed and every tuning run (a validation run's false discoveries do not move it)."""
+    runs, sprov = calibration_runs()
+    tuned = [cal[["lift_null_factor", "false_discovery_token_only"]]]
+    if runs is not None:
+        tuned.append(runs[runs.role == "tuning"][["lift_null_factor", "false_discovery_token_only"]])
+    worst = pd.concat(tuned).groupby("lift_null_factor").false_discovery_token_only.max()
+    clean = worst[worst == 0]
+    sources = [prov, *([sprov] if sprov else [])]
+    v.add("factor_first", float(clean.index.min()) if len(clean) else "none on the grid", *sources)
+    chosen = cal[cal.chosen.astype(bool)]
+    if len(chosen):
+        c = chosen.iloc[0]
+        v.add("factor", float(c.lift_null_factor), prov)
+        v.add("factor_threshold", float(c.lift_threshold), prov)
+        v.add("factor_recall", float(c.recall_conceptual), prov)
+        v.add("factor_false", float(c.false_discovery_token_only), prov)
+
+
+def compiled_values(v: Values, m: dict, prov: Provenance, heads: pd.DataFrame, hprov: Provenance) -> None:
+    """The compiled model's verdict, its concept-only head (built as kind "conceptual", not a TIH) and whether the
+    search finds it, and its controls and causal test."""
+    verdict = m["verdict"]["heads"]
+    concept = next(name for name, h in verdict.items() if h["expected"] == "conceptual")
+    row = heads[[head_name(layer, h) == concept for layer, h in zip(heads.layer, heads["head"])]].iloc[0]
+    found = verdict[concept]["observed"] == "conceptual" and not verdict[concept]["is_tih"]
+    v.add("compiled_threshold", m["criterion"]["lift_threshold"], prov)
+    v.add("compiled_verdict", "every head as built" if m["verdict"]["ok"] else "not every head as built", prov)
+    v.add("compiled_h1", escape_markdown(m["H1"]["answer"]), prov)
+    v.add("compiled_h2", escape_markdown(m["H2"]["answer"]), prov)
+    v.add("concept_head", concept, prov)
+    v.add("concept_found", "finds" if found else "does not find", prov)
+    v.add("concept_head_induction", float(row.induction), hprov)
+    v.add("concept_head_channels", count(int(row.n_conceptual), "conceptual channel"), hprov)
     c = m["causal"]
-    return "\n".join([
-        "A model with hand-set weights tests the criterion where the answer is known by construction "
-        "(`fra/world/compiled.py`): a two-layer attention-only transformer on the planted vocabulary whose residual "
-        "stream is a sum of one-hot subspaces (current token, its class, previous token, its class, position), with an "
-        "SAE whose features are those basis directions. Layer 0 holds a previous-token head; in layer 1, head 0 is a "
-        "token induction head, head 1 a *concept-only* induction head (it scores a key whose previous token is "
-        "another member of the query's class, and nothing on an exact repeat, so it is no TIH), and head 2 a "
-        f"duplicate-token head without induction. With the rule of the planted world (its lift threshold from "
-        f"this model's own null: {fmt(m['criterion']['lift_threshold'])}) the pipeline classifies "
-        f"{'every head as built' if m['verdict']['ok'] else 'the heads NOT as built'} (@tbl-compiled): "
-        f"H1 {escape_markdown(m['H1']['answer'])}, H2 {escape_markdown(m['H2']['answer'])}. The negative controls "
-        f"confirm {controls}; removing each confirmed channel in a real forward pass drops the head's attention to the "
-        f"target by a median {fmt(c['median_attention_drop'])} and the induction token's log-probability by a median "
-        f"{fmt(c['median_logprob_drop'])} nats ({c['n_moves_output']} of {c['n_channels']} move the output).",
-        table(pd.DataFrame(rows), "tbl-compiled", "The compiled model's layer-1 heads: induction score, TIH as built "
-              "and as found, confirmed token and conceptual channels (distinct feature pairs), the kind built in and "
-              "the kind found (none: no channel of any kind confirmed).",
-              prov, hprov)])
+    v.add("compiled_controls", f"{sum(x['n_confirmed'] for x in m['controls'].values())} of "
+                               f"{sum(x['n_tested'] for x in m['controls'].values())}", prov)
+    v.add("compiled_causal", f"{c['n_moves_output']} of {c['n_channels']}", prov)
+    v.add("compiled_attention_drop", c["median_attention_drop"], prov)
+    v.add("compiled_logprob_drop", c["median_logprob_drop"], prov)

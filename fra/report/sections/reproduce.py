@@ -1,29 +1,27 @@
-"""The paper's account of its own provenance: the commit it cites, and every pipeline stage in dvc.lock with the
-code it records for it (``lock.StageCode``), so a reader can check both."""
+"""The paper's account of its own provenance: the commit it cites (as values), and every pipeline stage in dvc.lock
+with the code it records for it (``lock.StageCode``), so a reader can check both."""
 
 from __future__ import annotations
 
 import pandas as pd
 
-from fra.report.build.lock import stages
+from fra.report.build.lock import LOCK, md5sum, stages
 from fra.report.build.markdown import absent
 from fra.report.build.provenance import checked_stage, repo_root, tree_state
 from fra.report.tables import table
+from fra.report.values import Values
 
 PAPER_STAGE = "paper"
 
 
-def commit_sentence() -> str:
-    """Which commit the document cites, whether the code was committed, and which results were not yet."""
+def build_values() -> Values:
+    """The commit the document cites and the results files that were pipeline outputs not yet committed."""
     state = tree_state(repo_root())
-    if not state.clean:
-        return ("This is a draft built from uncommitted code (see the notice on the first page): its provenance "
-                "lines cannot be checked against a commit.")
-    results = [p for p in state.outputs if p.startswith("results/")]
-    pending = (f" {len(results)} results files (and dvc.lock) were pipeline outputs not yet committed when it was "
-               "built, as in any `dvc repro` that ends with this paper; dvc.lock vouches for them by md5, and "
-               "`fra paper --verify` rechecks them." if results else "")
-    return (f"This document was built from commit `{state.commit}` with no uncommitted code.{pending}")
+    v = Values("build")
+    v.add("commit", f"`{state.commit}`", note="git HEAD when the paper was built")
+    v.add("code", "no uncommitted code" if state.clean else "uncommitted code (a draft)", note="git status")
+    v.add("pending", len([p for p in state.outputs if p.startswith("results/")]), note="git status of results/")
+    return v
 
 
 def stages_table() -> str:
@@ -41,4 +39,5 @@ def stages_table() -> str:
                  "code files each ran (the `fra` modules it imports and their package data), the first eight hex "
                  "digits of their digest, and the params.yaml sections it read. Every stage was checked to be in step "
                  "with the working tree when this document was built.",
-                 note="dvc.lock's stage records; provenance.json lists every code file with its md5")
+                 note=f"`{LOCK}`, md5 `{md5sum(root / LOCK)}`, commit `{tree_state(root).commit[:10]}`; "
+                      "provenance.json lists every code file with its md5")
