@@ -72,7 +72,7 @@ def test_dense_features_are_counted_per_channel(study, tmp_path, monkeypatch, pi
     channels = write_study(study, tmp_path, monkeypatch, dense=dense_feature)
     holds = (channels.query_feature == dense_feature) | (channels.key_feature == dense_feature)
     v = cot.cot_values("smollm2")
-    assert v.n_dense == f"{int(holds.sum())} of the {len(channels)}"
+    assert v.n_dense == f"{int(holds.sum())} of {len(channels)}"
     assert v.dense_features == (f"L1 {dense_feature}" if holds.any() else "none")
 
 

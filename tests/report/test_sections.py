@@ -311,16 +311,15 @@ def test_compiled_model_controls_and_causal_test(tmp_path, monkeypatch):
     md = planted.compiled_table()
     assert "| L1H2 | 0.1 | no / no |" in md and "{#tbl-compiled}" in md
     v = planted.planted_values()
-    assert (v.compiled_verdict, v.compiled_threshold, v.compiled_controls, v.compiled_causal) == (
-        "every head as built", "0.3", "1 of 5", "1 of 2")
-    assert (v.concept_head, v.concept_found, v.concept_head_induction, v.concept_head_channels) == (
-        "L1H2", "finds", "0.1", "2 conceptual channels")  # the head built as conceptual, from hypotheses.csv
+    assert (v.compiled_verdict, v.compiled_threshold) == ("every head as built", "0.3")
+    assert (v.concept_head, v.concept_head_kind, v.concept_head_tih, v.concept_head_induction,
+            v.concept_head_channels) == ("L1H2", "conceptual", "no", "0.1", "2 conceptual channels")  # built so
     md = checks.controls_table()
     assert "| Toy model (planted world) | 5 of 10 | 0 of 0 | 1 of 5 |" in md and "{#tbl-controls}" in md
     c = checks.checks_values()
     assert (c.controls_confirmed, c.controls_tested) == ("2", "10")  # toy and compiled: 0 + 1 each
-    assert c.controls_idle == "the random SAE on the toy model (planted world) and the compiled model"
-    assert (c.causal_toy, c.causal_moves, c.causal_channels, c.causal_mismatch) == ("1 of 2", "1", "2", "1e-07")
+    assert c.controls_idle == "compiled model, toy model (planted world)"
+    assert (c.causal_toy, c.causal_mismatch) == ("1 of 2", "1e-07")
     assert "Compiled model" not in checks.causal_table()  # no causal.csv for the compiled model here
     md = checks.causal_figure()
     assert "{#fig-causal" in md and "file `results/toy/causal.csv`" in md
@@ -415,7 +414,7 @@ def test_a_model_without_results_names_the_command_that_produces_them(tmp_path, 
         assert ("`dvc repro` after setting `profile: {language_models: [smollm2, gpt2-small]}` in params.yaml, "
                 "then rebuild the paper with `fra paper`.") in md
     assert "`results/smollm2/channels.csv`" in hypotheses.channels_table("smollm2")
-    assert "heads" not in results.headline_values("smollm2") and "h1" not in hypotheses.hypotheses_values("smollm2")
+    assert "h1" not in hypotheses.hypotheses_values("smollm2")
 
 
 @pytest.mark.parametrize("n, noun, words", [(1, "head", "1 head"), (0, "head", "0 heads"), (2, "layer", "2 layers"),
@@ -473,25 +472,14 @@ def test_head_kinds_mark_tih_by_their_exact_repeat_channels_and_other_heads_with
     assert results.head_kinds(heads, None).tolist() == [results.TIH_NONE] * 2 + [results.OTHER] * 3
 
 
-def test_headline_values_come_from_metrics_channels_and_attention(tmp_path, monkeypatch):
-    metrics = {**answers(HYP), "layers_resolved": [1]}
+def test_the_attention_plot_names_every_tih_and_head_with_a_channel(tmp_path, monkeypatch):
     heads = HYP[["layer", "head", "induction", "is_tih"]].assign(previous_token=0.1, duplicate_token=0.0)
     attention = pd.DataFrame({"probe": ["random_repeat"] * 4 + ["concept_repeat"] * 4, "group": "all",
                               "layer": 1, "head": [0, 1, 2, 3] * 2,
                               "attention_to_target": [0.8, 0.6, 0.1, 0.0, 0.9, 0.2, 0.3, 0.0]})
-    write_results(tmp_path, {"results/toy/hypotheses.csv": ("toy_induction", HYP.to_csv(index=False)),
-                             "results/toy/channels.csv": ("toy_induction", CHANNEL_ROWS.to_csv(index=False)),
-                             "results/toy/heads.csv": ("toy_induction", heads.to_csv(index=False)),
-                             "results/toy/head_attention.csv": ("toy_induction", attention.to_csv(index=False)),
-                             "results/toy/metrics.json": ("toy_induction", json.dumps(metrics))})
+    write_results(tmp_path, {"results/toy/heads.csv": ("toy_induction", heads.to_csv(index=False)),
+                             "results/toy/head_attention.csv": ("toy_induction", attention.to_csv(index=False))})
     monkeypatch.setenv(ROOT_ENV, str(tmp_path))
-    v = results.headline_values("toy")
-    assert (v.heads, v.layers, v.n_tih, v.tih, v.h1, v.h1_n, v.h1_random_repeat) == (
-        "4", "1 layer", "2", "L1H0, L1H1", "no", "1", "1")
-    assert (v.h2, v.n_non_tih, v.h2_n, v.h2_heads) == ("yes", "2", "1", "L1H2")
-    assert (v.confirmed, v.n_token, v.n_conceptual, v.n_sink) == ("3", "1", "2", "1")  # the sink channel apart
-    assert (v.strongest_head, v.strongest_channel, v.strongest_effect) == ("L1H2", "12→8", "0.2")  # first of ties
-    assert (v.max_attention, v.max_attention_head, v.tih_attention) == ("0.8", "L1H0", "between 0.6 and 0.8")
     wide, tih, _ = results.head_attention("toy")
     fig = results.attention_plot(wide, tih, {"L1H0", "L1H2"})
     assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["L1H0", "L1H1", "L1H2", "median of 1 other head"]

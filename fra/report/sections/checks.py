@@ -114,14 +114,11 @@ def checks_values(models: dict = CHECKED) -> Values:
         totals = control_totals(models)
         v.add("controls_confirmed", sum(t["confirmed"] for t in totals.values()), *sources)
         v.add("controls_tested", sum(t["tested"] for t in totals.values()), *sources)
-        idle = [f"the {k} on " + " and ".join(f"the {m}" if m[:1].islower() else m for m in t["idle"])
-                for k, t in totals.items() if t["idle"]]
-        v.add("controls_idle", "; ".join(idle) if idle else "none", *sources)
+        idle = sorted({model for t in totals.values() for model in t["idle"]})
+        v.add("controls_idle", ", ".join(idle) if idle else "none", *sources)  # models where a control tested nothing
     data = causal_data(models)
     if data:
         provs = [p for *_, ps in data for p in ps]
-        v.add("causal_moves", sum(c["n_moves_output"] for _, _, c, _, _ in data), *provs)
-        v.add("causal_channels", sum(c["n_channels"] for _, _, c, _, _ in data), *provs)
         v.add("causal_mismatch", max(c["max_attention_mismatch"] for _, _, c, _, _ in data), *provs, digits=2)
         for model, _, c, _, ps in data:
             v.add(f"causal_{model.replace('-', '_')}", f"{c['n_moves_output']} of {c['n_channels']}", *ps)

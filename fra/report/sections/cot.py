@@ -31,8 +31,8 @@ KIND_COLUMNS = {"n_all": "sentences", "n_sentences": "scored", "share": "share o
 # every value cot_values gives; "–" for each where the study's results are absent
 NAMES = ("n_traces", "n_discovery", "n_heldout", "n_sentences", "n_scored", "n_receivers", "receivers", "stability",
          "stability_heads", "overlap", "top_n", "receivers_tih", "mean_induction", "n_anchors", "anchor_kind",
-         "anchor_kind_share", "anchor_kind_enrichment", "empty_kinds", "unscored_kinds", "trace", "corr_receivers",
-         "corr_receivers_pearson", "corr_all", "corr_all_pearson", "corr_pairs", "corr_verdict", "resolved",
+         "anchor_kind_share", "anchor_kind_enrichment", "empty_kinds", "unscored_kinds", "corr_receivers",
+         "corr_receivers_pearson", "corr_all", "corr_all_pearson", "corr_pairs", "resolved",
          "n_candidates", "n_confirmed", "lift_threshold", "sharing", "n_ablated", "attention_lost", "kl_share",
          "n_dense", "dense_features", "density")
 
@@ -225,14 +225,12 @@ def cot_values(model: str = "smollm2") -> Values:
     v.add("empty_kinds", ", ".join(df.loc[df["n_all"] == 0, "kind"].str.replace("_", " ")) or "none", kprov, mprov)
     unscored = df.loc[(df["n_all"] > 0) & (df["n_sentences"] == 0), "kind"].str.replace("_", " ")
     v.add("unscored_kinds", ", ".join(unscored) or "none", kprov, mprov)
-    v.add("trace", shown_trace(sentences), sprov)
     h, ha = corr["heldout"], corr["heldout_all_heads"]
     v.add("corr_receivers", h["spearman"], mprov, digits=2)
     v.add("corr_receivers_pearson", h["pearson"], mprov, digits=2)
     v.add("corr_all", ha["spearman"], mprov, digits=2)
     v.add("corr_all_pearson", ha["pearson"], mprov, digits=2)
     v.add("corr_pairs", h["n_pairs"], mprov)
-    v.add("corr_verdict", "does not improve" if h["spearman"] <= ha["spearman"] else "improves", mprov)
     v.add("resolved", ", ".join(m["resolved_heads"]), mprov)
     channels, sources = _channels(model)
     v.add("n_candidates", count(m["n_candidates"], "candidate channel"), mprov)
@@ -245,7 +243,7 @@ def cot_values(model: str = "smollm2") -> Values:
     v.add("attention_lost", fmt_range(lost.min(), lost.max(), 2) if len(ablated) else "–", *sources)
     v.add("kl_share", ablated["kl_share"].max() if len(ablated) else "–", *sources, digits=2)
     dense = channels[channels["dense"] != ""]
-    v.add("n_dense", f"{fmt(len(dense))} of the {fmt(len(channels))}", *sources)
+    v.add("n_dense", f"{fmt(len(dense))} of {fmt(len(channels))}", *sources)
     q = dense.loc[dense["dense"].str.contains("q"), ["layer", "query_feature"]].to_numpy().tolist()
     k = dense.loc[dense["dense"].str.contains("k"), ["layer", "key_feature"]].to_numpy().tolist()
     v.add("dense_features", ", ".join(f"L{a} {b}" for a, b in sorted({tuple(x) for x in q + k})) or "none", *sources)

@@ -1,6 +1,6 @@
-"""The numbers the abstract, the main text's results, the discussion and the conclusion state (paper/index.qmd
-shows them as inline values), read from the results files through ``fra.report.data``, so each is provenance-checked
-and recorded in provenance.json with its file. The sections they come from show the same numbers in tables."""
+"""The numbers only the main text states (paper/index.qmd shows them as inline values; it takes the others from the
+appendices' parts), read from the results files through ``fra.report.data``, so each is provenance-checked and
+recorded in provenance.json with its file."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ from fra.report.common import (
     EXACT,
     EXACT_PROBES,
     HYP_COLUMNS,
-    MODELS,
     SHORT,
     fmt_range,
     head_name,
@@ -29,7 +28,6 @@ from fra.report.tables import count, fmt
 from fra.report.values import Values
 
 TEXT = "text_repeat"  # the other exact-repeat probe of language models
-LANGUAGE_MODELS = [m for m in MODELS if m != "toy"]
 NEAR = 2.0  # a near miss: within this factor below the model's lift threshold (a near pass: within it above)
 
 
@@ -67,15 +65,6 @@ class Model:
         tih = [head_name(r.layer, r.head) for r in hyp[hyp.is_tih].itertuples()]
         return cls(model, metrics, hyp, channels, wide, tih)
 
-    @property
-    def name(self) -> str:
-        return MODELS[self.model]["name"]
-
-    def tih_with_channel(self, probe: str) -> int:
-        """TIH with a confirmed non-sink channel on ``probe`` (``hypotheses.csv`` ``n_cih_<probe>``; absent: none)."""
-        col = f"n_cih_{probe}"
-        return int((self.hyp.loc[self.hyp.is_tih, col] > 0).sum()) if col in self.hyp else 0
-
     def confirmed(self, probe: str) -> pd.DataFrame:
         c = self.channels
         return c[c.is_cih & (c.kind != "sink") & (c.probe == probe)]
@@ -85,48 +74,18 @@ class Model:
         names = [head_name(layer, h) for layer, h in zip(c.layer, c["head"])]
         return c[(c.probe == probe) & pd.Series([n in self.tih for n in names], index=c.index)]
 
-    def error_share(self, probe: str) -> list[float]:
-        """Share of Σ|term| in SAE-error terms on ``probe``, per resolved layer (metrics.json ``exactness``)."""
-        return [per[probe]["share_with_error"] for per in self.metrics["exactness"].values() if probe in per]
 
-
-def language_models() -> list[Model]:
-    return [m for m in (Model.read(name) for name in LANGUAGE_MODELS) if m is not None]
-
-
-
-def _add_exactness(v: Values) -> None:
-    found = [read_json(f"results/{m}/metrics.json") for m in MODELS if available(f"results/{m}/metrics.json")]
-    if found:
-        v.add("residual", max(m["max_residual"] for m, _ in found), *(p for _, p in found), digits=2)
-
-
-def _add_planted(v: Values) -> None:
-    if available("results/toy/metrics.json"):
-        toy, prov = read_json("results/toy/metrics.json")
-        p = toy["planted"]
-        v.add("toy_found", len(p["conceptual_found"]), prov)
-        v.add("toy_classes", p["n_conceptual"], prov)
-        v.add("toy_false", len(p["token_only_found"]), prov)
-        v.add("toy_controls", p["n_token_only_tested"], prov)
-    if available("results/toy/seeds.json"):
-        seeds, prov = read_json("results/toy/seeds.json")
-        fresh = seeds["validation"]
-        v.add("seeds_recall", fresh["recall"], prov, digits=2)
-        v.add("seeds_recall_ci", "–".join(fmt(x, 2) for x in fresh["recall_ci95"]), prov)
-        v.add("seeds_false", fresh["false_discoveries"], prov)
-        v.add("seeds_controls", fresh["token_only_tested"], prov)
-    if available("results/compiled/metrics.json"):
-        compiled, prov = read_json("results/compiled/metrics.json")
-        v.add("compiled", "as built" if compiled["verdict"]["ok"] else "not as built", prov)
+def _add_controls(v: Values) -> None:
+    """Per negative control: channels confirmed and tested over the models, and on how many it tested nothing."""
     names = {"random SAE": "random", "shuffled keys": "shuffled"}
     sources = [p for *_, p in model_metrics(CHECKED)]
     for name, t in control_totals().items():
         key = names.get(name, name.replace(" ", "_"))
         v.add(f"{key}_confirmed", t["confirmed"], *sources)
         v.add(f"{key}_tested", t["tested"], *sources)
-        v.add(f"{key}_idle", len(t["idle"]), *sources)  # models where it left no candidate to test
-        v.add(f"{key}_models", t["models"], *sources)
+        if key == "random":  # the control that can leave a model without a candidate
+            v.add("random_idle", len(t["idle"]), *sources)
+            v.add("random_models", t["models"], *sources)
 
 
 def _add_model(v: Values, m: Model) -> None:
@@ -144,13 +103,7 @@ def _add_model(v: Values, m: Model) -> None:
     v.add("h2_n", h2["n_non_tih_with_cih"], *prov)
     v.add("h2", h2["answer"], *prov)
     v.add("conceptual_heads", count(int((m.hyp.n_conceptual > 0).sum()), "head"), *prov)
-    causal = m.metrics.get("causal") or {"n_channels": 0, "n_moves_output": 0}
-    v.add("causal_n", causal["n_channels"], *prov)
-    v.add("causal_moves", causal["n_moves_output"], *prov)
-    crit = m.metrics["criterion"]
-    v.add("lift_threshold", crit["lift_threshold"], *prov)
-    v.add("lift_factor", crit["lift_null_factor"], *prov)
-    v.add("lift_quantile", f"{fmt(100 * crit['lift_null_quantile'])}th", *prov)
+    v.add("lift_quantile", f"{fmt(100 * m.metrics['criterion']['lift_null_quantile'])}th", *prov)
     _add_discussion(v, m, prov)
 
 
@@ -160,10 +113,12 @@ def _add_discussion(v: Values, m: Model, prov: list) -> None:
     v.add("random_candidates", count(len(cands), "candidate channel"), *prov)
     v.add("random_best_ci", cands.channel_induction_heldout.max() if len(cands) else float("nan"), *prov, digits=2)
     v.add("random_best_lift", cands.lift_heldout.max() if len(cands) else float("nan"), *prov, digits=2)
-    rand, text = m.error_share(EXACT), m.error_share(TEXT)
-    v.add("error_random", sum(rand) / len(rand), *prov, digits=2)
-    v.add("error_text", sum(text) / len(text), *prov, digits=2)
-    v.add("error_higher", f"{sum(a > b for a, b in zip(rand, text))} of {len(rand)}", *prov)
+    layers = [per for per in m.metrics["exactness"].values() if EXACT in per and TEXT in per]
+    if layers:  # the SAE-error share of Σ|term| on random and on text repeats, layer by layer
+        rand, text = ([per[p]["share_with_error"] for per in layers] for p in (EXACT, TEXT))
+        v.add("error_random", sum(rand) / len(rand), *prov, digits=2)
+        v.add("error_text", sum(text) / len(text), *prov, digits=2)
+        v.add("error_higher", f"{sum(a > b for a, b in zip(rand, text))} of {len(rand)}", *prov)
     concept = next((c for c in CONCEPTS if m.attention is not None and c in m.attention), None)
     if concept is not None:
         att = m.attention.loc[[h for h in m.tih if h in m.attention.index], concept]
@@ -177,7 +132,7 @@ def _add_discussion(v: Values, m: Model, prov: list) -> None:
              & (c.q_matched.isna() | (c.q_matched <= crit["alpha"])))
     lift = crit["lift_threshold"]
     below = int((other & (c.lift_heldout < lift) & (c.lift_heldout >= lift / NEAR)).sum())
-    above = int((c.is_cih & (c.kind != "sink") & (c.lift_heldout < lift * NEAR)).sum())
+    above = int((c.is_cih & (c.kind != "sink") & (c.probe != CONTROL) & (c.lift_heldout < lift * NEAR)).sum())
     v.add("near", NEAR, note="fra/report/sections/findings.py NEAR")
     v.add("near_below", count(below, "candidate"), *prov)
     v.add("near_above", count(above, "confirmed channel"), *prov)
@@ -229,73 +184,40 @@ def _add_sensitivity(v: Values, model: str) -> None:
         v.add("factor_grid", f"{fmt(min(factor['values']))}–{fmt(max(factor['values']))}", prov)
 
 
-def _add_compare(v: Values, model: str) -> None:
-    """Units needed for 90% of |score| per basis (median over heads, of how many units), and the concept heads."""
-    path = f"results/{model}/compare/bases.csv"
-    if available(path):
-        bases, prov = read_csv(path, ["basis", "n_units", "n90"])
-        for basis, rows in bases.groupby("basis"):
-            v.add(f"n90_{basis}", f"{fmt(rows.n90.min())}–{fmt(rows.n90.max())}", prov)
-            if basis == "svd":
-                v.add("units_svd", rows.n_units.median(), prov, digits=2)
+def _add_concept_heads(v: Values, model: str) -> None:
+    """The top concept induction head by Feucht et al.'s score, and how many of the top heads are TIH."""
     path = f"results/{model}/compare/concept_heads.csv"
     if available(path):
-        heads, prov = read_csv(path, ["layer", "head", "concept_score", "is_tih", "n_cih", "n_conceptual"])
-        v.add("concept_heads", len(heads), prov)
-        v.add("concept_heads_tih", int(heads.is_tih.sum()), prov)
-        with_channels = heads[heads.n_cih > 0]
+        heads, prov = read_csv(path, ["layer", "head", "concept_score", "is_tih"])
         top = heads.sort_values("concept_score", ascending=False).iloc[0]
         v.add("concept_top", f"{head_name(top.layer, top['head'])} ({fmt(top.concept_score, 2)})", prov)
-        v.add("concept_with", ", ".join(head_name(r.layer, r.head) for r in with_channels.itertuples()) or "none", prov)
-
-
-def _add_cot(v: Values, model: str) -> None:
-    path = f"results/{model}/cot/metrics.json"
-    if not available(path):
-        return
-    m, prov = read_json(path)
-    v.add("cot_traces", m["n_traces"], prov)
-    v.add("cot_receivers", len(m["receivers"]), prov)
-    v.add("cot_receivers_tih", m["receivers_tih"], prov)
-    v.add("cot_heads", count(len(m["resolved_heads"]), "head"), prov)
-    v.add("cot_heads_receivers", sum(m["resolved_are_receivers"]), prov)
-    v.add("cot_candidates", count(m["n_candidates"], "candidate channel"), prov)
-    v.add("cot_confirmed", m["n_confirmed"], prov)
-    v.add("cot_suppression", m["suppression_correlation"]["heldout"]["spearman"], prov, digits=2)
-    v.add("cot_receivers_induction", m["receivers_mean_induction"], prov, digits=2)
+        v.add("concept_heads_tih", int(heads.is_tih.sum()), prov)
 
 
 NAMES = (  # every value findings() gives; "–" where its results are absent
-    "residual", "toy_found", "toy_classes", "toy_false", "toy_controls", "seeds_recall", "seeds_recall_ci",
-    "seeds_false", "seeds_controls", "compiled", "random_confirmed", "random_tested", "random_idle", "random_models",
-    "shuffled_confirmed", "shuffled_tested", "shuffled_idle", "shuffled_models", "layers", "heads", "tih", "h1_n",
-    "h1", "h1_frequent", "h1_random", "h1_text", "non_tih", "h2_n", "h2", "conceptual_heads", "causal_n",
-    "causal_moves", "lift_threshold", "lift_factor", "lift_quantile", "random_candidates", "random_best_ci",
-    "random_best_lift", "error_random", "error_text", "error_higher", "concept_attention", "concept_tested",
-    "concept_confirmed", "near", "near_below", "near_above", "matched_fail", "matched_counted", "matched_h1",
-    "matched_h2", "power_target", "power_best", "power_best_ci", "power_best_strength", "power_best_probe",
-    "power_strengths", "power_false", "power_controls", "sae_sets", "sae_h1_yes", "sae_h2_yes", "sae_conceptual",
-    "factor_same", "factor_grid", "n90_fra", "n90_residual", "n90_rotated", "n90_svd", "units_svd", "concept_heads",
-    "concept_heads_tih", "concept_top", "concept_with", "cot_traces", "cot_receivers", "cot_receivers_tih",
-    "cot_heads", "cot_heads_receivers", "cot_candidates", "cot_confirmed", "cot_suppression",
-    "cot_receivers_induction",
+    "random_confirmed", "random_tested", "random_idle", "random_models", "shuffled_confirmed", "shuffled_tested",
+    "layers", "heads", "tih", "h1_n", "h1", "h1_frequent", "h1_random", "h1_text", "non_tih", "h2_n", "h2",
+    "conceptual_heads", "lift_quantile", "random_candidates", "random_best_ci", "random_best_lift", "error_random",
+    "error_text", "error_higher", "concept_attention", "concept_tested", "concept_confirmed", "near", "near_below",
+    "near_above", "matched_fail", "matched_counted", "matched_h1", "matched_h2", "power_target", "power_best",
+    "power_best_ci", "power_best_strength", "power_best_probe", "power_strengths", "power_false", "power_controls",
+    "sae_sets", "sae_h1_yes", "sae_h2_yes", "sae_conceptual", "factor_same", "factor_grid", "concept_top",
+    "concept_heads_tih",
 )
 
 
 def findings(model: str = "smollm2") -> Values:
-    """Every number the abstract, the main text's summary of ``model``, the discussion and the conclusion state
-    (``NAMES``; "–" for those whose results are absent)."""
+    """The numbers only the main text states (``NAMES``; "–" for those whose results are absent): the controls over
+    all models, ``model``'s H1 and H2 per probe, the power in its token induction heads, the SAE grid's and the
+    threshold sweep's answers, the concept heads, and the discussion's margins. The appendices' parts give the rest."""
     v = Values("findings")
-    _add_exactness(v)
-    _add_planted(v)
+    _add_controls(v)
     m = Model.read(model)
     if m is not None:
         _add_model(v, m)
     _add_power(v, model)
     _add_sensitivity(v, model)
-    _add_compare(v, model)
-    _add_cot(v, model)
-    files = ["metrics.json", "hypotheses.csv", "power/power.json", "sensitivity/summary.json", "thresholds/region.json",
-             "compare/bases.csv", "compare/concept_heads.csv", "cot/metrics.json"]
-    return v.fill(NAMES, ["results/toy/metrics.json", "results/toy/seeds.json", "results/compiled/metrics.json",
-                          *(f"results/{model}/{name}" for name in files)])
+    _add_concept_heads(v, model)
+    read = ["metrics.json", "hypotheses.csv", "channels.csv", "power/power.json", "sensitivity/summary.json",
+            "thresholds/region.json", "compare/concept_heads.csv"]
+    return v.fill(NAMES, [f"results/{model}/{name}" for name in read])

@@ -396,18 +396,12 @@ def compiled_values(v: Values, m: dict, prov: Provenance, heads: pd.DataFrame, h
     verdict = m["verdict"]["heads"]
     concept = next(name for name, h in verdict.items() if h["expected"] == "conceptual")
     row = heads[[head_name(layer, h) == concept for layer, h in zip(heads.layer, heads["head"])]].iloc[0]
-    found = verdict[concept]["observed"] == "conceptual" and not verdict[concept]["is_tih"]
     v.add("compiled_threshold", m["criterion"]["lift_threshold"], prov)
     v.add("compiled_verdict", "every head as built" if m["verdict"]["ok"] else "not every head as built", prov)
     v.add("compiled_h1", escape_markdown(m["H1"]["answer"]), prov)
     v.add("compiled_h2", escape_markdown(m["H2"]["answer"]), prov)
     v.add("concept_head", concept, prov)
-    v.add("concept_found", "finds" if found else "does not find", prov)
+    v.add("concept_head_kind", verdict[concept]["observed"], prov)  # the kind of channel the search found there
+    v.add("concept_head_tih", yes_no(verdict[concept]["is_tih"]), prov)
     v.add("concept_head_induction", float(row.induction), hprov)
     v.add("concept_head_channels", count(int(row.n_conceptual), "conceptual channel"), hprov)
-    c = m["causal"]
-    v.add("compiled_controls", f"{sum(x['n_confirmed'] for x in m['controls'].values())} of "
-                               f"{sum(x['n_tested'] for x in m['controls'].values())}", prov)
-    v.add("compiled_causal", f"{c['n_moves_output']} of {c['n_channels']}", prov)
-    v.add("compiled_attention_drop", c["median_attention_drop"], prov)
-    v.add("compiled_logprob_drop", c["median_logprob_drop"], prov)

@@ -1,7 +1,6 @@
 """One model's results, as tables, figures and the values the text quotes: the corpus and SAEs of a language model
 (``corpus.json``, ``saes.json``, ``feature_cards.json``), its token induction heads (``heads.csv``), each resolvable
-head's attention to the induction target per probe kind (``head_attention.csv``), the links to its explorers, and
-the headline numbers the main text gives (heads, TIH, H1/H2, channels by kind, the strongest channel, attention).
+head's attention to the induction target per probe kind (``head_attention.csv``) and the links to its explorers.
 H1/H2 and the channels themselves are in ``fra.report.sections.hypotheses``."""
 
 from __future__ import annotations
@@ -12,7 +11,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from fra.analysis.schema import CHANNELS
 from fra.report.build.provenance import available, provenance
 from fra.report.common import (
     ATTN_COLUMNS,
@@ -28,7 +26,7 @@ from fra.report.common import (
 )
 from fra.report.data import read_csv, read_json
 from fra.report.figures import WIDTH_IN, figure, label_points
-from fra.report.sections.hypotheses import contexts, counted, missing, span, with_links
+from fra.report.sections.hypotheses import contexts, missing, span, with_links
 from fra.report.tables import count, fmt, table
 from fra.report.values import Values
 
@@ -296,7 +294,8 @@ def results_values(model: str) -> Values:
         v.add("sae_dead", df["dead fraction"].max(), prov)
         v.add("sae_origin", f"released (`{run['pretrained']}`), copied and evaluated here" if run.get("pretrained")
               else "trained here", prov)
-        v.add("sae_device", run.get("device", "an unrecorded device").upper().replace("CUDA", "a GPU (CUDA)"), prov)
+        device = run.get("device")
+        v.add("sae_device", device.upper().replace("CUDA", "a GPU (CUDA)") if device else "an unrecorded device", prov)
     if available(f"results/{model}/corpus.json"):
         corpus, prov = read_json(f"results/{model}/corpus.json")
         v.add("seq_len", corpus["config"]["seq_len"], prov)
@@ -320,54 +319,3 @@ def results_values(model: str) -> Values:
     links, provs = explorers(model)
     v.add("explorers", links or "none here", *provs, **({} if provs else {"note": "no explorer was produced"}))
     return v
-
-
-def headline_values(model: str) -> Values:
-    """The headline numbers of one model for the main text: heads resolved, token induction heads (TIH), TIH with a
-    confirmed non-sink channel on exact repeats (H1, overall and per probe), other heads with one (H2), confirmed
-    channels by kind, the strongest channel and the largest attention to the induction target."""
-    v = Values(f"{model}.headline",
-               [f"results/{model}/{n}" for n in ("metrics.json", "hypotheses.csv", "channels.csv")])
-    if missing(model, "metrics.json", "hypotheses.csv", "channels.csv"):
-        return v
-    metrics, prov = read_json(f"results/{model}/metrics.json")
-    hyp, hprov = read_csv(f"results/{model}/hypotheses.csv", HYP_COLUMNS)
-    channels, cprov = read_csv(f"results/{model}/channels.csv", CHANNELS.names)
-    h1, h2 = metrics["H1"], metrics["H2"]
-    v.add("heads", len(hyp), hprov)
-    v.add("layers", count(len(metrics["layers_resolved"]), "layer"), prov)
-    v.add("n_tih", h1["n_tih"], prov)
-    v.add("tih", names_of(hyp[hyp.is_tih]), hprov)
-    v.add("h1", h1["answer"], prov)
-    v.add("h1_n", h1["n_tih_with_cih"], prov)
-    for p, a in h1.get("by_probe", {}).items():
-        v.add(f"h1_{p}", a["n_tih_with_cih"], prov)
-    v.add("h2", h2["answer"], prov)
-    v.add("n_non_tih", h2["n_non_tih"], prov)
-    v.add("h2_n", h2["n_non_tih_with_cih"], prov)
-    v.add("h2_heads", names_of(hyp[~hyp.is_tih & (hyp.n_cih > 0)]) or "none", hprov)
-    real = channels[counted(channels)]
-    v.add("confirmed", len(real), cprov)
-    for kind in ("token", "conceptual"):
-        v.add(f"n_{kind}", int((real.kind == kind).sum()), cprov)
-    v.add("n_sink", int((channels.is_cih & (channels.kind == "sink")).sum()), cprov)
-    if len(real):
-        best = real.loc[real.softmax_effect.idxmax()]
-        v.add("strongest_head", head_name(best.layer, best["head"]), cprov)
-        v.add("strongest_channel", f"{int(best.query_feature)}→{int(best.key_feature)}", cprov)
-        v.add("strongest_probe", f"`{best.probe}`", cprov)
-        v.add("strongest_kind", best.kind, cprov)
-        v.add("strongest_effect", float(best.softmax_effect), cprov, digits=2)
-        v.add("strongest_lift", float(best.lift_heldout), cprov, digits=2)
-    if available(f"results/{model}/head_attention.csv") and available(f"results/{model}/heads.csv"):
-        wide, tih, aprov = head_attention(model)
-        exact = wide[[p for p in wide.columns if p in EXACT_PROBES]]
-        if not exact.empty:
-            head, probe = exact.stack().idxmax()
-            v.add("max_attention", float(exact.loc[head, probe]), aprov, digits=2)
-            v.add("max_attention_head", head, aprov)
-            v.add("max_attention_probe", f"`{probe}`", aprov)
-        if tih.any() and not exact.empty:
-            v.add("tih_attention", fmt_range(exact[tih].min().min(), exact[tih].max().max(), 2), aprov)
-    return v
-
