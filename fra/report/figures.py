@@ -10,7 +10,9 @@ from fra.io import atomic_path
 from fra.report.build.markdown import FIGURE_DIR, caption
 from fra.report.build.provenance import Provenance, record
 
-WIDTH_IN = 6.5  # text width of a letter/A4 page; figures are drawn at print size
+WIDTH_IN = 6.4  # the PDF's text width: A4 (8.27 in) less the 2.4 cm margins of paper/_quarto.yml
+PRINT_IN = 0.9 * WIDTH_IN  # the width figure() prints at (its default 90%): figures are drawn at it
+TEXT_PT = 8  # figure text at print size
 DPI = 200
 
 

@@ -21,6 +21,7 @@ class Values:
         self._part = part
         self._text: dict[str, str] = {}
         self._absent = [p for p in paths if not available(p)]
+        self._unset: dict[str, str] = {}  # name -> why it reads "–" (``fill``)
 
     def add(self, name: str, value: object, *sources: Provenance, note: str | None = None, digits: int = 3) -> str:
         """Store ``value`` as text (numbers through ``fmt``) under ``name``, recorded with ``sources`` (results
@@ -36,19 +37,18 @@ class Values:
         return text
 
     def fill(self, names: Iterable[str], paths: list[str]) -> "Values":
-        """"–" for every name of ``names`` not set, so the text still builds where the results ``paths`` are absent
-        (their tables then print the absent notice) or hold no such number (nothing confirmed, nothing found)."""
+        """"–" for every name of ``names`` not set, should the text ask for it, so the text still builds where the
+        results ``paths`` are absent (their tables then print the absent notice) or hold no such number (nothing
+        confirmed, nothing found, a probe not run). Recorded when the text asks, like any value."""
         why = ("results absent: " if not all(available(p) for p in paths) else "not defined on these results: ")
-        for name in names:
-            if name not in self._text:
-                self.add(name, "–", note=why + ", ".join(paths))
+        self._unset.update({name: why + ", ".join(paths) for name in names if name not in self._text})
         return self
 
     def __getattr__(self, name: str) -> str:
         if name.startswith("_"):
             raise AttributeError(name)
-        if name not in self._text and self._absent:
-            self.add(name, "–", note="results absent: " + ", ".join(self._absent))
+        if name not in self._text and (name in self._unset or self._absent):
+            self.add(name, "–", note=self._unset.get(name) or "results absent: " + ", ".join(self._absent))
         try:
             return self._text[name]
         except KeyError:
@@ -56,4 +56,4 @@ class Values:
                            f"{', '.join(sorted(self._text)) or 'no values'}") from None
 
     def __contains__(self, name: str) -> bool:
-        return name in self._text
+        return name in self._text or name in self._unset

@@ -162,3 +162,13 @@ def built(tmp_path_factory):
     root = make_project(tmp_path_factory.mktemp("project"))
     result = build(root / "paper", root / "paper/_build", route="offline")
     return root, result
+
+
+@pytest.fixture
+def root(tmp_path, monkeypatch):
+    """An empty project folder the paper's sections read from (cells' working directory: figures go there)."""
+    from fra.report.build.provenance import ROOT_ENV
+
+    monkeypatch.setenv(ROOT_ENV, str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path

@@ -6,7 +6,6 @@ import pandas as pd
 import pytest
 
 from fra.analysis.power import summary
-from fra.report.build.provenance import ROOT_ENV
 from fra.report.sections import power
 from tests.report.conftest import write_results
 
@@ -36,13 +35,6 @@ ATTENTION = pd.DataFrame({"probe": ["text_repeat", "random_repeat", "text_repeat
                           "error_share_at_target": [0.15, 0.2, 0.4, 0.6],
                           "other_share_at_target": [0.05, 0.05, 0.1, 0.1]})
 HEADS = pd.DataFrame({"layer": 18, "head": [0, 2], "is_tih": [False, True]})
-
-
-@pytest.fixture
-def root(tmp_path, monkeypatch):
-    monkeypatch.setenv(ROOT_ENV, str(tmp_path))
-    monkeypatch.chdir(tmp_path)  # figures go to _figures/ here
-    return tmp_path
 
 
 @pytest.fixture

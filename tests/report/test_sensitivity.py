@@ -8,7 +8,6 @@ import pandas as pd
 import pytest
 
 from fra.analysis.sweep import region
-from fra.report.build.provenance import ROOT_ENV
 from fra.report.sections import sensitivity
 from tests.report.conftest import write_results
 
@@ -51,13 +50,6 @@ CONCEPT = pd.DataFrame({"layer": [20, 21, 9], "head": [3, 8, 1], "concept_score"
                         "recovered": [None, 1.0, None]})
 SCORES = pd.DataFrame({"layer": [0, 0, 20, 21, 9], "head": [0, 1, 3, 8, 1], "concept_score": [-0.01, 0.0, 0.2, 0.12,
                                                                                              0.1]})
-
-
-@pytest.fixture
-def root(tmp_path, monkeypatch):
-    monkeypatch.setenv(ROOT_ENV, str(tmp_path))
-    monkeypatch.chdir(tmp_path)  # figures go to _figures/ here
-    return tmp_path
 
 
 @pytest.fixture

@@ -30,3 +30,13 @@ def test_unknown_unsourced_or_repeated_values_are_refused():
         v.add("c", 1)
     with pytest.raises(ValueError, match="set twice"):
         v.add("a", "no", SOURCE)
+
+
+def test_filled_values_read_a_dash_and_are_recorded_only_when_the_text_asks(tmp_path, monkeypatch):
+    monkeypatch.setenv(RECORD_ENV, str(tmp_path / "records"))
+    monkeypatch.setenv("FRA_ROOT", str(tmp_path))  # no results here: every path is absent
+    v = Values("part").fill(["asked", "unasked"], ["results/x.json"])
+    assert "unasked" in v and v.asked == "–"
+    records = [json.loads(line) for line in (tmp_path / "records").read_text().splitlines()]
+    assert records == [{"kind": "value", "label": "part.asked", "text": "–", "sources": [],
+                        "note": "results absent: results/x.json"}]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fra.report.build.provenance import Provenance, producing_command, repo_root, tree_state
+from fra.report.build.provenance import Provenance, available, producing_command, repo_root, tree_state
 
 FIGURE_DIR = Path("_figures")  # cell figures, relative to the paper folder (the cells' working directory)
 
@@ -30,6 +30,11 @@ def absent(paths: str | list[str], why: str = "", command: str | None = None) ->
     return (f"\n::: {{.callout-note}}\n**Results not available.** {files} {verb} not been produced on this "
             f"machine, so this section shows no numbers.{reason} Produce {'it' if len(paths) == 1 else 'them'} "
             f"with {run}, then rebuild the paper with `fra paper`.\n:::\n")
+
+
+def missing(paths: list[str], why: str = "", command: str | None = None) -> str | None:
+    """``absent``'s notice for ``paths`` unless every one was produced here (``available``), else None."""
+    return None if all(available(p) for p in paths) else absent(paths, why, command)
 
 
 def draft_notice() -> str:

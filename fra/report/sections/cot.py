@@ -9,8 +9,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from fra.report.build.markdown import absent
-from fra.report.build.provenance import available
+from fra.report.build import markdown
 from fra.report.common import fmt_range
 from fra.report.data import read_csv, read_json
 from fra.report.figures import figure
@@ -45,8 +44,7 @@ def paths(model: str) -> list[str]:
 
 def _absent(model: str) -> str | None:
     """The notice for missing results, or None when every file is there."""
-    missing = [p for p in paths(model) if not available(p)]
-    return absent(missing, "They hold the chain-of-thought study (`fra cot`).") if missing else None
+    return markdown.missing(paths(model), "They hold the chain-of-thought study (`fra cot`).")
 
 
 def dense_sides(channels: pd.DataFrame, features: pd.DataFrame, sink_share: float) -> pd.Series:

@@ -17,8 +17,7 @@ import seaborn as sns
 from matplotlib.ticker import MaxNLocator
 
 from fra.analysis.schema import CHANNELS
-from fra.report.build.markdown import absent
-from fra.report.build.provenance import available
+from fra.report.build import markdown
 from fra.report.common import (
     CONCEPTS,
     CONTROL,
@@ -48,11 +47,7 @@ LIFT_TICKS = (-1, -0.3, -0.1, 0, 0.1, 0.3, 1)  # held-out lifts marked on the sy
 
 def missing(model: str, *names: str) -> str | None:
     """The absent-results notice for ``results/<model>/<names>``, or None when all are there."""
-    paths = files(model, *names)
-    if all(available(p) for p in paths):
-        return None
-    spec = MODELS[model]
-    return absent(paths, spec["why"], spec["command"])
+    return markdown.missing(files(model, *names), MODELS[model]["why"], MODELS[model]["command"])
 
 
 def counted(channels: pd.DataFrame) -> pd.Series:
@@ -364,8 +359,9 @@ def hypotheses_values(model: str) -> Values:
     v.add("h2", escape_markdown(h2["answer"]), prov)
     v.add("h2_n", f"{fmt(h2['n_non_tih_with_cih'])} of {fmt(h2['n_non_tih'])}", prov)
     v.add("h2_conceptual", h2["n_non_tih_with_conceptual"], prov)
-    v.add("h1_by_probe", "; ".join(f"{fmt(a['n_tih_with_cih'])} on {SHORT.get(p, p)} repeats"
-                                   for p, a in h1.get("by_probe", {}).items()) or "none recorded", prov)
+    for probe, a in h1.get("by_probe", {}).items():  # h1_random, h1_frequent, h1_text, h1_token
+        v.add(f"h1_{SHORT.get(probe, probe)}", a["n_tih_with_cih"], prov)
+    v.fill([f"h1_{SHORT[p]}" for p in EXACT_PROBES], [f"results/{model}/metrics.json"])  # "–": a probe not run
     others = h2_rows(hyp, channels)
     v.add("h2_heads", ", ".join(others["head"]) or "none", hprov, cprov)
     v.add("tested", count(metrics["n_channels_tested"], "candidate channel"), prov)

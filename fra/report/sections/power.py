@@ -8,11 +8,11 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from fra.report.build.markdown import absent
+from fra.report.build import markdown
 from fra.report.build.provenance import available
 from fra.report.common import MODELS, head_name
 from fra.report.data import read_csv, read_json
-from fra.report.figures import figure
+from fra.report.figures import PRINT_IN, TEXT_PT, figure
 from fra.report.tables import count, fmt, table
 from fra.report.values import Values
 
@@ -20,8 +20,6 @@ POWER_COLUMNS = ["probe", "role", "layer", "head", "pair_kind", "strength", "con
 ROLES = {"tih": "token induction head", "strongest": "strongest head (no TIH)", "same_layer": "non-TIH, same layer",
          "other_layer": "non-TIH, other layer"}
 SHARES = ["pair_share_at_target", "error_share_at_target", "other_share_at_target"]
-TEXT_PT = 8  # figure text at print size: the figures are drawn at the width they are printed at,
-PRINT_IN = 0.9 * (8.27 - 2 * 1.25)  # 90% of the text width of A4 less the Typst template's 1.25 in margins
 POWER_VALUES = ("heads", "strengths", "smallest", "largest", "plants", "recall_smallest", "recall_largest",
                 "recall_best", "first_found", "target_recall", "reach_target", "false_discoveries", "real_n", "near_n",
                 "real_share", "real_share_range", "real_effect", "first_over_real", "near_share")
@@ -33,9 +31,7 @@ def _paths(model: str) -> list[str]:
 
 
 def _absent(model: str) -> str | None:
-    paths = _paths(model)
-    return None if all(available(p) for p in paths) else absent(
-        paths, "They hold channels planted into the model's heads and the search's recall.")
+    return markdown.missing(_paths(model), "They hold channels planted into the model's heads and the search's recall.")
 
 
 def recall_figure(curves: pd.DataFrame) -> plt.Figure:
@@ -157,7 +153,7 @@ def decomposition_table(model: str = "smollm2") -> str:
     """``tbl-<model>-decomposition``: for each TIH, the share of Σ|term| of its score at the induction targets of
     each exact-repeat probe carried by feature pairs, by error terms and by bias and the rest."""
     if (shares := _tih_shares(model)) is None:
-        return absent([f"results/{model}/head_attention.csv", f"results/{model}/heads.csv"])
+        return markdown.absent([f"results/{model}/head_attention.csv", f"results/{model}/heads.csv"])
     rows, sources = shares
     wide = rows.assign(head=[head_name(a, b) for a, b in zip(rows.layer, rows["head"])])[["head", "probe", *SHARES]]
     return table(wide.rename(columns={"pair_share_at_target": "feature pairs", "error_share_at_target": "error",

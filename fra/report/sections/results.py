@@ -25,7 +25,7 @@ from fra.report.common import (
     yes_no,
 )
 from fra.report.data import read_csv, read_json
-from fra.report.figures import WIDTH_IN, figure, label_points
+from fra.report.figures import TEXT_PT, WIDTH_IN, figure, label_points
 from fra.report.sections.hypotheses import contexts, missing, span, with_links
 from fra.report.tables import count, fmt, table
 from fra.report.values import Values
@@ -34,7 +34,6 @@ CARDS_PER_LAYER = 2  # randomly drawn feature cards of each SAE shown
 TIH_EXACT, TIH_NONE, H2_HEAD, OTHER = ("token induction head, channel on exact repeats",
                                        "token induction head, no such channel", "other head with a channel",
                                        "other head")
-TEXT_PT = 8  # figure text at print size
 FLOOR = 0.005  # smallest previous-token score the heads figure's log axis shows
 LOG_TICKS = [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0]  # previous-token scores marked on the heads figure's log axis
 

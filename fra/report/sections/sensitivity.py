@@ -9,12 +9,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from fra.report.build.markdown import absent
+from fra.report.build import markdown
 from fra.report.build.provenance import available
 from fra.report.common import MODELS, head_name
 from fra.report.data import read_csv, read_json
-from fra.report.figures import figure
-from fra.report.sections.power import PRINT_IN, TEXT_PT
+from fra.report.figures import PRINT_IN, TEXT_PT, figure
 from fra.report.tables import count, fmt, table
 from fra.report.values import Values
 
@@ -59,12 +58,10 @@ def _bases_path(model: str) -> str:
 
 def _missing(paths: list[str], model: str) -> str | None:
     """The absent notice of ``paths`` (the SAE grid's names its forced stage), None when all exist."""
-    if all(available(p) for p in paths):
-        return None
     if paths == _sae_paths(model):
-        return absent(paths, "They hold SAEs at other seeds and widths and their verdicts.",
-                      f"`dvc repro --force -s lm_sae_sensitivity@{model}`")
-    return absent(paths)
+        return markdown.missing(paths, "They hold SAEs at other seeds and widths and their verdicts.",
+                                f"`dvc repro --force -s lm_sae_sensitivity@{model}`")
+    return markdown.missing(paths)
 
 
 def _sets(summary: dict) -> dict[str, dict]:
