@@ -49,6 +49,20 @@ def corpus_profile(model: HookedTransformer, sae: SAE, corpus: Int[Tensor, "seq 
     return feature_profiles(acts, corpus.cpu(), list(range(acts.shape[-1])), special_ids(model))
 
 
+def layer_profile(features: pd.DataFrame | None, layer: int, corpus: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One layer's profile (``feature``, ``firing_rate``, ``sink_share``): the rows of ``features`` (a features.csv
+    of ``fra induction``, indexed by (layer, feature)) for ``layer``, then the rows of ``corpus``
+    (:func:`corpus_profile`) for the features it lacks."""
+    cols = ["feature", "firing_rate", "sink_share"]
+    known = pd.DataFrame({"feature": pd.Series(dtype=int), "firing_rate": pd.Series(dtype=float),
+                          "sink_share": pd.Series(dtype=float)})
+    if features is not None and layer in features.index.get_level_values("layer"):
+        known = features.xs(layer, level="layer").reset_index()[cols]
+    if corpus is not None:
+        known = pd.concat([known, corpus.loc[~corpus["feature"].isin(known["feature"]), cols]], ignore_index=True)
+    return known.astype({"feature": int})
+
+
 def dense_mask(resolved: FRA, dense: list[int], batch: int = 0) -> tuple[Tensor, Tensor]:
     """Per position and slot of sequence ``batch``: whether the query-side / key-side slot holds a dense feature."""
     d = torch.tensor(dense, dtype=resolved.feature_ids.dtype)

@@ -27,7 +27,7 @@ from torch import Tensor
 from transformer_lens import HookedTransformer
 
 from fra.analysis.channels import test_ids
-from fra.analysis.dense import corpus_profile, dense_features
+from fra.analysis.dense import corpus_profile, dense_features, layer_profile
 from fra.analysis.schema import CHANNELS
 from fra.config import EngineConfig
 from fra.engine.inputs import read_layers
@@ -135,16 +135,10 @@ def layer_profiles(feats: dict[int, list[int]], features: pd.DataFrame | None,
     the page's ``corpus`` (:func:`fra.analysis.dense.corpus_profile`); a feature in neither is left out."""
     out = {}
     for layer, fs in feats.items():
-        known = pd.DataFrame({"feature": pd.Series(dtype=int), "firing_rate": pd.Series(dtype=float),
-                              "sink_share": pd.Series(dtype=float)})
-        if features is not None and layer in features.index.get_level_values("layer"):
-            at = features.xs(layer, level="layer")
-            known = at[at.index.isin(fs)].reset_index()[list(known.columns)]
-        missing = sorted(set(fs) - set(known["feature"].astype(int)))
-        if missing and model is not None:
-            prof = corpus_profile(model, saes[layer], corpus)
-            known = pd.concat([known, prof[prof["feature"].isin(missing)][list(known.columns)]], ignore_index=True)
-        out[layer] = known.astype({"feature": int})
+        known = layer_profile(features, layer)
+        if not set(fs) <= set(known["feature"]) and model is not None:
+            known = layer_profile(features, layer, corpus_profile(model, saes[layer], corpus))
+        out[layer] = known[known["feature"].isin(fs)].reset_index(drop=True)
     return out
 
 

@@ -7,7 +7,7 @@ import torch
 from sae_lens import SAE
 from transformer_lens import HookedTransformer
 
-from fra.analysis.dense import DENSITY, corpus_profile, dense_features
+from fra.analysis.dense import DENSITY, corpus_profile, dense_features, layer_profile
 from fra.analysis.features import neuronpedia_base, token_strings
 from fra.config import ChannelConfig, EngineConfig
 from fra.engine.resolver import resolve
@@ -22,13 +22,7 @@ def page_dense(model: HookedTransformer, sae: SAE, corpus: torch.Tensor, layer: 
     """The dense features of ``sae`` (:func:`fra.analysis.dense.dense_features`) by their profile on ``corpus``
     ``[seq, pos]``, the rows of ``features`` (a features.csv of ``fra induction``, indexed by (layer, feature))
     taking precedence for their features."""
-    profile = corpus_profile(model, sae, corpus).set_index("feature")
-    if features is not None and layer in features.index.get_level_values("layer"):
-        cols = ["firing_rate", "sink_share"]
-        known = features.xs(layer, level="layer")
-        rows = known.index.intersection(profile.index)
-        profile.loc[rows, cols] = known.loc[rows, cols].to_numpy()
-    return dense_features(profile.reset_index(), density, sink_share)
+    return dense_features(layer_profile(features, layer, corpus_profile(model, sae, corpus)), density, sink_share)
 
 
 def single_page(

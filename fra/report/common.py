@@ -77,6 +77,11 @@ def fmt_range(lo, hi, digits: int = 3) -> str:
     return fmt(lo, digits) if fmt(lo, digits) == fmt(hi, digits) else f"between {fmt(lo, digits)} and {fmt(hi, digits)}"
 
 
+def fmt_span(lo, hi, digits: int = 3) -> str:
+    """``lo–hi``, each through ``fmt``: a range or an interval in a value or a table cell."""
+    return f"{fmt(lo, digits)}–{fmt(hi, digits)}"
+
+
 def fmt_p(x) -> str:
     """A p- or q-value; below 1e-16 the normal approximation's tail means nothing, so say so."""
     return "< 1e-16" if x < 1e-16 else fmt(x, 2)

@@ -2,7 +2,15 @@ import pandas as pd
 import pytest
 import torch
 
-from fra.analysis.dense import DENSE, corpus_profile, dense_features, dense_term, split_shares, split_terms
+from fra.analysis.dense import (
+    DENSE,
+    corpus_profile,
+    dense_features,
+    dense_term,
+    layer_profile,
+    split_shares,
+    split_terms,
+)
 from fra.engine import FEATURE_PAIRS, resolve
 from fra.errors import FRAError
 from tests.conftest import make_model, make_sae, rounding_atol
@@ -13,6 +21,17 @@ def test_dense_features_by_density_or_sink_share():
                             "sink_share": [0.1, 0.5, 0.0, 0.49, float("nan")]})
     assert dense_features(profile) == [3, 7, 9]  # 11: at the density, below the sink share; 12: never fires
     assert dense_features(profile, density=0.1, sink_share=0.9) == [3, 7, 9, 11]
+
+
+def test_a_layer_profile_takes_features_csv_then_the_corpus():
+    features = pd.DataFrame({"layer": [1, 1, 2], "feature": [3, 5, 3], "firing_rate": [0.9, 0.1, 0.0],
+                             "sink_share": [0.0, 0.8, 0.0]}).set_index(["layer", "feature"])
+    corpus = pd.DataFrame({"feature": [3, 4, 5], "firing_rate": [0.0, 0.7, 0.0], "sink_share": [0.0, 0.0, 0.0],
+                           "token_share": 0.5})
+    got = layer_profile(features, 1, corpus)
+    assert got.to_dict("list") == {"feature": [3, 5, 4], "firing_rate": [0.9, 0.1, 0.7], "sink_share": [0.0, 0.8, 0.0]}
+    assert dense_features(got) == [3, 4, 5]
+    assert layer_profile(features, 7).empty and layer_profile(None, 1, corpus)["feature"].tolist() == [3, 4, 5]
 
 
 def test_a_profile_without_its_columns_is_refused():

@@ -9,9 +9,8 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from fra.analysis.schema import CHANNELS
-from fra.report.build.provenance import available
+from fra.report.build.provenance import Provenance, available
 from fra.report.common import (
-    ATTN_COLUMNS,
     CONCEPTS,
     CONTROL,
     EXACT,
@@ -19,11 +18,13 @@ from fra.report.common import (
     HYP_COLUMNS,
     SHORT,
     fmt_range,
+    fmt_span,
     head_name,
     model_metrics,
 )
 from fra.report.data import read_csv, read_json
 from fra.report.sections.checks import CHECKED, control_totals
+from fra.report.sections.results import head_attention
 from fra.report.tables import count, fmt
 from fra.report.values import Values
 
@@ -47,8 +48,9 @@ class Model:
     metrics: dict
     hyp: pd.DataFrame
     channels: pd.DataFrame
-    attention: pd.DataFrame | None = None  # head × probe kind, mean attention to the target
+    attention: pd.DataFrame | None = None  # head × probe kind, mean attention to the target (results.head_attention)
     tih: list[str] = field(default_factory=list)
+    attention_source: Provenance | None = None
 
     @classmethod
     def read(cls, model: str) -> "Model | None":
@@ -57,13 +59,11 @@ class Model:
         channels = _csv(f"{base}/channels.csv", CHANNELS.names)
         if metrics is None or hyp is None or channels is None:
             return None
-        attn, wide = _csv(f"{base}/head_attention.csv", ATTN_COLUMNS), None
-        if attn is not None:
-            mean = attn.groupby(["probe", "layer", "head"], as_index=False).attention_to_target.mean()
-            mean["name"] = [head_name(layer, h) for layer, h in zip(mean.layer, mean["head"])]
-            wide = mean.pivot_table(index="name", columns="probe", values="attention_to_target")
+        wide, source = None, None
+        if available(f"{base}/head_attention.csv") and available(f"{base}/heads.csv"):
+            wide, _, source = head_attention(model)
         tih = [head_name(r.layer, r.head) for r in hyp[hyp.is_tih].itertuples()]
-        return cls(model, metrics, hyp, channels, wide, tih)
+        return cls(model, metrics, hyp, channels, wide, tih, source)
 
     def confirmed(self, probe: str) -> pd.DataFrame:
         c = self.channels
@@ -122,8 +122,7 @@ def _add_discussion(v: Values, m: Model, prov: list) -> None:
     concept = next((c for c in CONCEPTS if m.attention is not None and c in m.attention), None)
     if concept is not None:
         att = m.attention.loc[[h for h in m.tih if h in m.attention.index], concept]
-        attn_prov = read_csv(f"results/{m.model}/head_attention.csv", ATTN_COLUMNS)[1]
-        v.add("concept_attention", fmt_range(att.min(), att.max(), 2), attn_prov)
+        v.add("concept_attention", fmt_range(att.min(), att.max(), 2), m.attention_source)
         v.add("concept_tested", int((m.channels.probe == concept).sum()), *prov)
         v.add("concept_confirmed", len(m.confirmed(concept)), *prov)
     c, crit = m.channels, m.metrics["criterion"]
@@ -157,10 +156,10 @@ def _add_power(v: Values, model: str) -> None:
     best = max(tih, key=lambda c: (c["recall"], -c["strength"]))
     v.add("power_target", power["target_recall"], prov)
     v.add("power_best", best["recall"], prov, digits=2)
-    v.add("power_best_ci", "–".join(fmt(x, 2) for x in best["recall_ci95"]), prov)
+    v.add("power_best_ci", fmt_span(*best["recall_ci95"], 2), prov)
     v.add("power_best_strength", best["strength"], prov)
     v.add("power_best_probe", SHORT.get(best["probe"], best["probe"]), prov)
-    v.add("power_strengths", f"{fmt(min(c['strength'] for c in tih))}–{fmt(max(c['strength'] for c in tih))}", prov)
+    v.add("power_strengths", fmt_span(min(c["strength"] for c in tih), max(c["strength"] for c in tih)), prov)
     v.add("power_false", power["false_discoveries"], prov)
     v.add("power_controls", power["n_control"], prov)
 
@@ -180,8 +179,8 @@ def _add_sensitivity(v: Values, model: str) -> None:
         region, prov = read_json(path)
         factor = region["lift_null_factor"]
         same = factor["same_answers_at"]
-        v.add("factor_same", f"{fmt(min(same))}–{fmt(max(same))}" if same else "none", prov)
-        v.add("factor_grid", f"{fmt(min(factor['values']))}–{fmt(max(factor['values']))}", prov)
+        v.add("factor_same", fmt_span(min(same), max(same)) if same else "none", prov)
+        v.add("factor_grid", fmt_span(min(factor["values"]), max(factor["values"])), prov)
 
 
 def _add_concept_heads(v: Values, model: str) -> None:

@@ -28,6 +28,7 @@ from fra.report.common import (
     escape_markdown,
     files,
     fmt_p,
+    fmt_span,
     head_name,
     probe_order,
     yes_no,
@@ -87,8 +88,8 @@ def hypotheses_table(model: str) -> str:
 
 def span(values: pd.Series, digits: int = 3) -> str:
     """``min–max`` of ``values`` for a table cell; one value when they agree."""
-    lo, hi = fmt(values.min(), digits), fmt(values.max(), digits)
-    return lo if lo == hi else f"{lo}–{hi}"
+    lo, hi = values.min(), values.max()
+    return fmt(lo, digits) if fmt(lo, digits) == fmt(hi, digits) else fmt_span(lo, hi, digits)
 
 
 def h2_rows(hyp: pd.DataFrame, channels: pd.DataFrame) -> pd.DataFrame:

@@ -9,7 +9,16 @@ import pandas as pd
 
 from fra.report.build.markdown import absent
 from fra.report.build.provenance import Provenance, available
-from fra.report.common import HYP_COLUMNS, TARGET_FALSE, TARGET_RECALL, escape_markdown, fmt_range, head_name, yes_no
+from fra.report.common import (
+    HYP_COLUMNS,
+    TARGET_FALSE,
+    TARGET_RECALL,
+    escape_markdown,
+    fmt_range,
+    fmt_span,
+    head_name,
+    yes_no,
+)
 from fra.report.data import read_csv, read_json
 from fra.report.figures import figure
 from fra.report.tables import count, fmt, table
@@ -363,11 +372,11 @@ def pooled_values(v: Values, pooled: dict, prov: Provenance) -> None:
     v.add("val_runs", r["n_runs"], prov)
     v.add("val_recall", r["recall"], prov)
     v.add("val_recall_found", f"{r['recall_found']} of {r['recall_tested']}", prov)
-    v.add("val_recall_ci", "–".join(fmt(x) for x in r["recall_ci95"]), prov)
+    v.add("val_recall_ci", fmt_span(*r["recall_ci95"]), prov)
     v.add("val_recall_min", r["min_recall"], prov)
     v.add("val_false", r["false_discovery_rate"], prov)
     v.add("val_false_found", f"{r['false_discoveries']} of {r['token_only_tested']}", prov)
-    v.add("val_false_ci", "–".join(fmt(x) for x in r["false_discovery_ci95"]), prov)
+    v.add("val_false_ci", fmt_span(*r["false_discovery_ci95"]), prov)
 
 
 def calibration_values(v: Values, cal: pd.DataFrame, prov: Provenance) -> None:

@@ -10,7 +10,7 @@ import pandas as pd
 
 from fra.report.build import markdown
 from fra.report.build.provenance import available
-from fra.report.common import MODELS, head_name
+from fra.report.common import MODELS, fmt_span, head_name
 from fra.report.data import read_csv, read_json
 from fra.report.figures import PRINT_IN, TEXT_PT, figure
 from fra.report.tables import count, fmt, table
@@ -85,7 +85,7 @@ def power_table(model: str = "smollm2") -> str:
         rows.append({"probe": probe, "head": f"{heads.get(role, '')} ({ROLES.get(role, role)})",
                      "plants": int(c.n_induction.max()),
                      **{f"recall at {fmt(s)}": r for s, r in zip(c.strength, c.recall)},
-                     "95% CI at largest": f"{fmt(last.recall_ci95[0], 2)}–{fmt(last.recall_ci95[1], 2)}",
+                     "95% CI at largest": fmt_span(*last.recall_ci95, 2),
                      "false disc.": f"{int(c.false_discoveries.sum())}/{int(c.n_control.sum())}",
                      "attention moved": last.attention_moved})
     return table(pd.DataFrame(rows), f"tbl-{model}-power", f"The channels planted into {MODELS[model]['name']}: "
@@ -130,7 +130,7 @@ def power_values(model: str = "smollm2") -> Values:
     if real["n"]:
         share = real["scale_share"]
         v.add("real_share", share["50%"], jprov, digits=2)
-        v.add("real_share_range", f"{fmt(share['min'], 2)}–{fmt(share['max'], 2)}", jprov)
+        v.add("real_share_range", fmt_span(share["min"], share["max"], 2), jprov)
         v.add("real_effect", real["softmax_effect"]["50%"], jprov, digits=2)
         if first is not None:  # how far the model's own channels sit below the weakest planted channel found
             v.add("first_over_real", first / share["50%"], prov, jprov, digits=2)
@@ -169,5 +169,5 @@ def decomposition_values(model: str = "smollm2") -> Values:
     if (shares := _tih_shares(model)) is not None and not shares[0].empty:
         rows, sources = shares
         for name, column in (("pair_share", "pair_share_at_target"), ("error_share", "error_share_at_target")):
-            v.add(name, f"{fmt(rows[column].min(), 2)}–{fmt(rows[column].max(), 2)}", *sources)
+            v.add(name, fmt_span(rows[column].min(), rows[column].max(), 2), *sources)
     return v.fill(DECOMPOSITION_VALUES, [f"results/{model}/head_attention.csv", f"results/{model}/heads.csv"])

@@ -11,7 +11,7 @@ import pandas as pd
 
 from fra.report.build import markdown
 from fra.report.build.provenance import available
-from fra.report.common import MODELS, head_name
+from fra.report.common import MODELS, fmt_span, head_name
 from fra.report.data import read_csv, read_json
 from fra.report.figures import PRINT_IN, TEXT_PT, figure
 from fra.report.tables import count, fmt, table
@@ -333,8 +333,8 @@ def _sae_values(v: Values, model: str) -> None:
     v.add("sae_widths", ", ".join(f"{e}×" for e in sorted(saes.expansion.unique())), prov)
     v.add("sae_pipeline", _set_name(own), sprov)
     v.add("sae_n_sets", len(sets), sprov)
-    v.add("sae_loss_recovered", f"{fmt(saes.loss_recovered.min())}–{fmt(saes.loss_recovered.max())}", prov)
-    v.add("sae_var_explained", f"{fmt(saes.variance_explained.min())}–{fmt(saes.variance_explained.max())}", prov)
+    v.add("sae_loss_recovered", fmt_span(saes.loss_recovered.min(), saes.loss_recovered.max()), prov)
+    v.add("sae_var_explained", fmt_span(saes.variance_explained.min(), saes.variance_explained.max()), prov)
     for h in ("H1", "H2"):
         v.add(f"sae_{h.lower()}", _answer(own[f"{h}_answer"], *own[h].split("/")), sprov)
         kept = sum(s[f"{h}_answer"] == own[f"{h}_answer"] for s in others)
@@ -357,11 +357,11 @@ def _threshold_values(v: Values, model: str) -> None:
     holding = [p for p, r in region.items() if len(r["same_answers_at"]) == len(r["values"])]
     v.add("thr_holding", f"{len(holding)} of {len(region)}", rprov)
     for p, r in region.items():
-        v.add(f"range_{p}", f"{fmt(min(r['values']))}–{fmt(max(r['values']))}", rprov)
+        v.add(f"range_{p}", fmt_span(min(r["values"]), max(r["values"])), rprov)
     changed = [f"`{p}` = {fmt(x)}" for p, r in region.items() for x in r["values"] if x not in r["same_answers_at"]]
     v.add("thr_changed_at", ", ".join(changed) or "no swept value", rprov)
     for h in ("h1", "h2"):
-        v.add(f"thr_{h}_heads", f"{fmt(sweep[f'{h}_heads'].min())}–{fmt(sweep[f'{h}_heads'].max())}", prov)
+        v.add(f"thr_{h}_heads", fmt_span(sweep[f"{h}_heads"].min(), sweep[f"{h}_heads"].max()), prov)
 
 
 def _basis_values(v: Values, model: str) -> None:
